@@ -1,0 +1,1 @@
+//! Request inspection: path normalisation, header/framing checks, body and JSON limits (policy §3, §8).

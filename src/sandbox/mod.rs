@@ -1,0 +1,1 @@
+//! Local imitations used by `demo` and the tests: TikTok Shop, an order service, a dev identity provider.

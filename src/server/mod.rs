@@ -1,0 +1,1 @@
+//! Pingora wiring: listeners, TLS, background services, reload.

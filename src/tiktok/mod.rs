@@ -1,0 +1,1 @@
+//! TikTok Shop: request signing, credentials, tokens, pacing, webhooks.
