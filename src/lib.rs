@@ -4,8 +4,10 @@
 
 pub mod admin;
 pub mod auth;
+pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod demo;
 pub mod inspect;
 pub mod limit;
 pub mod pipeline;

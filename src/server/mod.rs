@@ -1,1 +1,9 @@
 //! Pingora wiring: listeners, TLS, background services, reload.
+
+pub mod build;
+pub mod dev_certs;
+pub mod metrics_app;
+pub mod reload;
+pub mod state;
+pub mod tls;
+pub mod upstreams;

@@ -1,0 +1,396 @@
+//! The validated, immutable runtime model built from a `ConfigFile`. Everything here has been
+//! checked: addresses parse, files exist, secrets are resolved, cross-references point somewhere.
+//! A request reads one snapshot of it for its whole life (see `server::reload`).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Method;
+use ipnet::IpNet;
+
+use super::Secret;
+
+#[derive(Debug)]
+pub struct GatewayConfig {
+    /// `version:` from the file (or "unversioned").
+    pub version: String,
+    /// SHA-256 hex of the file's bytes: what the admin status and the audit log show.
+    pub hash: String,
+    pub source: PathBuf,
+    pub listeners: Vec<Listener>,
+    pub upstreams: HashMap<String, Arc<Upstream>>,
+    pub routes: Vec<Arc<Route>>,
+    pub identity: IdentityConfig,
+    pub tiktok: Option<TikTokConfig>,
+    pub rate_limits: RateLimitsConfig,
+    pub logging: LoggingConfig,
+    pub privacy: PrivacyConfig,
+    pub webhooks: Option<WebhooksConfig>,
+    pub admin: Option<AdminConfig>,
+    pub server: ServerConfig,
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+impl GatewayConfig {
+    pub fn listener(&self, name: &str) -> Option<&Listener> {
+        self.listeners.iter().find(|l| l.name == name)
+    }
+}
+
+// ---------------------------------------------------------------- listeners
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerRole {
+    Proxy,
+    Admin,
+    Metrics,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    pub name: String,
+    pub address: SocketAddr,
+    pub role: ListenerRole,
+    pub tls: Option<ListenerTls>,
+    /// Empty: any host.
+    pub hosts: Vec<String>,
+    pub connections: ConnectionLimits,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsVersion {
+    V1_2,
+    V1_3,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    None,
+    Optional,
+    Required,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub min_version: TlsVersion,
+    pub client_ca: Option<PathBuf>,
+    pub client_auth: ClientAuth,
+    pub http2: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    pub max: usize,
+    pub max_per_ip: usize,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max: 10_000,
+            max_per_ip: 256,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- upstreams
+
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub name: String,
+    /// `host:port` as written; names are resolved by the upstream registry, not here, so a
+    /// config can be validated on a machine that cannot resolve production hosts.
+    pub targets: Vec<Target>,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub tls: Option<UpstreamTls>,
+    pub retries: usize,
+    pub health_interval: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamTls {
+    pub sni: String,
+    /// Extra trust anchors (PEM); `None` uses the system roots.
+    pub ca: Option<PathBuf>,
+}
+
+// ---------------------------------------------------------------- routes
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathMatch {
+    Exact(String),
+    Prefix(String),
+}
+
+impl PathMatch {
+    pub fn matches(&self, path: &str) -> bool {
+        match self {
+            PathMatch::Exact(p) => path == p,
+            PathMatch::Prefix(p) => path.starts_with(p.as_str()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum RouteAuth {
+    /// Explicitly open (`auth: none`).
+    None,
+    Rules(AuthRules),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AuthRules {
+    pub jwt: Vec<String>,
+    /// `Some(empty)` = any configured key.
+    pub api_keys: Option<Vec<String>>,
+    pub mtls: bool,
+    pub tiktok_webhook: Option<String>,
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RateLimitRule {
+    pub key: String,
+    pub rate: String,
+    pub burst: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteTikTok {
+    pub app: String,
+    pub shop_header: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnLeak {
+    Log,
+    Block,
+}
+
+#[derive(Debug, Clone)]
+pub struct RoutePrivacy {
+    pub pii_scope: Option<String>,
+    pub on_leak: OnLeak,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteLimits {
+    pub max_body: usize,
+    pub max_response_body: usize,
+    pub content_types: Vec<String>,
+    pub json_max_depth: usize,
+    pub max_headers: usize,
+    pub max_header_bytes: usize,
+    pub max_uri: usize,
+    pub max_query_params: usize,
+}
+
+impl Default for RouteLimits {
+    fn default() -> Self {
+        Self {
+            max_body: 1 << 20,
+            max_response_body: 8 << 20,
+            content_types: Vec::new(),
+            json_max_depth: 32,
+            max_headers: 100,
+            max_header_bytes: 32 << 10,
+            max_uri: 8 << 10,
+            max_query_params: 100,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    pub listener: String,
+    pub host: Option<String>,
+    /// Empty: any method.
+    pub methods: Vec<Method>,
+    pub path: PathMatch,
+    pub auth: RouteAuth,
+    pub rate_limits: Vec<RateLimitRule>,
+    pub tiktok: Option<RouteTikTok>,
+    pub privacy: Option<RoutePrivacy>,
+    pub upstream: String,
+    pub rewrite_path: Option<String>,
+    pub limits: RouteLimits,
+    pub forward_authorization: bool,
+}
+
+// ---------------------------------------------------------------- identity
+
+#[derive(Debug, Clone, Default)]
+pub struct IdentityConfig {
+    pub jwt: Vec<JwtIssuerConfig>,
+    pub api_keys: Vec<ApiKeyConfig>,
+    pub mtls: Vec<MtlsIdentityConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub enum JwksSourceConfig {
+    File(PathBuf),
+    Url {
+        url: String,
+        refresh: Duration,
+        unknown_kid_cooldown: Duration,
+        stale_if_error: Duration,
+        timeout: Duration,
+        ca: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct JwtIssuerConfig {
+    pub name: String,
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    pub jwks: Option<JwksSourceConfig>,
+    pub hmac_secret: Option<Secret>,
+    pub algorithms: Vec<jsonwebtoken::Algorithm>,
+    pub leeway: Duration,
+    pub scopes_claim: String,
+    pub max_token_size: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiKeyConfig {
+    pub name: String,
+    pub sha256: [u8; 32],
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MtlsIdentityConfig {
+    pub name: String,
+    pub scopes: Vec<String>,
+}
+
+// ---------------------------------------------------------------- tiktok
+
+#[derive(Debug, Clone)]
+pub struct TikTokConfig {
+    pub apps: HashMap<String, TikTokApp>,
+    pub shops: Vec<TikTokShop>,
+    pub token_store: Option<TokenStoreConfig>,
+    pub token_refresh_margin: Duration,
+    pub pacing_rate_per_sec: f64,
+    pub pacing_burst: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct TikTokApp {
+    pub name: String,
+    pub app_key: String,
+    pub app_secret: Secret,
+    pub api_base: String,
+    pub auth_base: String,
+    pub ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TikTokShop {
+    pub id: String,
+    pub app: String,
+    pub cipher: String,
+    pub access_token: Option<Secret>,
+    pub access_token_expires_at: Option<i64>,
+    pub refresh_token: Option<Secret>,
+    pub refresh_token_expires_at: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenStoreConfig {
+    pub path: PathBuf,
+    pub key: Secret,
+}
+
+// ---------------------------------------------------------------- the rest
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendErrorMode {
+    Local,
+    FailOpen,
+    FailClosed,
+}
+
+#[derive(Debug, Clone)]
+pub enum RateLimitBackend {
+    Local,
+    Redis { url: Secret },
+}
+
+#[derive(Debug, Clone)]
+pub struct RateLimitsConfig {
+    pub backend: RateLimitBackend,
+    pub on_backend_error: BackendErrorMode,
+    pub max_keys: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogTarget {
+    Stdout,
+    Stderr,
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct LoggingConfig {
+    pub access_log: LogTarget,
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PrivacyConfig {
+    pub pseudonym_key: Option<Secret>,
+    pub extra_pii_fields: Vec<String>,
+    pub extra_safe_fields: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum DedupBackend {
+    Memory,
+    Redis { url: Secret },
+}
+
+#[derive(Debug, Clone)]
+pub struct WebhooksConfig {
+    pub queue_path: PathBuf,
+    pub dedup_ttl: Duration,
+    pub dedup_backend: DedupBackend,
+    pub forward_secret: Secret,
+    pub max_retry_backoff: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub jwt_issuer: String,
+    pub scope: String,
+    pub mfa_methods: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub threads: usize,
+    pub grace_period: Duration,
+}

@@ -1,0 +1,1250 @@
+//! Turns a parsed `ConfigFile` into the runtime model, collecting every problem with its YAML path
+//! and line. Never panics, whatever the input.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Method;
+use serde_saphyr::Spanned;
+
+use super::Secret;
+use super::diagnostics::{Issues, line_of};
+use super::file::*;
+use super::runtime::*;
+use super::secret_ref::resolve_secret;
+use super::units::{parse_duration, parse_size};
+
+/// Context shared by the section validators.
+struct V<'a> {
+    issues: Issues,
+    base_dir: &'a Path,
+}
+
+impl V<'_> {
+    fn duration(&mut self, path: &str, value: &Option<S>, default: Duration) -> Duration {
+        match value {
+            None => default,
+            Some(v) => parse_duration(&v.value).unwrap_or_else(|e| {
+                self.issues.at(path, v, e);
+                default
+            }),
+        }
+    }
+
+    fn size(&mut self, path: &str, value: &Option<S>, default: usize) -> usize {
+        match value {
+            None => default,
+            Some(v) => parse_size(&v.value).unwrap_or_else(|e| {
+                self.issues.at(path, v, e);
+                default
+            }),
+        }
+    }
+
+    fn secret(&mut self, path: &str, value: &S) -> Option<Secret> {
+        match resolve_secret(&value.value, self.base_dir) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                self.issues.at(path, value, e);
+                None
+            }
+        }
+    }
+
+    /// A value that may be a literal or a secret reference (e.g. an app key).
+    fn literal_or_secret(&mut self, path: &str, value: &S) -> Option<String> {
+        if value.value.trim_start().starts_with("${") {
+            self.secret(path, value).map(|s| s.expose().to_string())
+        } else if value.value.is_empty() {
+            self.issues.at(path, value, "must not be empty");
+            None
+        } else {
+            Some(value.value.clone())
+        }
+    }
+
+    fn file(&mut self, path: &str, value: &S) -> PathBuf {
+        let full = self.base_dir.join(&value.value);
+        if !full.is_file() {
+            self.issues.at(
+                path,
+                value,
+                format!("file {} does not exist", full.display()),
+            );
+        }
+        full
+    }
+}
+
+/// Validates `file`; relative paths are taken from `base_dir`.
+pub fn build(
+    file: &ConfigFile,
+    base_dir: &Path,
+    source: PathBuf,
+    hash: String,
+) -> Result<GatewayConfig, super::ConfigError> {
+    let mut v = V {
+        issues: Issues::default(),
+        base_dir,
+    };
+    let listeners = listeners(&mut v, file);
+    let upstreams = upstreams(&mut v, file);
+    let identity = identity(&mut v, &file.identity);
+    let tiktok = file.tiktok.as_ref().map(|t| tiktok(&mut v, t));
+    let rate_limits = rate_limits(&mut v, file.rate_limits.as_ref());
+    let webhooks = file.webhooks.as_ref().map(|w| webhooks(&mut v, w));
+    let routes = routes(
+        &mut v,
+        file,
+        &Known {
+            listeners: &listeners,
+            upstreams: &upstreams,
+            identity: &identity,
+            tiktok: tiktok.as_ref(),
+        },
+    );
+    if routes
+        .iter()
+        .any(|r| matches!(&r.auth, RouteAuth::Rules(a) if a.tiktok_webhook.is_some()))
+        && webhooks.is_none()
+    {
+        v.issues.add(
+            "webhooks",
+            None,
+            "routes verify TikTok webhooks but no `webhooks:` section configures the durable queue",
+        );
+    }
+    let admin = file.admin.as_ref().map(|a| admin(&mut v, a, &identity));
+    if listeners.iter().any(|l| l.role == ListenerRole::Admin) && admin.is_none() {
+        v.issues.add(
+            "admin",
+            None,
+            "an admin listener needs an `admin:` section (JWT issuer for MFA tokens)",
+        );
+    }
+    let logging = logging(&mut v, file.logging.as_ref());
+    let privacy = privacy(&mut v, file.privacy.as_ref());
+    let server = server(&mut v, file.server.as_ref());
+    let mut trusted_proxies = Vec::new();
+    for (i, cidr) in file.trusted_proxies.iter().enumerate() {
+        let text = cidr.value.trim();
+        let parsed = text
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+        match parsed {
+            Ok(net) => trusted_proxies.push(net),
+            Err(_) => v.issues.at(
+                format!("trusted_proxies[{i}]"),
+                cidr,
+                "not a CIDR or IP address",
+            ),
+        }
+    }
+    let config = GatewayConfig {
+        version: file
+            .version
+            .as_ref()
+            .map(|s| s.value.clone())
+            .unwrap_or_else(|| "unversioned".into()),
+        hash,
+        source,
+        listeners,
+        upstreams,
+        routes,
+        identity,
+        tiktok,
+        rate_limits,
+        logging,
+        privacy,
+        webhooks,
+        admin,
+        server,
+        trusted_proxies,
+    };
+    v.issues.into_result(config)
+}
+
+fn listeners(v: &mut V, file: &ConfigFile) -> Vec<Listener> {
+    let mut out = Vec::new();
+    let mut addresses = HashSet::new();
+    if file.listeners.is_empty() {
+        v.issues
+            .add("listeners", None, "at least one listener is needed");
+    }
+    for (name, l) in &file.listeners {
+        let p = format!("listeners.{name}");
+        let line = line_of(l);
+        let lf = &l.value;
+        let address = match lf.address.value.parse::<SocketAddr>() {
+            Ok(a) => a,
+            Err(_) => {
+                v.issues.at(
+                    format!("{p}.address"),
+                    &lf.address,
+                    "not an IP:port address (e.g. 127.0.0.1:8080)",
+                );
+                continue;
+            }
+        };
+        if !addresses.insert(address) {
+            v.issues.at(
+                format!("{p}.address"),
+                &lf.address,
+                "address used by another listener",
+            );
+        }
+        let role = match lf.role.as_ref().map(|r| r.value.as_str()) {
+            Some("proxy") => ListenerRole::Proxy,
+            Some("admin") => ListenerRole::Admin,
+            Some("metrics") => ListenerRole::Metrics,
+            Some(other) => {
+                v.issues.add(
+                    format!("{p}.role"),
+                    lf.role.as_ref().and_then(line_of),
+                    format!("unknown role `{other}` (proxy, admin or metrics)"),
+                );
+                ListenerRole::Proxy
+            }
+            None => match name.as_str() {
+                "admin" => ListenerRole::Admin,
+                "metrics" => ListenerRole::Metrics,
+                _ => ListenerRole::Proxy,
+            },
+        };
+        let tls = lf.tls.as_ref().map(|t| listener_tls(v, &p, t));
+        if tls.is_none() && !address.ip().is_loopback() && !lf.allow_plaintext {
+            v.issues.add(
+                p.clone(),
+                line,
+                "plaintext listener on a non-loopback address: add `tls:` or set `allow_plaintext: true` (policy §10)",
+            );
+        }
+        if role == ListenerRole::Admin
+            && !matches!(&tls, Some(t) if t.client_auth == ClientAuth::Required)
+        {
+            v.issues.add(
+                p.clone(),
+                line,
+                "the admin listener needs TLS with `client_auth: required` (policy §6: MFA over mTLS)",
+            );
+        }
+        let mut connections = ConnectionLimits::default();
+        if let Some(c) = &lf.connections {
+            let d = ConnectionLimits::default();
+            connections.max = c.max.unwrap_or(d.max);
+            connections.max_per_ip = c.max_per_ip.unwrap_or(d.max_per_ip);
+            connections.header_timeout = v.duration(
+                &format!("{p}.connections.header_timeout"),
+                &c.header_timeout,
+                d.header_timeout,
+            );
+            connections.body_timeout = v.duration(
+                &format!("{p}.connections.body_timeout"),
+                &c.body_timeout,
+                d.body_timeout,
+            );
+            connections.idle_timeout = v.duration(
+                &format!("{p}.connections.idle_timeout"),
+                &c.idle_timeout,
+                d.idle_timeout,
+            );
+            if connections.max == 0 || connections.max_per_ip == 0 {
+                v.issues.add(
+                    format!("{p}.connections"),
+                    line,
+                    "connection caps must be above 0",
+                );
+            }
+        }
+        out.push(Listener {
+            name: name.clone(),
+            address,
+            role,
+            tls,
+            hosts: lf
+                .hosts
+                .iter()
+                .map(|h| h.value.to_ascii_lowercase())
+                .collect(),
+            connections,
+        });
+    }
+    out
+}
+
+fn listener_tls(v: &mut V, p: &str, t: &Spanned<TlsFile>) -> ListenerTls {
+    let tf = &t.value;
+    let cert = v.file(&format!("{p}.tls.cert"), &tf.cert);
+    let key = v.file(&format!("{p}.tls.key"), &tf.key);
+    let min_version = match tf.min_version.as_ref().map(|s| s.value.as_str()) {
+        None | Some("1.2") => TlsVersion::V1_2,
+        Some("1.3") => TlsVersion::V1_3,
+        Some(other) => {
+            v.issues.add(
+                format!("{p}.tls.min_version"),
+                tf.min_version.as_ref().and_then(line_of),
+                format!("`{other}`: only \"1.2\" or \"1.3\" (older TLS is never offered)"),
+            );
+            TlsVersion::V1_2
+        }
+    };
+    let client_auth = match tf.client_auth.as_ref().map(|s| s.value.as_str()) {
+        None | Some("none") => ClientAuth::None,
+        Some("optional") => ClientAuth::Optional,
+        Some("required") => ClientAuth::Required,
+        Some(other) => {
+            v.issues.add(
+                format!("{p}.tls.client_auth"),
+                tf.client_auth.as_ref().and_then(line_of),
+                format!("`{other}`: use none, optional or required"),
+            );
+            ClientAuth::None
+        }
+    };
+    let client_ca = tf
+        .client_ca
+        .as_ref()
+        .map(|ca| v.file(&format!("{p}.tls.client_ca"), ca));
+    if client_auth != ClientAuth::None && client_ca.is_none() {
+        v.issues.at(
+            format!("{p}.tls.client_ca"),
+            t,
+            "client_auth needs a client_ca bundle to verify client certificates",
+        );
+    }
+    ListenerTls {
+        cert,
+        key,
+        min_version,
+        client_ca,
+        client_auth,
+        http2: tf.http2.unwrap_or(true),
+    }
+}
+
+fn upstreams(v: &mut V, file: &ConfigFile) -> HashMap<String, Arc<Upstream>> {
+    let mut out = HashMap::new();
+    for (name, u) in &file.upstreams {
+        let p = format!("upstreams.{name}");
+        let uf = &u.value;
+        let mut targets = Vec::new();
+        if uf.targets.is_empty() {
+            v.issues
+                .at(format!("{p}.targets"), u, "at least one target is needed");
+        }
+        for (i, t) in uf.targets.iter().enumerate() {
+            match parse_target(&t.value) {
+                Ok(target) => targets.push(target),
+                Err(e) => v.issues.at(format!("{p}.targets[{i}]"), t, e),
+            }
+        }
+        let to = uf.timeouts.as_ref();
+        let tp = format!("{p}.timeouts");
+        let connect_timeout = v.duration(
+            &format!("{tp}.connect"),
+            &to.and_then(|t| t.connect.clone()),
+            Duration::from_secs(1),
+        );
+        let read_timeout = v.duration(
+            &format!("{tp}.read"),
+            &to.and_then(|t| t.read.clone()),
+            Duration::from_secs(10),
+        );
+        let write_timeout = v.duration(
+            &format!("{tp}.write"),
+            &to.and_then(|t| t.write.clone()),
+            Duration::from_secs(10),
+        );
+        let idle_timeout = v.duration(
+            &format!("{tp}.idle"),
+            &to.and_then(|t| t.idle.clone()),
+            Duration::from_secs(60),
+        );
+        let tls = uf.tls.as_ref().map(|t| UpstreamTls {
+            sni: t.value.sni.value.clone(),
+            ca: t
+                .value
+                .ca
+                .as_ref()
+                .map(|ca| v.file(&format!("{p}.tls.ca"), ca)),
+        });
+        let health_interval = uf.health_check.as_ref().map(|h| {
+            v.duration(
+                &format!("{p}.health_check.interval"),
+                &h.interval,
+                Duration::from_secs(5),
+            )
+        });
+        out.insert(
+            name.clone(),
+            Arc::new(Upstream {
+                name: name.clone(),
+                targets,
+                connect_timeout,
+                read_timeout,
+                write_timeout,
+                idle_timeout,
+                tls,
+                retries: uf.retries.unwrap_or(1),
+                health_interval,
+            }),
+        );
+    }
+    out
+}
+
+/// `host:port` or `[v6]:port`.
+pub fn parse_target(text: &str) -> Result<Target, String> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(Target {
+            host: addr.ip().to_string(),
+            port: addr.port(),
+        });
+    }
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("`{text}` is not host:port"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("`{text}`: `{port}` is not a port"))?;
+    let valid_host = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+    if !valid_host || port == 0 {
+        return Err(format!("`{text}` is not host:port"));
+    }
+    Ok(Target {
+        host: host.to_ascii_lowercase(),
+        port,
+    })
+}
+
+fn identity(v: &mut V, file: &IdentityFile) -> IdentityConfig {
+    let mut out = IdentityConfig::default();
+    let mut names = HashSet::new();
+    for (i, j) in file.jwt.iter().enumerate() {
+        let p = format!("identity.jwt[{i}]");
+        let jf = &j.value;
+        if !names.insert(jf.name.value.clone()) {
+            v.issues
+                .at(format!("{p}.name"), &jf.name, "duplicate issuer name");
+        }
+        if jf.audiences.is_empty() {
+            v.issues.at(
+                format!("{p}.audiences"),
+                j,
+                "at least one audience is needed (tokens without a matching `aud` are refused)",
+            );
+        }
+        let mut algorithms = Vec::new();
+        for (k, a) in jf.algorithms.iter().enumerate() {
+            match parse_algorithm(&a.value) {
+                Ok(alg) => algorithms.push(alg),
+                Err(e) => v.issues.at(format!("{p}.algorithms[{k}]"), a, e),
+            }
+        }
+        if algorithms.is_empty() {
+            v.issues.at(
+                format!("{p}.algorithms"),
+                j,
+                "list the algorithms to accept",
+            );
+        }
+        let hmac_secret = jf
+            .hmac_secret
+            .as_ref()
+            .and_then(|s| v.secret(&format!("{p}.hmac_secret"), s));
+        let uses_hmac = algorithms.iter().any(|a| {
+            matches!(
+                a,
+                jsonwebtoken::Algorithm::HS256
+                    | jsonwebtoken::Algorithm::HS384
+                    | jsonwebtoken::Algorithm::HS512
+            )
+        });
+        if uses_hmac && jf.hmac_secret.is_none() {
+            v.issues.at(
+                format!("{p}.algorithms"),
+                j,
+                "HMAC algorithms need `hmac_secret`; a public key is never an HMAC secret",
+            );
+        }
+        let jwks = jf.jwks.as_ref().and_then(|k| jwks(v, &p, k));
+        if jwks.is_none() && jf.hmac_secret.is_none() {
+            v.issues
+                .at(p.clone(), j, "needs `jwks` (file or url) or `hmac_secret`");
+        }
+        let max_token_size = v.size(&format!("{p}.max_token_size"), &jf.max_token_size, 8 << 10);
+        let leeway = v.duration(&format!("{p}.leeway"), &jf.leeway, Duration::from_secs(30));
+        out.jwt.push(JwtIssuerConfig {
+            name: jf.name.value.clone(),
+            issuer: jf.issuer.value.clone(),
+            audiences: jf.audiences.iter().map(|a| a.value.clone()).collect(),
+            jwks,
+            hmac_secret,
+            algorithms,
+            leeway,
+            scopes_claim: jf
+                .scopes_claim
+                .as_ref()
+                .map(|s| s.value.clone())
+                .unwrap_or_else(|| "scope".into()),
+            max_token_size,
+        });
+    }
+    let mut key_names = HashSet::new();
+    for (i, k) in file.api_keys.iter().enumerate() {
+        let p = format!("identity.api_keys[{i}]");
+        let kf = &k.value;
+        if !key_names.insert(kf.name.value.clone()) {
+            v.issues
+                .at(format!("{p}.name"), &kf.name, "duplicate API key name");
+        }
+        let Some(hex_text) = v.literal_or_secret(&format!("{p}.sha256"), &kf.sha256) else {
+            continue;
+        };
+        let mut sha256 = [0u8; 32];
+        if hex::decode_to_slice(hex_text.trim(), &mut sha256).is_err() {
+            v.issues.at(
+                format!("{p}.sha256"),
+                &kf.sha256,
+                "must be the SHA-256 of the key as 64 hex characters",
+            );
+            continue;
+        }
+        out.api_keys.push(ApiKeyConfig {
+            name: kf.name.value.clone(),
+            sha256,
+            scopes: kf.scopes.iter().map(|s| s.value.clone()).collect(),
+        });
+    }
+    for m in &file.mtls {
+        out.mtls.push(MtlsIdentityConfig {
+            name: m.value.name.value.clone(),
+            scopes: m.value.scopes.iter().map(|s| s.value.clone()).collect(),
+        });
+    }
+    out
+}
+
+fn parse_algorithm(text: &str) -> Result<jsonwebtoken::Algorithm, String> {
+    use jsonwebtoken::Algorithm::*;
+    Ok(match text {
+        "RS256" => RS256,
+        "RS384" => RS384,
+        "RS512" => RS512,
+        "PS256" => PS256,
+        "PS384" => PS384,
+        "PS512" => PS512,
+        "ES256" => ES256,
+        "ES384" => ES384,
+        "EdDSA" => EdDSA,
+        "HS256" => HS256,
+        "HS384" => HS384,
+        "HS512" => HS512,
+        "none" => return Err("`none` is never accepted".into()),
+        other => return Err(format!("unknown algorithm `{other}`")),
+    })
+}
+
+fn jwks(v: &mut V, p: &str, k: &Spanned<JwksFile>) -> Option<JwksSourceConfig> {
+    let kf = &k.value;
+    match (&kf.file, &kf.url) {
+        (Some(file), None) => Some(JwksSourceConfig::File(
+            v.file(&format!("{p}.jwks.file"), file),
+        )),
+        (None, Some(url)) => {
+            let u = url.value.as_str();
+            if !(u.starts_with("https://") || is_loopback_http(u)) {
+                v.issues.at(
+                    format!("{p}.jwks.url"),
+                    url,
+                    "JWKS must be fetched over https (http only to loopback)",
+                );
+            }
+            Some(JwksSourceConfig::Url {
+                url: url.value.clone(),
+                refresh: v.duration(
+                    &format!("{p}.jwks.refresh"),
+                    &kf.refresh,
+                    Duration::from_secs(300),
+                ),
+                unknown_kid_cooldown: v.duration(
+                    &format!("{p}.jwks.unknown_kid_cooldown"),
+                    &kf.unknown_kid_cooldown,
+                    Duration::from_secs(30),
+                ),
+                stale_if_error: v.duration(
+                    &format!("{p}.jwks.stale_if_error"),
+                    &kf.stale_if_error,
+                    Duration::from_secs(3600),
+                ),
+                timeout: v.duration(
+                    &format!("{p}.jwks.timeout"),
+                    &kf.timeout,
+                    Duration::from_secs(5),
+                ),
+                ca: kf.ca.as_ref().map(|ca| v.file(&format!("{p}.jwks.ca"), ca)),
+            })
+        }
+        _ => {
+            v.issues.at(
+                format!("{p}.jwks"),
+                k,
+                "give exactly one of `file` or `url`",
+            );
+            None
+        }
+    }
+}
+
+/// `http://127.x.x.x:port/...` or `http://localhost...`: the only places plaintext may go.
+pub fn is_loopback_http(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let host = rest.split(['/', '?']).next().unwrap_or("");
+    let host = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
+}
+
+fn tiktok(v: &mut V, file: &TikTokFile) -> TikTokConfig {
+    let mut apps = HashMap::new();
+    for (name, a) in &file.apps {
+        let p = format!("tiktok.apps.{name}");
+        let af = &a.value;
+        let app_key = v.literal_or_secret(&format!("{p}.app_key"), &af.app_key);
+        let app_secret = v.secret(&format!("{p}.app_secret"), &af.app_secret);
+        for (key, url) in [("api_base", &af.api_base), ("auth_base", &af.auth_base)] {
+            let u = url.value.as_str();
+            if !(u.starts_with("https://") || is_loopback_http(u)) || u.ends_with('/') {
+                v.issues.at(
+                    format!("{p}.{key}"),
+                    url,
+                    "must be an https:// base URL without a trailing slash (http only to loopback)",
+                );
+            }
+        }
+        let ca = af.ca.as_ref().map(|ca| v.file(&format!("{p}.ca"), ca));
+        if let (Some(app_key), Some(app_secret)) = (app_key, app_secret) {
+            apps.insert(
+                name.clone(),
+                TikTokApp {
+                    name: name.clone(),
+                    app_key,
+                    app_secret,
+                    api_base: af.api_base.value.clone(),
+                    auth_base: af.auth_base.value.clone(),
+                    ca,
+                },
+            );
+        }
+    }
+    let mut shops = Vec::new();
+    let mut ids = HashSet::new();
+    for (i, s) in file.shops.iter().enumerate() {
+        let p = format!("tiktok.shops[{i}]");
+        let sf = &s.value;
+        if !ids.insert(sf.id.value.clone()) {
+            v.issues.at(format!("{p}.id"), &sf.id, "duplicate shop id");
+        }
+        if !file.apps.contains_key(&sf.app.value) {
+            v.issues.at(
+                format!("{p}.app"),
+                &sf.app,
+                format!("unknown TikTok app `{}`", sf.app.value),
+            );
+        }
+        let access_token = sf
+            .access_token
+            .as_ref()
+            .and_then(|t| v.secret(&format!("{p}.access_token"), t));
+        let refresh_token = sf
+            .refresh_token
+            .as_ref()
+            .and_then(|t| v.secret(&format!("{p}.refresh_token"), t));
+        if sf.access_token.is_none() && sf.refresh_token.is_none() && file.token_store.is_none() {
+            v.issues.at(
+                p.clone(),
+                s,
+                "a shop needs `access_token`, `refresh_token` or a `tiktok.token_store`",
+            );
+        }
+        shops.push(TikTokShop {
+            id: sf.id.value.clone(),
+            app: sf.app.value.clone(),
+            cipher: sf.cipher.value.clone(),
+            access_token,
+            access_token_expires_at: sf.access_token_expires_at,
+            refresh_token,
+            refresh_token_expires_at: sf.refresh_token_expires_at,
+        });
+    }
+    let token_store = file.token_store.as_ref().and_then(|ts| {
+        let key = v.secret("tiktok.token_store.key", &ts.value.key)?;
+        Some(TokenStoreConfig {
+            path: v.base_dir.join(&ts.value.path.value),
+            key,
+        })
+    });
+    let (pacing_rate_per_sec, pacing_burst) = match &file.pacing {
+        None => (10.0, 10),
+        Some(pf) => {
+            let rate = match &pf.rate {
+                None => 10.0,
+                Some(r) => parse_rate_per_sec(&r.value).unwrap_or_else(|e| {
+                    v.issues.at("tiktok.pacing.rate", r, e);
+                    10.0
+                }),
+            };
+            (rate, pf.burst.unwrap_or(10))
+        }
+    };
+    TikTokConfig {
+        apps,
+        shops,
+        token_store,
+        token_refresh_margin: v.duration(
+            "tiktok.token_refresh_margin",
+            &file.token_refresh_margin,
+            Duration::from_secs(3600),
+        ),
+        pacing_rate_per_sec,
+        pacing_burst,
+    }
+}
+
+/// `50/s`, `600/m`, `1000/h` as events per second.
+pub fn parse_rate_per_sec(text: &str) -> Result<f64, String> {
+    let (n, per) = text
+        .split_once('/')
+        .ok_or_else(|| format!("`{text}` is not a rate such as 50/s"))?;
+    let n: u32 = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}`: `{n}` is not a whole number"))?;
+    let secs = match per.trim() {
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        other => return Err(format!("`{text}`: unknown period `{other}` (s, m or h)")),
+    };
+    if n == 0 {
+        return Err(format!("`{text}`: the rate must be above 0"));
+    }
+    Ok(f64::from(n) / secs)
+}
+
+fn rate_limits(v: &mut V, file: Option<&RateLimitsFile>) -> RateLimitsConfig {
+    let Some(f) = file else {
+        return RateLimitsConfig {
+            backend: RateLimitBackend::Local,
+            on_backend_error: BackendErrorMode::Local,
+            max_keys: 100_000,
+        };
+    };
+    let backend = match f.backend.value.as_str() {
+        "local" => RateLimitBackend::Local,
+        "redis" => match &f.url {
+            Some(url) => match v.literal_or_secret("rate_limits.url", url) {
+                Some(u) => RateLimitBackend::Redis {
+                    url: Secret::new(u),
+                },
+                None => RateLimitBackend::Local,
+            },
+            None => {
+                v.issues.at(
+                    "rate_limits.url",
+                    &f.backend,
+                    "the redis backend needs `url`",
+                );
+                RateLimitBackend::Local
+            }
+        },
+        other => {
+            v.issues.at(
+                "rate_limits.backend",
+                &f.backend,
+                format!("`{other}`: use local or redis"),
+            );
+            RateLimitBackend::Local
+        }
+    };
+    let on_backend_error = match f.on_backend_error.as_ref().map(|s| s.value.as_str()) {
+        None | Some("local") => BackendErrorMode::Local,
+        Some("fail_open") => BackendErrorMode::FailOpen,
+        Some("fail_closed") => BackendErrorMode::FailClosed,
+        Some(other) => {
+            v.issues.add(
+                "rate_limits.on_backend_error",
+                f.on_backend_error.as_ref().and_then(line_of),
+                format!("`{other}`: use local, fail_open or fail_closed"),
+            );
+            BackendErrorMode::Local
+        }
+    };
+    RateLimitsConfig {
+        backend,
+        on_backend_error,
+        max_keys: f.max_keys.unwrap_or(100_000),
+    }
+}
+
+fn webhooks(v: &mut V, f: &WebhooksFile) -> WebhooksConfig {
+    // On failure an issue is recorded, so this placeholder never reaches a running gateway.
+    let forward_secret = v
+        .secret("webhooks.forward_secret", &f.forward_secret)
+        .unwrap_or_else(|| Secret::new(""));
+    let dedup_backend = match f.dedup_backend.as_ref().map(|s| s.value.as_str()) {
+        None | Some("memory") => DedupBackend::Memory,
+        Some("redis") => match &f.redis_url {
+            Some(url) => match v.literal_or_secret("webhooks.redis_url", url) {
+                Some(u) => DedupBackend::Redis {
+                    url: Secret::new(u),
+                },
+                None => DedupBackend::Memory,
+            },
+            None => {
+                v.issues.add(
+                    "webhooks.redis_url",
+                    f.dedup_backend.as_ref().and_then(line_of),
+                    "the redis dedup backend needs `redis_url`",
+                );
+                DedupBackend::Memory
+            }
+        },
+        Some(other) => {
+            v.issues.add(
+                "webhooks.dedup_backend",
+                f.dedup_backend.as_ref().and_then(line_of),
+                format!("`{other}`: use memory or redis"),
+            );
+            DedupBackend::Memory
+        }
+    };
+    WebhooksConfig {
+        queue_path: v.base_dir.join(&f.queue_path.value),
+        dedup_ttl: v.duration(
+            "webhooks.dedup_ttl",
+            &f.dedup_ttl,
+            Duration::from_secs(72 * 3600),
+        ),
+        dedup_backend,
+        forward_secret,
+        max_retry_backoff: v.duration(
+            "webhooks.max_retry_backoff",
+            &f.max_retry_backoff,
+            Duration::from_secs(300),
+        ),
+    }
+}
+
+fn admin(v: &mut V, f: &AdminFile, identity: &IdentityConfig) -> AdminConfig {
+    if !identity.jwt.iter().any(|j| j.name == f.jwt.value) {
+        v.issues.at(
+            "admin.jwt",
+            &f.jwt,
+            format!("unknown JWT issuer `{}`", f.jwt.value),
+        );
+    }
+    AdminConfig {
+        jwt_issuer: f.jwt.value.clone(),
+        scope: f.scope.clone().unwrap_or_else(|| "gateway:admin".into()),
+        mfa_methods: if f.mfa_methods.is_empty() {
+            ["mfa", "otp", "hwk", "swk"].map(String::from).to_vec()
+        } else {
+            f.mfa_methods.clone()
+        },
+    }
+}
+
+fn logging(v: &mut V, f: Option<&LoggingFile>) -> LoggingConfig {
+    let mut out = LoggingConfig {
+        access_log: LogTarget::Stdout,
+        level: "info".into(),
+    };
+    let Some(f) = f else { return out };
+    if let Some(format) = &f.format {
+        if format.value != "json" {
+            v.issues
+                .at("logging.format", format, "only `json` is supported");
+        }
+    }
+    if let Some(target) = &f.access_log {
+        out.access_log = match target.value.as_str() {
+            "stdout" => LogTarget::Stdout,
+            "stderr" => LogTarget::Stderr,
+            path => LogTarget::File(v.base_dir.join(path)),
+        };
+    }
+    if let Some(level) = &f.level {
+        out.level = level.value.clone();
+    }
+    out
+}
+
+fn privacy(v: &mut V, f: Option<&PrivacyFile>) -> PrivacyConfig {
+    let Some(f) = f else {
+        return PrivacyConfig::default();
+    };
+    PrivacyConfig {
+        pseudonym_key: f
+            .pseudonym_key
+            .as_ref()
+            .and_then(|k| v.secret("privacy.pseudonym_key", k)),
+        extra_pii_fields: f.extra_pii_fields.iter().map(|s| s.value.clone()).collect(),
+        extra_safe_fields: f
+            .extra_safe_fields
+            .iter()
+            .map(|s| s.value.clone())
+            .collect(),
+    }
+}
+
+fn server(v: &mut V, f: Option<&ServerFile>) -> ServerConfig {
+    let default_threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    match f {
+        None => ServerConfig {
+            threads: default_threads,
+            grace_period: Duration::from_secs(10),
+        },
+        Some(f) => ServerConfig {
+            threads: f.threads.unwrap_or(default_threads).max(1),
+            grace_period: v.duration(
+                "server.grace_period",
+                &f.grace_period,
+                Duration::from_secs(10),
+            ),
+        },
+    }
+}
+
+/// What routes may refer to.
+struct Known<'a> {
+    listeners: &'a [Listener],
+    upstreams: &'a HashMap<String, Arc<Upstream>>,
+    identity: &'a IdentityConfig,
+    tiktok: Option<&'a TikTokConfig>,
+}
+
+fn routes(v: &mut V, file: &ConfigFile, known: &Known) -> Vec<Arc<Route>> {
+    let mut out = Vec::new();
+    let mut names = HashSet::new();
+    for (i, r) in file.routes.iter().enumerate() {
+        let p = format!("routes[{i}]");
+        let rf = &r.value;
+        if !names.insert(rf.name.value.clone()) {
+            v.issues
+                .at(format!("{p}.name"), &rf.name, "duplicate route name");
+        }
+        match known.listeners.iter().find(|l| l.name == rf.listener.value) {
+            None => v.issues.at(
+                format!("{p}.listener"),
+                &rf.listener,
+                format!("unknown listener `{}`", rf.listener.value),
+            ),
+            Some(l) if l.role != ListenerRole::Proxy => v.issues.at(
+                format!("{p}.listener"),
+                &rf.listener,
+                "routes go on proxy listeners, not admin or metrics ones",
+            ),
+            Some(_) => {}
+        }
+        if !known.upstreams.contains_key(&rf.upstream.value) {
+            v.issues.at(
+                format!("{p}.upstream"),
+                &rf.upstream,
+                format!("unknown upstream `{}`", rf.upstream.value),
+            );
+        }
+        let path = match (&rf.match_.path, &rf.match_.path_prefix) {
+            (Some(exact), None) => Some((PathMatch::Exact(exact.value.clone()), exact)),
+            (None, Some(prefix)) => Some((PathMatch::Prefix(prefix.value.clone()), prefix)),
+            _ => {
+                v.issues.at(
+                    format!("{p}.match"),
+                    r,
+                    "give exactly one of `path` or `path_prefix`",
+                );
+                None
+            }
+        };
+        if let Some((_, at)) = &path {
+            if !at.value.starts_with('/') {
+                v.issues
+                    .at(format!("{p}.match"), at, "paths start with `/`");
+            }
+        }
+        let mut methods = Vec::new();
+        for (k, m) in rf.match_.methods.iter().enumerate() {
+            match Method::from_bytes(m.value.to_ascii_uppercase().as_bytes()) {
+                Ok(method) => methods.push(method),
+                Err(_) => v
+                    .issues
+                    .at(format!("{p}.match.methods[{k}]"), m, "not an HTTP method"),
+            }
+        }
+        let auth = route_auth(v, &p, r, known);
+        let tiktok = rf.tiktok.as_ref().map(|t| {
+            if known.tiktok.map(|tk| tk.apps.contains_key(&t.value.app)) != Some(true) {
+                v.issues.at(
+                    format!("{p}.tiktok.app"),
+                    t,
+                    format!("unknown TikTok app `{}`", t.value.app),
+                );
+            }
+            RouteTikTok {
+                app: t.value.app.clone(),
+                shop_header: t
+                    .value
+                    .shop_header
+                    .clone()
+                    .unwrap_or_else(|| "x-tiktok-shop-id".into())
+                    .to_ascii_lowercase(),
+            }
+        });
+        let privacy = rf.privacy.as_ref().map(|pf| RoutePrivacy {
+            pii_scope: pf.pii_scope.clone(),
+            on_leak: match pf.on_leak.as_ref().map(|s| s.value.as_str()) {
+                None | Some("log") => OnLeak::Log,
+                Some("block") => OnLeak::Block,
+                Some(other) => {
+                    v.issues.add(
+                        format!("{p}.privacy.on_leak"),
+                        pf.on_leak.as_ref().and_then(line_of),
+                        format!("`{other}`: use log or block"),
+                    );
+                    OnLeak::Log
+                }
+            },
+        });
+        let mut rate_limits = Vec::new();
+        if let Some(list) = &rf.rate_limit {
+            for (k, rl) in list.as_slice().iter().enumerate() {
+                let rp = format!("{p}.rate_limit[{k}]");
+                if let Err(e) = parse_rate_per_sec(&rl.value.rate) {
+                    v.issues.at(format!("{rp}.rate"), rl, e);
+                }
+                if let Err(e) = check_limit_key(&rl.value.key) {
+                    v.issues.at(format!("{rp}.key"), rl, e);
+                }
+                rate_limits.push(RateLimitRule {
+                    key: rl.value.key.clone(),
+                    rate: rl.value.rate.clone(),
+                    burst: rl.value.burst,
+                });
+            }
+        }
+        let limits = route_limits(v, &p, rf.limits.as_ref());
+        let rewrite_path = rf.rewrite.as_ref().map(|rw| {
+            if !rw.path.value.starts_with('/') {
+                v.issues.at(
+                    format!("{p}.rewrite.path"),
+                    &rw.path,
+                    "paths start with `/`",
+                );
+            }
+            rw.path.value.clone()
+        });
+        if rf.forward_authorization && tiktok.is_some() {
+            v.issues.at(
+                format!("{p}.forward_authorization"),
+                r,
+                "the caller's Authorization is never forwarded to TikTok",
+            );
+        }
+        let Some((path, _)) = path else { continue };
+        out.push(Arc::new(Route {
+            name: rf.name.value.clone(),
+            listener: rf.listener.value.clone(),
+            host: rf
+                .match_
+                .host
+                .as_ref()
+                .map(|h| h.value.to_ascii_lowercase()),
+            methods,
+            path,
+            auth,
+            rate_limits,
+            tiktok,
+            privacy,
+            upstream: rf.upstream.value.clone(),
+            rewrite_path,
+            limits,
+            forward_authorization: rf.forward_authorization,
+        }));
+    }
+    out
+}
+
+fn check_limit_key(key: &str) -> Result<(), String> {
+    match key {
+        "caller" | "api_key" | "client_ip" | "shop" | "route" => Ok(()),
+        k if k.strip_prefix("header:").is_some_and(|h| !h.is_empty()) => Ok(()),
+        other => Err(format!(
+            "`{other}`: use caller, api_key, client_ip, shop, route or header:<name>"
+        )),
+    }
+}
+
+fn route_auth(v: &mut V, p: &str, r: &Spanned<RouteFile>, known: &Known) -> RouteAuth {
+    let Some(auth) = &r.value.auth else {
+        v.issues.at(
+            format!("{p}.auth"),
+            r,
+            "every route needs `auth` (write `auth: none` to open it on purpose)",
+        );
+        return RouteAuth::None;
+    };
+    match &auth.value {
+        AuthFile::Keyword(k) if k == "none" => RouteAuth::None,
+        AuthFile::Keyword(k) => {
+            v.issues.at(
+                format!("{p}.auth"),
+                auth,
+                format!("`{k}`: write `none` or a map such as {{ jwt: issuer, scopes: [..] }}"),
+            );
+            RouteAuth::None
+        }
+        AuthFile::Rules(rules) => {
+            let jwt: Vec<String> = rules
+                .jwt
+                .as_ref()
+                .map(|j| j.as_slice().to_vec())
+                .unwrap_or_default();
+            for name in &jwt {
+                if !known.identity.jwt.iter().any(|j| &j.name == name) {
+                    v.issues.at(
+                        format!("{p}.auth.jwt"),
+                        auth,
+                        format!("unknown JWT issuer `{name}`"),
+                    );
+                }
+            }
+            let api_keys = match &rules.api_key {
+                None | Some(ApiKeyChoice::Any(false)) => None,
+                Some(ApiKeyChoice::Any(true)) => Some(Vec::new()),
+                Some(ApiKeyChoice::Names(names)) => {
+                    for name in names {
+                        if !known.identity.api_keys.iter().any(|k| &k.name == name) {
+                            v.issues.at(
+                                format!("{p}.auth.api_key"),
+                                auth,
+                                format!("unknown API key `{name}`"),
+                            );
+                        }
+                    }
+                    Some(names.clone())
+                }
+            };
+            if let Some(app) = &rules.tiktok_webhook {
+                if known.tiktok.map(|t| t.apps.contains_key(app)) != Some(true) {
+                    v.issues.at(
+                        format!("{p}.auth.tiktok_webhook"),
+                        auth,
+                        format!("unknown TikTok app `{app}`"),
+                    );
+                }
+                if !jwt.is_empty() || api_keys.is_some() || rules.mtls {
+                    v.issues.at(
+                        format!("{p}.auth"),
+                        auth,
+                        "a TikTok webhook route takes only `tiktok_webhook`",
+                    );
+                }
+            }
+            if jwt.is_empty() && api_keys.is_none() && !rules.mtls && rules.tiktok_webhook.is_none()
+            {
+                v.issues.at(
+                    format!("{p}.auth"),
+                    auth,
+                    "name at least one method: jwt, api_key, mtls or tiktok_webhook",
+                );
+            }
+            RouteAuth::Rules(AuthRules {
+                jwt,
+                api_keys,
+                mtls: rules.mtls,
+                tiktok_webhook: rules.tiktok_webhook.clone(),
+                scopes: rules.scopes.clone(),
+            })
+        }
+    }
+}
+
+fn route_limits(v: &mut V, p: &str, f: Option<&RouteLimitsFile>) -> RouteLimits {
+    let d = RouteLimits::default();
+    let Some(f) = f else { return d };
+    RouteLimits {
+        max_body: v.size(&format!("{p}.limits.max_body"), &f.max_body, d.max_body),
+        max_response_body: v.size(
+            &format!("{p}.limits.max_response_body"),
+            &f.max_response_body,
+            d.max_response_body,
+        ),
+        content_types: f
+            .content_types
+            .iter()
+            .map(|s| s.value.to_ascii_lowercase())
+            .collect(),
+        json_max_depth: f.json_max_depth.unwrap_or(d.json_max_depth),
+        max_headers: f.max_headers.unwrap_or(d.max_headers),
+        max_header_bytes: v.size(
+            &format!("{p}.limits.max_header_bytes"),
+            &f.max_header_bytes,
+            d.max_header_bytes,
+        ),
+        max_uri: v.size(&format!("{p}.limits.max_uri"), &f.max_uri, d.max_uri),
+        max_query_params: f.max_query_params.unwrap_or(d.max_query_params),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        assert_eq!(
+            parse_target("127.0.0.1:9001").unwrap(),
+            Target {
+                host: "127.0.0.1".into(),
+                port: 9001
+            }
+        );
+        assert_eq!(
+            parse_target("Open-API.example.com:443").unwrap().host,
+            "open-api.example.com"
+        );
+        assert!(parse_target("nohost").is_err());
+        assert!(parse_target("a b:80").is_err());
+        assert!(parse_target("x:0").is_err());
+    }
+
+    #[test]
+    fn loopback_http() {
+        assert!(is_loopback_http("http://127.0.0.1:9000/x"));
+        assert!(is_loopback_http("http://localhost:9000"));
+        assert!(!is_loopback_http("http://10.0.0.1/"));
+        assert!(!is_loopback_http("https://127.0.0.1/"));
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate_per_sec("50/s"), Ok(50.0));
+        assert_eq!(parse_rate_per_sec("60/m"), Ok(1.0));
+        assert!(parse_rate_per_sec("0/s").is_err());
+        assert!(parse_rate_per_sec("5/d").is_err());
+    }
+}

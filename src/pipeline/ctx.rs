@@ -1,0 +1,58 @@
+//! Per-request state carried through the Pingora phases.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::config::Route;
+use crate::server::state::Runtime;
+
+pub struct RequestCtx {
+    pub started: Instant,
+    pub request_id: String,
+    /// The config snapshot this request uses from start to end.
+    pub runtime: Option<Arc<Runtime>>,
+    pub route: Option<Arc<Route>>,
+    /// `forwarded`, `refused`, `answered` or `error`, for the access log.
+    pub decision: &'static str,
+    /// Stable refusal code for the access log.
+    pub reason: Option<&'static str>,
+    pub upstream_addr: Option<SocketAddr>,
+    /// The whole request body, when the pipeline needed it before contacting the upstream.
+    pub body: Option<Bytes>,
+    /// Request body bytes seen while streaming (for the ceiling on unbuffered bodies).
+    pub streamed_body: usize,
+    /// Connect attempts so far (retries go to another target).
+    pub attempts: usize,
+    pub status: u16,
+}
+
+impl RequestCtx {
+    pub fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            request_id: String::new(),
+            runtime: None,
+            route: None,
+            decision: "error",
+            reason: None,
+            upstream_addr: None,
+            body: None,
+            streamed_body: 0,
+            attempts: 0,
+            status: 0,
+        }
+    }
+
+    pub fn route_name(&self) -> &str {
+        self.route.as_ref().map(|r| r.name.as_str()).unwrap_or("")
+    }
+}
+
+impl Default for RequestCtx {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,421 @@
+//! The Pingora `ProxyHttp` implementation. This file decides the order of the stages; each stage
+//! lives in its own module and answers `Ok(())` (continue) or `Err(GatewayError)` (respond now).
+//!
+//! Order (DESIGN.md): route -> authenticate -> authorize -> rate-limit -> inspect request ->
+//! [TikTok: credentials, sign] -> upstream -> inspect/mask response -> log.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorType};
+
+use super::body::{self, DeclaredBody, MAX_BUFFERED_BODY};
+use super::ctx::RequestCtx;
+use super::error::GatewayError;
+use super::path_guard;
+use super::router::RouteMatch;
+use crate::server::state::Gateway;
+use crate::telemetry::access_log::{AccessRecord, query_keys};
+use crate::telemetry::metrics::metrics;
+use crate::telemetry::request_id;
+
+/// One instance per proxy listener.
+pub struct GatewayProxy {
+    pub listener: Arc<str>,
+    pub gateway: Arc<Gateway>,
+}
+
+/// Headers a caller may never set: the gateway's own identity assertions.
+const IDENTITY_PREFIX: &str = "x-gateway-";
+
+impl GatewayProxy {
+    /// Stages before the upstream is chosen. `Err` ends the request with that answer.
+    async fn before_upstream(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<(), GatewayError> {
+        let runtime = self.gateway.runtime();
+        ctx.runtime = Some(runtime.clone());
+
+        // 1. Route: normalise first, then match.
+        let path = session.req_header().uri.path();
+        if let Some(reason) = path_guard::refuse_reason(path) {
+            ctx.reason = Some(reason);
+            return Err(GatewayError::bad_request(
+                "bad_path",
+                "the request path is not canonical",
+            ));
+        }
+        let host = request_host(session);
+        let method = session.req_header().method.clone();
+        let route = match runtime
+            .router
+            .find(&self.listener, host.as_deref(), &method, path)
+        {
+            RouteMatch::Found(route) => route,
+            RouteMatch::NotFound => return Err(GatewayError::not_found()),
+            RouteMatch::MethodNotAllowed(allow) => {
+                return Err(GatewayError::method_not_allowed(allow));
+            }
+        };
+        ctx.route = Some(route.clone());
+
+        // 5. Inspect request: the body ceiling is always on.
+        let limit = route.limits.max_body;
+        match body::declared_body(session)? {
+            DeclaredBody::None => {}
+            DeclaredBody::Length(n) if n > limit => {
+                return Err(GatewayError::body_too_large(limit));
+            }
+            DeclaredBody::Length(_) => {}
+            // Undeclared length: read it whole so the ceiling holds before the upstream sees bytes.
+            DeclaredBody::Unknown => {
+                ctx.body = Some(body::read_whole(session, limit.min(MAX_BUFFERED_BODY)).await?);
+            }
+        }
+        Ok(())
+    }
+
+    async fn respond(&self, session: &mut Session, ctx: &mut RequestCtx, err: &GatewayError) {
+        ctx.decision = if err.status.is_server_error() {
+            "error"
+        } else {
+            "refused"
+        };
+        if ctx.reason.is_none() {
+            ctx.reason = Some(err.code);
+        }
+        ctx.status = err.status.as_u16();
+        metrics()
+            .refusals
+            .with_label_values(&[ctx.route_name(), err.code])
+            .inc();
+        // A refused request's unread body must not be parsed as the next request.
+        session.set_keepalive(None);
+        match err.to_response(&ctx.request_id) {
+            Ok((head, body)) => {
+                if session
+                    .write_response_header(Box::new(head), false)
+                    .await
+                    .is_ok()
+                {
+                    let _ = session.write_response_body(Some(body), true).await;
+                }
+            }
+            // Only a header value we built ourselves could be invalid here; the client sees the
+            // connection close and the access log records the status.
+            Err(e) => tracing::error!(error = %e, "could not build an error response"),
+        }
+    }
+}
+
+/// `Host` (or `:authority`) lowercased, without port.
+fn request_host(session: &Session) -> Option<String> {
+    let req = session.req_header();
+    let raw = req
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri.authority().map(|a| a.as_str()))?;
+    let host = if raw.starts_with('[') {
+        raw.split_once(']').map(|(h, _)| &h[1..]).unwrap_or(raw)
+    } else {
+        raw.rsplit_once(':').map(|(h, _)| h).unwrap_or(raw)
+    };
+    Some(host.to_ascii_lowercase())
+}
+
+#[async_trait]
+impl ProxyHttp for GatewayProxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> Self::CTX {
+        RequestCtx::new()
+    }
+
+    async fn request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut Self::CTX,
+    ) -> pingora::Result<bool> {
+        ctx.request_id = request_id::from_header(
+            session
+                .req_header()
+                .headers
+                .get(request_id::HEADER)
+                .map(|v| v.as_bytes()),
+        );
+        match self.before_upstream(session, ctx).await {
+            Ok(()) => Ok(false),
+            Err(err) => {
+                self.respond(session, ctx, &err).await;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Self::CTX,
+    ) -> pingora::Result<()> {
+        if let Some(chunk) = body {
+            ctx.streamed_body += chunk.len();
+            let limit = ctx.route.as_ref().map(|r| r.limits.max_body).unwrap_or(0);
+            // The declared length was checked already; this guards against framing that lies.
+            if ctx.body.is_none() && ctx.streamed_body > limit {
+                return Error::e_explain(
+                    ErrorType::HTTPStatus(413),
+                    "request body over the ceiling",
+                );
+            }
+        }
+        Ok(())
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut Self::CTX,
+    ) -> pingora::Result<Box<HttpPeer>> {
+        let (Some(runtime), Some(route)) = (&ctx.runtime, &ctx.route) else {
+            return Error::e_explain(ErrorType::InternalError, "no route in context");
+        };
+        let Some(upstream) = runtime.config.upstreams.get(&route.upstream) else {
+            return Error::e_explain(ErrorType::InternalError, "route names an unknown upstream");
+        };
+        let attempt = ctx.attempts;
+        ctx.attempts += 1;
+        match self.gateway.upstreams.select(upstream, attempt) {
+            Ok((peer, addr)) => {
+                ctx.upstream_addr = Some(addr);
+                Ok(Box::new(peer))
+            }
+            Err(e) => Error::e_explain(ErrorType::ConnectNoRoute, e.message),
+        }
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut Self::CTX,
+    ) -> pingora::Result<()> {
+        let Some(route) = ctx.route.clone() else {
+            return Error::e_explain(ErrorType::InternalError, "no route in context");
+        };
+        // Identity headers are the gateway's to set; whatever the caller sent is dropped.
+        let spoofed: Vec<http::HeaderName> = upstream_request
+            .headers
+            .keys()
+            .filter(|k| k.as_str().starts_with(IDENTITY_PREFIX))
+            .cloned()
+            .collect();
+        for name in spoofed {
+            upstream_request.remove_header(&name);
+        }
+        if !route.forward_authorization {
+            upstream_request.remove_header(&http::header::AUTHORIZATION);
+        }
+        upstream_request.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
+        if let Some(new_path) = &route.rewrite_path {
+            let uri = match session.req_header().uri.query() {
+                Some(q) => format!("{new_path}?{q}"),
+                None => new_path.clone(),
+            };
+            let uri: http::Uri = uri.parse().or_err(
+                ErrorType::InternalError,
+                "rewritten path is not a valid URI",
+            )?;
+            upstream_request.set_uri(uri);
+        }
+        if let Some(body) = &ctx.body {
+            // The body was read whole; send it with a plain length.
+            upstream_request.remove_header(&http::header::TRANSFER_ENCODING);
+            upstream_request.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> pingora::Result<()> {
+        upstream_response.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
+        ctx.status = upstream_response.status.as_u16();
+        ctx.decision = "forwarded";
+        Ok(())
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        #[cfg(unix)] _fd: std::os::unix::io::RawFd,
+        #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
+        _digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut Self::CTX,
+    ) -> pingora::Result<()> {
+        if let Some(addr) = ctx.upstream_addr {
+            self.gateway.upstreams.restore(&addr);
+        }
+        Ok(())
+    }
+
+    fn fail_to_connect(
+        &self,
+        session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Self::CTX,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        if let Some(addr) = ctx.upstream_addr {
+            self.gateway.upstreams.eject(addr);
+        }
+        let retries = ctx
+            .runtime
+            .as_ref()
+            .zip(ctx.route.as_ref())
+            .and_then(|(rt, r)| rt.config.upstreams.get(&r.upstream))
+            .map(|u| u.retries)
+            .unwrap_or(0);
+        // Nothing reached the upstream, so another target is safe for idempotent methods, and
+        // for any method whose body we hold whole.
+        let replayable = session.req_header().method.is_idempotent() || ctx.body.is_some();
+        e.set_retry(replayable && ctx.attempts <= retries);
+        e
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut Self::CTX,
+    ) -> FailToProxy {
+        let upstream = ctx
+            .route
+            .as_ref()
+            .map(|r| r.upstream.clone())
+            .unwrap_or_default();
+        let err = match e.etype() {
+            ErrorType::HTTPStatus(413) => GatewayError::body_too_large(
+                ctx.route.as_ref().map(|r| r.limits.max_body).unwrap_or(0),
+            ),
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+                metrics()
+                    .upstream_errors
+                    .with_label_values(&[&upstream, "timeout"])
+                    .inc();
+                GatewayError::gateway_timeout()
+            }
+            ErrorType::ConnectRefused
+            | ErrorType::ConnectNoRoute
+            | ErrorType::ConnectError
+            | ErrorType::TLSHandshakeFailure
+            | ErrorType::InvalidCert
+            | ErrorType::ConnectionClosed
+                if e.esource() == &pingora::ErrorSource::Upstream
+                    || matches!(e.etype(), ErrorType::ConnectNoRoute) =>
+            {
+                metrics()
+                    .upstream_errors
+                    .with_label_values(&[&upstream, "connect"])
+                    .inc();
+                GatewayError::bad_gateway(
+                    "upstream_unavailable",
+                    "the upstream could not be reached",
+                )
+            }
+            _ => match e.esource() {
+                pingora::ErrorSource::Upstream => {
+                    metrics()
+                        .upstream_errors
+                        .with_label_values(&[&upstream, "protocol"])
+                        .inc();
+                    GatewayError::bad_gateway("upstream_error", "the upstream failed")
+                }
+                pingora::ErrorSource::Downstream => {
+                    GatewayError::bad_request("bad_request", "the request could not be read")
+                }
+                _ => GatewayError::internal("the gateway failed to handle the request"),
+            },
+        };
+        let client_gone = matches!(e.esource(), pingora::ErrorSource::Downstream)
+            && matches!(
+                e.etype(),
+                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed
+            );
+        if client_gone {
+            ctx.decision = "error";
+            ctx.status = 0;
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        }
+        // The response may already be under way; only a fresh one can carry our JSON error.
+        if session.response_written().is_none() {
+            self.respond(session, ctx, &err).await;
+        }
+        ctx.decision = "error";
+        FailToProxy {
+            error_code: err.status.as_u16(),
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Self::CTX) {
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .unwrap_or(ctx.status);
+        let route = ctx.route_name().to_string();
+        let latency = ctx.started.elapsed();
+        let m = metrics();
+        m.requests_total
+            .with_label_values(&[route.as_str(), status.to_string().as_str()])
+            .inc();
+        m.request_duration
+            .with_label_values(&[route.as_str()])
+            .observe(latency.as_secs_f64());
+        let req = session.req_header();
+        let upstream = ctx.route.as_ref().map(|r| r.upstream.as_str());
+        let forwarded = ctx.decision == "forwarded";
+        self.gateway.access_log.write(AccessRecord {
+            request_id: &ctx.request_id,
+            listener: &self.listener,
+            route: ctx.route.as_ref().map(|r| r.name.as_str()),
+            method: req.method.as_str(),
+            path: req.uri.path(),
+            query_keys: query_keys(req.uri.query()),
+            status,
+            bytes_in: session.body_bytes_read(),
+            bytes_out: session.body_bytes_sent(),
+            latency_ms: duration_ms(latency),
+            upstream: if forwarded { upstream } else { None },
+            decision: ctx.decision,
+            reason: ctx.reason,
+            client_ip: session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip().to_string()),
+            ..Default::default()
+        });
+    }
+}
+
+fn duration_ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}

@@ -1,0 +1,140 @@
+//! Assembles the Pingora server from a gateway: one service per listener, plus background work.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::apps::HttpServerApp;
+use pingora::apps::http_app::HttpServer;
+use pingora::proxy::http_proxy_service_with_name;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora::services::background::background_service;
+use pingora::services::listening::Service;
+
+use super::metrics_app::MetricsApp;
+use super::reload::{ReloadService, ResolveService};
+use super::state::{Gateway, StartError};
+use super::tls::listener_settings;
+use crate::config::{ListenerRole, ListenerTls};
+use crate::pipeline::proxy::GatewayProxy;
+
+/// Builds a ready-to-run server. `config_path` enables reload on SIGHUP / file change.
+pub fn build_server(
+    gateway: Arc<Gateway>,
+    config_path: Option<PathBuf>,
+) -> Result<Server, StartError> {
+    let runtime = gateway.runtime();
+    let config = &runtime.config;
+    let conf = ServerConf {
+        threads: config.server.threads,
+        grace_period_seconds: Some(config.server.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(5),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let conf = server.configuration.clone();
+
+    for listener in &config.listeners {
+        let addr = listener.address.to_string();
+        let tls = |t: &ListenerTls| {
+            listener_settings(t, None).map_err(|e| StartError::Listener {
+                listener: listener.name.clone(),
+                reason: e.to_string(),
+            })
+        };
+        match listener.role {
+            ListenerRole::Proxy => {
+                let proxy = GatewayProxy {
+                    listener: listener.name.as_str().into(),
+                    gateway: gateway.clone(),
+                };
+                let mut svc =
+                    http_proxy_service_with_name(&conf, proxy, &format!("proxy:{}", listener.name));
+                match &listener.tls {
+                    Some(t) => svc.add_tls_with_settings(&addr, None, tls(t)?),
+                    None => svc.add_tcp(&addr),
+                }
+                server.add_service(svc);
+            }
+            ListenerRole::Metrics => {
+                let app = HttpServer::new_app(MetricsApp {
+                    gateway: gateway.clone(),
+                });
+                add_app(
+                    &mut server,
+                    &listener.name,
+                    app,
+                    &addr,
+                    listener.tls.as_ref().map(tls).transpose()?,
+                );
+            }
+            ListenerRole::Admin => {
+                return Err(StartError::Listener {
+                    listener: listener.name.clone(),
+                    reason: "the admin API is not available in this build".into(),
+                });
+            }
+        }
+    }
+
+    if let Some(path) = config_path {
+        server.add_service(background_service(
+            "config reload",
+            ReloadService {
+                gateway: gateway.clone(),
+                path,
+                poll: Duration::from_secs(2),
+            },
+        ));
+    }
+    server.add_service(background_service(
+        "upstream resolver",
+        ResolveService {
+            gateway,
+            every: Duration::from_secs(30),
+        },
+    ));
+    Ok(server)
+}
+
+fn add_app<A: HttpServerApp + Send + Sync + 'static>(
+    server: &mut Server,
+    name: &str,
+    app: A,
+    addr: &str,
+    tls: Option<pingora::listeners::tls::TlsSettings>,
+) {
+    let mut svc = Service::new(format!("app:{name}"), app);
+    match tls {
+        Some(settings) => svc.add_tls_with_settings(addr, None, settings),
+        None => svc.add_tcp(addr),
+    }
+    server.add_service(svc);
+}
+
+/// Stops the server when notified (tests and the demo), instead of on Unix signals.
+pub struct NotifyShutdown(pub Arc<tokio::sync::Notify>);
+
+#[async_trait]
+impl ShutdownSignalWatch for NotifyShutdown {
+    async fn recv(&self) -> ShutdownSignal {
+        self.0.notified().await;
+        ShutdownSignal::FastShutdown
+    }
+}
+
+/// Runs until SIGTERM (graceful), SIGINT (fast) or SIGQUIT (hand sockets to a new process).
+pub fn run_with_signals(mut server: Server) {
+    server.bootstrap();
+    server.run(RunArgs::default());
+}
+
+/// Runs until `stop` is notified.
+pub fn run_until(mut server: Server, stop: Arc<tokio::sync::Notify>) {
+    server.bootstrap();
+    server.run(RunArgs {
+        shutdown_signal: Box::new(NotifyShutdown(stop)),
+    });
+}

@@ -1,0 +1,62 @@
+//! The metrics listener: `/metrics` (Prometheus text), `/healthz` (the process is up) and
+//! `/readyz` (a config is loaded and proxy listeners are configured).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use http::{Response, StatusCode};
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+
+use super::state::Gateway;
+use crate::telemetry::metrics;
+
+pub struct MetricsApp {
+    pub gateway: Arc<Gateway>,
+}
+
+fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .header("content-length", body.len())
+        .body(body)
+        .unwrap_or_else(|_| Response::new(Vec::new()))
+}
+
+#[async_trait]
+impl ServeHttp for MetricsApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        match session.req_header().uri.path() {
+            "/metrics" => reply(
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                metrics::render().into_bytes(),
+            ),
+            "/healthz" => reply(
+                StatusCode::OK,
+                "application/json",
+                br#"{"status":"ok"}"#.to_vec(),
+            ),
+            "/readyz" => {
+                let rt = self.gateway.runtime();
+                let body = serde_json::json!({
+                    "status": "ready",
+                    "config_version": rt.config.version,
+                    "config_hash": rt.config.hash,
+                    "routes": rt.config.routes.len(),
+                });
+                reply(
+                    StatusCode::OK,
+                    "application/json",
+                    body.to_string().into_bytes(),
+                )
+            }
+            _ => reply(
+                StatusCode::NOT_FOUND,
+                "application/json",
+                br#"{"error":{"code":"no_route","message":"not found","request_id":""}}"#.to_vec(),
+            ),
+        }
+    }
+}

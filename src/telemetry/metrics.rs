@@ -1,0 +1,83 @@
+//! Prometheus metrics, registered once in the default registry (which `/metrics` serves).
+
+use std::sync::OnceLock;
+
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, register_histogram_vec,
+    register_int_counter_vec, register_int_gauge,
+};
+
+pub struct Metrics {
+    pub requests_total: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub upstream_errors: IntCounterVec,
+    pub config_reloads: IntCounterVec,
+    pub auth_failures: IntCounterVec,
+    pub refusals: IntCounterVec,
+    pub config_loaded_at: IntGauge,
+}
+
+static METRICS: OnceLock<Metrics> = OnceLock::new();
+
+// Names and labels below are constants: registering them can only fail on a programming error
+// (a duplicate name), never on input, so failing loudly at first use is right.
+const STATIC: &str = "static metric definition";
+
+/// The process-wide metrics.
+pub fn metrics() -> &'static Metrics {
+    METRICS.get_or_init(|| {
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            register_int_counter_vec!(Opts::new(name, help), labels).expect(STATIC)
+        };
+        Metrics {
+            requests_total: counter(
+                "requests_total",
+                "Requests answered, by route and status",
+                &["route", "status"],
+            ),
+            request_duration: register_histogram_vec!(
+                HistogramOpts::new("request_duration_seconds", "Request latency by route").buckets(
+                    vec![
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                        5.0, 10.0
+                    ]
+                ),
+                &["route"]
+            )
+            .expect(STATIC),
+            upstream_errors: counter(
+                "upstream_errors_total",
+                "Upstream failures by upstream and kind",
+                &["upstream", "kind"],
+            ),
+            config_reloads: counter(
+                "config_reloads_total",
+                "Config reloads by outcome (applied, rejected)",
+                &["outcome"],
+            ),
+            auth_failures: counter(
+                "auth_failures_total",
+                "Authentication/authorization refusals by route and reason",
+                &["route", "reason"],
+            ),
+            refusals: counter(
+                "requests_refused_total",
+                "Requests refused before the upstream, by route and code",
+                &["route", "code"],
+            ),
+            config_loaded_at: register_int_gauge!(
+                "config_loaded_timestamp_seconds",
+                "Unix time the running config was applied"
+            )
+            .expect(STATIC),
+        }
+    })
+}
+
+/// Text exposition of the default registry.
+pub fn render() -> String {
+    let _ = metrics();
+    prometheus::TextEncoder::new()
+        .encode_to_string(&prometheus::gather())
+        .unwrap_or_default()
+}

@@ -1,0 +1,133 @@
+//! Test support: start the real gateway in-process on free loopback ports, with dev certificates
+//! and an order-service sandbox as the upstream.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tiktok_gateway::clock::SystemClock;
+use tiktok_gateway::config::load_file;
+use tiktok_gateway::server::dev_certs::{self, DevCerts};
+use tiktok_gateway::server::{build, state::Gateway, tls};
+
+/// A free port on 127.0.0.1 (bound then released; the gateway binds it right after).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+pub struct TestGateway {
+    pub dir: tempfile::TempDir,
+    pub certs: DevCerts,
+    pub gateway: Arc<Gateway>,
+    pub config_path: PathBuf,
+    stop: Arc<tokio::sync::Notify>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestGateway {
+    /// `make_config(dir)` returns the YAML; dev certs are already in `dir` as gateway.crt/key,
+    /// ca.crt, client.crt/key.
+    pub fn start(make_config: impl FnOnce(&Path) -> String) -> TestGateway {
+        tls::install_crypto_provider();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let certs = dev_certs::generate(dir.path()).expect("dev certs");
+        let yaml = make_config(dir.path());
+        let config_path = dir.path().join("gateway.yaml");
+        std::fs::write(&config_path, yaml).expect("write config");
+        let config = load_file(&config_path).unwrap_or_else(|e| panic!("test config invalid: {e}"));
+        let addrs: Vec<SocketAddr> = config.listeners.iter().map(|l| l.address).collect();
+        let gateway = Gateway::new(config, Arc::new(SystemClock)).expect("gateway");
+        let server =
+            build::build_server(gateway.clone(), Some(config_path.clone())).expect("server");
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let stop2 = stop.clone();
+        let thread = std::thread::spawn(move || build::run_until(server, stop2));
+        for addr in addrs {
+            wait_listening(addr);
+        }
+        TestGateway {
+            dir,
+            certs,
+            gateway,
+            config_path,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        self.stop.notify_one();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn wait_listening(addr: SocketAddr) {
+    for _ in 0..200 {
+        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(50)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("gateway did not listen on {addr}");
+}
+
+/// An HTTPS client trusting the dev CA (HTTP/1.1 and HTTP/2 by ALPN).
+pub fn https_client(certs: &DevCerts) -> reqwest::Client {
+    tls::install_crypto_provider();
+    let ca = std::fs::read(&certs.ca_cert).expect("ca");
+    reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&ca).expect("ca pem")])
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+/// Sends raw bytes and returns everything the server answered until it closed or went quiet.
+pub async fn raw_http(addr: SocketAddr, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(request).await.expect("write");
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Err(_) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => {
+                out.extend_from_slice(&buf[..n]);
+                // One response is enough for these tests.
+                let text = String::from_utf8_lossy(&out);
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len = head.lines().find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                    });
+                    if len.is_some_and(|n| body.len() >= n) {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub fn status_of(raw: &str) -> u16 {
+    raw.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}

@@ -1,0 +1,400 @@
+//! The foundation end to end: TLS listener, routing, body ceiling, path refusals, upstream
+//! failures, request ids, access log hygiene, reload.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{TestGateway, free_port, https_client, raw_http, status_of};
+use tiktok_gateway::sandbox::orders::{Behaviour, OrderService};
+
+struct Ports {
+    public: u16,
+    plain: u16,
+    metrics: u16,
+}
+
+fn config(dir: &Path, p: &Ports, orders: std::net::SocketAddr, dead: u16) -> String {
+    format!(
+        r#"version: "t1"
+listeners:
+  public:
+    address: "127.0.0.1:{public}"
+    tls: {{ cert: gateway.crt, key: gateway.key }}
+  plain:
+    address: "127.0.0.1:{plain}"
+  metrics:
+    address: "127.0.0.1:{metrics}"
+upstreams:
+  orders:
+    targets: ["{orders}"]
+    timeouts: {{ connect: 500ms, read: 1s }}
+  dead:
+    targets: ["127.0.0.1:{dead}"]
+    timeouts: {{ connect: 500ms, read: 1s }}
+routes:
+  - name: orders
+    listener: public
+    match: {{ path_prefix: /orders/, methods: [GET, POST] }}
+    auth: none
+    limits: {{ max_body: 1KiB }}
+    upstream: orders
+  - name: events
+    listener: public
+    match: {{ path: /events, methods: [POST] }}
+    auth: none
+    upstream: orders
+    rewrite: {{ path: /internal/events }}
+  - name: dead
+    listener: public
+    match: {{ path_prefix: /dead/ }}
+    auth: none
+    upstream: dead
+  - name: plain-orders
+    listener: plain
+    match: {{ path_prefix: /orders/ }}
+    auth: none
+    limits: {{ max_body: 1KiB }}
+    upstream: orders
+logging:
+  access_log: {log}
+"#,
+        public = p.public,
+        plain = p.plain,
+        metrics = p.metrics,
+        log = dir.join("access.log").display(),
+    )
+}
+
+async fn setup() -> (TestGateway, OrderService, Ports) {
+    let orders = OrderService::spawn(None).await.unwrap();
+    let ports = Ports {
+        public: free_port(),
+        plain: free_port(),
+        metrics: free_port(),
+    };
+    let dead = free_port();
+    let addr = orders.addr();
+    let p = Ports { ..ports };
+    let gw = TestGateway::start(|dir| config(dir, &p, addr, dead));
+    (gw, orders, p)
+}
+
+fn url(p: &Ports, path: &str) -> String {
+    format!("https://localhost:{}{path}", p.public)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwards_method_path_query_headers_body_and_back() {
+    let (gw, orders, p) = setup().await;
+    let client = https_client(&gw.certs);
+    let res = client
+        .post(url(&p, "/orders/42?ids=a,b&page_token=x%2By"))
+        .header("x-custom", "kept")
+        .header("x-request-id", "trace-123")
+        .header("x-gateway-subject", "spoofed-admin")
+        .header("authorization", "Bearer SECRET-TOKEN-VALUE")
+        .body(r#"{"order":"42"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-request-id"], "trace-123");
+    assert_eq!(res.headers()["x-order-service"], "sandbox");
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["path"], "/orders/42");
+
+    let got = orders.received();
+    assert_eq!(got.len(), 1);
+    let r = &got[0];
+    assert_eq!(r.method, "POST");
+    assert_eq!(r.uri, "/orders/42?ids=a,b&page_token=x%2By");
+    assert_eq!(r.headers["x-custom"], "kept");
+    assert_eq!(r.headers["x-request-id"], "trace-123");
+    assert!(
+        r.headers.get("x-gateway-subject").is_none(),
+        "spoofed identity header must be stripped"
+    );
+    assert!(
+        r.headers.get("authorization").is_none(),
+        "caller credentials are not forwarded by default"
+    );
+    assert_eq!(&r.body[..], br#"{"order":"42"}"#);
+
+    // The access log has the request but never the token, nor query values.
+    let log = wait_for_log(&gw, "trace-123").await;
+    assert!(!log.contains("SECRET-TOKEN-VALUE"));
+    assert!(!log.contains("x%2By") && !log.contains("a,b"));
+    let line: serde_json::Value =
+        serde_json::from_str(log.lines().find(|l| l.contains("trace-123")).unwrap()).unwrap();
+    assert_eq!(line["route"], "orders");
+    assert_eq!(line["status"], 200);
+    assert_eq!(line["decision"], "forwarded");
+    assert_eq!(line["query_keys"], serde_json::json!(["ids", "page_token"]));
+}
+
+async fn wait_for_log(gw: &TestGateway, needle: &str) -> String {
+    for _ in 0..50 {
+        let log = gw.access_log();
+        if log.contains(needle) {
+            return log;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("access log never mentioned {needle}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_is_offered_and_works() {
+    let (gw, orders, p) = setup().await;
+    let client = https_client(&gw.certs);
+    let res = client.get(url(&p, "/orders/7")).send().await.unwrap();
+    assert_eq!(res.version(), reqwest::Version::HTTP_2);
+    assert_eq!(res.status(), 200);
+    let res = client
+        .post(url(&p, "/orders/7"))
+        .body("h2 body")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let got = orders.received();
+    assert_eq!(got.len(), 2);
+    assert_eq!(&got[1].body[..], b"h2 body");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rewrite_keeps_query() {
+    let (gw, orders, p) = setup().await;
+    let res = https_client(&gw.certs)
+        .post(url(&p, "/events?x=1"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(orders.received()[0].uri, "/internal/events?x=1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_route_is_404_and_wrong_method_is_405_with_allow() {
+    let (gw, orders, p) = setup().await;
+    let client = https_client(&gw.certs);
+    let res = client.get(url(&p, "/nope")).send().await.unwrap();
+    assert_eq!(res.status(), 404);
+    assert!(res.headers().contains_key("x-request-id"));
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "no_route");
+    assert!(
+        body["error"]["request_id"]
+            .as_str()
+            .is_some_and(|s| s.len() == 32)
+    );
+
+    let res = client.delete(url(&p, "/orders/1")).send().await.unwrap();
+    assert_eq!(res.status(), 405);
+    assert_eq!(res.headers()["allow"], "GET, POST");
+    assert_eq!(orders.received_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_bodies_get_413_and_never_reach_the_upstream() {
+    let (gw, orders, p) = setup().await;
+    let client = https_client(&gw.certs);
+    // Declared length over the ceiling.
+    let res = client
+        .post(url(&p, "/orders/1"))
+        .body(vec![b'a'; 2048])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 413);
+    // Chunked (no declared length) over the ceiling, over plain HTTP/1.1 so framing is exact.
+    let addr = format!("127.0.0.1:{}", p.plain).parse().unwrap();
+    let chunk = "a".repeat(600);
+    let req = format!(
+        "POST /orders/1 HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n258\r\n{chunk}\r\n258\r\n{chunk}\r\n0\r\n\r\n"
+    );
+    let raw = raw_http(addr, req.as_bytes()).await;
+    assert_eq!(status_of(&raw), 413, "{raw}");
+    assert_eq!(
+        orders.received_count(),
+        0,
+        "the upstream must see nothing of an oversized body"
+    );
+
+    // A chunked body under the ceiling is forwarded whole.
+    let small = "b".repeat(100);
+    let req = format!(
+        "POST /orders/1 HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n64\r\n{small}\r\n0\r\n\r\n"
+    );
+    let raw = raw_http(addr, req.as_bytes()).await;
+    assert_eq!(status_of(&raw), 200, "{raw}");
+    assert_eq!(orders.received()[0].body.len(), 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ambiguous_paths_are_refused_before_routing() {
+    let (_gw, orders, p) = setup().await;
+    let addr = format!("127.0.0.1:{}", p.plain).parse().unwrap();
+    for path in [
+        "/orders/../admin",
+        "/orders/%2e%2e/admin",
+        "/orders/a%2fb",
+        "/orders/..;/admin",
+        "/orders//x",
+        "/orders/a\\b",
+        "/orders/a%00",
+        "/orders/./x",
+        "/orders/%c0%ae%c0%ae/x",
+    ] {
+        let raw = raw_http(
+            addr,
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes(),
+        )
+        .await;
+        let status = status_of(&raw);
+        assert_eq!(status, 400, "{path}: {raw}");
+    }
+    assert_eq!(orders.received_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_upstream_is_502_and_slow_upstream_is_504_quickly() {
+    let (gw, orders, p) = setup().await;
+    let client = https_client(&gw.certs);
+    let started = std::time::Instant::now();
+    let res = client.get(url(&p, "/dead/x")).send().await.unwrap();
+    assert_eq!(res.status(), 502);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "upstream_unavailable");
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    orders.set_behaviour(Behaviour::Stall(Duration::from_secs(4)));
+    let res = client.get(url(&p, "/orders/slow")).send().await.unwrap();
+    assert_eq!(res.status(), 504);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "upstream_timeout");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_health() {
+    let (gw, _orders, p) = setup().await;
+    let _ = https_client(&gw.certs)
+        .get(url(&p, "/orders/1"))
+        .send()
+        .await
+        .unwrap();
+    let m = reqwest::get(format!("http://127.0.0.1:{}/metrics", p.metrics))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains("requests_total{route=\"orders\",status=\"200\"}"),
+        "{m}"
+    );
+    assert!(m.contains("request_duration_seconds_bucket"));
+    let h = reqwest::get(format!("http://127.0.0.1:{}/healthz", p.metrics))
+        .await
+        .unwrap();
+    assert_eq!(h.status(), 200);
+    let r: serde_json::Value = reqwest::get(format!("http://127.0.0.1:{}/readyz", p.metrics))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["config_version"], "t1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_changes_routing_on_a_live_keepalive_connection_and_bad_reload_keeps_old() {
+    let (gw, orders, p) = setup().await;
+    // One client = one pooled keep-alive connection across the reload.
+    let client = https_client(&gw.certs);
+    assert_eq!(
+        client
+            .get(url(&p, "/orders/1"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        client
+            .get(url(&p, "/v2/orders/1"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+
+    let text = std::fs::read_to_string(&gw.config_path).unwrap();
+    let new_text = text.replace("version: \"t1\"", "version: \"t2\"").replace(
+        "routes:\n",
+        "routes:\n  - name: v2\n    listener: public\n    match: { path_prefix: /v2/ }\n    auth: none\n    upstream: orders\n",
+    );
+    std::fs::write(&gw.config_path, &new_text).unwrap();
+    gw.gateway.reload_from(&gw.config_path).unwrap();
+    assert_eq!(gw.gateway.runtime().config.version, "t2");
+    assert_eq!(
+        client
+            .get(url(&p, "/v2/orders/1"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    // A broken file is refused; the running routes stay.
+    std::fs::write(
+        &gw.config_path,
+        new_text.replace("upstream: orders\n", "upstream: missing\n"),
+    )
+    .unwrap();
+    let err = gw.gateway.reload_from(&gw.config_path).unwrap_err();
+    assert!(
+        err.to_string().contains("unknown upstream `missing`"),
+        "{err}"
+    );
+    assert_eq!(
+        client
+            .get(url(&p, "/v2/orders/1"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(gw.gateway.runtime().config.version, "t2");
+
+    // The file watcher also picks up a change on its own.
+    std::fs::write(
+        &gw.config_path,
+        &text.replace("version: \"t1\"", "version: \"t3\""),
+    )
+    .unwrap();
+    for _ in 0..50 {
+        if gw.gateway.runtime().config.version == "t3" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(gw.gateway.runtime().config.version, "t3");
+    assert_eq!(
+        client
+            .get(url(&p, "/v2/orders/1"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert!(orders.received_count() >= 3);
+}
