@@ -70,7 +70,9 @@ impl Issues {
         self.add(path, line_of(at), message);
     }
 
-    pub fn into_result<T>(self, value: T) -> Result<T, ConfigError> {
+    /// The value if nothing was found; otherwise every issue, in file order.
+    pub fn into_result<T>(mut self, value: T) -> Result<T, ConfigError> {
+        self.0.sort_by_key(|i| i.line.unwrap_or(u64::MAX));
         if self.0.is_empty() {
             Ok(value)
         } else {

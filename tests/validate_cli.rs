@@ -1,0 +1,118 @@
+//! `tiktok-gateway validate` reports every problem with its YAML path and line, and exits 1.
+
+use std::process::Command;
+
+fn validate(yaml: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tiktok-gateway"))
+        .args(["validate", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn reports_every_error_with_path_and_line() {
+    let yaml = r#"listeners:
+  egress:
+    address: "127.0.0.1:8080"
+  public:
+    address: "0.0.0.0:8443"
+upstreams:
+  orders:
+    targets: ["127.0.0.1:9001"]
+    timeouts: { connect: 5 }
+routes:
+  - name: a
+    listener: egress
+    match: { path_prefix: /x/ }
+    upstream: nowhere
+  - name: b
+    listener: nolistener
+    match: { path: /y }
+    auth: none
+    upstream: orders
+"#;
+    let (ok, out) = validate(yaml);
+    assert!(!ok, "{out}");
+    for expected in [
+        "line 5: listeners.public: plaintext listener on a non-loopback address",
+        "line 9: upstreams.orders.timeouts.connect: `5` has no unit",
+        "line 11: routes[0].auth: every route needs `auth`",
+        "line 14: routes[0].upstream: unknown upstream `nowhere`",
+        "line 16: routes[1].listener: unknown listener `nolistener`",
+    ] {
+        assert!(out.contains(expected), "missing `{expected}` in:\n{out}");
+    }
+}
+
+#[test]
+fn unknown_keys_and_inline_secrets_are_refused() {
+    let (ok, out) =
+        validate("listeners:\n  egress:\n    address: \"127.0.0.1:8080\"\n    adress: typo\n");
+    assert!(!ok);
+    assert!(out.contains("adress"), "{out}");
+    assert!(out.contains("line 4"), "{out}");
+
+    let yaml = r#"listeners:
+  egress: { address: "127.0.0.1:8080" }
+identity:
+  api_keys:
+    - { name: k, sha256: "${env:TTGW_TEST_DEFINITELY_UNSET}" }
+tiktok:
+  apps:
+    main: { app_key: abc, app_secret: "inline-secret", api_base: "https://x.example", auth_base: "https://y.example" }
+"#;
+    let (ok, out) = validate(yaml);
+    assert!(!ok);
+    assert!(out.contains("line 5: identity.api_keys[0].sha256: environment variable TTGW_TEST_DEFINITELY_UNSET is not set"), "{out}");
+    assert!(
+        out.contains("line 8: tiktok.apps.main.app_secret: secrets are never inline"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("inline-secret"),
+        "the secret value itself must not be echoed: {out}"
+    );
+}
+
+#[test]
+fn garbage_never_panics() {
+    for yaml in [
+        "",
+        "[",
+        "listeners: 5",
+        "{{{{",
+        "listeners:\n  a: { address: [1,2] }",
+        "\u{0}\u{1}",
+        "&a [*a, *a]",
+    ] {
+        let (ok, out) = validate(yaml);
+        assert!(!ok, "{yaml:?} was accepted");
+        assert!(!out.contains("panicked"), "{yaml:?}: {out}");
+    }
+}
+
+#[test]
+fn shipped_minimal_example_is_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/minimal.yaml");
+    let out = Command::new(env!("CARGO_BIN_EXE_tiktok-gateway"))
+        .args(["validate", "--config", path])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
