@@ -377,7 +377,7 @@ async fn reload_changes_routing_on_a_live_keepalive_connection_and_bad_reload_ke
     // The file watcher also picks up a change on its own.
     std::fs::write(
         &gw.config_path,
-        &text.replace("version: \"t1\"", "version: \"t3\""),
+        text.replace("version: \"t1\"", "version: \"t3\""),
     )
     .unwrap();
     for _ in 0..50 {

@@ -873,11 +873,9 @@ fn logging(v: &mut V, f: Option<&LoggingFile>) -> LoggingConfig {
         level: "info".into(),
     };
     let Some(f) = f else { return out };
-    if let Some(format) = &f.format {
-        if format.value != "json" {
-            v.issues
-                .at("logging.format", format, "only `json` is supported");
-        }
+    if let Some(format) = f.format.as_ref().filter(|f| f.value != "json") {
+        v.issues
+            .at("logging.format", format, "only `json` is supported");
     }
     if let Some(target) = &f.access_log {
         out.access_log = match target.value.as_str() {
@@ -980,11 +978,9 @@ fn routes(v: &mut V, file: &ConfigFile, known: &Known) -> Vec<Arc<Route>> {
                 None
             }
         };
-        if let Some((_, at)) = &path {
-            if !at.value.starts_with('/') {
-                v.issues
-                    .at(format!("{p}.match"), at, "paths start with `/`");
-            }
+        if let Some((_, at)) = path.as_ref().filter(|(_, at)| !at.value.starts_with('/')) {
+            v.issues
+                .at(format!("{p}.match"), at, "paths start with `/`");
         }
         let mut methods = Vec::new();
         for (k, m) in rf.match_.methods.iter().enumerate() {

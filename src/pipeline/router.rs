@@ -45,10 +45,8 @@ impl Router {
         };
         let mut allowed: Vec<&str> = Vec::new();
         for route in routes {
-            if let Some(want) = &route.host {
-                if host != Some(want.as_str()) {
-                    continue;
-                }
+            if route.host.as_deref().is_some_and(|want| host != Some(want)) {
+                continue;
             }
             if !route.path.matches(path) {
                 continue;

@@ -2,7 +2,7 @@
 //! once when it starts and keeps it to the end, so a reload never changes policy mid-request, and
 //! keep-alive connections pick up the new snapshot on their next request.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -76,7 +76,7 @@ impl Gateway {
     }
 
     /// Validates `path` and swaps it in. On any error the running config stays.
-    pub fn reload_from(&self, path: &PathBuf) -> Result<(), ConfigError> {
+    pub fn reload_from(&self, path: &Path) -> Result<(), ConfigError> {
         let result = load_file(path).and_then(|config| self.apply(config));
         match &result {
             Ok(()) => {

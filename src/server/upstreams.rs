@@ -49,10 +49,10 @@ impl UpstreamRegistry {
                         .or_insert_with(|| Arc::new(ArcSwap::from_pointee(Vec::new())));
                 }
             }
-            if let Some(ca) = up.tls.as_ref().and_then(|t| t.ca.as_ref()) {
-                if !self.ca.contains_key(ca) {
-                    self.ca.insert(ca.clone(), load_ca(ca)?);
-                }
+            if let Some(ca) = up.tls.as_ref().and_then(|t| t.ca.as_ref())
+                && !self.ca.contains_key(ca)
+            {
+                self.ca.insert(ca.clone(), load_ca(ca)?);
             }
         }
         Ok(())
