@@ -160,7 +160,10 @@ mod tests {
         let body = br#"{"event":"authorization.removed"}"#;
         let h = "t=1633174587,s=ad95c4a6fc140b2dfebbbafdc0fba987901bbd07023fe4ab1fba9c2bbf918363";
         assert_eq!(v.verify(Some(h.as_bytes()), body), Ok(()));
-        assert_eq!(v.verify(Some(h.as_bytes()), b"{}"), Err(DeveloperWebhookError::Mismatch));
+        assert_eq!(
+            v.verify(Some(h.as_bytes()), b"{}"),
+            Err(DeveloperWebhookError::Mismatch)
+        );
     }
 
     #[test]
@@ -168,15 +171,24 @@ mod tests {
         let (v, clock) = setup();
         let body = b"{}";
         let old = header(NOW - 301, body);
-        assert_eq!(v.verify(Some(old.as_bytes()), body), Err(DeveloperWebhookError::Stale));
+        assert_eq!(
+            v.verify(Some(old.as_bytes()), body),
+            Err(DeveloperWebhookError::Stale)
+        );
         let future = header(NOW + 301, body);
-        assert_eq!(v.verify(Some(future.as_bytes()), body), Err(DeveloperWebhookError::Stale));
+        assert_eq!(
+            v.verify(Some(future.as_bytes()), body),
+            Err(DeveloperWebhookError::Stale)
+        );
         let edge = header(NOW - 300, body);
         assert_eq!(v.verify(Some(edge.as_bytes()), body), Ok(()));
         // A captured delivery replayed later is refused.
         let fresh = header(NOW, body);
         clock.advance(600);
-        assert_eq!(v.verify(Some(fresh.as_bytes()), body), Err(DeveloperWebhookError::Stale));
+        assert_eq!(
+            v.verify(Some(fresh.as_bytes()), body),
+            Err(DeveloperWebhookError::Stale)
+        );
     }
 
     #[test]
@@ -184,11 +196,17 @@ mod tests {
         let (v, _) = setup();
         let body = br#"{"a":1}"#;
         let h = header(NOW, body);
-        assert_eq!(v.verify(Some(h.as_bytes()), br#"{"a":2}"#), Err(DeveloperWebhookError::Mismatch));
+        assert_eq!(
+            v.verify(Some(h.as_bytes()), br#"{"a":2}"#),
+            Err(DeveloperWebhookError::Mismatch)
+        );
         // The timestamp is signed: moving it breaks the signature.
         let s = signature(&NOW.to_string(), body);
         let moved = format!("t={},s={s}", NOW - 1);
-        assert_eq!(v.verify(Some(moved.as_bytes()), body), Err(DeveloperWebhookError::Mismatch));
+        assert_eq!(
+            v.verify(Some(moved.as_bytes()), body),
+            Err(DeveloperWebhookError::Mismatch)
+        );
         // The Shop scheme (app_key + body, no timestamp) is not accepted here.
         let mut mac = keyed_mac(SECRET.as_bytes());
         mac.update(body);

@@ -14,8 +14,13 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use super::sign::{is_multipart, sign};
 
 /// Query keys only the gateway may set; a caller's copies are dropped (compared ignoring case).
-pub const GATEWAY_OWNED_KEYS: [&str; 5] =
-    ["app_key", "sign", "timestamp", "access_token", "shop_cipher"];
+pub const GATEWAY_OWNED_KEYS: [&str; 5] = [
+    "app_key",
+    "sign",
+    "timestamp",
+    "access_token",
+    "shop_cipher",
+];
 
 /// The header that carries the shop's access token (never signed).
 pub const ACCESS_TOKEN_HEADER: HeaderName = HeaderName::from_static("x-tts-access-token");
@@ -96,7 +101,9 @@ impl<'a> CallerQuery<'a> {
 }
 
 fn is_gateway_owned(key: &str) -> bool {
-    GATEWAY_OWNED_KEYS.iter().any(|owned| owned.eq_ignore_ascii_case(key))
+    GATEWAY_OWNED_KEYS
+        .iter()
+        .any(|owned| owned.eq_ignore_ascii_case(key))
 }
 
 /// Form-style decoding that refuses what it cannot read exactly instead of guessing.
@@ -261,8 +268,8 @@ pub fn sign_request(
         Some(ct) => HeaderValue::from_str(ct).map_err(|_| SignRequestError::BadContentType)?,
         None => HeaderValue::from_static("application/json"),
     };
-    let mut access_token = HeaderValue::from_str(shop.access_token)
-        .map_err(|_| SignRequestError::BadAccessToken)?;
+    let mut access_token =
+        HeaderValue::from_str(shop.access_token).map_err(|_| SignRequestError::BadAccessToken)?;
     access_token.set_sensitive(true);
 
     let caller = CallerQuery::parse(request.raw_query.unwrap_or(""))?;
@@ -284,7 +291,12 @@ pub fn sign_request(
     let signature = sign(shop.app_secret, path, &params, body);
 
     let mut out = String::with_capacity(
-        path.len() + 80 + params.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>(),
+        path.len()
+            + 80
+            + params
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 2)
+                .sum::<usize>(),
     );
     out.push_str(path);
     out.push('?');
@@ -411,7 +423,9 @@ mod tests {
         let body = br#"{"order_status":"AWAITING_SHIPMENT"}"#;
         let request = EgressRequest {
             path: "/order/202309/orders/search",
-            raw_query: Some("page_size=20&page_token=6AsP%2Bq%2FN5M%3D%3D&sign=forged&app_key=evil"),
+            raw_query: Some(
+                "page_size=20&page_token=6AsP%2Bq%2FN5M%3D%3D&sign=forged&app_key=evil",
+            ),
             body,
             content_type: None,
         };
@@ -420,20 +434,36 @@ mod tests {
         let keys: Vec<&str> = sent.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(
             keys,
-            ["app_key", "page_size", "page_token", "shop_cipher", "timestamp", "sign"]
+            [
+                "app_key",
+                "page_size",
+                "page_token",
+                "shop_cipher",
+                "timestamp",
+                "sign"
+            ]
         );
         let get = |k: &str| sent.iter().find(|(kk, _)| kk == k).unwrap().1.clone();
         assert_eq!(get("page_token"), "6AsP+q/N5M==");
         assert_eq!(get("app_key"), "68xu9ks5p4i8");
         assert_eq!(get("timestamp"), "1700000000");
-        assert!(signed.path_and_query.contains("page_token=6AsP%2Bq%2FN5M%3D%3D"));
+        assert!(
+            signed
+                .path_and_query
+                .contains("page_token=6AsP%2Bq%2FN5M%3D%3D")
+        );
         // Recompute over what a receiver decodes from the wire: it must match `sign`.
         let received: Vec<(&str, &str)> = sent
             .iter()
             .filter(|(k, _)| k != "sign")
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let expected = sign(b"e59af819cc", "/order/202309/orders/search", &received, Some(body));
+        let expected = sign(
+            b"e59af819cc",
+            "/order/202309/orders/search",
+            &received,
+            Some(body),
+        );
         assert_eq!(get("sign"), expected);
         assert_eq!(signed.content_type, "application/json");
         assert_eq!(signed.access_token, "TTP_token");

@@ -110,7 +110,8 @@ mod tests {
             "b596b73e0cc6de07ac26f036364178ab16b0a907af13d43f0a0cd2345f582dc8"
         );
         // And it is the HMAC of the published string to sign.
-        let published = "e59af819cc/authorization/202309/shopsapp_key29a39dtimestamp1623812664e59af819cc";
+        let published =
+            "e59af819cc/authorization/202309/shopsapp_key29a39dtimestamp1623812664e59af819cc";
         assert_eq!(got, hmac_hex(b"e59af819cc", published.as_bytes()));
     }
 
@@ -148,7 +149,10 @@ mod tests {
     fn output_is_lowercase_hex() {
         let got = sign(b"s", "/p", &[], None);
         assert_eq!(got.len(), 64);
-        assert!(got.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        assert!(
+            got.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        );
     }
 
     #[test]

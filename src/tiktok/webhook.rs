@@ -54,7 +54,11 @@ impl ShopWebhookVerifier {
     }
 
     /// Checks the `Authorization` header value against the raw body bytes as received.
-    pub fn verify(&self, authorization: Option<&[u8]>, raw_body: &[u8]) -> Result<(), WebhookError> {
+    pub fn verify(
+        &self,
+        authorization: Option<&[u8]>,
+        raw_body: &[u8],
+    ) -> Result<(), WebhookError> {
         let header = authorization.ok_or(WebhookError::Missing)?;
         let claimed = decode_lower_hex_32(header).ok_or(WebhookError::Malformed)?;
         let mut mac = self.keyed.clone();
@@ -161,18 +165,30 @@ mod tests {
         let v = verifier();
         let body = OFFICIAL_BODY.as_bytes();
         let upper = OFFICIAL_SIG.to_uppercase();
-        assert_eq!(v.verify(Some(upper.as_bytes()), body), Err(WebhookError::Malformed));
+        assert_eq!(
+            v.verify(Some(upper.as_bytes()), body),
+            Err(WebhookError::Malformed)
+        );
         assert_eq!(
             v.verify(Some(&OFFICIAL_SIG.as_bytes()[..63]), body),
             Err(WebhookError::Malformed)
         );
         let longer = format!("{OFFICIAL_SIG}0");
-        assert_eq!(v.verify(Some(longer.as_bytes()), body), Err(WebhookError::Malformed));
+        assert_eq!(
+            v.verify(Some(longer.as_bytes()), body),
+            Err(WebhookError::Malformed)
+        );
         let spaced = format!(" {}", &OFFICIAL_SIG[1..]);
-        assert_eq!(v.verify(Some(spaced.as_bytes()), body), Err(WebhookError::Malformed));
+        assert_eq!(
+            v.verify(Some(spaced.as_bytes()), body),
+            Err(WebhookError::Malformed)
+        );
         assert_eq!(v.verify(Some(b""), body), Err(WebhookError::Malformed));
         let prefixed = format!("sha256={OFFICIAL_SIG}");
-        assert_eq!(v.verify(Some(prefixed.as_bytes()), body), Err(WebhookError::Malformed));
+        assert_eq!(
+            v.verify(Some(prefixed.as_bytes()), body),
+            Err(WebhookError::Malformed)
+        );
     }
 
     #[test]
@@ -210,7 +226,10 @@ mod tests {
 
     #[test]
     fn debug_hides_the_key() {
-        assert_eq!(format!("{:?}", verifier()), "ShopWebhookVerifier([redacted])");
+        assert_eq!(
+            format!("{:?}", verifier()),
+            "ShopWebhookVerifier([redacted])"
+        );
         let settings = ShopWebhookSettings {
             app_key: "abcdef".into(),
             app_secret: Secret::new("123"),
@@ -239,7 +258,12 @@ mod tests {
             b"not json",
             b"",
         ] {
-            assert_eq!(dedup_key(body), sha(body), "{}", String::from_utf8_lossy(body));
+            assert_eq!(
+                dedup_key(body),
+                sha(body),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
         }
         assert_ne!(dedup_key(b"a"), dedup_key(b"b"));
     }

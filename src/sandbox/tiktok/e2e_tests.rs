@@ -779,3 +779,37 @@ async fn shutdown_stops_the_listener() {
     let refused = tokio::net::TcpStream::connect(addr).await;
     assert!(refused.is_err());
 }
+
+#[tokio::test]
+async fn caller_forged_credentials_are_replaced_and_accepted() {
+    let w = world().await;
+    let forged = "app_key=evil&sign=deadbeef&timestamp=1&access_token=stolen&shop_cipher=ROW_evil&page_size=3";
+    let signed = w.signed(
+        "/order/202309/orders/search",
+        Some(forged),
+        b"{}",
+        Some("application/json; charset=utf-8"),
+    );
+    let a = w.send(Method::POST, &signed, b"{}".to_vec()).await;
+    assert_eq!(a.code(), 0, "{}", a.body);
+    let seen = w.sandbox.state().records().pop().unwrap();
+    let pairs = seen.query_pairs();
+    let keys: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["app_key", "page_size", "shop_cipher", "timestamp", "sign"]
+    );
+    assert_eq!(
+        seen.query_param("app_key").as_deref(),
+        Some(w.app_key.as_str())
+    );
+    assert_eq!(
+        seen.query_param("shop_cipher").as_deref(),
+        Some(w.cipher.as_str())
+    );
+    assert_eq!(seen.query_param("timestamp"), Some(NOW.to_string()));
+    assert_eq!(
+        seen.header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
+}
