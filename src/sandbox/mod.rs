@@ -1,3 +1,4 @@
 //! Local imitations used by `demo` and the tests: TikTok Shop, an order service, a dev identity provider.
 
 pub mod orders;
+pub mod tiktok;
