@@ -5,4 +5,4 @@ pub mod proof;
 pub mod queue;
 pub mod replay;
 pub mod token_store;
-// pub mod tokens;
+pub mod tokens;

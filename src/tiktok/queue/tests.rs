@@ -207,8 +207,8 @@ async fn exposes_depth_and_oldest_age_as_metrics() {
         registry
             .gather()
             .into_iter()
-            .find(|f| f.get_name() == name)
-            .map(|f| f.get_metric()[0].get_gauge().get_value())
+            .find(|f| f.name() == name)
+            .map(|f| f.get_metric()[0].get_gauge().value())
             .unwrap()
     };
     assert_eq!(value("webhook_queue_depth"), 0.0);
