@@ -35,6 +35,8 @@ const META_INSTANCE: &str = "instance";
 
 /// Largest body the queue stores; the route's body limit is normally far smaller.
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// How long a held event waits for `release`/`discard` before the worker takes it anyway.
+pub const HOLD_LEASE: Duration = Duration::from_secs(10);
 /// redb's page cache; the queue is write-mostly, so a small cache is enough.
 const CACHE_BYTES: usize = 32 * 1024 * 1024;
 
@@ -152,8 +154,6 @@ enum State {
     Scheduled(Instant),
     /// Handed to the delivery worker.
     InFlight,
-    /// Durable but not yet released to the worker (see [`HeldEvent`]).
-    Held,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -216,7 +216,7 @@ pub struct WebhookQueue {
     instance: u64,
     clock: SharedClock,
     index: Arc<Mutex<Index>>,
-    notify: Notify,
+    notify: Arc<Notify>,
 }
 
 impl std::fmt::Debug for WebhookQueue {
@@ -285,25 +285,35 @@ impl WebhookQueue {
             instance,
             clock,
             index: Arc::new(Mutex::new(index)),
-            notify: Notify::new(),
+            notify: Arc::new(Notify::new()),
         })
     }
 
     /// Stores the event durably and schedules it for immediate delivery. Returns only after the
     /// commit has reached the disk; never waits for delivery.
     pub async fn enqueue(&self, event: NewEvent) -> Result<EventId, QueueError> {
-        let held = self.enqueue_held(event).await?;
-        let id = held.id();
-        held.release();
-        Ok(id)
+        self.store_new(event, Duration::ZERO).await.map(EventId)
     }
 
     /// Like [`enqueue`](Self::enqueue), but the worker does not see the event until the returned
-    /// guard is released (or dropped) and it can still be discarded. This lets the pipeline mark
+    /// guard is released (or dropped), and it can still be discarded. This lets the pipeline mark
     /// the replay cache after the event is durable and drop its copy if a duplicate won the race,
-    /// without the worker delivering it in between. A crash while held loses nothing: on reopen
-    /// every stored event is scheduled.
+    /// without the worker delivering it in between. The hold is a lease of [`HOLD_LEASE`]: if the
+    /// caller vanishes (a cancelled request) the event is delivered anyway, and after a crash every
+    /// stored event is scheduled on reopen. Nothing accepted is ever stranded.
     pub async fn enqueue_held(&self, event: NewEvent) -> Result<HeldEvent<'_>, QueueError> {
+        let id = self.store_new(event, HOLD_LEASE).await?;
+        Ok(HeldEvent {
+            queue: self,
+            id: EventId(id),
+            done: false,
+        })
+    }
+
+    /// Commits the event and indexes it due `hold` from now. The index update happens in the
+    /// storage task itself, so a caller cancelled mid-commit cannot leave a stored event that
+    /// the worker never sees.
+    async fn store_new(&self, event: NewEvent, hold: Duration) -> Result<u64, QueueError> {
         if event.body.len() > MAX_BODY_BYTES {
             return Err(QueueError::TooLarge(event.body.len()));
         }
@@ -323,7 +333,10 @@ impl WebhookQueue {
         };
         let bytes = record.encode();
         let db = self.db.clone();
-        let id = blocking(move || -> Result<u64, QueueError> {
+        let index = self.index.clone();
+        let notify = self.notify.clone();
+        let due = Instant::now() + hold;
+        blocking(move || -> Result<u64, QueueError> {
             let txn = db.begin_write()?;
             let id = {
                 let mut meta = txn.open_table(META)?;
@@ -335,15 +348,11 @@ impl WebhookQueue {
             };
             // Default durability is `Immediate`: the commit is on disk when this returns.
             txn.commit()?;
+            index.lock().insert(id, now, State::Scheduled(due));
+            notify.notify_one();
             Ok(id)
         })
-        .await?;
-        self.index.lock().insert(id, now, State::Held);
-        Ok(HeldEvent {
-            queue: self,
-            id: EventId(id),
-            done: false,
-        })
+        .await
     }
 
     /// Takes up to `limit` events that are due now and marks them in flight.
@@ -548,7 +557,8 @@ impl WebhookQueue {
     }
 }
 
-/// A durable event not yet visible to the delivery worker. Dropping it releases it.
+/// A durable event not yet visible to the delivery worker (for up to [`HOLD_LEASE`]).
+/// Dropping it releases it.
 #[must_use = "release or discard the held event"]
 pub struct HeldEvent<'q> {
     queue: &'q WebhookQueue,
@@ -588,12 +598,20 @@ impl HeldEvent<'_> {
             return;
         }
         self.done = true;
-        let ok = self
-            .queue
-            .index
-            .lock()
-            .set_state(self.id.0, State::Scheduled(Instant::now()));
-        if ok {
+        let mut index = self.queue.index.lock();
+        // Only a still-waiting event moves: after the lease the worker may already have it.
+        let waiting = matches!(
+            index.entries.get(&self.id.0),
+            Some(Entry {
+                state: State::Scheduled(_),
+                ..
+            })
+        );
+        if waiting {
+            index.set_state(self.id.0, State::Scheduled(Instant::now()));
+        }
+        drop(index);
+        if waiting {
             self.queue.notify.notify_one();
         }
     }

@@ -172,6 +172,23 @@ async fn held_events_wait_for_release_and_can_be_discarded() {
     assert_eq!(keys, ["notif-0", "notif-2", "notif-3"]);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_held_event_is_delivered_after_its_lease_and_never_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let q = open(&dir.path().join("q.redb"), &clock);
+    let held = q.enqueue_held(event(0)).await.unwrap();
+    assert!(q.take_due(10).await.unwrap().is_empty());
+    // The caller vanished without releasing: the lease runs out and the worker takes it.
+    tokio::time::advance(HOLD_LEASE + Duration::from_secs(1)).await;
+    let taken = q.take_due(10).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    // A late release must not hand the in-flight event out a second time.
+    held.release();
+    assert!(q.take_due(10).await.unwrap().is_empty());
+    assert_eq!(q.next_due(), None);
+}
+
 #[tokio::test]
 async fn refuses_bad_targets_and_oversized_bodies() {
     let dir = tempfile::tempdir().unwrap();
