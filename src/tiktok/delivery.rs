@@ -515,10 +515,10 @@ mod tests {
                 let gap = pair[1] - pair[0];
                 let took = Duration::from_millis(300);
                 assert!(gap >= nominal / 2 + took, "gap {k}: {gap:?}");
-                assert!(
-                    gap <= nominal + took + Duration::from_millis(5),
-                    "gap {k}: {gap:?}"
-                );
+                // Paused time may also jump to the test's own 1 s polling timer while storage
+                // work runs on the blocking pool, hence the slack above the nominal delay.
+                let slack = Duration::from_secs(1);
+                assert!(gap <= nominal + took + slack, "gap {k}: {gap:?}");
             }
         }
         assert_eq!(*transport.max_concurrent_per_event.lock(), 1);
