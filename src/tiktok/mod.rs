@@ -1,6 +1,12 @@
 //! TikTok Shop: request signing, credentials, tokens, pacing, webhooks.
 
+pub mod delivery;
 pub mod developer_webhook;
+pub mod proof;
 pub mod query;
+pub mod queue;
+pub mod replay;
 pub mod sign;
+pub mod token_store;
+pub mod tokens;
 pub mod webhook;

@@ -1,0 +1,469 @@
+//! Shop access tokens: served lock-free on the hot path, refreshed in the background before they
+//! expire, one refresh in flight per shop, persisted to the encrypted [`TokenStore`].
+//!
+//! Sources, per configured shop: the token store if it holds the shop with a usable refresh token
+//! (it has the newest tokens, since every refresh is saved there), otherwise the tokens from
+//! config secrets. Shops that are not configured are never served, even if the store has them.
+//!
+//! Nothing here logs or returns a token, the app secret or the refresh URL (which carries both):
+//! errors name the shop and what failed.
+
+mod refresh;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+use parking_lot::Mutex;
+use prometheus::IntCounterVec;
+use thiserror::Error;
+use tokio::sync::watch;
+
+use super::token_store::{TokenSet, TokenStore};
+use crate::clock::SharedClock;
+use crate::config::Secret;
+
+/// A TikTok app's credentials for the token endpoint.
+#[derive(Clone)]
+pub struct AppCredentials {
+    pub app_key: String,
+    pub app_secret: Secret,
+    /// e.g. `https://auth.tiktok-shops.com` (no path needed, no query).
+    pub auth_base: String,
+}
+
+impl std::fmt::Debug for AppCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppCredentials")
+            .field("app_key", &self.app_key)
+            .field("auth_base", &self.auth_base)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One configured shop and the tokens its config provides (all optional: a shop may rely on
+/// the store alone).
+#[derive(Clone, Debug)]
+pub struct ShopTokenSettings {
+    pub shop_id: String,
+    pub app: Arc<AppCredentials>,
+    pub access_token: Option<Secret>,
+    /// Absolute unix seconds. Unknown: the token is used as is, and refreshed at once if a
+    /// refresh token is configured (which also learns the expiry).
+    pub access_expires_at: Option<i64>,
+    pub refresh_token: Option<Secret>,
+    /// Absolute unix seconds; unknown means "assume still valid".
+    pub refresh_expires_at: Option<i64>,
+}
+
+/// Timing of the refresher.
+#[derive(Clone, Debug)]
+pub struct TokenManagerSettings {
+    /// Refresh this long before the access token expires.
+    pub refresh_margin: Duration,
+    /// After a failed refresh, wait this long before the background refresher tries again.
+    pub retry_interval: Duration,
+    /// Connect and whole-request timeout of the refresh call.
+    pub request_timeout: Duration,
+    /// The refresher re-checks at least this often (the wall clock may jump).
+    pub check_interval: Duration,
+}
+
+impl Default for TokenManagerSettings {
+    /// Margin 1 day (access tokens last 7), retry 60 s, timeout 10 s, check every 60 s.
+    fn default() -> Self {
+        Self {
+            refresh_margin: Duration::from_secs(24 * 3600),
+            retry_interval: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(10),
+            check_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What went wrong, with the shop id and never a token value.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum TokenError {
+    #[error("tiktok tokens: unknown shop {0}")]
+    UnknownShop(String),
+    #[error("tiktok tokens: shop {0} has no access token")]
+    NoAccessToken(String),
+    #[error("tiktok tokens: shop {0}: access token expired")]
+    AccessExpired(String),
+    #[error("tiktok tokens: shop {0}: no usable refresh token (absent or expired)")]
+    NoRefreshToken(String),
+    #[error("tiktok tokens: shop {shop}: refresh call {kind}")]
+    Transport { shop: String, kind: &'static str },
+    #[error("tiktok tokens: shop {shop}: token endpoint answered HTTP {status}")]
+    HttpStatus { shop: String, status: u16 },
+    #[error("tiktok tokens: shop {shop}: token endpoint refused the refresh (code {code})")]
+    Refused { shop: String, code: i64 },
+    #[error("tiktok tokens: shop {shop}: invalid refresh response: {what}")]
+    InvalidResponse { shop: String, what: &'static str },
+    #[error("tiktok tokens: app for shop {0} has an invalid auth_base URL")]
+    BadAuthBase(String),
+    #[error("tiktok tokens: token store: {0}")]
+    Store(String),
+    #[error("tiktok tokens: cannot build the HTTP client")]
+    Client,
+    #[error("tiktok tokens: refresh task failed")]
+    Task,
+    #[error("tiktok tokens: metrics: {0}")]
+    Metrics(String),
+}
+
+/// A shop's tokens as currently known.
+#[derive(Clone, Default)]
+struct Current {
+    access: Option<Secret>,
+    access_expires_at: Option<i64>,
+    refresh: Option<Secret>,
+    refresh_expires_at: Option<i64>,
+}
+
+impl Current {
+    fn from_set(set: TokenSet) -> Self {
+        Self {
+            access: Some(set.access_token),
+            access_expires_at: Some(set.access_expires_at),
+            refresh: Some(set.refresh_token),
+            refresh_expires_at: Some(set.refresh_expires_at),
+        }
+    }
+
+    fn usable_refresh(&self, now: i64) -> Option<&Secret> {
+        match self.refresh_expires_at {
+            Some(exp) if exp <= now => None,
+            _ => self.refresh.as_ref(),
+        }
+    }
+
+    /// The complete form the store keeps (only tokens with known expiries).
+    fn to_set(&self) -> Option<TokenSet> {
+        Some(TokenSet {
+            access_token: self.access.clone()?,
+            access_expires_at: self.access_expires_at?,
+            refresh_token: self.refresh.clone()?,
+            refresh_expires_at: self.refresh_expires_at?,
+        })
+    }
+}
+
+type RefreshFlight = Shared<BoxFuture<'static, Result<(), TokenError>>>;
+
+struct ShopState {
+    shop_id: String,
+    app: Arc<AppCredentials>,
+    current: ArcSwap<Current>,
+    /// The refresh in flight, shared by every caller that asks meanwhile.
+    flight: Mutex<Option<RefreshFlight>>,
+    /// Unix seconds before which the background refresher does not retry after a failure.
+    retry_not_before: AtomicI64,
+}
+
+struct Inner {
+    shops: HashMap<Box<str>, Arc<ShopState>>,
+    store: Option<Arc<TokenStore>>,
+    /// Serialises store writes so two shops refreshing at once cannot lose each other's update.
+    save_lock: tokio::sync::Mutex<()>,
+    http: reqwest::Client,
+    clock: SharedClock,
+    settings: TokenManagerSettings,
+    refreshes: IntCounterVec,
+}
+
+/// Holds every configured shop's tokens. Cheap to clone; share one per process.
+#[derive(Clone)]
+pub struct TokenManager {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for TokenManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenManager")
+            .field("shops", &self.inner.shops.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenManager {
+    /// Builds the manager from config and, if given, the store (read here: blocking, so call at
+    /// startup or in `spawn_blocking`).
+    pub fn new(
+        settings: TokenManagerSettings,
+        shops: Vec<ShopTokenSettings>,
+        store: Option<TokenStore>,
+        clock: SharedClock,
+    ) -> Result<Self, TokenError> {
+        let stored = match &store {
+            Some(store) => store.load().map_err(|e| TokenError::Store(e.to_string()))?,
+            None => HashMap::new(),
+        };
+        let now = clock.unix_seconds();
+        let mut map = HashMap::with_capacity(shops.len());
+        for shop in shops {
+            if !refresh::valid_base(&shop.app.auth_base) {
+                return Err(TokenError::BadAuthBase(shop.shop_id));
+            }
+            let from_config = Current {
+                access: shop.access_token,
+                access_expires_at: shop.access_expires_at,
+                refresh: shop.refresh_token,
+                refresh_expires_at: shop.refresh_expires_at,
+            };
+            let current = match stored.get(&shop.shop_id) {
+                Some(set) if set.refresh_expires_at > now => Current::from_set(set.clone()),
+                _ => from_config,
+            };
+            let state = ShopState {
+                shop_id: shop.shop_id.clone(),
+                app: shop.app,
+                current: ArcSwap::from_pointee(current),
+                flight: Mutex::new(None),
+                retry_not_before: AtomicI64::new(i64::MIN),
+            };
+            map.insert(shop.shop_id.into_boxed_str(), Arc::new(state));
+        }
+        let refreshes = IntCounterVec::new(
+            prometheus::Opts::new(
+                "tiktok_token_refresh_total",
+                "TikTok access-token refresh attempts by shop and result.",
+            ),
+            &["shop", "result"],
+        )
+        .map_err(|e| TokenError::Metrics(e.to_string()))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                shops: map,
+                store: store.map(Arc::new),
+                save_lock: tokio::sync::Mutex::new(()),
+                http: refresh::client(settings.request_timeout)?,
+                clock,
+                settings,
+                refreshes,
+            }),
+        })
+    }
+
+    /// Registers `tiktok_token_refresh_total{shop,result}`.
+    pub fn register_metrics(
+        &self,
+        registry: &prometheus::Registry,
+    ) -> Result<(), prometheus::Error> {
+        registry.register(Box::new(self.inner.refreshes.clone()))
+    }
+
+    /// The shop's current access token, for `x-tts-access-token`. Lock-free: a map lookup, an
+    /// atomic load and a reference-count increment.
+    pub fn access_token(&self, shop_id: &str) -> Result<Secret, TokenError> {
+        let shop = self
+            .inner
+            .shops
+            .get(shop_id)
+            .ok_or_else(|| TokenError::UnknownShop(shop_id.to_string()))?;
+        let current = shop.current.load();
+        let token = current
+            .access
+            .as_ref()
+            .ok_or_else(|| TokenError::NoAccessToken(shop_id.to_string()))?;
+        if let Some(exp) = current.access_expires_at
+            && exp <= self.inner.clock.unix_seconds()
+        {
+            return Err(TokenError::AccessExpired(shop_id.to_string()));
+        }
+        Ok(token.clone())
+    }
+
+    /// Unix seconds at which the shop's access token expires, if known.
+    pub fn access_expires_at(&self, shop_id: &str) -> Option<i64> {
+        self.inner
+            .shops
+            .get(shop_id)?
+            .current
+            .load()
+            .access_expires_at
+    }
+
+    /// Refreshes now (TikTok answered `105002`). Joins a refresh already in flight for the shop
+    /// instead of starting another.
+    pub async fn force_refresh(&self, shop_id: &str) -> Result<(), TokenError> {
+        let shop = self
+            .inner
+            .shops
+            .get(shop_id)
+            .ok_or_else(|| TokenError::UnknownShop(shop_id.to_string()))?;
+        self.flight(shop).await
+    }
+
+    /// One pass of the refresher: refreshes, concurrently, every shop whose access token is
+    /// within the margin of expiry (or of unknown expiry) and that is not waiting out a recent
+    /// failure. Returns each attempted shop with its result.
+    pub async fn refresh_due(&self) -> Vec<(String, Result<(), TokenError>)> {
+        let now = self.inner.clock.unix_seconds();
+        let margin = secs(self.inner.settings.refresh_margin);
+        let due: Vec<&Arc<ShopState>> = self
+            .inner
+            .shops
+            .values()
+            .filter(|shop| {
+                let current = shop.current.load();
+                current.usable_refresh(now).is_some()
+                    && shop.retry_not_before.load(Ordering::Relaxed) <= now
+                    && current
+                        .access_expires_at
+                        .is_none_or(|exp| exp.saturating_sub(margin) <= now)
+            })
+            .collect();
+        let results = futures::future::join_all(due.iter().map(|shop| self.flight(shop))).await;
+        due.into_iter()
+            .zip(results)
+            .map(|(shop, result)| (shop.shop_id.clone(), result))
+            .collect()
+    }
+
+    /// The background refresher; run it as a background service until `shutdown` turns true.
+    pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            for (shop, result) in self.refresh_due().await {
+                match result {
+                    Ok(()) => tracing::info!(shop = %shop, "tiktok access token refreshed"),
+                    Err(e) => {
+                        tracing::warn!(shop = %shop, error = %e, "tiktok token refresh failed")
+                    }
+                }
+            }
+            let wait = self.next_check();
+            tokio::select! {
+                changed = shutdown.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// Time until the earliest shop becomes due, between 1 s and `check_interval`.
+    fn next_check(&self) -> Duration {
+        let now = self.inner.clock.unix_seconds();
+        let margin = secs(self.inner.settings.refresh_margin);
+        let cap = self
+            .inner
+            .settings
+            .check_interval
+            .max(Duration::from_secs(1));
+        let earliest = self
+            .inner
+            .shops
+            .values()
+            .filter_map(|shop| {
+                let current = shop.current.load();
+                current.usable_refresh(now)?;
+                let due = current.access_expires_at?.saturating_sub(margin);
+                Some(due.max(shop.retry_not_before.load(Ordering::Relaxed)))
+            })
+            .min();
+        match earliest {
+            Some(at) => Duration::from_secs(at.saturating_sub(now).max(1) as u64).min(cap),
+            None => cap,
+        }
+    }
+
+    /// Joins the shop's refresh in flight or starts one. The refresh runs in its own task so a
+    /// caller that gives up (a cancelled request) does not cancel it for the others.
+    fn flight(&self, shop: &Arc<ShopState>) -> RefreshFlight {
+        let mut slot = shop.flight.lock();
+        if let Some(flight) = slot.as_ref() {
+            return flight.clone();
+        }
+        let inner = self.inner.clone();
+        let task_shop = shop.clone();
+        let handle = tokio::spawn(async move {
+            let result = inner.refresh(&task_shop).await;
+            // The slot lock is held by `flight` until the new flight is stored, so this always
+            // clears the flight this task belongs to.
+            *task_shop.flight.lock() = None;
+            result
+        });
+        let flight = async move { handle.await.unwrap_or(Err(TokenError::Task)) }
+            .boxed()
+            .shared();
+        *slot = Some(flight.clone());
+        flight
+    }
+}
+
+impl Inner {
+    async fn refresh(&self, shop: &ShopState) -> Result<(), TokenError> {
+        let result = self.refresh_once(shop).await;
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        self.refreshes
+            .with_label_values(&[shop.shop_id.as_str(), outcome])
+            .inc();
+        if result.is_err() {
+            let retry = self
+                .clock
+                .unix_seconds()
+                .saturating_add(secs(self.settings.retry_interval));
+            shop.retry_not_before.store(retry, Ordering::Relaxed);
+        }
+        result
+    }
+
+    async fn refresh_once(&self, shop: &ShopState) -> Result<(), TokenError> {
+        let now = self.clock.unix_seconds();
+        let current = shop.current.load_full();
+        let refresh_token = current
+            .usable_refresh(now)
+            .ok_or_else(|| TokenError::NoRefreshToken(shop.shop_id.clone()))?;
+        let url = refresh::refresh_url(
+            &shop.app.auth_base,
+            &shop.app.app_key,
+            &shop.app.app_secret,
+            refresh_token,
+        )
+        .ok_or_else(|| TokenError::BadAuthBase(shop.shop_id.clone()))?;
+        let set = refresh::call(&self.http, url, &shop.shop_id, now).await?;
+        shop.current.store(Arc::new(Current::from_set(set)));
+        shop.retry_not_before.store(i64::MIN, Ordering::Relaxed);
+        // TikTok may already have retired the old refresh token, so a failed save is loud; the
+        // new tokens are still used from memory.
+        if let Err(e) = self.save().await {
+            tracing::error!(shop = %shop.shop_id, error = %e, "tiktok tokens refreshed but not saved");
+        }
+        Ok(())
+    }
+
+    /// Writes every shop's complete tokens to the store (a snapshot taken under the lock, so
+    /// the last writer always writes the newest state).
+    async fn save(&self) -> Result<(), TokenError> {
+        let Some(store) = self.store.clone() else {
+            return Ok(());
+        };
+        let _guard = self.save_lock.lock().await;
+        let snapshot: HashMap<String, TokenSet> = self
+            .shops
+            .values()
+            .filter_map(|shop| Some((shop.shop_id.clone(), shop.current.load().to_set()?)))
+            .collect();
+        tokio::task::spawn_blocking(move || store.save(&snapshot))
+            .await
+            .map_err(|_| TokenError::Task)?
+            .map_err(|e| TokenError::Store(e.to_string()))
+    }
+}
+
+fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests;
