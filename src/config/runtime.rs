@@ -288,7 +288,7 @@ pub struct MtlsIdentityConfig {
 
 // ---------------------------------------------------------------- tiktok
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TikTokConfig {
     pub apps: HashMap<String, TikTokApp>,
     pub shops: Vec<TikTokShop>,
@@ -298,7 +298,7 @@ pub struct TikTokConfig {
     pub pacing_burst: u32,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TikTokApp {
     pub name: String,
     pub app_key: String,
@@ -308,7 +308,7 @@ pub struct TikTokApp {
     pub ca: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TikTokShop {
     pub id: String,
     pub app: String,
@@ -319,7 +319,7 @@ pub struct TikTokShop {
     pub refresh_token_expires_at: Option<i64>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TokenStoreConfig {
     pub path: PathBuf,
     pub key: Secret,
@@ -367,13 +367,13 @@ pub struct PrivacyConfig {
     pub extra_safe_fields: Vec<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum DedupBackend {
     Memory,
     Redis { url: Secret },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct WebhooksConfig {
     pub queue_path: PathBuf,
     pub dedup_ttl: Duration,

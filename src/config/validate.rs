@@ -716,7 +716,7 @@ fn tiktok(v: &mut V, file: &TikTokFile) -> TikTokConfig {
         token_refresh_margin: v.duration(
             "tiktok.token_refresh_margin",
             &file.token_refresh_margin,
-            Duration::from_secs(3600),
+            Duration::from_secs(24 * 3600),
         ),
         pacing_rate_per_sec,
         pacing_burst,

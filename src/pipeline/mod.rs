@@ -1,9 +1,11 @@
 //! The request pipeline: the Pingora `ProxyHttp` impl, the per-request context and the stage
 //! order. `proxy.rs` is the one place that decides in which order the stages run.
 
+pub mod answer;
 pub mod body;
 pub mod ctx;
 pub mod error;
 mod path_guard;
 pub mod proxy;
 pub mod router;
+pub mod webhook_ingress;

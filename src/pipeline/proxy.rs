@@ -9,21 +9,47 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use http::StatusCode;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType};
 
+use super::answer;
 use super::body::{self, DeclaredBody, MAX_BUFFERED_BODY};
 use super::ctx::RequestCtx;
 use super::error::GatewayError;
 use super::path_guard;
 use super::router::RouteMatch;
+use super::webhook_ingress;
 use crate::server::state::Gateway;
 use crate::telemetry::access_log::{AccessRecord, query_keys};
 use crate::telemetry::metrics::metrics;
 use crate::telemetry::request_id;
+
+/// What the stages decided: hand the request to Pingora's upstream machinery, or answer it here.
+pub enum Next {
+    Proxy,
+    Respond(Reply),
+}
+
+/// A complete response the gateway writes itself.
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(status: StatusCode, body: Bytes) -> Self {
+        Self {
+            status,
+            headers: vec![("content-type", "application/json".into())],
+            body,
+        }
+    }
+}
 
 /// One instance per proxy listener.
 pub struct GatewayProxy {
@@ -40,7 +66,7 @@ impl GatewayProxy {
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
-    ) -> Result<(), GatewayError> {
+    ) -> Result<Next, GatewayError> {
         let runtime = self.gateway.runtime();
         ctx.runtime = Some(runtime.clone());
 
@@ -67,6 +93,18 @@ impl GatewayProxy {
         };
         ctx.route = Some(route.clone());
 
+        // TikTok webhooks: authenticated by their signature over the raw body, stored durably,
+        // answered here; delivery to the order service runs from the queue.
+        if let crate::config::RouteAuth::Rules(rules) = &route.auth
+            && let Some(app) = &rules.tiktok_webhook
+        {
+            webhook_ingress::accept(&self.gateway, &runtime, &route, app, session, ctx).await?;
+            return Ok(Next::Respond(Reply::json(
+                StatusCode::OK,
+                Bytes::from_static(webhook_ingress::ACK_BODY.as_bytes()),
+            )));
+        }
+
         // 5. Inspect request: the body ceiling is always on.
         let limit = route.limits.max_body;
         match body::declared_body(session)? {
@@ -80,7 +118,7 @@ impl GatewayProxy {
                 ctx.body = Some(body::read_whole(session, limit.min(MAX_BUFFERED_BODY)).await?);
             }
         }
-        Ok(())
+        Ok(Next::Proxy)
     }
 
     async fn respond(&self, session: &mut Session, ctx: &mut RequestCtx, err: &GatewayError) {
@@ -153,7 +191,16 @@ impl ProxyHttp for GatewayProxy {
                 .map(|v| v.as_bytes()),
         );
         match self.before_upstream(session, ctx).await {
-            Ok(()) => Ok(false),
+            Ok(Next::Proxy) => Ok(false),
+            Ok(Next::Respond(reply)) => {
+                ctx.decision = "answered";
+                ctx.status = reply.status.as_u16();
+                let mut headers: Vec<(&str, &str)> =
+                    vec![("x-request-id", ctx.request_id.as_str())];
+                headers.extend(reply.headers.iter().map(|(k, v)| (*k, v.as_str())));
+                answer::write(session, reply.status, &headers, reply.body).await?;
+                Ok(true)
+            }
             Err(err) => {
                 self.respond(session, ctx, &err).await;
                 Ok(true)

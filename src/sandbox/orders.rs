@@ -21,6 +21,8 @@ pub struct Received {
     pub uri: String,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The status this service answered with.
+    pub status: u16,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,13 +98,19 @@ async fn handle(
 ) -> Response {
     let behaviour = {
         let mut guard = inner.lock();
+        let behaviour = guard.behaviour.unwrap_or(Behaviour::Ok);
         guard.received.push(Received {
             method: method.clone(),
             uri: uri.to_string(),
             headers,
             body: body.clone(),
+            status: if behaviour == Behaviour::Fail {
+                503
+            } else {
+                200
+            },
         });
-        guard.behaviour.unwrap_or(Behaviour::Ok)
+        behaviour
     };
     match behaviour {
         Behaviour::Fail => {

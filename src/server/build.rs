@@ -16,6 +16,7 @@ use pingora::services::listening::Service;
 use super::metrics_app::MetricsApp;
 use super::reload::{ReloadService, ResolveService};
 use super::state::{Gateway, StartError};
+use super::tiktok_services::TikTokBackground;
 use super::tls::listener_settings;
 use crate::config::{ListenerRole, ListenerTls};
 use crate::pipeline::proxy::GatewayProxy;
@@ -89,6 +90,12 @@ pub fn build_server(
             },
         ));
     }
+    server.add_service(background_service(
+        "tiktok tokens and webhook delivery",
+        TikTokBackground {
+            services: gateway.tiktok.clone(),
+        },
+    ));
     server.add_service(background_service(
         "upstream resolver",
         ResolveService {

@@ -5,5 +5,6 @@ pub mod dev_certs;
 pub mod metrics_app;
 pub mod reload;
 pub mod state;
+pub mod tiktok_services;
 pub mod tls;
 pub mod upstreams;

@@ -2,6 +2,7 @@
 //! once when it starts and keeps it to the end, so a reload never changes policy mid-request, and
 //! keep-alive connections pick up the new snapshot on their next request.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,22 +12,41 @@ use arc_swap::ArcSwap;
 use crate::clock::Clock;
 use crate::config::{ConfigError, GatewayConfig, load_file};
 use crate::pipeline::router::Router;
+use crate::server::tiktok_services::TikTokServices;
 use crate::server::upstreams::UpstreamRegistry;
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::metrics::metrics;
+use crate::tiktok::webhook::{ShopWebhookSettings, ShopWebhookVerifier};
 
 /// Everything derived from one config file. Immutable.
 pub struct Runtime {
     pub config: Arc<GatewayConfig>,
     pub router: Router,
+    /// TikTok Shop webhook verifiers per app name.
+    pub webhook_verifiers: HashMap<String, ShopWebhookVerifier>,
 }
 
 impl Runtime {
     pub fn new(config: GatewayConfig) -> Self {
         let router = Router::new(&config);
+        let webhook_verifiers = config
+            .tiktok
+            .iter()
+            .flat_map(|t| t.apps.values())
+            .map(|a| {
+                (
+                    a.name.clone(),
+                    ShopWebhookVerifier::new(&ShopWebhookSettings {
+                        app_key: a.app_key.clone(),
+                        app_secret: a.app_secret.clone(),
+                    }),
+                )
+            })
+            .collect();
         Self {
             config: Arc::new(config),
             router,
+            webhook_verifiers,
         }
     }
 }
@@ -38,6 +58,7 @@ pub struct Gateway {
     pub access_log: AccessLog,
     pub started: Instant,
     pub clock: Arc<dyn Clock>,
+    pub tiktok: Arc<TikTokServices>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +69,8 @@ pub enum StartError {
     AccessLog(std::io::Error),
     #[error("upstreams: {0}")]
     Upstreams(String),
+    #[error("{0}")]
+    TikTok(String),
     #[error("listener {listener}: {reason}")]
     Listener { listener: String, reason: String },
 }
@@ -60,8 +83,11 @@ impl Gateway {
         upstreams
             .register(&config.upstreams)
             .map_err(StartError::Upstreams)?;
+        let tiktok =
+            Arc::new(TikTokServices::start(&config, clock.clone()).map_err(StartError::TikTok)?);
         metrics().config_loaded_at.set(clock.unix_seconds());
         Ok(Arc::new(Self {
+            tiktok,
             runtime: ArcSwap::from_pointee(Runtime::new(config)),
             upstreams,
             access_log,
@@ -106,6 +132,13 @@ impl Gateway {
                 "listeners",
                 None,
                 "listeners changed: addresses and TLS settings apply on restart, so this reload is refused",
+            ));
+        }
+        if current.config.tiktok != config.tiktok || current.config.webhooks != config.webhooks {
+            return Err(ConfigError::single(
+                "tiktok",
+                None,
+                "TikTok apps, shops, tokens and webhook settings apply on restart, so this reload is refused",
             ));
         }
         self.upstreams

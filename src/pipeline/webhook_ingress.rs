@@ -1,0 +1,120 @@
+//! TikTok Shop webhooks in: read the raw body (bounded), verify TikTok's signature over it before
+//! anything parses it, store it durably, then answer 200. Delivery to the order service happens
+//! from the queue, so TikTok gets its answer in time even when the order service is down, and an
+//! acknowledged event is never lost (policy §9).
+
+use http::StatusCode;
+use pingora::proxy::Session;
+
+use super::body;
+use super::ctx::RequestCtx;
+use super::error::GatewayError;
+use crate::config::Route;
+use crate::server::state::{Gateway, Runtime};
+use crate::telemetry::metrics::metrics;
+use crate::tiktok::queue::NewEvent;
+use crate::tiktok::webhook::{WebhookError, dedup_key};
+
+/// TikTok expects this body on success.
+pub const ACK_BODY: &str = r#"{"code":0,"message":"success"}"#;
+
+pub async fn accept(
+    gateway: &Gateway,
+    runtime: &Runtime,
+    route: &Route,
+    app: &str,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> Result<(), GatewayError> {
+    let (Some(services), Some(verifier)) =
+        (&gateway.tiktok.webhooks, runtime.webhook_verifiers.get(app))
+    else {
+        return Err(GatewayError::internal(
+            "webhook route without webhook services",
+        ));
+    };
+    // Not forwarded through the proxy, so the route's own ceiling applies, not the replay buffer's.
+    let raw = body::read_whole(session, route.limits.max_body).await?;
+    let authorization = session
+        .req_header()
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    if let Err(e) = verifier.verify(authorization, &raw) {
+        let reason = match e {
+            WebhookError::Missing => "missing_credentials",
+            WebhookError::Malformed => "malformed",
+            WebhookError::Mismatch => "bad_signature",
+        };
+        metrics()
+            .auth_failures
+            .with_label_values(&[route.name.as_str(), reason])
+            .inc();
+        ctx.reason = Some(reason);
+        return Err(GatewayError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_signature",
+            "the webhook signature does not verify",
+        ));
+    }
+    let key = dedup_key(&raw);
+    let event = NewEvent {
+        route: route.name.clone(),
+        target: delivery_target(runtime, route, session.req_header().uri.path())?,
+        dedup_key: key.clone(),
+        request_id: ctx.request_id.clone(),
+        body: raw,
+    };
+    // Stored before it is marked seen: a crash in between can duplicate, never lose.
+    let held = services.queue.enqueue_held(event).await.map_err(|e| {
+        tracing::error!(route = %route.name, error = %e, "webhook queue write failed");
+        // TikTok retries a non-200, so refusing is safe; acknowledging would lose the event.
+        GatewayError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "queue_unavailable",
+            "the webhook could not be stored",
+        )
+    })?;
+    match services.replay.first_seen(&key, services.dedup_ttl).await {
+        Ok(true) => {
+            held.release();
+            ctx.reason = Some("accepted");
+        }
+        Ok(false) => {
+            if let Err(e) = held.discard().await {
+                tracing::warn!(route = %route.name, error = %e, "could not drop a duplicate webhook; it may be delivered twice");
+            }
+            ctx.reason = Some("duplicate");
+        }
+        Err(e) => {
+            // Delivering a possible duplicate beats losing an event; the event id lets the
+            // receiver deduplicate.
+            tracing::warn!(route = %route.name, error = %e, "replay cache unavailable; delivering without dedup");
+            held.release();
+            ctx.reason = Some("accepted_unchecked");
+        }
+    }
+    Ok(())
+}
+
+/// Where the queued event is delivered: the route's upstream, first target, rewritten path.
+fn delivery_target(runtime: &Runtime, route: &Route, path: &str) -> Result<String, GatewayError> {
+    let upstream = runtime
+        .config
+        .upstreams
+        .get(&route.upstream)
+        .ok_or_else(|| GatewayError::internal("route names an unknown upstream"))?;
+    let target = upstream
+        .targets
+        .first()
+        .ok_or_else(|| GatewayError::internal("upstream has no target"))?;
+    let path = route.rewrite_path.as_deref().unwrap_or(path);
+    Ok(match &upstream.tls {
+        // TLS is verified against the SNI name, so the URL names it.
+        Some(tls) => format!("https://{}:{}{path}", tls.sni, target.port),
+        None if target.host.contains(':') => {
+            format!("http://[{}]:{}{path}", target.host, target.port)
+        }
+        None => format!("http://{}:{}{path}", target.host, target.port),
+    })
+}

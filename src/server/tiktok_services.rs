@@ -1,0 +1,167 @@
+//! The TikTok machinery that lives as long as the process: shop tokens (refreshed in the
+//! background), the durable webhook queue and its delivery worker, and the replay cache. Built
+//! once at start; a reload that changes the TikTok apps, shops or webhook settings is refused
+//! (they apply on restart), so nothing here can drift from the running config.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use tokio::sync::OnceCell;
+
+use crate::clock::SharedClock;
+use crate::config::{DedupBackend, GatewayConfig, TikTokConfig, WebhooksConfig};
+use crate::tiktok::delivery::{DeliverySettings, DeliveryWorker};
+use crate::tiktok::queue::WebhookQueue;
+use crate::tiktok::replay::{
+    MemoryReplayCache, RedisReplayCache, RedisReplaySettings, ReplayCache, ReplayError,
+};
+use crate::tiktok::token_store::TokenStore;
+use crate::tiktok::tokens::{
+    AppCredentials, ShopTokenSettings, TokenManager, TokenManagerSettings,
+};
+
+pub struct TikTokServices {
+    pub tokens: Option<TokenManager>,
+    pub webhooks: Option<WebhookServices>,
+}
+
+pub struct WebhookServices {
+    pub queue: Arc<WebhookQueue>,
+    pub delivery: Arc<DeliveryWorker>,
+    pub replay: Arc<dyn ReplayCache>,
+    pub dedup_ttl: Duration,
+}
+
+impl TikTokServices {
+    pub fn start(config: &GatewayConfig, clock: SharedClock) -> Result<Self, String> {
+        let tokens = config
+            .tiktok
+            .as_ref()
+            .map(|t| token_manager(t, clock.clone()))
+            .transpose()?;
+        let webhooks = config
+            .webhooks
+            .as_ref()
+            .map(|w| webhook_services(w, clock))
+            .transpose()?;
+        Ok(Self { tokens, webhooks })
+    }
+}
+
+fn token_manager(t: &TikTokConfig, clock: SharedClock) -> Result<TokenManager, String> {
+    let apps: HashMap<&str, Arc<AppCredentials>> = t
+        .apps
+        .values()
+        .map(|a| {
+            (
+                a.name.as_str(),
+                Arc::new(AppCredentials {
+                    app_key: a.app_key.clone(),
+                    app_secret: a.app_secret.clone(),
+                    auth_base: a.auth_base.clone(),
+                }),
+            )
+        })
+        .collect();
+    let shops = t
+        .shops
+        .iter()
+        .filter_map(|s| {
+            apps.get(s.app.as_str()).map(|app| ShopTokenSettings {
+                shop_id: s.id.clone(),
+                app: app.clone(),
+                access_token: s.access_token.clone(),
+                access_expires_at: s.access_token_expires_at,
+                refresh_token: s.refresh_token.clone(),
+                refresh_expires_at: s.refresh_token_expires_at,
+            })
+        })
+        .collect();
+    let store = t
+        .token_store
+        .as_ref()
+        .map(|s| TokenStore::new(&s.path, &s.key))
+        .transpose()
+        .map_err(|e| format!("tiktok.token_store: {e}"))?;
+    let settings = TokenManagerSettings {
+        refresh_margin: t.token_refresh_margin,
+        ..TokenManagerSettings::default()
+    };
+    let manager = TokenManager::new(settings, shops, store, clock)
+        .map_err(|e| format!("tiktok tokens: {e}"))?;
+    // A second gateway in the same process (tests) finds the names taken; its numbers still count.
+    let _ = manager.register_metrics(prometheus::default_registry());
+    Ok(manager)
+}
+
+fn webhook_services(w: &WebhooksConfig, clock: SharedClock) -> Result<WebhookServices, String> {
+    let queue = Arc::new(
+        WebhookQueue::open(&w.queue_path, clock.clone())
+            .map_err(|e| format!("webhooks.queue_path: {e}"))?,
+    );
+    let _ = queue.register_metrics(prometheus::default_registry());
+    let mut settings = DeliverySettings::new(w.forward_secret.clone());
+    settings.backoff_cap = w.max_retry_backoff;
+    let delivery = Arc::new(
+        DeliveryWorker::new(queue.clone(), settings, clock)
+            .map_err(|e| format!("webhooks: {e}"))?,
+    );
+    let _ = delivery.metrics().register(prometheus::default_registry());
+    let replay: Arc<dyn ReplayCache> = match &w.dedup_backend {
+        DedupBackend::Memory => Arc::new(MemoryReplayCache::new(1_000_000)),
+        DedupBackend::Redis { url } => Arc::new(LazyRedisReplay {
+            settings: RedisReplaySettings::new(url.clone()),
+            cache: OnceCell::new(),
+        }),
+    };
+    Ok(WebhookServices {
+        queue,
+        delivery,
+        replay,
+        dedup_ttl: w.dedup_ttl,
+    })
+}
+
+/// Connects to Redis on first use, on the runtime that serves requests (a connection made on a
+/// start-up runtime would die with it).
+struct LazyRedisReplay {
+    settings: RedisReplaySettings,
+    cache: OnceCell<RedisReplayCache>,
+}
+
+#[async_trait]
+impl ReplayCache for LazyRedisReplay {
+    async fn first_seen(&self, key: &str, ttl: Duration) -> Result<bool, ReplayError> {
+        let cache = self
+            .cache
+            .get_or_try_init(|| RedisReplayCache::connect(&self.settings))
+            .await?;
+        cache.first_seen(key, ttl).await
+    }
+}
+
+/// Runs the token refresher and the webhook delivery worker.
+pub struct TikTokBackground {
+    pub services: Arc<TikTokServices>,
+}
+
+#[async_trait]
+impl BackgroundService for TikTokBackground {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        let tokens = async {
+            if let Some(t) = &self.services.tokens {
+                t.run(shutdown.clone()).await;
+            }
+        };
+        let delivery = async {
+            if let Some(w) = &self.services.webhooks {
+                w.delivery.run(shutdown.clone()).await;
+            }
+        };
+        tokio::join!(tokens, delivery);
+    }
+}
