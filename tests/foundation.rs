@@ -92,6 +92,7 @@ async fn forwards_method_path_query_headers_body_and_back() {
     let res = client
         .post(url(&p, "/orders/42?ids=a,b&page_token=x%2By"))
         .header("x-custom", "kept")
+        .header("content-type", "application/json")
         .header("x-request-id", "trace-123")
         .header("x-gateway-subject", "spoofed-admin")
         .header("authorization", "Bearer SECRET-TOKEN-VALUE")
@@ -154,14 +155,15 @@ async fn http2_is_offered_and_works() {
     assert_eq!(res.status(), 200);
     let res = client
         .post(url(&p, "/orders/7"))
-        .body("h2 body")
+        .header("content-type", "application/json")
+        .body(r#"{"h2":"body"}"#)
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
     let got = orders.received();
     assert_eq!(got.len(), 2);
-    assert_eq!(&got[1].body[..], b"h2 body");
+    assert_eq!(&got[1].body[..], br#"{"h2":"body"}"#);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,6 +171,7 @@ async fn rewrite_keeps_query() {
     let (gw, orders, p) = setup().await;
     let res = https_client(&gw.certs)
         .post(url(&p, "/events?x=1"))
+        .header("content-type", "application/json")
         .body("{}")
         .send()
         .await
@@ -205,6 +208,7 @@ async fn oversized_bodies_get_413_and_never_reach_the_upstream() {
     // Declared length over the ceiling.
     let res = client
         .post(url(&p, "/orders/1"))
+        .header("content-type", "application/json")
         .body(vec![b'a'; 2048])
         .send()
         .await
@@ -214,7 +218,7 @@ async fn oversized_bodies_get_413_and_never_reach_the_upstream() {
     let addr = format!("127.0.0.1:{}", p.plain).parse().unwrap();
     let chunk = "a".repeat(600);
     let req = format!(
-        "POST /orders/1 HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n258\r\n{chunk}\r\n258\r\n{chunk}\r\n0\r\n\r\n"
+        "POST /orders/1 HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n258\r\n{chunk}\r\n258\r\n{chunk}\r\n0\r\n\r\n"
     );
     let raw = raw_http(addr, req.as_bytes()).await;
     assert_eq!(status_of(&raw), 413, "{raw}");
@@ -225,9 +229,9 @@ async fn oversized_bodies_get_413_and_never_reach_the_upstream() {
     );
 
     // A chunked body under the ceiling is forwarded whole.
-    let small = "b".repeat(100);
+    let small = format!("\"{}\"", "b".repeat(98));
     let req = format!(
-        "POST /orders/1 HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n64\r\n{small}\r\n0\r\n\r\n"
+        "POST /orders/1 HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n64\r\n{small}\r\n0\r\n\r\n"
     );
     let raw = raw_http(addr, req.as_bytes()).await;
     assert_eq!(status_of(&raw), 200, "{raw}");

@@ -55,8 +55,8 @@ pub struct Listener {
     pub address: SocketAddr,
     pub role: ListenerRole,
     pub tls: Option<ListenerTls>,
-    /// Empty: any host.
-    pub hosts: Vec<String>,
+    /// Host names served (any when none are configured).
+    pub hosts: crate::inspect::HostAllowList,
     pub connections: ConnectionLimits,
 }
 
@@ -235,6 +235,8 @@ pub struct Route {
     pub upstream: String,
     pub rewrite_path: Option<String>,
     pub limits: RouteLimits,
+    /// Head and body checks for this route, built from `match.methods` and `limits`.
+    pub inspection: crate::inspect::InspectionSettings,
     pub forward_authorization: bool,
 }
 

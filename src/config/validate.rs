@@ -232,10 +232,14 @@ fn listeners(v: &mut V, file: &ConfigFile) -> Vec<Listener> {
             );
         }
         let mut connections = ConnectionLimits::default();
+        // Every internal caller shares 127.0.0.1: a per-IP cap there would cap the whole fleet.
+        if address.ip().is_loopback() {
+            connections.max_per_ip = 0;
+        }
         if let Some(c) = &lf.connections {
             let d = ConnectionLimits::default();
             connections.max = c.max.unwrap_or(d.max);
-            connections.max_per_ip = c.max_per_ip.unwrap_or(d.max_per_ip);
+            connections.max_per_ip = c.max_per_ip.unwrap_or(connections.max_per_ip);
             connections.header_timeout = v.duration(
                 &format!("{p}.connections.header_timeout"),
                 &c.header_timeout,
@@ -251,7 +255,7 @@ fn listeners(v: &mut V, file: &ConfigFile) -> Vec<Listener> {
                 &c.idle_timeout,
                 d.idle_timeout,
             );
-            if connections.max == 0 || connections.max_per_ip == 0 {
+            if c.max == Some(0) || c.max_per_ip == Some(0) {
                 v.issues.add(
                     format!("{p}.connections"),
                     line,
@@ -259,16 +263,25 @@ fn listeners(v: &mut V, file: &ConfigFile) -> Vec<Listener> {
                 );
             }
         }
+        let host_names: Vec<String> = lf
+            .hosts
+            .iter()
+            .map(|h| h.value.to_ascii_lowercase())
+            .collect();
+        let hosts = if host_names.is_empty() {
+            crate::inspect::HostAllowList::any()
+        } else {
+            crate::inspect::HostAllowList::new(&host_names).unwrap_or_else(|e| {
+                v.issues.add(format!("{p}.hosts"), line, e.to_string());
+                crate::inspect::HostAllowList::any()
+            })
+        };
         out.push(Listener {
             name: name.clone(),
             address,
             role,
             tls,
-            hosts: lf
-                .hosts
-                .iter()
-                .map(|h| h.value.to_ascii_lowercase())
-                .collect(),
+            hosts,
             connections,
         });
     }
@@ -1043,6 +1056,9 @@ fn routes(v: &mut V, file: &ConfigFile, known: &Known) -> Vec<Arc<Route>> {
             }
         }
         let limits = route_limits(v, &p, rf.limits.as_ref());
+        let is_webhook = matches!(&auth, RouteAuth::Rules(a) if a.tiktok_webhook.is_some());
+        let inspection =
+            route_inspection(v, &p, r, &methods, &limits, tiktok.is_some(), is_webhook);
         let rewrite_path = rf.rewrite.as_ref().map(|rw| {
             if !rw.path.value.starts_with('/') {
                 v.issues.at(
@@ -1078,8 +1094,59 @@ fn routes(v: &mut V, file: &ConfigFile, known: &Known) -> Vec<Arc<Route>> {
             upstream: rf.upstream.value.clone(),
             rewrite_path,
             limits,
+            inspection,
             forward_authorization: rf.forward_authorization,
         }));
+    }
+    out
+}
+
+/// The inspection settings of a route. Content types default to JSON, plus multipart on TikTok
+/// routes (product image uploads).
+fn route_inspection(
+    v: &mut V,
+    p: &str,
+    r: &Spanned<RouteFile>,
+    methods: &[Method],
+    limits: &RouteLimits,
+    tiktok: bool,
+    webhook: bool,
+) -> crate::inspect::InspectionSettings {
+    use crate::inspect::{
+        ContentTypeAllowList, InspectionSettings, MethodAllowList, RequestLimits,
+    };
+    let mut out = InspectionSettings::default();
+    out.limits = RequestLimits {
+        max_header_count: limits.max_headers,
+        max_header_bytes: limits.max_header_bytes,
+        max_uri_bytes: limits.max_uri,
+        max_query_params: limits.max_query_params,
+        max_body_bytes: limits.max_body as u64,
+        max_json_depth: u32::try_from(limits.json_max_depth).unwrap_or(u32::MAX),
+    };
+    if !methods.is_empty() {
+        let names: Vec<&str> = methods.iter().map(|m| m.as_str()).collect();
+        match MethodAllowList::new(&names) {
+            Ok(m) => out.methods = m,
+            Err(e) => v.issues.at(format!("{p}.match.methods"), r, e.to_string()),
+        }
+    }
+    let types: Vec<String> = if !limits.content_types.is_empty() {
+        limits.content_types.clone()
+    } else if tiktok && !webhook {
+        vec!["application/json".into(), "multipart/form-data".into()]
+    } else {
+        vec!["application/json".into()]
+    };
+    match ContentTypeAllowList::new(&types) {
+        Ok(c) => out.content_types = c,
+        Err(e) => v
+            .issues
+            .at(format!("{p}.limits.content_types"), r, e.to_string()),
+    }
+    out.json_body = types.iter().any(|t| t == "application/json");
+    if let Err(e) = out.validate() {
+        v.issues.at(format!("{p}.limits"), r, e.to_string());
     }
     out
 }

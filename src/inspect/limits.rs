@@ -131,6 +131,16 @@ impl InspectionSettings {
     /// `Parts`). Path normalisation, the raw-head scan and the host check are separate calls
     /// because they run before routing.
     pub fn check_head(&self, head: &Parts) -> Result<HeadVerdict, InspectError> {
+        self.check_head_with(head, false)
+    }
+
+    /// As [`Self::check_head`], when the server already knows no body follows (an HTTP/2
+    /// request whose headers ended the stream declares neither length nor chunking).
+    pub fn check_head_with(
+        &self,
+        head: &Parts,
+        body_known_empty: bool,
+    ) -> Result<HeadVerdict, InspectError> {
         let framing = check_framing(head.version, &head.headers)?;
         check_header_limits(
             &head.headers,
@@ -145,7 +155,7 @@ impl InspectionSettings {
         if !self.methods.allows(&head.method) {
             return Err(InspectError::MethodNotAllowed);
         }
-        let expects_body = framing.may_have_body(head.version);
+        let expects_body = !body_known_empty && framing.may_have_body(head.version);
         if expects_body {
             self.content_types.check(&head.headers)?;
         }

@@ -22,8 +22,10 @@ pub struct RequestCtx {
     pub upstream_addr: Option<SocketAddr>,
     /// The whole request body, when the pipeline needed it before contacting the upstream.
     pub body: Option<Bytes>,
-    /// Request body bytes seen while streaming (for the ceiling on unbuffered bodies).
-    pub streamed_body: usize,
+    /// Ceiling and minimum rate for a body streamed to the upstream.
+    pub body_watch: Option<crate::inspect::BodyWatch>,
+    /// A refusal decided inside a Pingora phase that can only return a `pingora::Error`.
+    pub refusal: Option<super::error::GatewayError>,
     /// Connect attempts so far (retries go to another target).
     pub attempts: usize,
     pub status: u16,
@@ -40,7 +42,8 @@ impl RequestCtx {
             reason: None,
             upstream_addr: None,
             body: None,
-            streamed_body: 0,
+            body_watch: None,
+            refusal: None,
             attempts: 0,
             status: 0,
         }

@@ -5,7 +5,7 @@ pub mod answer;
 pub mod body;
 pub mod ctx;
 pub mod error;
-mod path_guard;
+pub mod inspect_stage;
 pub mod proxy;
 pub mod router;
 pub mod webhook_ingress;

@@ -20,7 +20,7 @@ use super::answer;
 use super::body::{self, DeclaredBody, MAX_BUFFERED_BODY};
 use super::ctx::RequestCtx;
 use super::error::GatewayError;
-use super::path_guard;
+use super::inspect_stage;
 use super::router::RouteMatch;
 use super::webhook_ingress;
 use crate::server::state::Gateway;
@@ -70,21 +70,21 @@ impl GatewayProxy {
         let runtime = self.gateway.runtime();
         ctx.runtime = Some(runtime.clone());
 
-        // 1. Route: normalise first, then match.
-        let path = session.req_header().uri.path();
-        if let Some(reason) = path_guard::refuse_reason(path) {
-            ctx.reason = Some(reason);
-            return Err(GatewayError::bad_request(
-                "bad_path",
-                "the request path is not canonical",
-            ));
+        // 1. Route: framing and path are checked first, then the host, then the match.
+        inspect_stage::check_raw_head(session)?;
+        let policy = runtime.listeners.get(&*self.listener);
+        if let Some(policy) = policy {
+            inspect_stage::check_host(&policy.hosts, session)?;
         }
-        let host = request_host(session);
-        let method = session.req_header().method.clone();
-        let route = match runtime
-            .router
-            .find(&self.listener, host.as_deref(), &method, path)
-        {
+        let found = {
+            let head = session.req_header();
+            let path = inspect_stage::normalized_path(head.uri.path())?;
+            let host = request_host(session);
+            runtime
+                .router
+                .find(&self.listener, host.as_deref(), &head.method, &path)
+        };
+        let route = match found {
             RouteMatch::Found(route) => route,
             RouteMatch::NotFound => return Err(GatewayError::not_found()),
             RouteMatch::MethodNotAllowed(allow) => {
@@ -92,6 +92,9 @@ impl GatewayProxy {
             }
         };
         ctx.route = Some(route.clone());
+
+        // 5a. Inspect the head against the route (framing, sizes, method, content type, length).
+        let verdict = inspect_stage::check_head(&route.inspection, session)?;
 
         // TikTok webhooks: authenticated by their signature over the raw body, stored durably,
         // answered here; delivery to the order service runs from the queue.
@@ -105,17 +108,34 @@ impl GatewayProxy {
             )));
         }
 
-        // 5. Inspect request: the body ceiling is always on.
+        // 5b. The body ceiling is always on. A body that must be checked whole (JSON) or whose
+        // length is not declared is read before the upstream is contacted.
         let limit = route.limits.max_body;
-        match body::declared_body(session)? {
-            DeclaredBody::None => {}
-            DeclaredBody::Length(n) if n > limit => {
+        if verdict.expects_body {
+            let json = route.inspection.json_body && inspect_stage::is_json_body(session);
+            let declared = body::declared_body(session)?;
+            if let DeclaredBody::Length(n) = declared
+                && n > limit
+            {
                 return Err(GatewayError::body_too_large(limit));
             }
-            DeclaredBody::Length(_) => {}
-            // Undeclared length: read it whole so the ceiling holds before the upstream sees bytes.
-            DeclaredBody::Unknown => {
-                ctx.body = Some(body::read_whole(session, limit.min(MAX_BUFFERED_BODY)).await?);
+            if json || matches!(declared, DeclaredBody::Unknown) {
+                let whole = body::read_whole(session, limit.min(MAX_BUFFERED_BODY)).await?;
+                if json {
+                    crate::inspect::check_json(
+                        &whole,
+                        whole.len(),
+                        route.inspection.limits.max_json_depth,
+                    )
+                    .map_err(|e| GatewayError::from(crate::inspect::InspectError::from(e)))?;
+                }
+                ctx.body = Some(whole);
+            } else if let Some(policy) = policy {
+                ctx.body_watch = Some(crate::inspect::BodyWatch::new(
+                    limit as u64,
+                    policy.slow_clients.body_rate,
+                    std::time::Instant::now(),
+                ));
             }
         }
         Ok(Next::Proxy)
@@ -178,6 +198,18 @@ impl ProxyHttp for GatewayProxy {
         RequestCtx::new()
     }
 
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        _ctx: &mut Self::CTX,
+    ) -> pingora::Result<()> {
+        // Slow-client timeouts apply to every request on the connection, keep-alive ones too.
+        if let Some(policy) = self.gateway.runtime().listeners.get(&*self.listener) {
+            policy.slow_clients.apply(session.as_downstream_mut());
+        }
+        Ok(())
+    }
+
     async fn request_filter(
         &self,
         session: &mut Session,
@@ -215,16 +247,14 @@ impl ProxyHttp for GatewayProxy {
         _end_of_stream: bool,
         ctx: &mut Self::CTX,
     ) -> pingora::Result<()> {
-        if let Some(chunk) = body {
-            ctx.streamed_body += chunk.len();
-            let limit = ctx.route.as_ref().map(|r| r.limits.max_body).unwrap_or(0);
-            // The declared length was checked already; this guards against framing that lies.
-            if ctx.body.is_none() && ctx.streamed_body > limit {
-                return Error::e_explain(
-                    ErrorType::HTTPStatus(413),
-                    "request body over the ceiling",
-                );
-            }
+        // Streamed bodies: the declared length was checked already; the watch guards the
+        // ceiling against framing that lies, and refuses bodies sent too slowly.
+        if let (Some(chunk), Some(watch)) = (body.as_ref(), ctx.body_watch.as_mut())
+            && let Err(e) = watch.on_chunk(chunk.len(), std::time::Instant::now())
+        {
+            let status = e.status().as_u16();
+            ctx.refusal = Some(GatewayError::from(e));
+            return Error::e_explain(ErrorType::HTTPStatus(status), "request body refused");
         }
         Ok(())
     }
@@ -260,6 +290,10 @@ impl ProxyHttp for GatewayProxy {
         let Some(route) = ctx.route.clone() else {
             return Error::e_explain(ErrorType::InternalError, "no route in context");
         };
+        // Hop-by-hop headers (and any named in `Connection`) never cross; this runs before the
+        // gateway adds its own headers.
+        crate::inspect::strip_hop_by_hop(upstream_request)
+            .map_err(|_| Error::explain(ErrorType::HTTPStatus(400), "bad Connection header"))?;
         // Identity headers are the gateway's to set; whatever the caller sent is dropped.
         let spoofed: Vec<http::HeaderName> = upstream_request
             .headers
@@ -356,9 +390,14 @@ impl ProxyHttp for GatewayProxy {
             .as_ref()
             .map(|r| r.upstream.clone())
             .unwrap_or_default();
+        let refusal = ctx.refusal.take();
         let err = match e.etype() {
-            ErrorType::HTTPStatus(413) => GatewayError::body_too_large(
-                ctx.route.as_ref().map(|r| r.limits.max_body).unwrap_or(0),
+            _ if refusal.is_some() => {
+                refusal.unwrap_or_else(|| GatewayError::internal("no refusal"))
+            }
+            ErrorType::HTTPStatus(400) => GatewayError::bad_request(
+                "bad_connection_header",
+                "the Connection header is refused",
             ),
             ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
                 metrics()

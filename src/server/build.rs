@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pingora::apps::HttpServerApp;
 use pingora::apps::http_app::HttpServer;
-use pingora::proxy::http_proxy_service_with_name;
+use pingora::proxy::http_proxy;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::background::background_service;
@@ -19,6 +19,7 @@ use super::state::{Gateway, StartError};
 use super::tiktok_services::TikTokBackground;
 use super::tls::listener_settings;
 use crate::config::{ListenerRole, ListenerTls};
+use crate::inspect::{ConnectionCapped, ConnectionLimiter, ConnectionLimits};
 use crate::pipeline::proxy::GatewayProxy;
 
 /// Builds a ready-to-run server. `config_path` enables reload on SIGHUP / file change.
@@ -51,8 +52,14 @@ pub fn build_server(
                     listener: listener.name.as_str().into(),
                     gateway: gateway.clone(),
                 };
-                let mut svc =
-                    http_proxy_service_with_name(&conf, proxy, &format!("proxy:{}", listener.name));
+                // The connection caps hold a slot for the whole connection, keep-alive included.
+                let limiter = ConnectionLimiter::new(ConnectionLimits {
+                    max_connections: listener.connections.max,
+                    max_per_client: listener.connections.max_per_ip,
+                    ..ConnectionLimits::default()
+                });
+                let app = ConnectionCapped::new(http_proxy(&conf, proxy), limiter);
+                let mut svc = Service::new(format!("proxy:{}", listener.name), app);
                 match &listener.tls {
                     Some(t) => svc.add_tls_with_settings(&addr, None, tls(t)?),
                     None => svc.add_tcp(&addr),

@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 
 use crate::clock::Clock;
 use crate::config::{ConfigError, GatewayConfig, load_file};
+use crate::inspect::{HostAllowList, SlowClientSettings};
 use crate::pipeline::router::Router;
 use crate::server::tiktok_services::TikTokServices;
 use crate::server::upstreams::UpstreamRegistry;
@@ -24,6 +25,13 @@ pub struct Runtime {
     pub router: Router,
     /// TikTok Shop webhook verifiers per app name.
     pub webhook_verifiers: HashMap<String, ShopWebhookVerifier>,
+    /// Per listener: the hosts it serves and its slow-client timeouts.
+    pub listeners: HashMap<String, ListenerPolicy>,
+}
+
+pub struct ListenerPolicy {
+    pub hosts: HostAllowList,
+    pub slow_clients: SlowClientSettings,
 }
 
 impl Runtime {
@@ -43,10 +51,30 @@ impl Runtime {
                 )
             })
             .collect();
+        let listeners = config
+            .listeners
+            .iter()
+            .map(|l| {
+                let hosts = l.hosts.clone();
+                let slow_clients = SlowClientSettings {
+                    idle_timeout: l.connections.idle_timeout,
+                    body_read_timeout: l.connections.body_timeout,
+                    ..SlowClientSettings::default()
+                };
+                (
+                    l.name.clone(),
+                    ListenerPolicy {
+                        hosts,
+                        slow_clients,
+                    },
+                )
+            })
+            .collect();
         Self {
             config: Arc::new(config),
             router,
             webhook_verifiers,
+            listeners,
         }
     }
 }

@@ -1,0 +1,60 @@
+//! The inspect stage's glue: runs the `inspect` checks at the right points and turns their
+//! refusals into `GatewayError`s. Before routing: raw-head framing, path normalisation, host.
+//! After routing: the route's head checks; the body checks run where the body is read.
+
+use std::borrow::Cow;
+
+use pingora::proxy::Session;
+
+use super::error::GatewayError;
+use crate::inspect::{HeadVerdict, HostAllowList, InspectError, InspectionSettings};
+
+impl From<InspectError> for GatewayError {
+    fn from(e: InspectError) -> Self {
+        GatewayError::new(e.status(), e.code(), e.reason())
+    }
+}
+
+/// Framing of the raw HTTP/1 head (what Pingora's parsed map hides, e.g. CL+TE or `1, 1`).
+pub fn check_raw_head(session: &Session) -> Result<(), GatewayError> {
+    let downstream = session.as_downstream();
+    if downstream.is_http2() {
+        return Ok(());
+    }
+    crate::inspect::check_raw_head(&downstream.to_h1_raw())
+        .map_err(|e| InspectError::from(e).into())
+}
+
+/// The normalised path to route on; ambiguous forms are refused, never guessed.
+pub fn normalized_path(raw: &str) -> Result<Cow<'_, str>, GatewayError> {
+    crate::inspect::normalize_path(raw).map_err(|e| InspectError::from(e).into())
+}
+
+pub fn check_host(hosts: &HostAllowList, session: &Session) -> Result<(), GatewayError> {
+    let head = session.req_header();
+    hosts
+        .check(head.version, &head.uri, &head.headers)
+        .map_err(|e| InspectError::from(e).into())
+}
+
+pub fn check_head(
+    settings: &InspectionSettings,
+    session: &mut Session,
+) -> Result<HeadVerdict, GatewayError> {
+    let body_known_empty = session.as_mut().is_body_empty();
+    settings
+        .check_head_with(session.req_header(), body_known_empty)
+        .map_err(GatewayError::from)
+}
+
+/// Whether the request declares a JSON body (only those are parsed by the JSON check).
+pub fn is_json_body(session: &Session) -> bool {
+    session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| crate::inspect::content_type::parse_media_type(v.as_bytes()).ok())
+        .is_some_and(|m| {
+            m.type_.eq_ignore_ascii_case("application") && m.subtype.eq_ignore_ascii_case("json")
+        })
+}
