@@ -195,6 +195,11 @@ impl LocalLimiter {
         self.take_full();
     }
 
+    /// Whether the key table is full (cleared by the next sweep).
+    pub(crate) fn is_full(&self) -> bool {
+        self.full.load(Ordering::Relaxed)
+    }
+
     /// Whether a key was diverted to the overflow bucket since the last call.
     pub(crate) fn take_full(&self) -> bool {
         self.full.swap(false, Ordering::Relaxed)
