@@ -122,7 +122,10 @@ async fn two_instances_share_one_limit_within_one_percent() {
     eprintln!(
         "fleet: a={admitted_a} b={admitted_b} total={total} over {elapsed:.3}s (limit {expected:.0} + burst {BURST})"
     );
-    assert!(admitted_a > 0 && admitted_b > 0, "both instances got a share");
+    assert!(
+        admitted_a > 0 && admitted_b > 0,
+        "both instances got a share"
+    );
     assert!(
         (total as f64) <= expected * 1.01 + BURST as f64,
         "admitted {total}, above the limit"
