@@ -1,0 +1,175 @@
+//! What happens while the shared backend fails, and how it comes back by itself.
+//!
+//! After a failure the backend is skipped for `retry_interval` (requests do not each wait for a
+//! timeout during an outage); then exactly one request probes it while the others keep using
+//! the fallback. A success makes it the backend again. Failures are counted every time and
+//! logged once per outage, with its start and its end.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::metrics::metrics;
+
+/// `on_backend_error` in `rate_limits`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnBackendError {
+    /// Decide with this gateway's own limiter (limits become per replica for the outage).
+    #[default]
+    Local,
+    /// Allow every request (availability over protection).
+    FailOpen,
+    /// Refuse every request with `Retry-After` (protection over availability).
+    FailClosed,
+}
+
+impl OnBackendError {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnBackendError::Local => "local",
+            OnBackendError::FailOpen => "fail_open",
+            OnBackendError::FailClosed => "fail_closed",
+        }
+    }
+}
+
+impl std::str::FromStr for OnBackendError {
+    type Err = UnknownFallback;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "local" => Ok(OnBackendError::Local),
+            "fail_open" => Ok(OnBackendError::FailOpen),
+            "fail_closed" => Ok(OnBackendError::FailClosed),
+            other => Err(UnknownFallback(other.to_owned())),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("on_backend_error `{0}` is not one of local, fail_open, fail_closed")]
+pub struct UnknownFallback(pub String);
+
+/// Health of one shared backend, in the limiter's monotonic nanoseconds.
+#[derive(Debug)]
+pub(crate) struct BackendHealth {
+    backend: &'static str,
+    mode: OnBackendError,
+    retry_interval: Duration,
+    // 0 while healthy; otherwise the earliest time to try the backend again (at least 1).
+    down_until: AtomicU64,
+}
+
+impl BackendHealth {
+    pub(crate) fn new(
+        backend: &'static str,
+        mode: OnBackendError,
+        retry_interval: Duration,
+    ) -> Self {
+        metrics().backend_up.with_label_values(&[backend]).set(1);
+        Self {
+            backend,
+            mode,
+            retry_interval,
+            down_until: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn mode(&self) -> OnBackendError {
+        self.mode
+    }
+
+    pub(crate) fn retry_interval(&self) -> Duration {
+        self.retry_interval
+    }
+
+    /// Whether this request should use the backend (`now` in nanoseconds).
+    pub(crate) fn admit_attempt(&self, now: u64) -> bool {
+        let until = self.down_until.load(Ordering::Acquire);
+        if until == 0 {
+            return true;
+        }
+        if now < until {
+            return false;
+        }
+        // Claim the probe: push the window on so concurrent requests keep the fallback.
+        let next = self.next_window(now);
+        self.down_until
+            .compare_exchange(until, next, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    pub(crate) fn on_success(&self) {
+        if self.down_until.swap(0, Ordering::AcqRel) != 0 {
+            metrics()
+                .backend_up
+                .with_label_values(&[self.backend])
+                .set(1);
+            tracing::info!(
+                backend = self.backend,
+                "rate-limit backend answers again; shared limiting resumed"
+            );
+        }
+    }
+
+    pub(crate) fn on_failure(&self, now: u64, error: &dyn std::error::Error) {
+        metrics()
+            .backend_errors
+            .with_label_values(&[self.backend])
+            .inc();
+        let was = self
+            .down_until
+            .swap(self.next_window(now), Ordering::AcqRel);
+        if was == 0 {
+            metrics()
+                .backend_up
+                .with_label_values(&[self.backend])
+                .set(0);
+            tracing::warn!(
+                backend = self.backend,
+                error = %error,
+                on_backend_error = self.mode.as_str(),
+                "rate-limit backend failed; using the fallback until it answers again"
+            );
+        }
+    }
+
+    fn next_window(&self, now: u64) -> u64 {
+        let interval = u64::try_from(self.retry_interval.as_nanos()).unwrap_or(u64::MAX);
+        now.saturating_add(interval).max(1)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn is_down(&self) -> bool {
+        self.down_until.load(Ordering::Acquire) != 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_modes() {
+        assert_eq!("local".parse(), Ok(OnBackendError::Local));
+        assert_eq!("fail_open".parse(), Ok(OnBackendError::FailOpen));
+        assert_eq!("fail_closed".parse(), Ok(OnBackendError::FailClosed));
+        assert!("open".parse::<OnBackendError>().is_err());
+        assert_eq!(OnBackendError::default(), OnBackendError::Local);
+    }
+
+    #[test]
+    fn skips_the_backend_after_a_failure_then_lets_one_probe_through() {
+        let h = BackendHealth::new("test", OnBackendError::Local, Duration::from_secs(1));
+        let err = std::io::Error::other("down");
+        assert!(h.admit_attempt(0));
+        h.on_failure(10, &err);
+        assert!(h.is_down());
+        assert!(!h.admit_attempt(500_000_000));
+        let after = 1_000_000_011;
+        assert!(h.admit_attempt(after), "one probe after the interval");
+        assert!(!h.admit_attempt(after), "only one");
+        h.on_success();
+        assert!(!h.is_down());
+        assert!(h.admit_attempt(after));
+    }
+}

@@ -1,0 +1,261 @@
+//! Fleet rate limiting against a real Redis (`REDIS_URL`; skipped, saying why, when unset).
+//!
+//! Each test writes under its own key prefix, so runs never see each other's buckets.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+use tiktok_gateway::config::Secret;
+use tiktok_gateway::limit::{
+    Backend, DecisionSource, LimitSettings, LimitSpec, OnBackendError, RateLimitSettings,
+    RateLimiter, RedisSettings,
+};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+fn redis_url() -> Option<String> {
+    match std::env::var("REDIS_URL") {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ => {
+            eprintln!("skipping: REDIS_URL is not set (CI sets it to the local Redis)");
+            None
+        }
+    }
+}
+
+fn unique_prefix(test: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("tgw-test:{test}:{}:{nanos}", std::process::id())
+}
+
+fn settings(url: &str, prefix: &str, mode: OnBackendError) -> RateLimitSettings {
+    let mut redis = RedisSettings::new(Secret::new(url));
+    redis.key_prefix = prefix.to_owned();
+    redis.on_backend_error = mode;
+    redis.retry_interval = Duration::from_millis(200);
+    RateLimitSettings {
+        backend: Backend::Redis(redis),
+        ..RateLimitSettings::default()
+    }
+}
+
+fn limiter(url: &str, prefix: &str, rate: &str, burst: u64) -> RateLimiter {
+    let limits = vec![LimitSettings {
+        route: "orders".to_owned(),
+        name: "orders".to_owned(),
+        spec: LimitSpec::parse("caller", rate, Some(burst)).unwrap(),
+    }];
+    RateLimiter::new(&settings(url, prefix, OnBackendError::Local), limits).unwrap()
+}
+
+#[tokio::test]
+async fn redis_gcra_admits_the_burst_then_refuses_with_headers() {
+    let Some(url) = redis_url() else { return };
+    let prefix = unique_prefix("burst");
+    let rl = limiter(&url, &prefix, "10/m", 3);
+    let id = rl.find("orders", "orders").unwrap();
+
+    let mut remaining = Vec::new();
+    for _ in 0..3 {
+        let d = rl.check(id, b"alice").await;
+        assert!(d.allowed);
+        assert_eq!(d.source, DecisionSource::Redis);
+        remaining.push(d.remaining);
+    }
+    assert_eq!(remaining, [2, 1, 0]);
+
+    let refused = rl.check(id, b"alice").await;
+    assert!(!refused.allowed);
+    assert_eq!(refused.source, DecisionSource::Redis);
+    // One request costs 6 s at 10/m; a little of it has passed already.
+    assert!((5..=6).contains(&refused.retry_after_secs()));
+    let h = rl.headers(&[refused]).unwrap();
+    assert_eq!(h.policy, "\"orders\";q=10;w=60");
+    assert_eq!(h.rate_limit, "\"orders\";r=0;t=18");
+    assert_eq!(
+        h.retry_after.unwrap().to_str().unwrap(),
+        refused.retry_after_secs().to_string()
+    );
+
+    // Another key is untouched.
+    assert!(rl.check(id, b"bob").await.allowed);
+}
+
+#[tokio::test]
+async fn two_instances_share_one_limit_within_one_percent() {
+    let Some(url) = redis_url() else { return };
+    let prefix = unique_prefix("fleet");
+    const RATE: f64 = 100.0;
+    const BURST: u64 = 10;
+    // Two gateways, each with its own connection manager.
+    let a = Arc::new(limiter(&url, &prefix, "100/s", BURST));
+    let b = Arc::new(limiter(&url, &prefix, "100/s", BURST));
+
+    // Each sends 150/s for 10 s: together 3x the limit.
+    let run = |rl: Arc<RateLimiter>| {
+        tokio::spawn(async move {
+            let id = rl.find("orders", "orders").unwrap();
+            let mut ticker = tokio::time::interval(Duration::from_micros(6_667));
+            let mut admitted = 0u64;
+            for _ in 0..1_500 {
+                ticker.tick().await;
+                let d = rl.check(id, b"fleet-caller").await;
+                assert_eq!(d.source, DecisionSource::Redis, "Redis must decide");
+                admitted += u64::from(d.allowed);
+            }
+            admitted
+        })
+    };
+    let started = Instant::now();
+    let (ha, hb) = (run(a), run(b));
+    let (admitted_a, admitted_b) = (ha.await.unwrap(), hb.await.unwrap());
+    let elapsed = started.elapsed().as_secs_f64();
+
+    let total = admitted_a + admitted_b;
+    let expected = RATE * elapsed;
+    eprintln!(
+        "fleet: a={admitted_a} b={admitted_b} total={total} over {elapsed:.3}s (limit {expected:.0} + burst {BURST})"
+    );
+    assert!(
+        admitted_a > 0 && admitted_b > 0,
+        "both instances got a share"
+    );
+    assert!(
+        (total as f64) <= expected * 1.01 + BURST as f64,
+        "admitted {total}, above the limit"
+    );
+    assert!(
+        (total as f64) >= expected * 0.99,
+        "admitted {total}, well below the limit"
+    );
+}
+
+/// A TCP relay to Redis that the test can cut and restore, to play an outage.
+struct Relay {
+    addr: SocketAddr,
+    up: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    accept: JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(target: String) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let up = Arc::new(AtomicBool::new(true));
+        let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let (up2, conns2) = (up.clone(), conns.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !up2.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let target = target.clone();
+                conns2.lock().push(tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                }));
+            }
+        });
+        Relay {
+            addr,
+            up,
+            conns,
+            accept,
+        }
+    }
+
+    fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for c in self.conns.lock().drain(..) {
+            c.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
+}
+
+/// `redis://[auth@]host:port[/db]` split into the address and a rebuilder for another address.
+fn split_url(url: &str) -> Option<(String, impl Fn(SocketAddr) -> String)> {
+    let rest = url.strip_prefix("redis://")?;
+    let end = rest.find('/').unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let (auth, hostport) = match authority.rsplit_once('@') {
+        Some((auth, hp)) => (format!("{auth}@"), hp.to_owned()),
+        None => (String::new(), authority.to_owned()),
+    };
+    let tail = tail.to_owned();
+    Some((hostport, move |addr: SocketAddr| {
+        format!("redis://{auth}{addr}{tail}")
+    }))
+}
+
+#[tokio::test]
+async fn outage_falls_back_to_local_and_shared_limiting_resumes() {
+    let Some(url) = redis_url() else { return };
+    let Some((target, via)) = split_url(&url) else {
+        eprintln!("skipping: REDIS_URL is not a plain redis:// URL");
+        return;
+    };
+    let relay = Relay::start(target).await;
+    let prefix = unique_prefix("outage");
+    // 2 per minute: nothing refills during the test.
+    let gw = limiter(&via(relay.addr), &prefix, "2/m", 2);
+    let peer = limiter(&url, &prefix, "2/m", 2);
+    let id = gw.find("orders", "orders").unwrap();
+
+    // Shared: the gateway spends the key's budget on Redis.
+    for _ in 0..2 {
+        let d = gw.check(id, b"alice").await;
+        assert!(d.allowed);
+        assert_eq!(d.source, DecisionSource::Redis);
+    }
+    assert!(!gw.check(id, b"alice").await.allowed);
+
+    // Redis gone: the local fallback decides (its own fresh bucket), nothing panics.
+    relay.cut();
+    let mut during = Vec::new();
+    for _ in 0..4 {
+        let d = gw.check(id, b"alice").await;
+        assert_eq!(d.source, DecisionSource::Local);
+        during.push(d.allowed);
+    }
+    assert_eq!(during, [true, true, false, false]);
+
+    // Redis back: within a few retry intervals the shared bucket decides again, and it still
+    // remembers the budget spent before the outage.
+    relay.restore();
+    let mut resumed = None;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let d = gw.check(id, b"alice").await;
+        if d.source == DecisionSource::Redis {
+            resumed = Some(d);
+            break;
+        }
+    }
+    let d = resumed.expect("shared limiting did not resume after Redis came back");
+    assert!(!d.allowed, "the shared bucket was spent before the outage");
+    // And another replica agrees.
+    let other = peer.check(id, b"alice").await;
+    assert_eq!(other.source, DecisionSource::Redis);
+    assert!(!other.allowed);
+    assert!(peer.check(id, b"bob").await.allowed);
+}
