@@ -15,4 +15,4 @@ pub use load::{load_file, load_str};
 pub use runtime::*;
 pub use secret::Secret;
 pub use secret_ref::resolve_secret;
-pub use validate::{is_loopback_http, parse_rate_per_sec, parse_target};
+pub use validate::{is_loopback_http, parse_target};

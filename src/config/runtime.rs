@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::Method;
-use ipnet::IpNet;
 
 use super::Secret;
 
@@ -31,7 +30,7 @@ pub struct GatewayConfig {
     pub webhooks: Option<WebhooksConfig>,
     pub admin: Option<AdminConfig>,
     pub server: ServerConfig,
-    pub trusted_proxies: Vec<IpNet>,
+    pub trusted_proxies: crate::limit::TrustedProxies,
 }
 
 impl GatewayConfig {
@@ -170,9 +169,7 @@ pub struct AuthRules {
 
 #[derive(Debug, Clone)]
 pub struct RateLimitRule {
-    pub key: String,
-    pub rate: String,
-    pub burst: Option<u32>,
+    pub spec: crate::limit::LimitSpec,
 }
 
 #[derive(Debug, Clone)]
@@ -296,8 +293,8 @@ pub struct TikTokConfig {
     pub shops: Vec<TikTokShop>,
     pub token_store: Option<TokenStoreConfig>,
     pub token_refresh_margin: Duration,
-    pub pacing_rate_per_sec: f64,
-    pub pacing_burst: u32,
+    /// Outbound budget per (app, shop, endpoint).
+    pub pacing: crate::limit::PacerSettings,
 }
 
 #[derive(Debug, Clone, PartialEq)]

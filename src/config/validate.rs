@@ -128,21 +128,11 @@ pub fn build(
     let logging = logging(&mut v, file.logging.as_ref());
     let privacy = privacy(&mut v, file.privacy.as_ref());
     let server = server(&mut v, file.server.as_ref());
-    let mut trusted_proxies = Vec::new();
-    for (i, cidr) in file.trusted_proxies.iter().enumerate() {
-        let text = cidr.value.trim();
-        let parsed = text
-            .parse::<ipnet::IpNet>()
-            .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
-        match parsed {
-            Ok(net) => trusted_proxies.push(net),
-            Err(_) => v.issues.at(
-                format!("trusted_proxies[{i}]"),
-                cidr,
-                "not a CIDR or IP address",
-            ),
-        }
-    }
+    let proxies: Vec<&str> = file.trusted_proxies.iter().map(|c| c.value.as_str()).collect();
+    let trusted_proxies = crate::limit::TrustedProxies::parse(&proxies).unwrap_or_else(|e| {
+        v.issues.add("trusted_proxies", file.trusted_proxies.first().and_then(line_of), e.to_string());
+        crate::limit::TrustedProxies::default()
+    });
     let config = GatewayConfig {
         version: file
             .version
@@ -709,19 +699,21 @@ fn tiktok(v: &mut V, file: &TikTokFile) -> TikTokConfig {
             key,
         })
     });
-    let (pacing_rate_per_sec, pacing_burst) = match &file.pacing {
-        None => (10.0, 10),
-        Some(pf) => {
-            let rate = match &pf.rate {
-                None => 10.0,
-                Some(r) => parse_rate_per_sec(&r.value).unwrap_or_else(|e| {
-                    v.issues.at("tiktok.pacing.rate", r, e);
-                    10.0
-                }),
-            };
-            (rate, pf.burst.unwrap_or(10))
+    let mut pacing = crate::limit::PacerSettings::default();
+    if let Some(pf) = &file.pacing {
+        if let Some(r) = &pf.rate {
+            match r.value.parse::<crate::limit::Rate>() {
+                Ok(rate) => pacing.rate = rate,
+                Err(e) => v.issues.at("tiktok.pacing.rate", r, e.to_string()),
+            }
         }
-    };
+        if let Some(b) = pf.burst {
+            match std::num::NonZeroU32::new(b) {
+                Some(b) => pacing.burst = b,
+                None => v.issues.add("tiktok.pacing.burst", None, "burst must be above 0"),
+            }
+        }
+    }
     TikTokConfig {
         apps,
         shops,
@@ -731,30 +723,8 @@ fn tiktok(v: &mut V, file: &TikTokFile) -> TikTokConfig {
             &file.token_refresh_margin,
             Duration::from_secs(24 * 3600),
         ),
-        pacing_rate_per_sec,
-        pacing_burst,
+        pacing,
     }
-}
-
-/// `50/s`, `600/m`, `1000/h` as events per second.
-pub fn parse_rate_per_sec(text: &str) -> Result<f64, String> {
-    let (n, per) = text
-        .split_once('/')
-        .ok_or_else(|| format!("`{text}` is not a rate such as 50/s"))?;
-    let n: u32 = n
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{text}`: `{n}` is not a whole number"))?;
-    let secs = match per.trim() {
-        "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        other => return Err(format!("`{text}`: unknown period `{other}` (s, m or h)")),
-    };
-    if n == 0 {
-        return Err(format!("`{text}`: the rate must be above 0"));
-    }
-    Ok(f64::from(n) / secs)
 }
 
 fn rate_limits(v: &mut V, file: Option<&RateLimitsFile>) -> RateLimitsConfig {
@@ -1042,17 +1012,14 @@ fn routes(v: &mut V, file: &ConfigFile, known: &Known) -> Vec<Arc<Route>> {
         if let Some(list) = &rf.rate_limit {
             for (k, rl) in list.as_slice().iter().enumerate() {
                 let rp = format!("{p}.rate_limit[{k}]");
-                if let Err(e) = parse_rate_per_sec(&rl.value.rate) {
-                    v.issues.at(format!("{rp}.rate"), rl, e);
+                match crate::limit::LimitSpec::parse(
+                    &rl.value.key,
+                    &rl.value.rate,
+                    rl.value.burst.map(u64::from),
+                ) {
+                    Ok(spec) => rate_limits.push(RateLimitRule { spec }),
+                    Err(e) => v.issues.at(rp, rl, e.to_string()),
                 }
-                if let Err(e) = check_limit_key(&rl.value.key) {
-                    v.issues.at(format!("{rp}.key"), rl, e);
-                }
-                rate_limits.push(RateLimitRule {
-                    key: rl.value.key.clone(),
-                    rate: rl.value.rate.clone(),
-                    burst: rl.value.burst,
-                });
             }
         }
         let limits = route_limits(v, &p, rf.limits.as_ref());
@@ -1149,16 +1116,6 @@ fn route_inspection(
         v.issues.at(format!("{p}.limits"), r, e.to_string());
     }
     out
-}
-
-fn check_limit_key(key: &str) -> Result<(), String> {
-    match key {
-        "caller" | "api_key" | "client_ip" | "shop" | "route" => Ok(()),
-        k if k.strip_prefix("header:").is_some_and(|h| !h.is_empty()) => Ok(()),
-        other => Err(format!(
-            "`{other}`: use caller, api_key, client_ip, shop, route or header:<name>"
-        )),
-    }
 }
 
 fn route_auth(v: &mut V, p: &str, r: &Spanned<RouteFile>, known: &Known) -> RouteAuth {
@@ -1303,11 +1260,4 @@ mod tests {
         assert!(!is_loopback_http("https://127.0.0.1/"));
     }
 
-    #[test]
-    fn rates() {
-        assert_eq!(parse_rate_per_sec("50/s"), Ok(50.0));
-        assert_eq!(parse_rate_per_sec("60/m"), Ok(1.0));
-        assert!(parse_rate_per_sec("0/s").is_err());
-        assert!(parse_rate_per_sec("5/d").is_err());
-    }
 }

@@ -29,7 +29,7 @@ use super::time::MonotonicClock;
 const MAX_SLOWDOWN: u32 = 4;
 
 /// The pacing budget and backoff shape. Defaults are deliberately conservative.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PacerSettings {
     /// Budget per (app, shop, endpoint) (default 10/s).
     pub rate: Rate,
