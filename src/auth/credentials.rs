@@ -1,0 +1,170 @@
+//! Pulling credentials out of request headers: `Authorization: Bearer <jwt>`,
+//! `Authorization: ApiKey <key>` and `x-api-key: <key>`.
+//!
+//! Each helper answers `Ok(None)` when its kind of credential is absent (so the next accepted
+//! method can try), and `Err(Malformed)` when it is present but ambiguous or malformed: a repeated
+//! header, or both API key forms at once, is refused rather than guessed at.
+
+use http::HeaderMap;
+use http::header::AUTHORIZATION;
+
+use super::error::AuthError;
+
+pub const API_KEY_HEADER: &str = "x-api-key";
+
+/// The single `Authorization` header as text; `Err` when repeated or not visible ASCII.
+fn authorization(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(AuthError::Malformed);
+    }
+    first.to_str().map(Some).map_err(|_| AuthError::Malformed)
+}
+
+/// Splits `Scheme credentials`; the scheme compares case-insensitively (RFC 9110 §11.1).
+fn with_scheme<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
+    let (s, rest) = value.split_once(' ')?;
+    s.eq_ignore_ascii_case(scheme).then_some(rest)
+}
+
+/// RFC 6750 `b64token` characters; a JWT uses a subset. Anything else is malformed.
+fn is_b64token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
+        })
+}
+
+/// The bearer token, if the request carries `Authorization: Bearer ...`.
+pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
+    let Some(value) = authorization(headers)? else {
+        return Ok(None);
+    };
+    match with_scheme(value, "Bearer") {
+        Some(token) if is_b64token(token) => Ok(Some(token)),
+        Some(_) => Err(AuthError::Malformed),
+        None => Ok(None),
+    }
+}
+
+/// The API key, from `x-api-key` or `Authorization: ApiKey ...` (exactly one of them).
+pub fn api_key(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
+    let mut values = headers.get_all(API_KEY_HEADER).iter();
+    let from_header = match values.next() {
+        None => None,
+        Some(v) => {
+            if values.next().is_some() {
+                return Err(AuthError::Malformed);
+            }
+            Some(v.to_str().map_err(|_| AuthError::Malformed)?)
+        }
+    };
+    let from_authorization = match authorization(headers) {
+        Ok(Some(v)) => with_scheme(v, "ApiKey"),
+        Ok(None) => None,
+        // A repeated Authorization header only matters if the key would come from it.
+        Err(e) => {
+            if from_header.is_none() {
+                return Err(e);
+            }
+            None
+        }
+    };
+    match (from_header, from_authorization) {
+        (Some(_), Some(_)) => Err(AuthError::Malformed),
+        (Some(k), None) | (None, Some(k)) => {
+            let k = k.trim();
+            if k.is_empty() {
+                Err(AuthError::Malformed)
+            } else {
+                Ok(Some(k))
+            }
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// True when an `Authorization` header is present at all: lets a caller tell "no credentials"
+/// from "credentials in a scheme this route does not take".
+pub fn has_authorization(headers: &HeaderMap) -> bool {
+    headers.contains_key(AUTHORIZATION)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn bearer_extraction() {
+        assert_eq!(bearer_token(&headers(&[])), Ok(None));
+        assert_eq!(
+            bearer_token(&headers(&[("authorization", "Bearer a.b.c")])),
+            Ok(Some("a.b.c"))
+        );
+        assert_eq!(
+            bearer_token(&headers(&[("authorization", "bearer a.b.c")])),
+            Ok(Some("a.b.c"))
+        );
+        // Other schemes are not a bearer token (another method may take them).
+        assert_eq!(
+            bearer_token(&headers(&[("authorization", "Basic dXNlcjpwYXNz")])),
+            Ok(None)
+        );
+        assert_eq!(
+            bearer_token(&headers(&[("authorization", "Bearer ")])),
+            Err(AuthError::Malformed)
+        );
+        assert_eq!(
+            bearer_token(&headers(&[("authorization", "Bearer a b")])),
+            Err(AuthError::Malformed)
+        );
+        assert_eq!(
+            bearer_token(&headers(&[
+                ("authorization", "Bearer a.b.c"),
+                ("authorization", "Bearer d.e.f")
+            ])),
+            Err(AuthError::Malformed)
+        );
+    }
+
+    #[test]
+    fn api_key_extraction() {
+        assert_eq!(api_key(&headers(&[])), Ok(None));
+        assert_eq!(api_key(&headers(&[("x-api-key", "k1")])), Ok(Some("k1")));
+        assert_eq!(
+            api_key(&headers(&[("authorization", "ApiKey k2")])),
+            Ok(Some("k2"))
+        );
+        assert_eq!(
+            api_key(&headers(&[("authorization", "Bearer a.b.c")])),
+            Ok(None)
+        );
+        assert_eq!(
+            api_key(&headers(&[
+                ("x-api-key", "k1"),
+                ("authorization", "ApiKey k2")
+            ])),
+            Err(AuthError::Malformed)
+        );
+        assert_eq!(
+            api_key(&headers(&[("x-api-key", "k1"), ("x-api-key", "k2")])),
+            Err(AuthError::Malformed)
+        );
+        assert_eq!(
+            api_key(&headers(&[("x-api-key", "")])),
+            Err(AuthError::Malformed)
+        );
+    }
+}
