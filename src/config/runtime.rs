@@ -246,7 +246,7 @@ pub struct IdentityConfig {
     pub mtls: Vec<MtlsIdentityConfig>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum JwksSourceConfig {
     File(PathBuf),
     Url {
@@ -259,7 +259,7 @@ pub enum JwksSourceConfig {
     },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct JwtIssuerConfig {
     pub name: String,
     pub issuer: String,

@@ -128,9 +128,17 @@ pub fn build(
     let logging = logging(&mut v, file.logging.as_ref());
     let privacy = privacy(&mut v, file.privacy.as_ref());
     let server = server(&mut v, file.server.as_ref());
-    let proxies: Vec<&str> = file.trusted_proxies.iter().map(|c| c.value.as_str()).collect();
+    let proxies: Vec<&str> = file
+        .trusted_proxies
+        .iter()
+        .map(|c| c.value.as_str())
+        .collect();
     let trusted_proxies = crate::limit::TrustedProxies::parse(&proxies).unwrap_or_else(|e| {
-        v.issues.add("trusted_proxies", file.trusted_proxies.first().and_then(line_of), e.to_string());
+        v.issues.add(
+            "trusted_proxies",
+            file.trusted_proxies.first().and_then(line_of),
+            e.to_string(),
+        );
         crate::limit::TrustedProxies::default()
     });
     let config = GatewayConfig {
@@ -710,7 +718,9 @@ fn tiktok(v: &mut V, file: &TikTokFile) -> TikTokConfig {
         if let Some(b) = pf.burst {
             match std::num::NonZeroU32::new(b) {
                 Some(b) => pacing.burst = b,
-                None => v.issues.add("tiktok.pacing.burst", None, "burst must be above 0"),
+                None => v
+                    .issues
+                    .add("tiktok.pacing.burst", None, "burst must be above 0"),
             }
         }
     }
@@ -1259,5 +1269,4 @@ mod tests {
         assert!(!is_loopback_http("http://10.0.0.1/"));
         assert!(!is_loopback_http("https://127.0.0.1/"));
     }
-
 }

@@ -29,6 +29,10 @@ pub struct RequestCtx {
     /// Connect attempts so far (retries go to another target).
     pub attempts: usize,
     pub status: u16,
+    /// Who the caller proved to be.
+    pub identity: Option<Arc<crate::auth::Identity>>,
+    /// `RateLimit-Policy` / `RateLimit` for the response.
+    pub rate_headers: Option<crate::limit::RateLimitHeaders>,
 }
 
 impl RequestCtx {
@@ -46,6 +50,8 @@ impl RequestCtx {
             refusal: None,
             attempts: 0,
             status: 0,
+            identity: None,
+            rate_headers: None,
         }
     }
 

@@ -2,10 +2,12 @@
 //! order. `proxy.rs` is the one place that decides in which order the stages run.
 
 pub mod answer;
+pub mod auth_stage;
 pub mod body;
 pub mod ctx;
 pub mod error;
 pub mod inspect_stage;
+pub mod limit_stage;
 pub mod proxy;
 pub mod router;
 pub mod webhook_ingress;

@@ -23,6 +23,7 @@ use super::error::GatewayError;
 use super::inspect_stage;
 use super::router::RouteMatch;
 use super::webhook_ingress;
+use super::{auth_stage, limit_stage};
 use crate::server::state::Gateway;
 use crate::telemetry::access_log::{AccessRecord, query_keys};
 use crate::telemetry::metrics::metrics;
@@ -106,6 +107,51 @@ impl GatewayProxy {
                 StatusCode::OK,
                 Bytes::from_static(webhook_ingress::ACK_BODY.as_bytes()),
             )));
+        }
+
+        // 2-3. Authenticate, then authorize against the route's scopes.
+        let requirement = runtime
+            .auth
+            .routes
+            .get(&route.name)
+            .ok_or_else(|| GatewayError::internal("route without an auth requirement"))?;
+        let identity = auth_stage::authenticate(requirement, &route.name, session)
+            .await
+            .map_err(|(err, reason)| {
+                ctx.reason = Some(reason);
+                err
+            })?;
+        ctx.identity = Some(identity.clone());
+
+        // 4. Rate limits.
+        if !route.rate_limits.is_empty() {
+            let limits = runtime
+                .limits()
+                .map_err(|e| GatewayError::internal(format!("rate limiter unavailable: {e}")))?;
+            let shop = route.tiktok.as_ref().and_then(|t| {
+                session
+                    .req_header()
+                    .headers
+                    .get(t.shop_header.as_str())
+                    .and_then(|v| v.to_str().ok())
+            });
+            let inputs = limit_stage::LimitInputs {
+                identity: Some(&identity),
+                shop,
+                peer: session
+                    .client_addr()
+                    .and_then(|a| a.as_inet())
+                    .map(|a| a.ip()),
+                trusted_proxies: &runtime.config.trusted_proxies,
+            };
+            let ids = limits
+                .by_route
+                .get(&route.name)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            ctx.rate_headers = limit_stage::check(&limits.limiter, ids, session, &inputs)
+                .await
+                .inspect_err(|_| ctx.reason = Some("rate_limited"))?;
         }
 
         // 5b. The body ceiling is always on. A body that must be checked whole (JSON) or whose
@@ -304,6 +350,11 @@ impl ProxyHttp for GatewayProxy {
         for name in spoofed {
             upstream_request.remove_header(&name);
         }
+        if let Some(identity) = &ctx.identity {
+            for (name, value) in crate::auth::propagation::identity_headers(identity) {
+                upstream_request.insert_header(name, value.clone())?;
+            }
+        }
         if !route.forward_authorization {
             upstream_request.remove_header(&http::header::AUTHORIZATION);
         }
@@ -334,6 +385,10 @@ impl ProxyHttp for GatewayProxy {
         ctx: &mut Self::CTX,
     ) -> pingora::Result<()> {
         upstream_response.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
+        if let Some(h) = &ctx.rate_headers {
+            upstream_response.insert_header(crate::limit::RATELIMIT_POLICY, h.policy.clone())?;
+            upstream_response.insert_header(crate::limit::RATELIMIT, h.rate_limit.clone())?;
+        }
         ctx.status = upstream_response.status.as_u16();
         ctx.decision = "forwarded";
         Ok(())
@@ -493,6 +548,10 @@ impl ProxyHttp for GatewayProxy {
             upstream: if forwarded { upstream } else { None },
             decision: ctx.decision,
             reason: ctx.reason,
+            auth: ctx
+                .identity
+                .as_ref()
+                .and_then(|i| i.method_header().to_str().ok()),
             client_ip: session
                 .client_addr()
                 .and_then(|a| a.as_inet())

@@ -18,7 +18,8 @@ use super::reload::{ReloadService, ResolveService};
 use super::state::{Gateway, StartError};
 use super::tiktok_services::TikTokBackground;
 use super::tls::listener_settings;
-use crate::config::{ListenerRole, ListenerTls};
+use crate::auth::{ClientAuthMode, JwksRefresher, build_client_verifier};
+use crate::config::{ClientAuth, ListenerRole, ListenerTls};
 use crate::inspect::{ConnectionCapped, ConnectionLimiter, ConnectionLimits};
 use crate::pipeline::proxy::GatewayProxy;
 
@@ -41,10 +42,18 @@ pub fn build_server(
     for listener in &config.listeners {
         let addr = listener.address.to_string();
         let tls = |t: &ListenerTls| {
-            listener_settings(t, None).map_err(|e| StartError::Listener {
+            let fail = |reason: String| StartError::Listener {
                 listener: listener.name.clone(),
-                reason: e.to_string(),
-            })
+                reason,
+            };
+            let mode = match t.client_auth {
+                ClientAuth::None => ClientAuthMode::None,
+                ClientAuth::Optional => ClientAuthMode::Optional,
+                ClientAuth::Required => ClientAuthMode::Required,
+            };
+            let verifier = build_client_verifier(mode, t.client_ca.as_deref())
+                .map_err(|e| fail(e.to_string()))?;
+            listener_settings(t, verifier).map_err(|e| fail(e.to_string()))
         };
         match listener.role {
             ListenerRole::Proxy => {
@@ -103,6 +112,11 @@ pub fn build_server(
             services: gateway.tiktok.clone(),
         },
     ));
+    let stores: Vec<_> = gateway.jwt.values().map(|v| v.store().clone()).collect();
+    let refresher = JwksRefresher::new(stores);
+    if !refresher.is_empty() {
+        server.add_service(background_service("jwks refresh", refresher));
+    }
     server.add_service(background_service(
         "upstream resolver",
         ResolveService {

@@ -1,5 +1,6 @@
 //! Pingora wiring: listeners, TLS, background services, reload.
 
+pub mod auth_setup;
 pub mod build;
 pub mod dev_certs;
 pub mod metrics_app;

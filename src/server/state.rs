@@ -10,9 +10,14 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 
 use crate::clock::Clock;
+use crate::config::{BackendErrorMode, RateLimitBackend};
 use crate::config::{ConfigError, GatewayConfig, load_file};
 use crate::inspect::{HostAllowList, SlowClientSettings};
+use crate::limit::{
+    Backend, LimitId, LimitSettings, OnBackendError, RateLimitSettings, RateLimiter, RedisSettings,
+};
 use crate::pipeline::router::Router;
+use crate::server::auth_setup::{JwtVerifiers, RuntimeAuth, jwt_verifiers, runtime_auth};
 use crate::server::tiktok_services::TikTokServices;
 use crate::server::upstreams::UpstreamRegistry;
 use crate::telemetry::access_log::AccessLog;
@@ -27,6 +32,72 @@ pub struct Runtime {
     pub webhook_verifiers: HashMap<String, ShopWebhookVerifier>,
     /// Per listener: the hosts it serves and its slow-client timeouts.
     pub listeners: HashMap<String, ListenerPolicy>,
+    /// Each route's authentication requirement and the admin gate.
+    pub auth: RuntimeAuth,
+    /// Rate limiters, built on first use inside the serving runtime (Redis connections belong
+    /// to the runtime that made them).
+    limits: std::sync::OnceLock<Result<Limits, String>>,
+}
+
+pub struct Limits {
+    pub limiter: Arc<RateLimiter>,
+    pub by_route: HashMap<String, Vec<LimitId>>,
+}
+
+impl Runtime {
+    /// The limiters of this snapshot; built once, on the first request that needs them.
+    pub fn limits(&self) -> Result<&Limits, &str> {
+        self.limits
+            .get_or_init(|| build_limits(&self.config))
+            .as_ref()
+            .map_err(String::as_str)
+    }
+}
+
+fn build_limits(config: &GatewayConfig) -> Result<Limits, String> {
+    let backend = match &config.rate_limits.backend {
+        RateLimitBackend::Local => Backend::Local,
+        RateLimitBackend::Redis { url } => {
+            let mut redis = RedisSettings::new(url.clone());
+            redis.on_backend_error = match config.rate_limits.on_backend_error {
+                BackendErrorMode::Local => OnBackendError::Local,
+                BackendErrorMode::FailOpen => OnBackendError::FailOpen,
+                BackendErrorMode::FailClosed => OnBackendError::FailClosed,
+            };
+            Backend::Redis(redis)
+        }
+    };
+    let settings = RateLimitSettings {
+        backend,
+        max_keys_per_limit: config.rate_limits.max_keys,
+        ..RateLimitSettings::default()
+    };
+    let mut limits = Vec::new();
+    let mut names = Vec::new();
+    for route in &config.routes {
+        for (i, rule) in route.rate_limits.iter().enumerate() {
+            let name = if route.rate_limits.len() == 1 {
+                route.name.clone()
+            } else {
+                format!("{}.{i}", route.name)
+            };
+            names.push((route.name.clone(), name.clone()));
+            limits.push(LimitSettings {
+                route: route.name.clone(),
+                name,
+                spec: rule.spec.clone(),
+            });
+        }
+    }
+    let limiter = Arc::new(RateLimiter::new(&settings, limits).map_err(|e| e.to_string())?);
+    limiter.spawn_maintenance();
+    let mut by_route: HashMap<String, Vec<LimitId>> = HashMap::new();
+    for (route, name) in names {
+        if let Some(id) = limiter.find(&route, &name) {
+            by_route.entry(route).or_default().push(id);
+        }
+    }
+    Ok(Limits { limiter, by_route })
 }
 
 pub struct ListenerPolicy {
@@ -35,7 +106,8 @@ pub struct ListenerPolicy {
 }
 
 impl Runtime {
-    pub fn new(config: GatewayConfig) -> Self {
+    pub fn new(config: GatewayConfig, jwt: &JwtVerifiers) -> Result<Self, String> {
+        let auth = runtime_auth(&config, jwt)?;
         let router = Router::new(&config);
         let webhook_verifiers = config
             .tiktok
@@ -70,12 +142,14 @@ impl Runtime {
                 )
             })
             .collect();
-        Self {
+        Ok(Self {
             config: Arc::new(config),
             router,
             webhook_verifiers,
             listeners,
-        }
+            auth,
+            limits: std::sync::OnceLock::new(),
+        })
     }
 }
 
@@ -87,6 +161,8 @@ pub struct Gateway {
     pub started: Instant,
     pub clock: Arc<dyn Clock>,
     pub tiktok: Arc<TikTokServices>,
+    /// JWT verifiers per issuer; their key stores and caches live as long as the process.
+    pub jwt: JwtVerifiers,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +175,8 @@ pub enum StartError {
     Upstreams(String),
     #[error("{0}")]
     TikTok(String),
+    #[error("{0}")]
+    Identity(String),
     #[error("listener {listener}: {reason}")]
     Listener { listener: String, reason: String },
 }
@@ -113,10 +191,13 @@ impl Gateway {
             .map_err(StartError::Upstreams)?;
         let tiktok =
             Arc::new(TikTokServices::start(&config, clock.clone()).map_err(StartError::TikTok)?);
+        let jwt = jwt_verifiers(&config, clock.clone()).map_err(StartError::Identity)?;
+        let runtime = Runtime::new(config, &jwt).map_err(StartError::Identity)?;
         metrics().config_loaded_at.set(clock.unix_seconds());
         Ok(Arc::new(Self {
             tiktok,
-            runtime: ArcSwap::from_pointee(Runtime::new(config)),
+            runtime: ArcSwap::from_pointee(runtime),
+            jwt,
             upstreams,
             access_log,
             started: Instant::now(),
@@ -162,6 +243,13 @@ impl Gateway {
                 "listeners changed: addresses and TLS settings apply on restart, so this reload is refused",
             ));
         }
+        if current.config.identity.jwt != config.identity.jwt {
+            return Err(ConfigError::single(
+                "identity.jwt",
+                None,
+                "JWT issuers apply on restart (their key caches live with the process), so this reload is refused",
+            ));
+        }
         if current.config.tiktok != config.tiktok || current.config.webhooks != config.webhooks {
             return Err(ConfigError::single(
                 "tiktok",
@@ -172,7 +260,9 @@ impl Gateway {
         self.upstreams
             .register(&config.upstreams)
             .map_err(|e| ConfigError::single("upstreams", None, e))?;
-        self.runtime.store(Arc::new(Runtime::new(config)));
+        let runtime = Runtime::new(config, &self.jwt)
+            .map_err(|e| ConfigError::single("identity", None, e))?;
+        self.runtime.store(Arc::new(runtime));
         metrics().config_loaded_at.set(self.clock.unix_seconds());
         Ok(())
     }

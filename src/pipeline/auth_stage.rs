@@ -1,0 +1,54 @@
+//! Stages 2-3: authenticate the caller with the route's accepted methods, then check its scopes.
+//! Refusals carry `WWW-Authenticate` (RFC 6750) and are counted by reason; the token is never
+//! echoed anywhere.
+
+use std::sync::Arc;
+
+use pingora::proxy::Session;
+
+use super::error::GatewayError;
+use crate::auth::{AuthError, Identity, RequestCredentials, RouteAuth};
+use crate::server::tls::PeerCertificate;
+use crate::telemetry::metrics::metrics;
+
+/// The verified client certificate of this connection, if any.
+pub fn peer_certificate(session: &Session) -> Option<&PeerCertificate> {
+    session
+        .digest()?
+        .ssl_digest
+        .as_ref()?
+        .extension
+        .get::<PeerCertificate>()
+}
+
+pub async fn authenticate(
+    requirement: &RouteAuth,
+    route: &str,
+    session: &Session,
+) -> Result<Arc<Identity>, (GatewayError, &'static str)> {
+    let credentials = RequestCredentials {
+        headers: &session.req_header().headers,
+        client_cert_der: peer_certificate(session).map(|c| c.der.as_slice()),
+    };
+    requirement.check(&credentials).await.map_err(|e| {
+        metrics()
+            .auth_failures
+            .with_label_values(&[route, e.reason()])
+            .inc();
+        (refusal(&e), e.reason())
+    })
+}
+
+/// The answer for an auth failure.
+pub fn refusal(e: &AuthError) -> GatewayError {
+    let (code, message) = if e.status() == http::StatusCode::FORBIDDEN {
+        (
+            "insufficient_scope",
+            "the credentials lack a scope this route requires",
+        )
+    } else {
+        ("invalid_credentials", "missing or invalid credentials")
+    };
+    GatewayError::new(e.status(), code, message)
+        .with_header("www-authenticate", e.www_authenticate())
+}
