@@ -18,6 +18,7 @@ use super::reload::{ReloadService, ResolveService};
 use super::state::{Gateway, StartError};
 use super::tiktok_services::TikTokBackground;
 use super::tls::listener_settings;
+use crate::admin::AdminApp;
 use crate::auth::{ClientAuthMode, JwksRefresher, build_client_verifier};
 use crate::config::{ClientAuth, ListenerRole, ListenerTls};
 use crate::inspect::{ConnectionCapped, ConnectionLimiter, ConnectionLimits};
@@ -88,10 +89,16 @@ pub fn build_server(
                 );
             }
             ListenerRole::Admin => {
-                return Err(StartError::Listener {
-                    listener: listener.name.clone(),
-                    reason: "the admin API is not available in this build".into(),
+                let app = HttpServer::new_app(AdminApp {
+                    gateway: gateway.clone(),
                 });
+                add_app(
+                    &mut server,
+                    &listener.name,
+                    app,
+                    &addr,
+                    listener.tls.as_ref().map(tls).transpose()?,
+                );
             }
         }
     }

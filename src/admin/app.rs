@@ -1,0 +1,173 @@
+//! The admin listener's HTTP app. `GET /admin/status` reports the running config (version, hash,
+//! routes), the JWT key ids known per issuer and the uptime.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use http::{Response, StatusCode};
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use serde_json::json;
+
+use crate::auth::credentials::bearer_token;
+use crate::server::state::Gateway;
+use crate::server::tls::PeerCertificate;
+use crate::telemetry::metrics::metrics;
+use crate::telemetry::request_id;
+
+pub struct AdminApp {
+    pub gateway: Arc<Gateway>,
+}
+
+fn reply(
+    status: StatusCode,
+    body: serde_json::Value,
+    extra: &[(&str, &str)],
+    rid: &str,
+) -> Response<Vec<u8>> {
+    let body = body.to_string().into_bytes();
+    let mut b = Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("cache-control", "no-store")
+        .header("x-request-id", rid)
+        .header("content-length", body.len());
+    for (k, v) in extra {
+        b = b.header(*k, *v);
+    }
+    b.body(body).unwrap_or_else(|_| Response::new(Vec::new()))
+}
+
+fn error(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    rid: &str,
+    extra: &[(&str, &str)],
+) -> Response<Vec<u8>> {
+    reply(
+        status,
+        json!({"error": {"code": code, "message": message, "request_id": rid}}),
+        extra,
+        rid,
+    )
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let rid = request_id::from_header(
+            session
+                .req_header()
+                .headers
+                .get(request_id::HEADER)
+                .map(|v| v.as_bytes()),
+        );
+        let runtime = self.gateway.runtime();
+        let Some(gate) = &runtime.auth.admin else {
+            return error(
+                StatusCode::NOT_FOUND,
+                "no_admin",
+                "the admin API is not configured",
+                &rid,
+                &[],
+            );
+        };
+        let cert_verified = session
+            .digest()
+            .and_then(|d| d.ssl_digest.as_ref())
+            .and_then(|s| s.extension.get::<PeerCertificate>())
+            .is_some();
+        let token = match bearer_token(&session.req_header().headers) {
+            Ok(Some(t)) => t,
+            Ok(None) => {
+                metrics()
+                    .auth_failures
+                    .with_label_values(&["admin", "missing_credentials"])
+                    .inc();
+                return error(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_credentials",
+                    "a bearer token is required",
+                    &rid,
+                    &[("www-authenticate", "Bearer")],
+                );
+            }
+            Err(e) => {
+                metrics()
+                    .auth_failures
+                    .with_label_values(&["admin", e.reason()])
+                    .inc();
+                return error(
+                    e.status(),
+                    "invalid_credentials",
+                    "missing or invalid credentials",
+                    &rid,
+                    &[("www-authenticate", &e.www_authenticate())],
+                );
+            }
+        };
+        let identity = match gate.verifier.verify(token).await {
+            Ok(i) => i,
+            Err(e) => {
+                metrics()
+                    .auth_failures
+                    .with_label_values(&["admin", e.reason()])
+                    .inc();
+                return error(
+                    e.status(),
+                    "invalid_credentials",
+                    "missing or invalid credentials",
+                    &rid,
+                    &[("www-authenticate", &e.www_authenticate())],
+                );
+            }
+        };
+        if let Err(e) = gate.access.check(&identity, cert_verified) {
+            metrics()
+                .auth_failures
+                .with_label_values(&["admin", e.reason()])
+                .inc();
+            tracing::warn!(target: "audit", event = "admin_refused", reason = e.reason(), request_id = %rid);
+            return error(
+                e.status(),
+                e.reason(),
+                "administrative access requires MFA, the admin scope and a client certificate",
+                &rid,
+                &[("www-authenticate", &e.www_authenticate())],
+            );
+        }
+        let req = session.req_header();
+        match (req.method.as_str(), req.uri.path()) {
+            ("GET", "/admin/status") => {
+                tracing::info!(target: "audit", event = "admin_status", request_id = %rid);
+                let config = &runtime.config;
+                let issuers: serde_json::Map<String, serde_json::Value> = self
+                    .gateway
+                    .jwt
+                    .iter()
+                    .map(|(name, v)| (name.clone(), json!(v.store().key_ids())))
+                    .collect();
+                reply(
+                    StatusCode::OK,
+                    json!({
+                        "config": { "version": config.version, "hash": config.hash, "source": config.source.display().to_string() },
+                        "routes": config.routes.iter().map(|r| json!({"name": r.name, "listener": r.listener, "upstream": r.upstream})).collect::<Vec<_>>(),
+                        "jwt_key_ids": issuers,
+                        "uptime_seconds": self.gateway.started.elapsed().as_secs(),
+                        "webhook_queue_depth": self.gateway.tiktok.webhooks.as_ref().map(|w| w.queue.depth()),
+                    }),
+                    &[],
+                    &rid,
+                )
+            }
+            _ => error(
+                StatusCode::NOT_FOUND,
+                "no_route",
+                "unknown admin endpoint",
+                &rid,
+                &[],
+            ),
+        }
+    }
+}
