@@ -31,6 +31,8 @@ pub struct RequestCtx {
     pub status: u16,
     /// Who the caller proved to be.
     pub identity: Option<Arc<crate::auth::Identity>>,
+    /// The TikTok shop a signed egress call acted for.
+    pub shop: Option<String>,
     /// `RateLimit-Policy` / `RateLimit` for the response.
     pub rate_headers: Option<crate::limit::RateLimitHeaders>,
 }
@@ -52,6 +54,7 @@ impl RequestCtx {
             status: 0,
             identity: None,
             rate_headers: None,
+            shop: None,
         }
     }
 

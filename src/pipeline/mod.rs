@@ -10,4 +10,5 @@ pub mod inspect_stage;
 pub mod limit_stage;
 pub mod proxy;
 pub mod router;
+pub mod tiktok_egress;
 pub mod webhook_ingress;

@@ -23,7 +23,7 @@ use super::error::GatewayError;
 use super::inspect_stage;
 use super::router::RouteMatch;
 use super::webhook_ingress;
-use super::{auth_stage, limit_stage};
+use super::{auth_stage, limit_stage, tiktok_egress};
 use crate::server::state::Gateway;
 use crate::telemetry::access_log::{AccessRecord, query_keys};
 use crate::telemetry::metrics::metrics;
@@ -152,6 +152,31 @@ impl GatewayProxy {
             ctx.rate_headers = limit_stage::check(&limits.limiter, ids, session, &inputs)
                 .await
                 .inspect_err(|_| ctx.reason = Some("rate_limited"))?;
+        }
+
+        // 6. TikTok egress: credentials injected, signed over the exact bytes, sent by the gateway.
+        if let Some(tiktok) = &route.tiktok {
+            let mut reply = tiktok_egress::forward(
+                &self.gateway,
+                &runtime,
+                &route,
+                tiktok,
+                &identity,
+                session,
+                ctx,
+            )
+            .await?;
+            if let Some(h) = &ctx.rate_headers {
+                for (name, value) in [
+                    ("ratelimit-policy", &h.policy),
+                    ("ratelimit", &h.rate_limit),
+                ] {
+                    if let Ok(v) = value.to_str() {
+                        reply.headers.push((name, v.to_string()));
+                    }
+                }
+            }
+            return Ok(Next::Respond(reply));
         }
 
         // 5b. The body ceiling is always on. A body that must be checked whole (JSON) or whose
@@ -548,6 +573,7 @@ impl ProxyHttp for GatewayProxy {
             upstream: if forwarded { upstream } else { None },
             decision: ctx.decision,
             reason: ctx.reason,
+            shop: ctx.shop.as_deref(),
             auth: ctx
                 .identity
                 .as_ref()

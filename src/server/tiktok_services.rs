@@ -14,6 +14,7 @@ use tokio::sync::OnceCell;
 
 use crate::clock::SharedClock;
 use crate::config::{DedupBackend, GatewayConfig, TikTokConfig, WebhooksConfig};
+use crate::limit::OutboundPacer;
 use crate::tiktok::delivery::{DeliverySettings, DeliveryWorker};
 use crate::tiktok::queue::WebhookQueue;
 use crate::tiktok::replay::{
@@ -27,6 +28,13 @@ use crate::tiktok::tokens::{
 pub struct TikTokServices {
     pub tokens: Option<TokenManager>,
     pub webhooks: Option<WebhookServices>,
+    pub egress: Option<EgressServices>,
+}
+
+/// What signed egress calls need: a verified-TLS client per app and the outbound pacer.
+pub struct EgressServices {
+    pub clients: HashMap<String, reqwest::Client>,
+    pub pacer: Arc<OutboundPacer>,
 }
 
 pub struct WebhookServices {
@@ -48,8 +56,38 @@ impl TikTokServices {
             .as_ref()
             .map(|w| webhook_services(w, clock))
             .transpose()?;
-        Ok(Self { tokens, webhooks })
+        let egress = config.tiktok.as_ref().map(egress_services).transpose()?;
+        Ok(Self {
+            tokens,
+            webhooks,
+            egress,
+        })
     }
+}
+
+fn egress_services(t: &TikTokConfig) -> Result<EgressServices, String> {
+    crate::server::tls::install_crypto_provider();
+    let mut clients = HashMap::new();
+    for app in t.apps.values() {
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(Duration::from_secs(15))
+            // TikTok answers where it is asked; a redirect would leave the pinned host.
+            .redirect(reqwest::redirect::Policy::none())
+            .https_only(!app.api_base.starts_with("http://"));
+        if let Some(ca) = &app.ca {
+            let pem = std::fs::read(ca).map_err(|e| format!("tiktok.apps.{}.ca: {e}", app.name))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| format!("tiktok.apps.{}.ca: {e}", app.name))?;
+            builder = builder.tls_certs_only(certs);
+        }
+        let client = builder
+            .build()
+            .map_err(|e| format!("tiktok.apps.{}: HTTP client: {e}", app.name))?;
+        clients.insert(app.name.clone(), client);
+    }
+    let pacer = Arc::new(OutboundPacer::new(t.pacing.clone()));
+    Ok(EgressServices { clients, pacer })
 }
 
 fn token_manager(t: &TikTokConfig, clock: SharedClock) -> Result<TokenManager, String> {
