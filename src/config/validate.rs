@@ -1092,14 +1092,16 @@ fn route_inspection(
     use crate::inspect::{
         ContentTypeAllowList, InspectionSettings, MethodAllowList, RequestLimits,
     };
-    let mut out = InspectionSettings::default();
-    out.limits = RequestLimits {
-        max_header_count: limits.max_headers,
-        max_header_bytes: limits.max_header_bytes,
-        max_uri_bytes: limits.max_uri,
-        max_query_params: limits.max_query_params,
-        max_body_bytes: limits.max_body as u64,
-        max_json_depth: u32::try_from(limits.json_max_depth).unwrap_or(u32::MAX),
+    let mut out = InspectionSettings {
+        limits: RequestLimits {
+            max_header_count: limits.max_headers,
+            max_header_bytes: limits.max_header_bytes,
+            max_uri_bytes: limits.max_uri,
+            max_query_params: limits.max_query_params,
+            max_body_bytes: limits.max_body as u64,
+            max_json_depth: u32::try_from(limits.json_max_depth).unwrap_or(u32::MAX),
+        },
+        ..InspectionSettings::default()
     };
     if !methods.is_empty() {
         let names: Vec<&str> = methods.iter().map(|m| m.as_str()).collect();

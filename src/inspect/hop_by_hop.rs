@@ -70,34 +70,20 @@ impl HopByHopHeaders for pingora::http::RequestHeader {
     }
 }
 
+/// Refuse (400) a `Connection` header that names a protected field, holds a non-token option,
+/// or holds more than [`MAX_CONNECTION_TOKENS`] options. Run it on the downstream request
+/// before routing: Pingora removes `Connection` and its nominees from the upstream request
+/// before `upstream_request_filter`, so [`strip_hop_by_hop`] there no longer sees them.
+pub fn check_connection_header(headers: &HeaderMap) -> Result<(), FramingError> {
+    connection_nominations(headers).map(|_| ())
+}
+
 /// Remove every hop-by-hop field. Refuses (400) a `Connection` header that names a protected
 /// field, holds a non-token option, or holds more than [`MAX_CONNECTION_TOKENS`] options; on
 /// error nothing has been removed yet and the request must be answered, not forwarded.
 pub fn strip_hop_by_hop<H: HopByHopHeaders + ?Sized>(req: &mut H) -> Result<(), FramingError> {
-    let mut nominated: [Option<HeaderName>; MAX_CONNECTION_TOKENS] = Default::default();
-    let mut count = 0;
+    let nominated = connection_nominations(req.header_map())?;
     let headers = req.header_map();
-    for value in headers.get_all(header::CONNECTION) {
-        for token in value.as_bytes().split(|&b| b == b',') {
-            let token = token.trim_ascii();
-            if token.is_empty() {
-                continue;
-            }
-            if !token.iter().all(|&b| is_tchar(b)) {
-                return Err(FramingError::InvalidConnectionToken);
-            }
-            let name =
-                HeaderName::from_bytes(token).map_err(|_| FramingError::InvalidConnectionToken)?;
-            if PROTECTED.contains(&name.as_str()) {
-                return Err(FramingError::ConnectionNominatesProtectedHeader);
-            }
-            let slot = nominated
-                .get_mut(count)
-                .ok_or(FramingError::TooManyConnectionTokens)?;
-            *slot = Some(name);
-            count += 1;
-        }
-    }
 
     // `Proxy-*` fields are meant for a proxy; only collect names if one is present so the
     // common request does no allocation here.
@@ -121,6 +107,36 @@ pub fn strip_hop_by_hop<H: HopByHopHeaders + ?Sized>(req: &mut H) -> Result<(), 
         req.remove(name.as_str());
     }
     Ok(())
+}
+
+/// The fields `Connection` nominates, or why the header is refused.
+fn connection_nominations(
+    headers: &HeaderMap,
+) -> Result<[Option<HeaderName>; MAX_CONNECTION_TOKENS], FramingError> {
+    let mut nominated: [Option<HeaderName>; MAX_CONNECTION_TOKENS] = Default::default();
+    let mut count = 0;
+    for value in headers.get_all(header::CONNECTION) {
+        for token in value.as_bytes().split(|&b| b == b',') {
+            let token = token.trim_ascii();
+            if token.is_empty() {
+                continue;
+            }
+            if !token.iter().all(|&b| is_tchar(b)) {
+                return Err(FramingError::InvalidConnectionToken);
+            }
+            let name =
+                HeaderName::from_bytes(token).map_err(|_| FramingError::InvalidConnectionToken)?;
+            if PROTECTED.contains(&name.as_str()) {
+                return Err(FramingError::ConnectionNominatesProtectedHeader);
+            }
+            let slot = nominated
+                .get_mut(count)
+                .ok_or(FramingError::TooManyConnectionTokens)?;
+            *slot = Some(name);
+            count += 1;
+        }
+    }
+    Ok(nominated)
 }
 
 #[cfg(test)]
@@ -182,6 +198,11 @@ mod tests {
             "keep-alive, x-request-id",
         ] {
             let mut m = headers(&[("connection", v), ("host", "a"), ("authorization", "t")]);
+            assert_eq!(
+                check_connection_header(&m),
+                Err(FramingError::ConnectionNominatesProtectedHeader),
+                "{v}"
+            );
             assert_eq!(
                 strip_hop_by_hop(&mut m),
                 Err(FramingError::ConnectionNominatesProtectedHeader),

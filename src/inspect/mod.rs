@@ -34,7 +34,7 @@ pub use content_type::{ContentTypeAllowList, ContentTypeError};
 pub use error::InspectError;
 pub use framing::{BodyFraming, FramingError, check_framing, check_raw_head};
 pub use headers::check_header_limits;
-pub use hop_by_hop::strip_hop_by_hop;
+pub use hop_by_hop::{check_connection_header, strip_hop_by_hop};
 pub use host::{HostAllowList, HostError};
 pub use json::{JsonError, check_json};
 pub use limits::{

@@ -15,13 +15,15 @@ impl From<InspectError> for GatewayError {
     }
 }
 
-/// Framing of the raw HTTP/1 head (what Pingora's parsed map hides, e.g. CL+TE or `1, 1`).
+/// Framing of the raw HTTP/1 head (what Pingora's parsed map hides, e.g. CL+TE or `1, 1`), and
+/// the `Connection` nominations, which Pingora removes before the upstream request filter runs.
 pub fn check_raw_head(session: &Session) -> Result<(), GatewayError> {
     let downstream = session.as_downstream();
     if downstream.is_http2() {
         return Ok(());
     }
     crate::inspect::check_raw_head(&downstream.to_h1_raw())
+        .and_then(|()| crate::inspect::check_connection_header(&session.req_header().headers))
         .map_err(|e| InspectError::from(e).into())
 }
 

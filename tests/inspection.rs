@@ -1,0 +1,668 @@
+//! Request inspection end to end, with raw bytes over loopback: every refusal is answered with
+//! the right status and the upstream (the order-service sandbox) receives nothing.
+//!
+//! Some malformed heads never reach the gateway's code because Pingora's HTTP/1 parser refuses
+//! them first; those cases say so and only assert Pingora's answer (a bare 400, or a closed
+//! connection) plus the silent upstream. Everything the gateway refuses itself carries its JSON
+//! error body, which also proves the answer did not come from the upstream.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{TestGateway, free_port, raw_http, status_of};
+use tiktok_gateway::sandbox::orders::OrderService;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+struct Ports {
+    /// Plaintext, default connection settings, any host.
+    plain: u16,
+    /// Plaintext, serves only `api.example.test`.
+    hosted: u16,
+    /// Plaintext, at most two concurrent connections per client IP.
+    capped: u16,
+    /// Plaintext, 1 s body read timeout.
+    slow: u16,
+    /// TLS.
+    tls: u16,
+}
+
+impl Ports {
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+}
+
+fn config(dir: &Path, p: &Ports, orders: SocketAddr) -> String {
+    let limits = "{ max_body: 4KiB, json_max_depth: 8, max_headers: 20, max_header_bytes: 2KiB, max_uri: 512, max_query_params: 5 }";
+    let mut routes = String::new();
+    for listener in ["plain", "hosted", "capped", "slow", "tls"] {
+        routes.push_str(&format!(
+            "  - name: orders-{listener}\n    listener: {listener}\n    match: {{ path_prefix: /orders/ }}\n    auth: none\n    limits: {limits}\n    upstream: orders\n"
+        ));
+    }
+    format!(
+        r#"version: "inspect"
+listeners:
+  plain:
+    address: "127.0.0.1:{plain}"
+  hosted:
+    address: "127.0.0.1:{hosted}"
+    hosts: [api.example.test]
+  capped:
+    address: "127.0.0.1:{capped}"
+    connections: {{ max_per_ip: 2 }}
+  slow:
+    address: "127.0.0.1:{slow}"
+    connections: {{ body_timeout: 1s }}
+  tls:
+    address: "127.0.0.1:{tls}"
+    tls: {{ cert: gateway.crt, key: gateway.key }}
+upstreams:
+  orders:
+    targets: ["{orders}"]
+    timeouts: {{ connect: 500ms, read: 2s }}
+routes:
+{routes}logging:
+  access_log: {log}
+"#,
+        plain = p.plain,
+        hosted = p.hosted,
+        capped = p.capped,
+        slow = p.slow,
+        tls = p.tls,
+        log = dir.join("access.log").display(),
+    )
+}
+
+async fn setup() -> (TestGateway, OrderService, Ports) {
+    let orders = OrderService::spawn(None).await.expect("order service");
+    let p = Ports {
+        plain: free_port(),
+        hosted: free_port(),
+        capped: free_port(),
+        slow: free_port(),
+        tls: free_port(),
+    };
+    let addr = orders.addr();
+    let gw = TestGateway::start(|dir| config(dir, &p, addr));
+    (gw, orders, p)
+}
+
+/// Who refused a request.
+#[derive(Debug, Clone, Copy)]
+enum By {
+    /// The gateway, with this status and JSON error code.
+    Gateway(u16, &'static str),
+    /// Pingora's parser, before any gateway code: a bare 400 or a closed connection.
+    Pingora,
+}
+
+/// The `error.code` of a gateway JSON error answer, if the answer is one.
+fn error_code(raw: &str) -> Option<String> {
+    let (_, body) = raw.split_once("\r\n\r\n")?;
+    let v: serde_json::Value = serde_json::from_str(body.trim()).ok()?;
+    v["error"]["code"].as_str().map(str::to_owned)
+}
+
+/// Send `request` raw and check it was refused as `by` says, with nothing forwarded.
+async fn assert_refused(
+    addr: SocketAddr,
+    orders: &OrderService,
+    name: &str,
+    request: &[u8],
+    by: By,
+) {
+    let raw = raw_http(addr, request).await;
+    let status = status_of(&raw);
+    match by {
+        By::Gateway(want, code) => {
+            assert_eq!(status, want, "{name}: {raw}");
+            assert_eq!(error_code(&raw).as_deref(), Some(code), "{name}: {raw}");
+        }
+        By::Pingora => {
+            assert!(
+                status == 400 || raw.is_empty(),
+                "{name}: expected Pingora's 400 or a close: {raw}"
+            );
+            assert_eq!(error_code(&raw), None, "{name}: gateway answered: {raw}");
+        }
+    }
+    assert_eq!(orders.received_count(), 0, "{name}: reached the upstream");
+}
+
+/// A POST to the JSON route with these extra header lines (framing included) and this body.
+fn post_with(lines: &[&str], body: &str) -> Vec<u8> {
+    let mut s = String::from(
+        "POST /orders/1 HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n",
+    );
+    for l in lines {
+        s.push_str(l);
+        s.push_str("\r\n");
+    }
+    s.push_str("\r\n");
+    s.push_str(body);
+    s.into_bytes()
+}
+
+/// The smuggled follow-up request hidden in the bodies below: if any framing disagreement let
+/// it through, the upstream would record a request for `/orders/smuggled`.
+const SMUGGLED: &str = "GET /orders/smuggled HTTP/1.1\r\nHost: localhost\r\n\r\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_length_and_transfer_encoding_conflicts_are_refused() {
+    let (_gw, orders, p) = setup().await;
+    let addr = Ports::addr(p.plain);
+    let chunked_then_smuggled = format!("0\r\n\r\n{SMUGGLED}");
+    let cases: Vec<(&str, Vec<u8>, By)> = vec![
+        (
+            "CL+TE",
+            post_with(
+                &["Content-Length: 6", "Transfer-Encoding: chunked"],
+                &chunked_then_smuggled,
+            ),
+            // Pingora drops Content-Length when Transfer-Encoding is present; only the raw-head
+            // scan sees both.
+            By::Gateway(400, "bad_framing"),
+        ),
+        (
+            "TE+CL",
+            post_with(
+                &["Transfer-Encoding: chunked", "Content-Length: 6"],
+                &chunked_then_smuggled,
+            ),
+            By::Gateway(400, "bad_framing"),
+        ),
+        (
+            "CL+CL different",
+            post_with(&["Content-Length: 7", "Content-Length: 5"], "{\"a\":1}"),
+            // Differing duplicates are refused by Pingora's parser.
+            By::Pingora,
+        ),
+        (
+            "CL+CL identical",
+            post_with(&["Content-Length: 7", "Content-Length: 7"], "{\"a\":1}"),
+            // Pingora collapses identical duplicates; the raw-head scan refuses them.
+            By::Gateway(400, "bad_framing"),
+        ),
+        (
+            "CL list 1, 1",
+            post_with(&["Content-Length: 1, 1"], "1"),
+            By::Gateway(400, "bad_framing"),
+        ),
+    ];
+    for (name, req, by) in cases {
+        assert_refused(addr, &orders, name, &req, by).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_encoding_obfuscations_are_refused() {
+    let (_gw, orders, p) = setup().await;
+    let addr = Ports::addr(p.plain);
+    let body = format!("0\r\n\r\n{SMUGGLED}");
+    let gateway = By::Gateway(400, "bad_framing");
+    for (te, by) in [
+        // Pingora refuses a final coding other than `chunked`, and header names with a space
+        // before the colon, before the gateway runs.
+        ("Transfer-Encoding: xchunked", By::Pingora),
+        ("Transfer-Encoding: chunked, identity", By::Pingora),
+        ("Transfer-Encoding: identity", By::Pingora),
+        ("Transfer-Encoding : chunked", By::Pingora),
+        // Pingora would read these as chunked; the raw-head scan accepts only `chunked` exactly.
+        ("Transfer-Encoding: Chunked", gateway),
+        ("Transfer-Encoding: CHUNKED", gateway),
+        ("Transfer-Encoding:  chunked", gateway),
+        ("Transfer-Encoding: chunked ", gateway),
+        ("Transfer-Encoding:\tchunked", gateway),
+        ("Transfer-Encoding: gzip, chunked", gateway),
+    ] {
+        assert_refused(addr, &orders, te, &post_with(&[te], &body), by).await;
+    }
+    let twice = post_with(
+        &["Transfer-Encoding: chunked", "Transfer-Encoding: chunked"],
+        &body,
+    );
+    assert_refused(addr, &orders, "TE twice", &twice, gateway).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn folding_control_characters_and_bare_lf_are_refused() {
+    let (_gw, orders, p) = setup().await;
+    let addr = Ports::addr(p.plain);
+    // Obsolete folding and control characters in values are refused by Pingora's parser
+    // (httparse) before the gateway runs; the gateway's raw-head scan repeats the checks.
+    let head = |extra: &[u8]| {
+        let mut r = b"GET /orders/1 HTTP/1.1\r\nHost: localhost\r\n".to_vec();
+        r.extend_from_slice(extra);
+        r.extend_from_slice(b"\r\n");
+        r
+    };
+    let cases: Vec<(&str, Vec<u8>, By)> = vec![
+        ("obs-fold", head(b"X-A: a\r\n b\r\n"), By::Pingora),
+        (
+            "obs-fold hiding TE",
+            b"POST /orders/1 HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nX-A: a\r\n\tTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n1".to_vec(),
+            By::Pingora,
+        ),
+        ("NUL in value", head(b"X-A: a\0b\r\n"), By::Pingora),
+        ("SOH in value", head(b"X-A: a\x01b\r\n"), By::Pingora),
+        ("ESC in value", head(b"X-A: a\x1bb\r\n"), By::Pingora),
+        ("DEL in value", head(b"X-A: a\x7fb\r\n"), By::Pingora),
+        ("CR in value", head(b"X-A: a\rb\r\n"), By::Pingora),
+        // httparse accepts bare LF line endings; the raw-head scan does not.
+        (
+            "bare LF everywhere",
+            b"GET /orders/1 HTTP/1.1\nHost: localhost\n\n".to_vec(),
+            By::Gateway(400, "bad_framing"),
+        ),
+        (
+            "bare LF in one line",
+            head(b"X-A: b\nX-B: c\r\n"),
+            By::Gateway(400, "bad_framing"),
+        ),
+    ];
+    for (name, req, by) in cases {
+        assert_refused(addr, &orders, name, &req, by).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bypass_paths_are_refused() {
+    let (_gw, orders, p) = setup().await;
+    let addr = Ports::addr(p.plain);
+    for path in [
+        "/orders/../admin",
+        "/orders/a/../../admin",
+        "/orders/%2e%2e/admin",
+        "/orders/%2E%2E/admin",
+        "/orders/.%2e/admin",
+        "/orders/a%2fb",
+        "/orders/..%2fadmin",
+        "/orders/..;/admin",
+        "/orders/x;jsessionid=1",
+        "/orders//x",
+        "//orders/x",
+        "/orders/a\\b",
+        "/orders/a%5cb",
+        "/orders/a%00",
+        "/orders/admin.",
+        "/orders/..",
+        "/orders/./x",
+        "/orders/%c0%ae%c0%ae/x",
+        "/orders/%c0%af",
+        "/orders/%252e%252e/admin",
+        "/orders/%252f",
+        "/orders/%61dmin",
+    ] {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        assert_refused(
+            addr,
+            &orders,
+            path,
+            req.as_bytes(),
+            By::Gateway(400, "bad_path"),
+        )
+        .await;
+    }
+    // The same route answers a clean path, so the refusals above are the path rules at work.
+    let raw = raw_http(
+        addr,
+        b"GET /orders/admin HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&raw), 200, "{raw}");
+    assert_eq!(orders.received()[0].uri, "/orders/admin");
+}
+
+/// `n` header lines `X-Filler-i: v`.
+fn filler_headers(n: usize) -> String {
+    (0..n).map(|i| format!("X-Filler-{i}: v\r\n")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_limits_methods_and_content_types_are_enforced() {
+    let (_gw, orders, p) = setup().await;
+    let addr = Ports::addr(p.plain);
+    let get = |target: &str, extra: &str| {
+        format!("GET {target} HTTP/1.1\r\nHost: localhost\r\n{extra}\r\n").into_bytes()
+    };
+    let long_path = format!("/orders/{}", "a".repeat(600));
+    let cases: Vec<(&str, Vec<u8>, By)> = vec![
+        (
+            "too many headers",
+            get("/orders/1", &filler_headers(25)),
+            By::Gateway(431, "too_many_headers"),
+        ),
+        (
+            "header section too large",
+            get("/orders/1", &format!("X-Big: {}\r\n", "b".repeat(3000))),
+            By::Gateway(431, "headers_too_large"),
+        ),
+        (
+            "uri too long",
+            get(&long_path, ""),
+            By::Gateway(414, "uri_too_long"),
+        ),
+        (
+            "too many query params",
+            get("/orders/1?a=1&b=2&c=3&d=4&e=5&f=6", ""),
+            By::Gateway(400, "too_many_query_params"),
+        ),
+        (
+            "TRACE",
+            b"TRACE /orders/1 HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(),
+            By::Gateway(405, "method_not_allowed"),
+        ),
+        (
+            "text/plain body",
+            b"POST /orders/1 HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nContent-Length: 7\r\n\r\n{\"a\":1}".to_vec(),
+            By::Gateway(415, "unsupported_media_type"),
+        ),
+        (
+            "body without content type",
+            b"POST /orders/1 HTTP/1.1\r\nHost: localhost\r\nContent-Length: 7\r\n\r\n{\"a\":1}"
+                .to_vec(),
+            By::Gateway(415, "unsupported_media_type"),
+        ),
+        (
+            "malformed JSON",
+            post_with(&["Content-Length: 5"], "{\"a\":"),
+            By::Gateway(400, "bad_json"),
+        ),
+        (
+            "trailing garbage after JSON",
+            post_with(&["Content-Length: 9"], "{\"a\":1}xx"),
+            By::Gateway(400, "bad_json"),
+        ),
+        (
+            "JSON nested deeper than 8",
+            post_with(&["Content-Length: 18"], "[[[[[[[[[]]]]]]]]]"),
+            By::Gateway(400, "bad_json"),
+        ),
+        (
+            "malformed chunked JSON",
+            post_with(&["Transfer-Encoding: chunked"], "3\r\n[1,\r\n0\r\n\r\n"),
+            By::Gateway(400, "bad_json"),
+        ),
+    ];
+    for (name, req, by) in cases {
+        assert_refused(addr, &orders, name, &req, by).await;
+    }
+
+    // CONNECT never becomes a tunnel. Pingora's proxy refuses it with 405 before the gateway's
+    // stages run (`allow_connect_method_proxying` is off).
+    let raw = raw_http(
+        addr,
+        b"CONNECT localhost:443 HTTP/1.1\r\nHost: localhost:443\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&raw), 405, "{raw}");
+    assert_eq!(orders.received_count(), 0);
+
+    // Just inside every limit passes: 8 levels of JSON, 5 query params.
+    let ok = format!(
+        "POST /orders/1?a=1&b=2&c=3&d=4&e=5 HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 16\r\nConnection: close\r\n{}\r\n[[[[[[[[]]]]]]]]",
+        filler_headers(10)
+    );
+    let raw = raw_http(addr, ok.as_bytes()).await;
+    assert_eq!(status_of(&raw), 200, "{raw}");
+    assert_eq!(&orders.received()[0].body[..], b"[[[[[[[[]]]]]]]]");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_not_served_by_the_listener_is_refused() {
+    let (_gw, orders, p) = setup().await;
+    let addr = Ports::addr(p.hosted);
+    for (name, host, by) in [
+        ("other host", "evil.example", By::Gateway(421, "bad_host")),
+        (
+            "suffix trick",
+            "api.example.test.evil.example",
+            By::Gateway(421, "bad_host"),
+        ),
+        (
+            "user-info",
+            "api.example.test@evil.example",
+            // Pingora refuses user-info in `Host` before the gateway runs.
+            By::Pingora,
+        ),
+    ] {
+        let req = format!("GET /orders/1 HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        assert_refused(addr, &orders, name, req.as_bytes(), by).await;
+    }
+    let absolute = b"GET http://evil.example/orders/1 HTTP/1.1\r\nHost: api.example.test\r\n\r\n";
+    let raw = raw_http(addr, absolute).await;
+    assert!(
+        matches!(status_of(&raw), 400 | 421),
+        "absolute-form to another host: {raw}"
+    );
+    assert_eq!(orders.received_count(), 0);
+    let missing = b"GET /orders/1 HTTP/1.1\r\nX-A: b\r\n\r\n";
+    assert_refused(
+        addr,
+        &orders,
+        "no host",
+        missing,
+        By::Gateway(400, "bad_host"),
+    )
+    .await;
+    // Pingora refuses a second `Host` before the gateway runs.
+    let twice = b"GET /orders/1 HTTP/1.1\r\nHost: api.example.test\r\nHost: evil.example\r\n\r\n";
+    assert_refused(addr, &orders, "two hosts", twice, By::Pingora).await;
+
+    // The served name passes.
+    let raw = raw_http(
+        addr,
+        b"GET /orders/1 HTTP/1.1\r\nHost: api.example.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&raw), 200, "{raw}");
+    assert_eq!(orders.received_count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hop_by_hop_headers_and_connection_nominees_are_not_forwarded() {
+    let (_gw, orders, p) = setup().await;
+    let addr = Ports::addr(p.plain);
+    let req = "POST /orders/1 HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+        Connection: keep-alive, X-Secret-Hop, x-other-hop\r\n\
+        X-Secret-Hop: internal\r\nX-Other-Hop: internal\r\n\
+        Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: trailers\r\n\
+        Trailer: X-Checksum\r\nProxy-Authorization: Basic dXNlcjpwYXNz\r\n\
+        X-Kept: yes\r\nTransfer-Encoding: chunked\r\n\r\n7\r\n{\"a\":1}\r\n0\r\n\r\n";
+    let raw = raw_http(addr, req.as_bytes()).await;
+    assert_eq!(status_of(&raw), 200, "{raw}");
+    let got = orders.received();
+    assert_eq!(got.len(), 1);
+    let h = &got[0].headers;
+    for name in [
+        "x-secret-hop",
+        "x-other-hop",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "proxy-authorization",
+        "transfer-encoding",
+    ] {
+        assert!(h.get(name).is_none(), "{name} was forwarded: {h:?}");
+    }
+    // `Connection` may be re-added by the gateway's own upstream client, but never with the
+    // caller's nominations.
+    if let Some(c) = h.get("connection") {
+        let c = c.to_str().unwrap_or_default().to_ascii_lowercase();
+        assert!(!c.contains("hop"), "caller's Connection forwarded: {c}");
+    }
+    assert_eq!(h["x-kept"], "yes");
+    assert_eq!(&got[0].body[..], b"{\"a\":1}");
+
+    // Nominating a header the gateway relies on end to end is refused outright, before
+    // Pingora's own upstream policy would silently drop the nominee.
+    for nominee in [
+        "x-request-id",
+        "content-type",
+        "content-length",
+        "cookie",
+        "authorization",
+    ] {
+        let req = format!(
+            "POST /orders/1 HTTP/1.1\r\nHost: localhost\r\nConnection: close, {nominee}\r\nX-Request-Id: abc\r\nCookie: c=1\r\nContent-Type: application/json\r\nContent-Length: 7\r\n\r\n{{\"a\":1}}"
+        );
+        let raw = raw_http(addr, req.as_bytes()).await;
+        assert_eq!(status_of(&raw), 400, "{nominee}: {raw}");
+        assert_eq!(error_code(&raw).as_deref(), Some("bad_framing"), "{raw}");
+    }
+    assert_eq!(orders.received_count(), 1);
+}
+
+/// Open a connection and send the start of a head that never ends.
+async fn slow_header_client(addr: SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(b"GET /orders/1 HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+        .await
+        .expect("write");
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_header_clients_do_not_starve_normal_requests() {
+    let (_gw, orders, p) = setup().await;
+    let addr = Ports::addr(p.plain);
+    let mut slow = Vec::new();
+    for _ in 0..8 {
+        slow.push(slow_header_client(addr).await);
+    }
+    // Keep trickling header bytes while normal requests are served.
+    for round in 0..3 {
+        for s in &mut slow {
+            s.write_all(b"a").await.expect("trickle");
+        }
+        for i in 0..3 {
+            let req = format!(
+                "GET /orders/{round}-{i} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+            );
+            let raw = tokio::time::timeout(Duration::from_secs(5), raw_http(addr, req.as_bytes()))
+                .await
+                .expect("a normal request was starved");
+            assert_eq!(status_of(&raw), 200, "{raw}");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(orders.received_count(), 9);
+    assert!(
+        orders
+            .received()
+            .iter()
+            .all(|r| !r.headers.contains_key("x-slow")),
+        "a half-sent head was forwarded"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_stalls_is_refused_before_the_upstream_sees_it() {
+    let (_gw, orders, p) = setup().await;
+    let addr = Ports::addr(p.slow);
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(
+        b"POST /orders/1 HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n{\"a\":",
+    )
+    .await
+    .expect("write");
+    // The listener's body timeout is 1 s; the rest of the body never comes.
+    let mut out = Vec::new();
+    let mut buf = [0u8; 2048];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(4), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            Err(_) => panic!("the stalled body was not refused within 4 s"),
+        }
+    }
+    let raw = String::from_utf8_lossy(&out);
+    // JSON bodies are read whole before the upstream is chosen; the read timeout ends that read
+    // and the gateway answers 400 (not 408: the buffered read does not tell timeouts apart).
+    assert_eq!(status_of(&raw), 400, "{raw}");
+    assert_eq!(
+        error_code(&raw).as_deref(),
+        Some("body_read_failed"),
+        "{raw}"
+    );
+    assert_eq!(orders.received_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_ip_connection_cap_refuses_an_extra_connection() {
+    let (_gw, orders, p) = setup().await;
+    let addr = Ports::addr(p.capped);
+    // Two connections hold the client's whole allowance.
+    let a = slow_header_client(addr).await;
+    let b = slow_header_client(addr).await;
+    // Let the gateway accept both before the third arrives.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let raw = raw_http(
+        addr,
+        b"GET /orders/1 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(raw, "", "over-cap connection must be closed unanswered");
+    assert_eq!(orders.received_count(), 0);
+
+    // Closing one frees a slot.
+    drop(a);
+    let mut ok = String::new();
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        ok = raw_http(
+            addr,
+            b"GET /orders/1 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        if !ok.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(status_of(&ok), 200, "{ok}");
+    assert_eq!(orders.received_count(), 1);
+    drop(b);
+}
+
+/// A TLS client for the dev certificates, speaking HTTP/1.1 only.
+fn tls_connector(gw: &TestGateway) -> tokio_rustls::TlsConnector {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = CertificateDer::from_pem_file(&gw.certs.ca_cert).expect("ca");
+    roots.add(ca).expect("add ca");
+    let mut config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smuggling_over_tls_is_refused_too() {
+    let (gw, orders, p) = setup().await;
+    let connector = tls_connector(&gw);
+    let tcp = TcpStream::connect(Ports::addr(p.tls))
+        .await
+        .expect("connect");
+    let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
+    let mut tls = connector.connect(name, tcp).await.expect("handshake");
+    let req = post_with(
+        &["Content-Length: 6", "Transfer-Encoding: chunked"],
+        &format!("0\r\n\r\n{SMUGGLED}"),
+    );
+    tls.write_all(&req).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), tls.read_to_end(&mut out)).await;
+    let raw = String::from_utf8_lossy(&out);
+    assert_eq!(status_of(&raw), 400, "{raw}");
+    assert_eq!(error_code(&raw).as_deref(), Some("bad_framing"), "{raw}");
+    assert_eq!(orders.received_count(), 0);
+}
