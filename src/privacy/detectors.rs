@@ -248,7 +248,7 @@ pub fn luhn_ok(s: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// A payment card: 13-19 digits, Luhn-valid, and an issuer prefix that allows that length.

@@ -190,16 +190,16 @@ impl<'a, V: Visitor> Walker<'a, '_, '_, V> {
     /// Lets the visitor decide about the scalar at `start..self.pos`.
     fn emit(&mut self, ctx: Ctx, start: usize, scalar: Scalar<'_>) {
         self.scratch.clear();
-        if self.visitor.scalar(ctx, &scalar, &mut self.scratch) {
-            if let Some(out) = self.out.as_mut() {
-                if out.capacity() == 0 {
-                    out.reserve(self.bytes.len() + self.bytes.len() / 8);
-                }
-                out.extend_from_slice(&self.bytes[self.copied..start]);
-                out.extend_from_slice(self.scratch.as_bytes());
-                self.copied = self.pos;
-                self.replaced = true;
+        if self.visitor.scalar(ctx, &scalar, &mut self.scratch)
+            && let Some(out) = self.out.as_mut()
+        {
+            if out.capacity() == 0 {
+                out.reserve(self.bytes.len() + self.bytes.len() / 8);
             }
+            out.extend_from_slice(&self.bytes[self.copied..start]);
+            out.extend_from_slice(self.scratch.as_bytes());
+            self.copied = self.pos;
+            self.replaced = true;
         }
     }
 
@@ -361,8 +361,8 @@ pub fn unescape(raw: &str) -> String {
                 let code = if (0xD800..0xDC00).contains(&hi) {
                     // A surrogate pair is two escapes; peek at the second one.
                     let rest = chars.as_str();
-                    if rest.starts_with("\\u") {
-                        let mut look = rest[2..].chars();
+                    if let Some(second) = rest.strip_prefix("\\u") {
+                        let mut look = second.chars();
                         let lo = hex4(&mut look);
                         if (0xDC00..0xE000).contains(&lo) {
                             chars = look;

@@ -51,10 +51,10 @@ impl Visitor for LeakVisitor {
             Ctx::Sealed => Some(PiiKind::PersonalField),
             Ctx::Keep | Ctx::Unknown => None,
         };
-        if let (true, Some(kind)) = (has_value, kind) {
-            if !self.kinds.contains(&kind) {
-                self.kinds.push(kind);
-            }
+        if let (true, Some(kind)) = (has_value, kind)
+            && !self.kinds.contains(&kind)
+        {
+            self.kinds.push(kind);
         }
         false
     }
