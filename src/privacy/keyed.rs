@@ -39,7 +39,7 @@ impl KeyedValueMatcher {
             r#"(?:(?i:bearer|basic)\s+)?[^\s"'\\&,;(){}\[\]]+"#
         };
         let pattern = format!(
-            r#"(?i)(?:^|[^A-Za-z0-9_\-])(?:{alternation})\\?["']?\s*[:=]\s*(?:\\"((?:[^"\\]|\\[^"\\])*)\\"|"((?:[^"\\]|\\.)*)"|'([^'\\\r\n]*)'|({bare}))"#
+            r#"(?i)(?:{alternation})\\?["']?\s*[:=]\s*(?:\\"((?:[^"\\]|\\[^"\\])*)\\"|"((?:[^"\\]|\\.)*)"|'([^'\\\r\n]*)'|({bare}))"#
         );
         Ok(Self {
             re: Regex::new(&pattern)?,
@@ -50,15 +50,31 @@ impl KeyedValueMatcher {
     /// The first argument is the matched text before the value (key plus notation), for callers
     /// that need the key itself.
     pub fn for_each(&self, text: &str, mut f: impl FnMut(&str, usize, usize)) {
-        for caps in self.re.captures_iter(text) {
-            let Some(whole) = caps.get(0) else { continue };
-            let value = (1..=4).find_map(|i| caps.get(i));
-            if let Some(v) = value {
+        // The pattern starts with the key literals (so the engine can search for them quickly);
+        // a key glued to a longer identifier (`sku_name`) is skipped here, and the search resumes
+        // one byte later so a real key inside the skipped match is still found.
+        let mut at = 0;
+        while at <= text.len() {
+            let Some(caps) = self.re.captures_at(text, at) else {
+                break;
+            };
+            let Some(whole) = caps.get(0) else { break };
+            let glued = text[..whole.start()]
+                .bytes()
+                .next_back()
+                .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if glued {
+                // Keys are ASCII, so `start + 1` is a character boundary.
+                at = whole.start() + 1;
+                continue;
+            }
+            if let Some(v) = (1..=4).find_map(|i| caps.get(i)) {
                 let trimmed_end = v.start() + text[v.start()..v.end()].trim_end().len();
                 if trimmed_end > v.start() {
                     f(&text[whole.start()..v.start()], v.start(), trimmed_end);
                 }
             }
+            at = whole.end().max(whole.start() + 1);
         }
     }
 }
@@ -111,6 +127,11 @@ mod tests {
         assert_eq!(v("NAME: 'Zé Silva'"), [("NAME".into(), "Zé Silva".into())]);
         // Not a key on its own: part of a longer identifier.
         assert!(v("sku_name=Iphone product_name: x").is_empty());
+        // A real key hidden inside a skipped match is still found.
+        assert_eq!(
+            v("sku_name=Iphone name=Ana"),
+            [("name".into(), "Ana".into())]
+        );
         // Empty values are not reported.
         assert!(v("name=\"\"").is_empty());
     }
