@@ -1,0 +1,372 @@
+//! Response masking for callers without a route's PII scope: personal fields in TikTok responses
+//! are replaced wherever they appear (orders, line items, packages, addresses, conversations,
+//! warehouses...), everything else is left byte-for-byte as TikTok sent it.
+//!
+//! Replacement policy, the same for every field: a personal string or number becomes a JSON
+//! string, either the mask `"***"` or, for identifiers callers may need to group by (buyer
+//! `user_id`, e-mail, phone, tracking numbers), a keyed pseudonym `"pii:..."`. Empty strings,
+//! booleans and nulls stay as they are (they carry no personal value). Strings under fields the
+//! catalogue does not know are scanned by the detectors and findings replaced inside them.
+
+use super::catalogue::{Ctx, Treatment};
+use super::engine::PrivacyEngine;
+use super::error::MaskError;
+use super::json_walk::{self, Scalar, ScalarKind, Visitor, push_json_string};
+use super::kind::PiiKind;
+
+/// What replaces a hidden personal value in a masked response.
+pub const MASK: &str = "***";
+
+/// Masks `body` (a TikTok JSON response). The result is valid JSON with the same structure; a body
+/// that is not valid JSON is an error, never passed through.
+pub fn mask_tiktok_response(body: &[u8], engine: &PrivacyEngine) -> Result<Vec<u8>, MaskError> {
+    engine.mask_response(body)
+}
+
+impl PrivacyEngine {
+    /// See [`mask_tiktok_response`].
+    pub fn mask_response(&self, body: &[u8]) -> Result<Vec<u8>, MaskError> {
+        let mut v = ResponseVisitor { engine: self };
+        Ok(json_walk::walk(body, &self.catalogue, &mut v, true)?.unwrap_or_default())
+    }
+}
+
+struct ResponseVisitor<'e> {
+    engine: &'e PrivacyEngine,
+}
+
+impl Visitor for ResponseVisitor<'_> {
+    fn scalar(&mut self, ctx: Ctx, s: &Scalar<'_>, r: &mut String) -> bool {
+        if matches!(s.kind, ScalarKind::Bool | ScalarKind::Null) || s.is_empty_string() {
+            return false;
+        }
+        let (kind, treatment) = match ctx {
+            Ctx::Keep => return false,
+            Ctx::Personal { kind, treatment } => (kind, treatment),
+            Ctx::Sealed => (PiiKind::PersonalField, Treatment::Hide),
+            Ctx::Unknown => return self.scan_unknown(s, r),
+        };
+        r.push('"');
+        if treatment == Treatment::Pseudonymise && !kind.is_secret() {
+            self.engine
+                .pseudonymizer
+                .write_pseudonym(kind, &s.text(), r);
+        } else {
+            r.push_str(MASK);
+        }
+        r.push('"');
+        true
+    }
+}
+
+impl ResponseVisitor<'_> {
+    /// A string under an unknown field keeps its value unless the detectors find something in it.
+    fn scan_unknown(&self, s: &Scalar<'_>, r: &mut String) -> bool {
+        if s.kind != ScalarKind::Str {
+            return false;
+        }
+        let text = s.text();
+        let found = self.engine.detectors.find_all(&text);
+        if found.is_empty() {
+            return false;
+        }
+        let mut masked = String::with_capacity(text.len());
+        let mut at = 0;
+        for f in &found {
+            masked.push_str(&text[at..f.start]);
+            if f.treatment == Treatment::Pseudonymise {
+                self.engine.pseudonymizer.write_pseudonym(
+                    f.kind,
+                    &text[f.start..f.end],
+                    &mut masked,
+                );
+            } else {
+                masked.push_str(MASK);
+            }
+            at = f.end;
+        }
+        masked.push_str(&text[at..]);
+        push_json_string(r, &masked);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::privacy::engine::test_support::engine;
+    use serde_json::Value;
+
+    const ORDER_DETAIL: &str = include_str!("testdata/order_detail.json");
+    const ORDER_SEARCH: &str = include_str!("testdata/order_search.json");
+    const PACKAGE_DETAIL: &str = include_str!("testdata/package_detail.json");
+    const CONVERSATIONS: &str = include_str!("testdata/conversations.json");
+    const WAREHOUSES: &str = include_str!("testdata/warehouses.json");
+    const SHIPPING_DOCUMENT: &str = include_str!("testdata/shipping_document.json");
+    const PRODUCT_SEARCH: &str = include_str!("testdata/product_search.json");
+    const FINANCE_STATEMENTS: &str = include_str!("testdata/finance_statements.json");
+    const SELLER_SHOPS: &str = include_str!("testdata/seller_shops.json");
+
+    /// Personal fields per TIKTOK.md, restated here independently of the catalogue.
+    const EXPECTED_PERSONAL: &[&str] = &[
+        "buyer_email",
+        "buyer_message",
+        "user_id",
+        "cpf",
+        "cpf_name",
+        "payment_auth_code",
+        "payment_method_name",
+        "tracking_number",
+        "last_mile_tracking_number",
+        "seller_note",
+        "consultation_id",
+        "doc_url",
+        "nickname",
+        "avatar",
+        "im_user_id",
+        "content",
+    ];
+    /// Objects whose members are all personal, except the labels in `LABELS`.
+    const EXPECTED_SEALED: &[&str] = &[
+        "recipient_address",
+        "sender_address",
+        "address",
+        "sender",
+        "participants",
+    ];
+    const LABELS: &[&str] = &[
+        "address_level_name",
+        "address_level",
+        "role",
+        "buyer_platform",
+    ];
+
+    fn is_masked(v: &Value) -> bool {
+        match v {
+            Value::String(s) => {
+                s == MASK
+                    || (s.len() == crate::privacy::pseudonym::PSEUDONYM_LEN
+                        && s.starts_with("pii:"))
+            }
+            _ => false,
+        }
+    }
+
+    /// Compares field by field: personal values masked, every other value identical.
+    fn check(
+        orig: &Value,
+        masked: &Value,
+        personal: bool,
+        sealed: bool,
+        path: &str,
+        n: &mut usize,
+    ) {
+        match (orig, masked) {
+            (Value::Object(a), Value::Object(b)) => {
+                assert_eq!(a.len(), b.len(), "{path}: same members");
+                for (k, av) in a {
+                    let bv = b.get(k).unwrap_or_else(|| panic!("{path}.{k} missing"));
+                    let p = personal
+                        || EXPECTED_PERSONAL.contains(&k.as_str())
+                        || (sealed
+                            && !LABELS.contains(&k.as_str())
+                            && !EXPECTED_SEALED.contains(&k.as_str())
+                            && k != "district_info"
+                            && k != "delivery_preferences"
+                            && k != "geolocation");
+                    let s = sealed || EXPECTED_SEALED.contains(&k.as_str());
+                    check(av, bv, p, s, &format!("{path}.{k}"), n);
+                }
+            }
+            (Value::Array(a), Value::Array(b)) => {
+                assert_eq!(a.len(), b.len(), "{path}: same length");
+                for (i, (av, bv)) in a.iter().zip(b).enumerate() {
+                    check(av, bv, personal, sealed, &format!("{path}[{i}]"), n);
+                }
+            }
+            (Value::String(s), _) if personal && !s.is_empty() => {
+                assert!(is_masked(masked), "{path}: {masked} should be masked");
+                *n += 1;
+            }
+            (Value::Number(_), _) if personal => {
+                assert!(is_masked(masked), "{path}: {masked} should be masked");
+                *n += 1;
+            }
+            _ => assert_eq!(orig, masked, "{path}: non-personal value changed"),
+        }
+    }
+
+    fn masked_field_count(sample: &str) -> (usize, String) {
+        let e = engine();
+        let out = mask_tiktok_response(sample.as_bytes(), &e).expect("masks");
+        let out = String::from_utf8(out).expect("UTF-8");
+        let orig: Value = serde_json::from_str(sample).expect("sample is JSON");
+        let masked: Value = serde_json::from_str(&out).expect("output is valid JSON");
+        let mut n = 0;
+        check(&orig, &masked, false, false, "$", &mut n);
+        (n, out)
+    }
+
+    #[test]
+    fn order_detail_sample_masked_field_by_field() {
+        let (n, out) = masked_field_count(ORDER_DETAIL);
+        assert_eq!(n, 28, "fields masked");
+        for leaked in [
+            "David Kong",
+            "Coleman",
+            "(+1)213",
+            "ジョン",
+            "ドゥ",
+            "95110",
+            "Ribbleton",
+            "bristol",
+            "Suite 100",
+            "Olímpia",
+            "Juscelino",
+            "United Kingdom",
+            "Front Door",
+            "Unit one",
+            "Please ship asap",
+            "JX12345",
+            "seller note",
+            "3213-31231412",
+            "AUTH123457",
+            "CCDC",
+            "v2b2V5",
+            "7021436810468230477",
+            "John Smith",
+            "123241",
+        ] {
+            assert!(!out.contains(leaked), "{leaked} leaked");
+        }
+        // Labels inside the address stay, as do ids and amounts around it.
+        assert!(out.contains(r#""address_level_name":"Country""#));
+        assert!(out.contains(r#""id":"576461413038785752""#));
+    }
+
+    #[test]
+    fn order_search_sample_masked_field_by_field() {
+        let (n, out) = masked_field_count(ORDER_SEARCH);
+        assert_eq!(n, 27, "fields masked");
+        assert!(out.contains(r#""next_page_token":"6AsPQsUMvH3RkchNUPPh22NROHkE0D8pmq/N5M1kHYcZmtRyv9aVrNv65W7Q6tFA+7D1ud64MPNz5OaT""#));
+        assert!(out.contains(r#""total_count":22113"#));
+        // line_items[].tracking_number is masked too.
+        let v: Value = serde_json::from_str(&out).expect("JSON");
+        assert!(is_masked(
+            &v["data"]["orders"][0]["line_items"][0]["tracking_number"]
+        ));
+    }
+
+    #[test]
+    fn package_detail_sample_masks_recipient_and_sender() {
+        let (n, out) = masked_field_count(PACKAGE_DETAIL);
+        assert!(n >= 20, "{n}");
+        assert!(!out.contains("Zay") && !out.contains("Coleman"));
+        let v: Value = serde_json::from_str(&out).expect("JSON");
+        assert_eq!(v["data"]["sender_address"]["region_code"], MASK);
+        assert_eq!(v["data"]["package_status"], "PROCESSING");
+    }
+
+    #[test]
+    fn conversations_warehouses_and_labels_masked() {
+        let (n, out) = masked_field_count(CONVERSATIONS);
+        assert!(
+            n >= 8 && !out.contains("Albert") && !out.contains("simple text message"),
+            "{out}"
+        );
+        let (n, out) = masked_field_count(WAREHOUSES);
+        assert!(
+            n >= 15
+                && !out.contains("工藤")
+                && !out.contains("188****2234")
+                && !out.contains("45.41634"),
+            "{out}"
+        );
+        let (n, out) = masked_field_count(SHIPPING_DOCUMENT);
+        assert!(
+            n == 2 && !out.contains("wsos641232") && !out.contains("752455325694"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn non_personal_responses_come_back_byte_identical() {
+        let e = engine();
+        for sample in [PRODUCT_SEARCH, FINANCE_STATEMENTS, SELLER_SHOPS] {
+            assert_eq!(
+                mask_tiktok_response(sample.as_bytes(), &e).expect("masks"),
+                sample.as_bytes()
+            );
+        }
+    }
+
+    #[test]
+    fn numbers_keep_their_exact_text() {
+        let e = engine();
+        let body = br#"{"data":{"orders":[{"id":7494049642642441621,"shop_id":18446744073709551615,"big":123456789012345678901234567890,"user_id":7021436810468230477,"payment":{"total_amount":12.50,"tax":1e-7}}]}}"#;
+        let out = String::from_utf8(mask_tiktok_response(body, &e).expect("masks")).expect("UTF-8");
+        assert!(out.contains(r#""id":7494049642642441621"#), "{out}");
+        assert!(out.contains(r#""shop_id":18446744073709551615"#), "{out}");
+        assert!(
+            out.contains(r#""big":123456789012345678901234567890"#),
+            "{out}"
+        );
+        assert!(out.contains(r#""total_amount":12.50,"tax":1e-7"#), "{out}");
+        let expected = e
+            .pseudonymizer
+            .pseudonym(PiiKind::UserId, "7021436810468230477");
+        assert!(out.contains(&format!(r#""user_id":"{expected}""#)), "{out}");
+    }
+
+    #[test]
+    fn pseudonyms_are_stable_across_responses_and_restarts() {
+        let a = String::from_utf8(
+            mask_tiktok_response(ORDER_DETAIL.as_bytes(), &engine()).expect("masks"),
+        )
+        .expect("UTF-8");
+        let b = String::from_utf8(
+            mask_tiktok_response(ORDER_SEARCH.as_bytes(), &engine()).expect("masks"),
+        )
+        .expect("UTF-8");
+        let va: Value = serde_json::from_str(&a).expect("JSON");
+        let vb: Value = serde_json::from_str(&b).expect("JSON");
+        // Same buyer in both samples: same pseudonym, from two separately built engines.
+        assert_eq!(
+            va["data"]["orders"][0]["user_id"],
+            vb["data"]["orders"][0]["user_id"]
+        );
+        assert_eq!(
+            va["data"]["orders"][0]["buyer_email"],
+            vb["data"]["orders"][0]["buyer_email"]
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_scanned_and_new_fields_under_addresses_hidden() {
+        let e = engine();
+        let body = br#"{"data":{"orders":[{"id":"1","gift_card_note":"call me on +44 20 7946 0958 or mail ana@example.org","recipient_address":{"what3words":"filled.count.soap","name":"Ana"}}]}}"#;
+        let out = String::from_utf8(mask_tiktok_response(body, &e).expect("masks")).expect("UTF-8");
+        assert!(
+            !out.contains("7946") && !out.contains("ana@example.org"),
+            "{out}"
+        );
+        assert!(out.contains("call me on pii:"), "{out}");
+        assert!(
+            !out.contains("filled.count.soap") && !out.contains("\"Ana\""),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn invalid_bodies_are_errors_not_passed_through() {
+        let e = engine();
+        assert!(matches!(
+            mask_tiktok_response(b"{\"buyer_email\":\"a@b.co\"", &e),
+            Err(MaskError::InvalidJson { .. })
+        ));
+        assert!(matches!(
+            mask_tiktok_response(b"\xff\xfe", &e),
+            Err(MaskError::NotUtf8 { .. })
+        ));
+    }
+}
