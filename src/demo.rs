@@ -45,7 +45,6 @@ logging:
 }
 
 pub fn run(port: u16) -> ExitCode {
-    crate::telemetry::logging::init("info");
     let dir = match tempfile::Builder::new()
         .prefix("tiktok-gateway-demo")
         .tempdir()
@@ -97,6 +96,10 @@ pub fn run(port: u16) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Err(e) = crate::telemetry::install_logging("info", &gateway) {
+        eprintln!("{e}");
+        return ExitCode::FAILURE;
+    }
     let server = match build::build_server(gateway, None) {
         Ok(s) => s,
         Err(e) => {

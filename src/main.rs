@@ -60,7 +60,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            tiktok_gateway::telemetry::logging::init(&loaded.logging.level);
+            let level = loaded.logging.level.clone();
             let gateway = match Gateway::new(loaded, Arc::new(SystemClock)) {
                 Ok(g) => g,
                 Err(e) => {
@@ -68,6 +68,11 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            // Every log line, Pingora's included, passes through the redaction engine.
+            if let Err(e) = tiktok_gateway::telemetry::install_logging(&level, &gateway) {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
             match build::build_server(gateway, Some(config)) {
                 Ok(server) => {
                     build::run_with_signals(server);

@@ -359,7 +359,7 @@ pub struct LoggingConfig {
     pub level: String,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct PrivacyConfig {
     pub pseudonym_key: Option<Secret>,
     pub extra_pii_fields: Vec<String>,

@@ -1046,6 +1046,13 @@ fn routes(v: &mut V, file: &ConfigFile, known: &Known) -> Vec<Arc<Route>> {
             }
             rw.path.value.clone()
         });
+        if privacy.as_ref().is_some_and(|p| p.on_leak == OnLeak::Block) && tiktok.is_none() {
+            v.issues.at(
+                format!("{p}.privacy.on_leak"),
+                r,
+                "`block` needs a TikTok route (the gateway holds those responses whole); use `log` here",
+            );
+        }
         if rf.forward_authorization && tiktok.is_some() {
             v.issues.at(
                 format!("{p}.forward_authorization"),

@@ -8,6 +8,7 @@ pub mod ctx;
 pub mod error;
 pub mod inspect_stage;
 pub mod limit_stage;
+pub mod privacy_stage;
 pub mod proxy;
 pub mod router;
 pub mod tiktok_egress;

@@ -578,10 +578,15 @@ impl ProxyHttp for GatewayProxy {
                 .identity
                 .as_ref()
                 .and_then(|i| i.method_header().to_str().ok()),
-            client_ip: session
-                .client_addr()
-                .and_then(|a| a.as_inet())
-                .map(|a| a.ip().to_string()),
+            // An IP address is personal data: logged as a keyed pseudonym investigators can
+            // correlate, never in clear.
+            client_ip: session.client_addr().and_then(|a| a.as_inet()).map(|a| {
+                self.gateway
+                    .privacy
+                    .load()
+                    .pseudonymizer()
+                    .pseudonym(crate::privacy::PiiKind::IpAddress, &a.ip().to_string())
+            }),
             ..Default::default()
         });
     }

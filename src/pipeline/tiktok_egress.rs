@@ -229,6 +229,8 @@ pub async fn forward(
         }
         services.pacer.on_success(&key);
         ctx.shop = Some(shop.id.clone());
+        let engine = gateway.privacy.load();
+        let body = super::privacy_stage::outgoing(&engine, route, identity, &ctx.request_id, body)?;
         return Ok(Reply {
             status: StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY),
             headers: vec![("content-type", response_type)],

@@ -57,6 +57,11 @@ pub async fn accept(
             "the webhook signature does not verify",
         ));
     }
+    // Forwards carry buyer data by design; on a route not cleared for it, say so (never block:
+    // an acknowledged webhook must not be lost).
+    if !super::privacy_stage::cleared(route) {
+        super::privacy_stage::leaked(&gateway.privacy.load(), route, &ctx.request_id, &raw);
+    }
     let key = dedup_key(&raw);
     let event = NewEvent {
         route: route.name.clone(),

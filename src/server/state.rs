@@ -10,13 +10,14 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 
 use crate::clock::Clock;
-use crate::config::{BackendErrorMode, RateLimitBackend};
+use crate::config::{BackendErrorMode, RateLimitBackend, Secret};
 use crate::config::{ConfigError, GatewayConfig, load_file};
 use crate::inspect::{HostAllowList, SlowClientSettings};
 use crate::limit::{
     Backend, LimitId, LimitSettings, OnBackendError, RateLimitSettings, RateLimiter, RedisSettings,
 };
 use crate::pipeline::router::Router;
+use crate::privacy::{PrivacyEngine, PrivacySettings, SharedPrivacyEngine};
 use crate::server::auth_setup::{JwtVerifiers, RuntimeAuth, jwt_verifiers, runtime_auth};
 use crate::server::tiktok_services::TikTokServices;
 use crate::server::upstreams::UpstreamRegistry;
@@ -163,6 +164,28 @@ pub struct Gateway {
     pub tiktok: Arc<TikTokServices>,
     /// JWT verifiers per issuer; their key stores and caches live as long as the process.
     pub jwt: JwtVerifiers,
+    /// The redaction/masking engine; swapped on reload when `privacy:` changes.
+    pub privacy: SharedPrivacyEngine,
+}
+
+/// The privacy engine for a config. Without `privacy.pseudonym_key` a random key is used, so
+/// pseudonyms correlate only within this process; that is said loudly at start.
+pub fn privacy_engine(config: &GatewayConfig) -> Result<PrivacyEngine, String> {
+    let key = match &config.privacy.pseudonym_key {
+        Some(k) => k.clone(),
+        None => {
+            let mut bytes = [0u8; 32];
+            rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+            eprintln!(
+                "privacy.pseudonym_key is not set: log pseudonyms use a random key and will not match across restarts"
+            );
+            Secret::new(hex::encode(bytes))
+        }
+    };
+    let mut settings = PrivacySettings::with_key(key);
+    settings.catalogue.extra_pii_fields = config.privacy.extra_pii_fields.clone();
+    settings.catalogue.extra_safe_fields = config.privacy.extra_safe_fields.clone();
+    PrivacyEngine::new(&settings).map_err(|e| format!("privacy: {e}"))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -191,6 +214,9 @@ impl Gateway {
             .map_err(StartError::Upstreams)?;
         let tiktok =
             Arc::new(TikTokServices::start(&config, clock.clone()).map_err(StartError::TikTok)?);
+        let privacy = privacy_engine(&config)
+            .map_err(StartError::Identity)?
+            .into_shared();
         let jwt = jwt_verifiers(&config, clock.clone()).map_err(StartError::Identity)?;
         let runtime = Runtime::new(config, &jwt).map_err(StartError::Identity)?;
         metrics().config_loaded_at.set(clock.unix_seconds());
@@ -198,6 +224,7 @@ impl Gateway {
             tiktok,
             runtime: ArcSwap::from_pointee(runtime),
             jwt,
+            privacy,
             upstreams,
             access_log,
             started: Instant::now(),
@@ -260,8 +287,16 @@ impl Gateway {
         self.upstreams
             .register(&config.upstreams)
             .map_err(|e| ConfigError::single("upstreams", None, e))?;
+        let privacy = if current.config.privacy != config.privacy {
+            Some(privacy_engine(&config).map_err(|e| ConfigError::single("privacy", None, e))?)
+        } else {
+            None
+        };
         let runtime = Runtime::new(config, &self.jwt)
             .map_err(|e| ConfigError::single("identity", None, e))?;
+        if let Some(engine) = privacy {
+            self.privacy.store(Arc::new(engine));
+        }
         self.runtime.store(Arc::new(runtime));
         metrics().config_loaded_at.set(self.clock.unix_seconds());
         Ok(())

@@ -1,14 +1,16 @@
-//! Application logs: JSON lines on stderr (the access log has its own sink). Pingora's `log`
-//! records are bridged into the same subscriber.
+//! Application logs: JSON lines through the privacy engine's redacting writer, so no log path
+//! (Pingora's `log` records and panics included) can print a token or personal data.
 
-/// Installs the global subscriber once; later calls are ignored.
-pub fn init(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_writer(std::io::stderr)
-        .with_env_filter(filter)
-        .try_init();
+use crate::privacy::{LogFormat, LogSettings, PrivacyError, install_global_subscriber};
+use crate::server::state::Gateway;
+
+/// Installs the process-wide subscriber. Call once, after the gateway is built.
+pub fn install_logging(level: &str, gateway: &Gateway) -> Result<(), PrivacyError> {
+    install_global_subscriber(
+        &LogSettings {
+            filter: level.to_string(),
+            format: LogFormat::Json,
+        },
+        gateway.privacy.clone(),
+    )
 }

@@ -14,6 +14,7 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     pub auth_failures: IntCounterVec,
     pub refusals: IntCounterVec,
+    pub pii_leaks: IntCounterVec,
     pub config_loaded_at: IntGauge,
 }
 
@@ -64,6 +65,11 @@ pub fn metrics() -> &'static Metrics {
                 "requests_refused_total",
                 "Requests refused before the upstream, by route and code",
                 &["route", "code"],
+            ),
+            pii_leaks: counter(
+                "pii_leak_detected_total",
+                "Personal data found leaving on a route not cleared for it, by route and kind",
+                &["route", "kind"],
             ),
             config_loaded_at: register_int_gauge!(
                 "config_loaded_timestamp_seconds",

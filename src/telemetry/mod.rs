@@ -1,6 +1,8 @@
 //! Access log, metrics and request ids.
 
 pub mod access_log;
-pub mod logging;
+mod logging;
+
+pub use logging::install_logging;
 pub mod metrics;
 pub mod request_id;
