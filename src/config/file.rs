@@ -89,8 +89,6 @@ pub struct ConnectionsFile {
     #[serde(default)]
     pub max_per_ip: Option<usize>,
     #[serde(default)]
-    pub header_timeout: Option<S>,
-    #[serde(default)]
     pub body_timeout: Option<S>,
     #[serde(default)]
     pub idle_timeout: Option<S>,

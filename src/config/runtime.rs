@@ -86,7 +86,6 @@ pub struct ListenerTls {
 pub struct ConnectionLimits {
     pub max: usize,
     pub max_per_ip: usize,
-    pub header_timeout: Duration,
     pub body_timeout: Duration,
     pub idle_timeout: Duration,
 }
@@ -96,7 +95,6 @@ impl Default for ConnectionLimits {
         Self {
             max: 10_000,
             max_per_ip: 256,
-            header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
         }

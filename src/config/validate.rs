@@ -238,11 +238,6 @@ fn listeners(v: &mut V, file: &ConfigFile) -> Vec<Listener> {
             let d = ConnectionLimits::default();
             connections.max = c.max.unwrap_or(d.max);
             connections.max_per_ip = c.max_per_ip.unwrap_or(connections.max_per_ip);
-            connections.header_timeout = v.duration(
-                &format!("{p}.connections.header_timeout"),
-                &c.header_timeout,
-                d.header_timeout,
-            );
             connections.body_timeout = v.duration(
                 &format!("{p}.connections.body_timeout"),
                 &c.body_timeout,
@@ -1046,6 +1041,33 @@ fn routes(v: &mut V, file: &ConfigFile, known: &Known) -> Vec<Arc<Route>> {
             }
             rw.path.value.clone()
         });
+        // TikTok routes are sent by the gateway to the app's api_base; the route's upstream must
+        // name that same host so the config says where calls go in one consistent way (§11).
+        if let (Some(t), Some(up)) = (&tiktok, known.upstreams.get(&rf.upstream.value))
+            && let Some(app) = known.tiktok.and_then(|k| k.apps.get(&t.app))
+        {
+            let host = app
+                .api_base
+                .split("://")
+                .nth(1)
+                .unwrap_or("")
+                .split('/')
+                .next()
+                .unwrap_or("");
+            let pinned = up.targets.iter().any(|tg| {
+                host == format!("{}:{}", tg.host, tg.port)
+                    || (host == tg.host && (tg.port == 443 || tg.port == 80))
+            });
+            if !pinned {
+                v.issues.at(
+                    format!("{p}.upstream"),
+                    &rf.upstream,
+                    format!(
+                        "a TikTok route's upstream must target the app's api_base host `{host}`"
+                    ),
+                );
+            }
+        }
         if privacy.as_ref().is_some_and(|p| p.on_leak == OnLeak::Block) && tiktok.is_none() {
             v.issues.at(
                 format!("{p}.privacy.on_leak"),
