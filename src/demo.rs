@@ -1,19 +1,70 @@
-//! `tiktok-gateway demo`: the gateway plus local sandboxes in one process, no internet needed.
-//! Dev certificates go to a temp dir; the printed curl commands work as printed.
+//! `tiktok-gateway demo`: the gateway plus a TikTok Shop sandbox, an order-service sandbox and a
+//! dev identity provider, in one process with no internet. Dev certificates and secrets go to a
+//! temp dir; the printed curl commands work as printed.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use crate::clock::SystemClock;
+use crate::clock::{SharedClock, SystemClock};
 use crate::config::load_str;
+use crate::sandbox::idp::{DevIdp, MintRequest};
 use crate::sandbox::orders::OrderService;
+use crate::sandbox::tiktok::{self as tiktok_sandbox, SandboxConfig, TikTokSandbox};
 use crate::server::{build, dev_certs, state::Gateway};
 
-/// Writes the demo's config for the given ports and sandbox addresses.
-pub fn demo_config(dir: &Path, port: u16, orders: SocketAddr) -> String {
-    format!(
+/// The demo's ports, all on 127.0.0.1, derived from `--port`.
+pub struct DemoPorts {
+    pub egress: u16,
+    pub public: u16,
+    pub metrics: u16,
+}
+
+impl DemoPorts {
+    pub fn from_base(port: u16) -> Self {
+        Self {
+            egress: port,
+            public: port.saturating_add(363),
+            metrics: port.saturating_add(10),
+        }
+    }
+}
+
+/// Writes the demo's secrets into `dir` and returns its config.
+pub fn demo_config(
+    dir: &Path,
+    ports: &DemoPorts,
+    orders: std::net::SocketAddr,
+    idp: &DevIdp,
+    tiktok: &TikTokSandbox,
+    sandbox: &SandboxConfig,
+) -> std::io::Result<String> {
+    std::fs::write(dir.join("tiktok_app_secret"), sandbox.app_secret.expose())?;
+    std::fs::write(
+        dir.join("forward_secret"),
+        "demo-order-service-shared-secret",
+    )?;
+    std::fs::write(dir.join("pseudonym_key"), "demo-pseudonym-key-0123456789")?;
+    let mut shops = String::new();
+    for s in &sandbox.shops {
+        std::fs::write(
+            dir.join(format!("access-{}", s.id)),
+            s.access_token.expose(),
+        )?;
+        std::fs::write(
+            dir.join(format!("refresh-{}", s.id)),
+            s.refresh_token.expose(),
+        )?;
+        shops.push_str(&format!(
+            "    - {{ id: \"{id}\", app: main, cipher: \"{c}\", access_token: \"${{file:access-{id}}}\", access_token_expires_at: {ae}, refresh_token: \"${{file:refresh-{id}}}\", refresh_token_expires_at: {re} }}\n",
+            id = s.id,
+            c = s.cipher,
+            ae = s.access_token_expires_at,
+            re = s.refresh_token_expires_at,
+        ));
+    }
+    let base = tiktok.base_url();
+    Ok(format!(
         r#"version: demo
 listeners:
   public:
@@ -23,25 +74,67 @@ listeners:
     address: "127.0.0.1:{egress}"
   metrics:
     address: "127.0.0.1:{metrics}"
+identity:
+  jwt:
+    - name: dev-idp
+      issuer: "{issuer}"
+      audiences: [tiktok-gateway]
+      jwks: {{ url: "{jwks}", refresh: 5m }}
+      algorithms: [ES256, RS256]
 upstreams:
   orders:
     targets: ["{orders}"]
     timeouts: {{ connect: 1s, read: 5s }}
+  tiktok_api:
+    targets: ["{tiktok_addr}"]
+tiktok:
+  apps:
+    main: {{ app_key: "{app_key}", app_secret: "${{file:tiktok_app_secret}}", api_base: "{base}", auth_base: "{base}" }}
+  shops:
+{shops}  pacing: {{ rate: 10/s, burst: 10 }}
+webhooks:
+  queue_path: webhook-queue.redb
+  forward_secret: "${{file:forward_secret}}"
+privacy:
+  pseudonym_key: "${{file:pseudonym_key}}"
 routes:
+  - name: tiktok-orders
+    listener: egress
+    match: {{ path_prefix: /order/, methods: [GET, POST] }}
+    auth: {{ jwt: dev-idp, scopes: [orders:read] }}
+    rate_limit: {{ key: caller, rate: 20/s, burst: 40 }}
+    tiktok: {{ app: main, shop_header: x-tiktok-shop-id }}
+    privacy: {{ pii_scope: pii:read }}
+    upstream: tiktok_api
+  - name: tiktok-webhooks
+    listener: public
+    match: {{ path: /webhooks/tiktok, methods: [POST] }}
+    auth: {{ tiktok_webhook: main }}
+    limits: {{ max_body: 256KiB }}
+    upstream: orders
+    rewrite: {{ path: /internal/tiktok/events }}
   - name: order-status
     listener: public
     match: {{ path_prefix: /orders/, methods: [GET] }}
-    auth: none
+    auth: {{ jwt: dev-idp, scopes: [orders:read] }}
     upstream: orders
 logging:
   access_log: {access_log}
 "#,
-        public = port + 363,
-        egress = port,
-        metrics = port + 10,
-        orders = orders,
+        public = ports.public,
+        egress = ports.egress,
+        metrics = ports.metrics,
+        issuer = idp.issuer(),
+        jwks = idp.jwks_url(),
+        tiktok_addr = base.trim_start_matches("http://"),
+        app_key = sandbox.app_key,
         access_log = dir.join("access.log").display(),
-    )
+    ))
+}
+
+fn fail(what: &str, e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("demo: {what}: {e}");
+    ExitCode::FAILURE
 }
 
 pub fn run(port: u16) -> ExitCode {
@@ -50,17 +143,11 @@ pub fn run(port: u16) -> ExitCode {
         .tempdir()
     {
         Ok(d) => d,
-        Err(e) => {
-            eprintln!("cannot create a temp dir: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return fail("temp dir", e),
     };
     let certs = match dev_certs::generate(dir.path()) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return fail("dev certificates", e),
     };
     // The sandboxes run on their own runtime; Pingora builds its own for the gateway.
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -69,59 +156,102 @@ pub fn run(port: u16) -> ExitCode {
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the sandbox runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return fail("sandbox runtime", e),
     };
-    let orders = match rt.block_on(OrderService::spawn(None)) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("cannot start the order-service sandbox: {e}");
-            return ExitCode::FAILURE;
-        }
+    let clock: SharedClock = Arc::new(SystemClock);
+    let sandbox_config = SandboxConfig::example(42);
+    let started = rt.block_on(async {
+        let orders = OrderService::spawn(None).await.map_err(|e| e.to_string())?;
+        let idp = DevIdp::start(clock.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        let tiktok = tiktok_sandbox::spawn(sandbox_config.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>((orders, idp, tiktok))
+    });
+    let (orders, idp, tiktok) = match started {
+        Ok(s) => s,
+        Err(e) => return fail("sandboxes", e),
     };
-    let text = demo_config(dir.path(), port, orders.addr());
+    let ports = DemoPorts::from_base(port);
+    let text = match demo_config(
+        dir.path(),
+        &ports,
+        orders.addr(),
+        &idp,
+        &tiktok,
+        &sandbox_config,
+    ) {
+        Ok(t) => t,
+        Err(e) => return fail("demo files", e),
+    };
     let config = match load_str(&text, dir.path(), &dir.path().join("demo.yaml")) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("demo config: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return fail("demo config", e),
     };
-    let gateway = match Gateway::new(config, Arc::new(SystemClock)) {
+    let gateway = match Gateway::new(config, clock) {
         Ok(g) => g,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return fail("gateway", e),
     };
-    if let Err(e) = crate::telemetry::install_logging("info", &gateway) {
-        eprintln!("{e}");
-        return ExitCode::FAILURE;
+    if let Err(e) = crate::telemetry::install_logging("warn", &gateway) {
+        return fail("logging", e);
     }
+    let mint = |scope: &str| {
+        idp.mint(&MintRequest {
+            sub: Some("order-sync".into()),
+            scope: Some(scope.into()),
+            ttl_seconds: Some(3600),
+            ..MintRequest::default()
+        })
+    };
+    let (full, no_pii, no_shop) = match (
+        mint("orders:read pii:read tiktok:shop:*"),
+        mint("orders:read tiktok:shop:*"),
+        mint("orders:read"),
+    ) {
+        (Ok(a), Ok(b), Ok(c)) => (a, b, c),
+        _ => return fail("dev IdP", "could not mint tokens"),
+    };
     let server = match build::build_server(gateway, None) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return fail("server", e),
     };
+    let shop = sandbox_config
+        .shops
+        .first()
+        .map(|s| s.id.clone())
+        .unwrap_or_default();
+    let order = tiktok
+        .state()
+        .order_ids(&shop)
+        .first()
+        .cloned()
+        .unwrap_or_default();
     let ca = certs.ca_cert.display();
+    let egress = ports.egress;
     println!(
-        "\ntiktok-gateway demo is running (Ctrl-C to stop). Try:\n\n\
-         # forwarded to the order-service sandbox over TLS\n\
-         curl --cacert {ca} https://localhost:{public}/orders/123\n\n\
-         # refused: not a canonical path (400), no route (404), wrong method (405)\n\
-         curl --cacert {ca} --path-as-is https://localhost:{public}/orders/../admin\n\
-         curl --cacert {ca} https://localhost:{public}/nothing-here\n\
-         curl --cacert {ca} -X DELETE https://localhost:{public}/orders/123\n\n\
+        "\ntiktok-gateway demo is running (Ctrl-C to stop). Sandboxes: TikTok Shop at {tt}, order service at {os}, IdP at {idp}.\n\
+         Paste any of these:\n\n\
+         # 200: signed TikTok call, buyer PII visible (token has pii:read)\n\
+         curl -s 'http://127.0.0.1:{egress}/order/202309/orders?ids={order}' -H 'x-tiktok-shop-id: {shop}' -H 'authorization: Bearer {full}'\n\n\
+         # 200: same call, PII masked (token lacks pii:read)\n\
+         curl -s 'http://127.0.0.1:{egress}/order/202309/orders?ids={order}' -H 'x-tiktok-shop-id: {shop}' -H 'authorization: Bearer {no_pii}'\n\n\
+         # 401: no token\n\
+         curl -si 'http://127.0.0.1:{egress}/order/202309/orders?ids={order}' -H 'x-tiktok-shop-id: {shop}'\n\n\
+         # 403: token may not act for any shop\n\
+         curl -si 'http://127.0.0.1:{egress}/order/202309/orders?ids={order}' -H 'x-tiktok-shop-id: {shop}' -H 'authorization: Bearer {no_shop}'\n\n\
+         # 400: not a canonical path (over TLS on the public listener)\n\
+         curl -si --cacert {ca} --path-as-is 'https://localhost:{public}/orders/../admin'\n\n\
          # metrics and health\n\
-         curl http://127.0.0.1:{metrics}/metrics\n\
-         curl http://127.0.0.1:{metrics}/healthz\n\n\
+         curl -s http://127.0.0.1:{metrics}/metrics | grep -E '^(requests_total|auth_failures_total)'\n\
+         curl -s http://127.0.0.1:{metrics}/healthz\n\n\
          access log: {log}\n",
-        public = port + 363,
-        metrics = port + 10,
+        tt = tiktok.base_url(),
+        os = orders.addr(),
+        idp = idp.issuer(),
+        public = ports.public,
+        metrics = ports.metrics,
         log = dir.path().join("access.log").display(),
     );
     build::run_with_signals(server);
