@@ -13,13 +13,14 @@ UP_PORT=18081; NGINX_PORT=18443; GW_PORT=18444; GW_METRICS=18090
 for tool in nginx wrk; do
   command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install nginx-light wrk" >&2; exit 1; }
 done
-[ -x target/release/tiktok-gateway ] || cargo build --release --bin tiktok-gateway
+GW="${GATEWAY_BIN:-target/release/tiktok-gateway}"
+[ -x "$GW" ] || { cargo build --release --bin tiktok-gateway; GW=target/release/tiktok-gateway; }
 
 work=$(mktemp -d)
 cleanup() { [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null; [ -n "${GW_PID:-}" ] && kill "$GW_PID" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
-target/release/tiktok-gateway certs --out "$work" >/dev/null
+"$GW" certs --out "$work" >/dev/null
 
 # One nginx process serves both the upstream (plain, 2-byte answer) and the TLS reverse proxy.
 cat > "$work/nginx.conf" <<NGINX
@@ -61,7 +62,7 @@ routes:
 logging: { access_log: $work/access.log, level: warn }
 server: { threads: 1 }
 YAML
-target/release/tiktok-gateway run --config "$work/gateway.yaml" 2>"$work/gateway.err" &
+"$GW" run --config "$work/gateway.yaml" 2>"$work/gateway.err" &
 GW_PID=$!
 for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$GW_METRICS/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 
