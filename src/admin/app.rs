@@ -10,6 +10,8 @@ use pingora::protocols::http::ServerSession;
 use serde_json::json;
 
 use crate::auth::credentials::bearer_token;
+use crate::auth::{AuthError, Identity};
+use crate::server::auth_setup::AdminGate;
 use crate::server::state::Gateway;
 use crate::server::tls::PeerCertificate;
 use crate::telemetry::metrics::metrics;
@@ -53,6 +55,22 @@ fn error(
     )
 }
 
+impl AdminApp {
+    /// Token, signature, MFA, admin scope and client certificate: all must hold.
+    async fn authenticate(
+        &self,
+        session: &ServerSession,
+        gate: &AdminGate,
+        cert_verified: bool,
+    ) -> Result<Arc<Identity>, AuthError> {
+        let token =
+            bearer_token(&session.req_header().headers)?.ok_or(AuthError::MissingCredentials)?;
+        let identity = gate.verifier.verify(token).await?;
+        gate.access.check(&identity, cert_verified)?;
+        Ok(identity)
+    }
+}
+
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
@@ -78,65 +96,24 @@ impl ServeHttp for AdminApp {
             .and_then(|d| d.ssl_digest.as_ref())
             .and_then(|s| s.extension.get::<PeerCertificate>())
             .is_some();
-        let token = match bearer_token(&session.req_header().headers) {
-            Ok(Some(t)) => t,
-            Ok(None) => {
-                metrics()
-                    .auth_failures
-                    .with_label_values(&["admin", "missing_credentials"])
-                    .inc();
-                return error(
-                    StatusCode::UNAUTHORIZED,
-                    "invalid_credentials",
-                    "a bearer token is required",
-                    &rid,
-                    &[("www-authenticate", "Bearer")],
-                );
-            }
+        let identity = match self.authenticate(session, gate, cert_verified).await {
+            Ok(identity) => identity,
             Err(e) => {
                 metrics()
                     .auth_failures
                     .with_label_values(&["admin", e.reason()])
                     .inc();
+                tracing::warn!(target: "audit", event = "admin_refused", reason = e.reason(), request_id = %rid);
                 return error(
                     e.status(),
                     "invalid_credentials",
-                    "missing or invalid credentials",
+                    "administrative access requires a client certificate and an MFA token with the admin scope",
                     &rid,
                     &[("www-authenticate", &e.www_authenticate())],
                 );
             }
         };
-        let identity = match gate.verifier.verify(token).await {
-            Ok(i) => i,
-            Err(e) => {
-                metrics()
-                    .auth_failures
-                    .with_label_values(&["admin", e.reason()])
-                    .inc();
-                return error(
-                    e.status(),
-                    "invalid_credentials",
-                    "missing or invalid credentials",
-                    &rid,
-                    &[("www-authenticate", &e.www_authenticate())],
-                );
-            }
-        };
-        if let Err(e) = gate.access.check(&identity, cert_verified) {
-            metrics()
-                .auth_failures
-                .with_label_values(&["admin", e.reason()])
-                .inc();
-            tracing::warn!(target: "audit", event = "admin_refused", reason = e.reason(), request_id = %rid);
-            return error(
-                e.status(),
-                e.reason(),
-                "administrative access requires MFA, the admin scope and a client certificate",
-                &rid,
-                &[("www-authenticate", &e.www_authenticate())],
-            );
-        }
+        tracing::info!(target: "audit", event = "admin_access", subject = identity.subject(), request_id = %rid);
         let req = session.req_header();
         match (req.method.as_str(), req.uri.path()) {
             ("GET", "/admin/status") => {
