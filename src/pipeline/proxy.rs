@@ -380,8 +380,11 @@ impl ProxyHttp for GatewayProxy {
                 upstream_request.insert_header(name, value.clone())?;
             }
         }
+        // The caller's credentials stay here: an API key in `x-api-key` is as much a credential
+        // as one in `Authorization: ApiKey ...`.
         if !route.forward_authorization {
             upstream_request.remove_header(&http::header::AUTHORIZATION);
+            upstream_request.remove_header(crate::auth::credentials::API_KEY_HEADER);
         }
         upstream_request.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
         if let Some(new_path) = &route.rewrite_path {

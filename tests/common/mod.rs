@@ -131,3 +131,26 @@ pub fn status_of(raw: &str) -> u16 {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
 }
+
+/// An HTTPS client trusting the dev CA that presents a client certificate (PEM cert + PKCS#8
+/// key files), for mTLS listeners.
+pub fn https_client_with_cert(certs: &DevCerts, cert: &Path, key: &Path) -> reqwest::Client {
+    tls::install_crypto_provider();
+    let ca = std::fs::read(&certs.ca_cert).expect("ca");
+    let mut pem = std::fs::read(cert).expect("client cert");
+    pem.extend_from_slice(&std::fs::read(key).expect("client key"));
+    reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&ca).expect("ca pem")])
+        .identity(reqwest::Identity::from_pem(&pem).expect("identity pem"))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+/// A plain HTTP client (for plaintext loopback listeners).
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}

@@ -1,0 +1,299 @@
+//! The admin listener end to end (policy §6): `GET /admin/status` needs a client certificate
+//! from the gateway CA (the listener requires one) AND a JWT with an MFA `amr` and the admin
+//! scope. The admin app has no upstream; the order service behind the proxy route is checked
+//! to stay untouched all the same.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use common::{TestGateway, free_port, https_client, https_client_with_cert};
+use tiktok_gateway::clock::SystemClock;
+use tiktok_gateway::sandbox::idp::{DEV_AUDIENCE, DevAlg, DevIdp, MintRequest};
+use tiktok_gateway::sandbox::orders::OrderService;
+
+fn config(dir: &Path, public: u16, admin: u16, idp: &DevIdp, orders: SocketAddr) -> String {
+    format!(
+        r#"version: "admin-t1"
+listeners:
+  public:
+    address: "127.0.0.1:{public}"
+    tls: {{ cert: gateway.crt, key: gateway.key }}
+  admin:
+    address: "127.0.0.1:{admin}"
+    tls: {{ cert: gateway.crt, key: gateway.key, client_ca: ca.crt, client_auth: required }}
+identity:
+  jwt:
+    - name: corp
+      issuer: "{issuer}"
+      audiences: ["{aud}"]
+      jwks: {{ url: "{jwks}" }}
+      algorithms: [ES256, RS256]
+admin:
+  jwt: corp
+  scope: "gateway:admin"
+  mfa_methods: [mfa, hwk]
+upstreams:
+  orders:
+    targets: ["{orders}"]
+routes:
+  - name: orders
+    listener: public
+    match: {{ path_prefix: /orders/ }}
+    auth: {{ jwt: corp, scopes: ["orders:read"] }}
+    upstream: orders
+logging:
+  access_log: {log}
+"#,
+        issuer = idp.issuer(),
+        aud = DEV_AUDIENCE,
+        jwks = idp.jwks_url(),
+        log = dir.join("access.log").display(),
+    )
+}
+
+struct Setup {
+    gw: TestGateway,
+    orders: OrderService,
+    idp: DevIdp,
+    admin: u16,
+}
+
+async fn setup() -> Setup {
+    let orders = OrderService::spawn(None).await.unwrap();
+    let idp = DevIdp::start(Arc::new(SystemClock)).await.unwrap();
+    let (public, admin) = (free_port(), free_port());
+    let addr = orders.addr();
+    let gw = TestGateway::start(|dir| config(dir, public, admin, &idp, addr));
+    Setup {
+        gw,
+        orders,
+        idp,
+        admin,
+    }
+}
+
+impl Setup {
+    fn status_url(&self) -> String {
+        format!("https://localhost:{}/admin/status", self.admin)
+    }
+
+    fn with_cert(&self) -> reqwest::Client {
+        let c = &self.gw.certs;
+        https_client_with_cert(c, &c.client_cert, &c.client_key)
+    }
+
+    fn token(&self, scope: &str, amr: &[&str]) -> String {
+        self.idp
+            .mint(&MintRequest {
+                sub: Some("ops-alice".into()),
+                scope: Some(scope.into()),
+                amr: Some(amr.iter().map(|a| a.to_string()).collect()),
+                ..MintRequest::default()
+            })
+            .unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mfa_token_with_admin_scope_and_client_cert_gets_status() {
+    let s = setup().await;
+    let token = s.token("gateway:admin", &["pwd", "hwk"]);
+    let res = s
+        .with_cert()
+        .get(s.status_url())
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["config"]["version"], "admin-t1");
+    let hash = body["config"]["hash"].as_str().unwrap();
+    assert!(!hash.is_empty(), "config hash missing");
+    let routes = body["routes"].as_array().unwrap();
+    assert_eq!(routes.len(), 1);
+    assert_eq!(routes[0]["name"], "orders");
+    assert_eq!(routes[0]["upstream"], "orders");
+    let kids: Vec<&str> = body["jwt_key_ids"]["corp"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for alg in [DevAlg::ES256, DevAlg::RS256] {
+        let kid = s.idp.signer().current_kid(alg).unwrap();
+        assert!(kids.contains(&kid.as_str()), "{kid} not in {kids:?}");
+    }
+    assert!(body["uptime_seconds"].is_u64());
+    // The same hash on a second look: it describes the loaded file, not the request.
+    let again: Value = s
+        .with_cert()
+        .get(s.status_url())
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["config"]["hash"], hash);
+    assert!(!s.gw.access_log().contains(&token));
+    assert_eq!(s.orders.received_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_without_mfa_amr_is_refused() {
+    let s = setup().await;
+    for amr in [&["pwd"][..], &[][..], &["otp"][..]] {
+        // `otp` is MFA by default, but this gateway lists only mfa and hwk.
+        let token = s.token("gateway:admin", amr);
+        let res = s
+            .with_cert()
+            .get(s.status_url())
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            res.status() == 401 || res.status() == 403,
+            "amr {amr:?}: {}",
+            res.status()
+        );
+        let www = res.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            www.contains("error=\"insufficient_user_authentication\""),
+            "amr {amr:?}: {www}"
+        );
+        let body: Value = res.json().await.unwrap();
+        assert!(body.get("routes").is_none() && body.get("config").is_none());
+    }
+    // A token with no `amr` claim at all.
+    let token = s
+        .idp
+        .mint(&MintRequest {
+            scope: Some("gateway:admin".into()),
+            ..MintRequest::default()
+        })
+        .unwrap();
+    let res = s
+        .with_cert()
+        .get(s.status_url())
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status() == 401 || res.status() == 403);
+    assert_eq!(s.orders.received_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mfa_token_without_admin_scope_is_403() {
+    let s = setup().await;
+    let token = s.token("orders:read", &["mfa"]);
+    let res = s
+        .with_cert()
+        .get(s.status_url())
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    let www = res.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(www.contains("error=\"insufficient_scope\""), "{www}");
+    assert!(www.contains("gateway:admin"), "{www}");
+    assert_eq!(s.orders.received_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mfa_token_without_client_certificate_is_refused() {
+    let s = setup().await;
+    let token = s.token("gateway:admin", &["mfa"]);
+    // The listener requires a certificate: the handshake (or the first read) fails.
+    let res = https_client(&s.gw.certs)
+        .get(s.status_url())
+        .bearer_auth(&token)
+        .send()
+        .await;
+    assert!(
+        res.is_err(),
+        "admin answered without a client certificate: {:?}",
+        res.map(|r| r.status())
+    );
+    // A certificate from an unrelated CA fares no better.
+    let c = &s.gw.certs;
+    let res = https_client_with_cert(c, &c.other_client_cert, &c.other_client_key)
+        .get(s.status_url())
+        .bearer_auth(&token)
+        .send()
+        .await;
+    assert!(
+        res.is_err(),
+        "admin answered with a foreign client certificate: {:?}",
+        res.map(|r| r.status())
+    );
+    assert_eq!(s.orders.received_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_or_bad_token_is_401() {
+    let s = setup().await;
+    let res = s.with_cert().get(s.status_url()).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    let www = res.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(www.starts_with("Bearer"), "{www}");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_credentials");
+
+    let res = s
+        .with_cert()
+        .get(s.status_url())
+        .header("authorization", "Basic YWRtaW46YWRtaW4=")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+
+    // An expired MFA admin token.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let expired = s
+        .idp
+        .mint(&MintRequest {
+            scope: Some("gateway:admin".into()),
+            amr: Some(vec!["mfa".into()]),
+            exp: Some(now - 3600),
+            ..MintRequest::default()
+        })
+        .unwrap();
+    let res = s
+        .with_cert()
+        .get(s.status_url())
+        .bearer_auth(expired)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let www = res.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(www.contains("error=\"invalid_token\""), "{www}");
+    assert_eq!(s.orders.received_count(), 0);
+}
