@@ -32,6 +32,8 @@ upstreams:
 tiktok:
   apps:
     main: {{ app_key: {APP_KEY}, app_secret: "${{file:app_secret}}", api_base: "http://127.0.0.1:1", auth_base: "http://127.0.0.1:1" }}
+  developer_apps:
+    dev: {{ client_secret: "${{file:app_secret}}", tolerance: 5m }}
 webhooks:
   queue_path: {queue}
   forward_secret: "${{file:forward_secret}}"
@@ -44,6 +46,12 @@ routes:
     limits: {{ max_body: 4KiB }}
     upstream: orders
     rewrite: {{ path: /internal/tiktok/events }}
+  - name: tiktok-developer-webhooks
+    listener: public
+    match: {{ path: /webhooks/tiktok-developers, methods: [POST] }}
+    auth: {{ tiktok_developer_webhook: dev }}
+    upstream: orders
+    rewrite: {{ path: /internal/tiktok/developer-events }}
 logging:
   access_log: {log}
 "#,
@@ -218,5 +226,75 @@ async fn fifty_webhooks_survive_order_service_outage_and_gateway_restart() {
     assert!(
         counts.values().all(|&n| n == 1),
         "none delivered twice: {counts:?}"
+    );
+}
+
+fn developer_signature(t: i64, body: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(APP_SECRET.as_bytes()).unwrap();
+    mac.update(format!("{t}.{body}").as_bytes());
+    format!("t={t},s={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+async fn post_developer(port: u16, body: &str, headers: &str) -> u16 {
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let req = format!(
+        "POST /webhooks/tiktok-developers HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    status_of(&raw_http(addr, req.as_bytes()).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn developer_webhooks_use_their_own_scheme_with_freshness() {
+    let orders = OrderService::spawn(None).await.unwrap();
+    let port = free_port();
+    let qdir = tempfile::tempdir().unwrap();
+    let queue = qdir.path().join("queue.redb");
+    let addr = orders.addr();
+    let _gw = TestGateway::start(|dir| config(dir, port, addr, &queue));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let body = r#"{"client_key":"abc","event":"authorization.removed","create_time":1718305585}"#;
+
+    let stale = developer_signature(now - 3600, body);
+    assert_eq!(
+        post_developer(port, body, &format!("TikTok-Signature: {stale}\r\n")).await,
+        401,
+        "stale"
+    );
+    let wrong = developer_signature(now, "other body");
+    assert_eq!(
+        post_developer(port, body, &format!("TikTok-Signature: {wrong}\r\n")).await,
+        401,
+        "wrong body"
+    );
+    // The Shop scheme's header is not accepted on a developer route: the schemes never mix.
+    assert_eq!(
+        post_developer(port, body, &format!("Authorization: {}\r\n", sign(body))).await,
+        401,
+        "mixed scheme"
+    );
+    assert_eq!(post_developer(port, body, "").await, 401, "missing");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(orders.received_count(), 0);
+
+    let good = developer_signature(now, body);
+    assert_eq!(
+        post_developer(port, body, &format!("TikTok-Signature: {good}\r\n")).await,
+        200
+    );
+    wait_until("delivery", || orders.received_count() == 1).await;
+    assert_eq!(
+        orders.received()[0].uri,
+        "/internal/tiktok/developer-events"
+    );
+    assert!(
+        orders.received()[0]
+            .headers
+            .get("tiktok-signature")
+            .is_none()
     );
 }

@@ -182,6 +182,18 @@ pub struct TikTokFile {
     /// Outbound pacing per (app, shop, endpoint).
     #[serde(default)]
     pub pacing: Option<PacingFile>,
+    /// TikTok for Developers apps (a different webhook scheme: `TikTok-Signature: t=..,s=..`).
+    #[serde(default)]
+    pub developer_apps: BTreeMap<String, Spanned<DeveloperAppFile>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeveloperAppFile {
+    pub client_secret: S,
+    /// How far `t` may be from the gateway's clock (default 5m).
+    #[serde(default)]
+    pub tolerance: Option<S>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -337,6 +349,9 @@ pub struct AuthRulesFile {
     /// TikTok Shop webhook signature of this app.
     #[serde(default)]
     pub tiktok_webhook: Option<String>,
+    /// TikTok for Developers webhook signature of this developer app.
+    #[serde(default)]
+    pub tiktok_developer_webhook: Option<String>,
     #[serde(default)]
     pub scopes: Vec<String>,
 }

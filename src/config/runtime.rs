@@ -162,7 +162,29 @@ pub struct AuthRules {
     pub api_keys: Option<Vec<String>>,
     pub mtls: bool,
     pub tiktok_webhook: Option<String>,
+    pub tiktok_developer_webhook: Option<String>,
     pub scopes: Vec<String>,
+}
+
+/// Which webhook signature scheme authenticates a route, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookAuth<'a> {
+    /// TikTok Shop: `Authorization` = HMAC(app_secret, app_key + body).
+    Shop(&'a str),
+    /// TikTok for Developers: `TikTok-Signature: t=..,s=..` = HMAC(client_secret, t + "." + body).
+    Developer(&'a str),
+}
+
+impl RouteAuth {
+    pub fn webhook(&self) -> Option<WebhookAuth<'_>> {
+        match self {
+            RouteAuth::Rules(r) => r.tiktok_webhook.as_deref().map(WebhookAuth::Shop).or(r
+                .tiktok_developer_webhook
+                .as_deref()
+                .map(WebhookAuth::Developer)),
+            RouteAuth::None => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -293,6 +315,8 @@ pub struct TikTokConfig {
     pub token_refresh_margin: Duration,
     /// Outbound budget per (app, shop, endpoint).
     pub pacing: crate::limit::PacerSettings,
+    /// TikTok for Developers apps: client secret and freshness tolerance.
+    pub developer_apps: HashMap<String, (Secret, Duration)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

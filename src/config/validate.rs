@@ -106,11 +106,7 @@ pub fn build(
             tiktok: tiktok.as_ref(),
         },
     );
-    if routes
-        .iter()
-        .any(|r| matches!(&r.auth, RouteAuth::Rules(a) if a.tiktok_webhook.is_some()))
-        && webhooks.is_none()
-    {
+    if routes.iter().any(|r| r.auth.webhook().is_some()) && webhooks.is_none() {
         v.issues.add(
             "webhooks",
             None,
@@ -729,6 +725,20 @@ fn tiktok(v: &mut V, file: &TikTokFile) -> TikTokConfig {
             Duration::from_secs(24 * 3600),
         ),
         pacing,
+        developer_apps: file
+            .developer_apps
+            .iter()
+            .filter_map(|(name, d)| {
+                let p = format!("tiktok.developer_apps.{name}");
+                let secret = v.secret(&format!("{p}.client_secret"), &d.value.client_secret)?;
+                let tolerance = v.duration(
+                    &format!("{p}.tolerance"),
+                    &d.value.tolerance,
+                    Duration::from_secs(300),
+                );
+                Some((name.clone(), (secret, tolerance)))
+            })
+            .collect(),
     }
 }
 
@@ -1028,7 +1038,7 @@ fn routes(v: &mut V, file: &ConfigFile, known: &Known) -> Vec<Arc<Route>> {
             }
         }
         let limits = route_limits(v, &p, rf.limits.as_ref());
-        let is_webhook = matches!(&auth, RouteAuth::Rules(a) if a.tiktok_webhook.is_some());
+        let is_webhook = auth.webhook().is_some();
         let inspection =
             route_inspection(v, &p, r, &methods, &limits, tiktok.is_some(), is_webhook);
         let rewrite_path = rf.rewrite.as_ref().map(|rw| {
@@ -1225,7 +1235,31 @@ fn route_auth(v: &mut V, p: &str, r: &Spanned<RouteFile>, known: &Known) -> Rout
                     );
                 }
             }
-            if jwt.is_empty() && api_keys.is_none() && !rules.mtls && rules.tiktok_webhook.is_none()
+            if let Some(app) = &rules.tiktok_developer_webhook {
+                if known.tiktok.map(|t| t.developer_apps.contains_key(app)) != Some(true) {
+                    v.issues.at(
+                        format!("{p}.auth.tiktok_developer_webhook"),
+                        auth,
+                        format!("unknown TikTok developer app `{app}`"),
+                    );
+                }
+                if !jwt.is_empty()
+                    || api_keys.is_some()
+                    || rules.mtls
+                    || rules.tiktok_webhook.is_some()
+                {
+                    v.issues.at(
+                        format!("{p}.auth"),
+                        auth,
+                        "a TikTok developer webhook route takes only `tiktok_developer_webhook`",
+                    );
+                }
+            }
+            if jwt.is_empty()
+                && api_keys.is_none()
+                && !rules.mtls
+                && rules.tiktok_webhook.is_none()
+                && rules.tiktok_developer_webhook.is_none()
             {
                 v.issues.at(
                     format!("{p}.auth"),
@@ -1238,6 +1272,7 @@ fn route_auth(v: &mut V, p: &str, r: &Spanned<RouteFile>, known: &Known) -> Rout
                 api_keys,
                 mtls: rules.mtls,
                 tiktok_webhook: rules.tiktok_webhook.clone(),
+                tiktok_developer_webhook: rules.tiktok_developer_webhook.clone(),
                 scopes: rules.scopes.clone(),
             })
         }

@@ -99,10 +99,8 @@ impl GatewayProxy {
 
         // TikTok webhooks: authenticated by their signature over the raw body, stored durably,
         // answered here; delivery to the order service runs from the queue.
-        if let crate::config::RouteAuth::Rules(rules) = &route.auth
-            && let Some(app) = &rules.tiktok_webhook
-        {
-            webhook_ingress::accept(&self.gateway, &runtime, &route, app, session, ctx).await?;
+        if let Some(scheme) = route.auth.webhook() {
+            webhook_ingress::accept(&self.gateway, &runtime, &route, scheme, session, ctx).await?;
             return Ok(Next::Respond(Reply::json(
                 StatusCode::OK,
                 Bytes::from_static(webhook_ingress::ACK_BODY.as_bytes()),

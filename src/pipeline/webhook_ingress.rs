@@ -9,9 +9,10 @@ use pingora::proxy::Session;
 use super::body;
 use super::ctx::RequestCtx;
 use super::error::GatewayError;
-use crate::config::Route;
+use crate::config::{Route, WebhookAuth};
 use crate::server::state::{Gateway, Runtime};
 use crate::telemetry::metrics::metrics;
+use crate::tiktok::developer_webhook::DeveloperWebhookError;
 use crate::tiktok::queue::NewEvent;
 use crate::tiktok::webhook::{WebhookError, dedup_key};
 
@@ -22,30 +23,18 @@ pub async fn accept(
     gateway: &Gateway,
     runtime: &Runtime,
     route: &Route,
-    app: &str,
+    scheme: WebhookAuth<'_>,
     session: &mut Session,
     ctx: &mut RequestCtx,
 ) -> Result<(), GatewayError> {
-    let (Some(services), Some(verifier)) =
-        (&gateway.tiktok.webhooks, runtime.webhook_verifiers.get(app))
-    else {
+    let Some(services) = &gateway.tiktok.webhooks else {
         return Err(GatewayError::internal(
             "webhook route without webhook services",
         ));
     };
     // Not forwarded through the proxy, so the route's own ceiling applies, not the replay buffer's.
     let raw = body::read_whole(session, route.limits.max_body).await?;
-    let authorization = session
-        .req_header()
-        .headers
-        .get(http::header::AUTHORIZATION)
-        .map(|v| v.as_bytes());
-    if let Err(e) = verifier.verify(authorization, &raw) {
-        let reason = match e {
-            WebhookError::Missing => "missing_credentials",
-            WebhookError::Malformed => "malformed",
-            WebhookError::Mismatch => "bad_signature",
-        };
+    if let Err(reason) = verify(runtime, scheme, session, &raw) {
         metrics()
             .auth_failures
             .with_label_values(&[route.name.as_str(), reason])
@@ -100,6 +89,42 @@ pub async fn accept(
         }
     }
     Ok(())
+}
+
+/// Checks the signature of the scheme the route names, before anything parses the body. The two
+/// TikTok schemes have separate verifiers and are never mixed.
+fn verify(
+    runtime: &Runtime,
+    scheme: WebhookAuth<'_>,
+    session: &Session,
+    raw: &[u8],
+) -> Result<(), &'static str> {
+    let headers = &session.req_header().headers;
+    match scheme {
+        WebhookAuth::Shop(app) => {
+            let verifier = runtime.webhook_verifiers.get(app).ok_or("unknown_app")?;
+            let header = headers
+                .get(http::header::AUTHORIZATION)
+                .map(|v| v.as_bytes());
+            verifier.verify(header, raw).map_err(|e| match e {
+                WebhookError::Missing => "missing_credentials",
+                WebhookError::Malformed => "malformed",
+                WebhookError::Mismatch => "bad_signature",
+            })
+        }
+        WebhookAuth::Developer(app) => {
+            let verifier = runtime.developer_verifiers.get(app).ok_or("unknown_app")?;
+            let header = headers
+                .get(crate::tiktok::developer_webhook::SIGNATURE_HEADER)
+                .map(|v| v.as_bytes());
+            verifier.verify(header, raw).map_err(|e| match e {
+                DeveloperWebhookError::Missing => "missing_credentials",
+                DeveloperWebhookError::Malformed => "malformed",
+                DeveloperWebhookError::Stale => "expired",
+                DeveloperWebhookError::Mismatch => "bad_signature",
+            })
+        }
+    }
 }
 
 /// Where the queued event is delivered: the route's upstream, first target, rewritten path.

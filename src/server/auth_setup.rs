@@ -108,7 +108,8 @@ pub fn runtime_auth(config: &GatewayConfig, jwt: &JwtVerifiers) -> Result<Runtim
             RouteAuthConfig::None => {
                 RouteAuth::new(vec![AcceptedMethod::Anonymous], ScopeSet::default())
             }
-            RouteAuthConfig::Rules(rules) if rules.tiktok_webhook.is_some() => continue,
+            // Webhook routes are authenticated by their signature over the body (webhook_ingress).
+            auth if auth.webhook().is_some() => continue,
             RouteAuthConfig::Rules(rules) => {
                 let mut methods = Vec::new();
                 for name in &rules.jwt {

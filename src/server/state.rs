@@ -10,6 +10,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 
 use crate::clock::Clock;
+use crate::clock::SharedClock;
 use crate::config::{BackendErrorMode, RateLimitBackend, Secret};
 use crate::config::{ConfigError, GatewayConfig, load_file};
 use crate::inspect::{HostAllowList, SlowClientSettings};
@@ -23,6 +24,7 @@ use crate::server::tiktok_services::TikTokServices;
 use crate::server::upstreams::UpstreamRegistry;
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::metrics::metrics;
+use crate::tiktok::developer_webhook::{DeveloperWebhookSettings, DeveloperWebhookVerifier};
 use crate::tiktok::webhook::{ShopWebhookSettings, ShopWebhookVerifier};
 
 /// Everything derived from one config file. Immutable.
@@ -31,6 +33,8 @@ pub struct Runtime {
     pub router: Router,
     /// TikTok Shop webhook verifiers per app name.
     pub webhook_verifiers: HashMap<String, ShopWebhookVerifier>,
+    /// TikTok for Developers webhook verifiers per developer app name.
+    pub developer_verifiers: HashMap<String, DeveloperWebhookVerifier>,
     /// Per listener: the hosts it serves and its slow-client timeouts.
     pub listeners: HashMap<String, ListenerPolicy>,
     /// Each route's authentication requirement and the admin gate.
@@ -107,7 +111,26 @@ pub struct ListenerPolicy {
 }
 
 impl Runtime {
-    pub fn new(config: GatewayConfig, jwt: &JwtVerifiers) -> Result<Self, String> {
+    pub fn new(
+        config: GatewayConfig,
+        jwt: &JwtVerifiers,
+        clock: &SharedClock,
+    ) -> Result<Self, String> {
+        let developer_verifiers = config
+            .tiktok
+            .iter()
+            .flat_map(|t| t.developer_apps.iter())
+            .map(|(name, (secret, tolerance))| {
+                let settings = DeveloperWebhookSettings {
+                    client_secret: secret.clone(),
+                    tolerance: *tolerance,
+                };
+                (
+                    name.clone(),
+                    DeveloperWebhookVerifier::new(&settings, clock.clone()),
+                )
+            })
+            .collect();
         let auth = runtime_auth(&config, jwt)?;
         let router = Router::new(&config);
         let webhook_verifiers = config
@@ -147,6 +170,7 @@ impl Runtime {
             config: Arc::new(config),
             router,
             webhook_verifiers,
+            developer_verifiers,
             listeners,
             auth,
             limits: std::sync::OnceLock::new(),
@@ -218,7 +242,7 @@ impl Gateway {
             .map_err(StartError::Identity)?
             .into_shared();
         let jwt = jwt_verifiers(&config, clock.clone()).map_err(StartError::Identity)?;
-        let runtime = Runtime::new(config, &jwt).map_err(StartError::Identity)?;
+        let runtime = Runtime::new(config, &jwt, &clock).map_err(StartError::Identity)?;
         metrics().config_loaded_at.set(clock.unix_seconds());
         Ok(Arc::new(Self {
             tiktok,
@@ -292,7 +316,7 @@ impl Gateway {
         } else {
             None
         };
-        let runtime = Runtime::new(config, &self.jwt)
+        let runtime = Runtime::new(config, &self.jwt, &self.clock)
             .map_err(|e| ConfigError::single("identity", None, e))?;
         if let Some(engine) = privacy {
             self.privacy.store(Arc::new(engine));
