@@ -383,6 +383,8 @@ impl ProxyHttp for GatewayProxy {
         if !route.forward_authorization {
             upstream_request.remove_header(&http::header::AUTHORIZATION);
         }
+        // The caller's API key is the gateway's credential, never the upstream's.
+        upstream_request.remove_header(crate::auth::credentials::API_KEY_HEADER);
         upstream_request.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
         if let Some(new_path) = &route.rewrite_path {
             let uri = match session.req_header().uri.query() {
