@@ -384,6 +384,8 @@ impl ProxyHttp for GatewayProxy {
             upstream_request.remove_header(&http::header::AUTHORIZATION);
             upstream_request.remove_header(crate::auth::credentials::API_KEY_HEADER);
         }
+        // The caller's API key is the gateway's credential, never the upstream's.
+        upstream_request.remove_header(crate::auth::credentials::API_KEY_HEADER);
         upstream_request.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
         if let Some(new_path) = &route.rewrite_path {
             let uri = match session.req_header().uri.query() {
