@@ -378,14 +378,12 @@ impl ProxyHttp for GatewayProxy {
                 upstream_request.insert_header(name, value.clone())?;
             }
         }
-        // The caller's credentials stay here: an API key in `x-api-key` is as much a credential
-        // as one in `Authorization: ApiKey ...`.
+        // The caller's API key is the gateway's credential, never the upstream's; its
+        // `Authorization` goes on only where the route says so.
+        upstream_request.remove_header(crate::auth::credentials::API_KEY_HEADER);
         if !route.forward_authorization {
             upstream_request.remove_header(&http::header::AUTHORIZATION);
-            upstream_request.remove_header(crate::auth::credentials::API_KEY_HEADER);
         }
-        // The caller's API key is the gateway's credential, never the upstream's.
-        upstream_request.remove_header(crate::auth::credentials::API_KEY_HEADER);
         upstream_request.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
         if let Some(new_path) = &route.rewrite_path {
             let uri = match session.req_header().uri.query() {
@@ -560,6 +558,9 @@ impl ProxyHttp for GatewayProxy {
             .with_label_values(&[route.as_str()])
             .observe(latency.as_secs_f64());
         let req = session.req_header();
+        // A path can carry personal data (`/customers/<e-mail>`): it goes through the redactor.
+        let privacy = self.gateway.privacy.load();
+        let path = privacy.redact_text(req.uri.path());
         let upstream = ctx.route.as_ref().map(|r| r.upstream.as_str());
         let forwarded = ctx.decision == "forwarded";
         self.gateway.access_log.write(AccessRecord {
@@ -567,7 +568,7 @@ impl ProxyHttp for GatewayProxy {
             listener: &self.listener,
             route: ctx.route.as_ref().map(|r| r.name.as_str()),
             method: req.method.as_str(),
-            path: req.uri.path(),
+            path: &path,
             query_keys: query_keys(req.uri.query()),
             status,
             bytes_in: session.body_bytes_read(),
@@ -584,9 +585,7 @@ impl ProxyHttp for GatewayProxy {
             // An IP address is personal data: logged as a keyed pseudonym investigators can
             // correlate, never in clear.
             client_ip: session.client_addr().and_then(|a| a.as_inet()).map(|a| {
-                self.gateway
-                    .privacy
-                    .load()
+                privacy
                     .pseudonymizer()
                     .pseudonym(crate::privacy::PiiKind::IpAddress, &a.ip().to_string())
             }),

@@ -48,6 +48,9 @@ pub type BoxedSubscriber = Box<dyn Subscriber + Send + Sync + 'static>;
 
 /// Builds the fmt subscriber writing through the redactor into `writer`. Used by
 /// [`install_global_subscriber`] (stdout) and by tests ([`CapturedLogs`]).
+/// Targets whose verbose levels print raw headers.
+const PINGORA_CAP: &str = "pingora=info,pingora_core=info,pingora_proxy=info,pingora_http=info,pingora_load_balancing=info,pingora_pool=info";
+
 pub fn build_subscriber<W>(
     settings: &LogSettings,
     engine: SharedPrivacyEngine,
@@ -61,6 +64,10 @@ where
     } else {
         &settings.filter
     };
+    // Pingora's debug and trace output dumps whole request heads, custom header values included,
+    // which no free-text detector can classify; its crates are therefore capped at `info`
+    // whatever level the rest of the process logs at.
+    let directives = format!("{directives},{PINGORA_CAP}");
     let filter =
         EnvFilter::try_new(directives).map_err(|e| PrivacyError::BadLogFilter(e.to_string()))?;
     let writer = RedactingMakeWriter::new(writer, engine);
