@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 DURATION="${DURATION:-10}"
 CONNS="${CONNS:-32}"
 THREADS="${THREADS:-2}"
-UP_PORT=18081; NGINX_PORT=18443; GW_PORT=18444; GW_METRICS=18090
+UP_PORT=18081; NGINX_PORT=18443; GW_PORT=18444; GW_METRICS=18090; GWR_PORT=18445; GWR_METRICS=18091
+REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/}"
 
 for tool in nginx wrk; do
   command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install nginx-light wrk" >&2; exit 1; }
@@ -17,7 +18,12 @@ GW="${GATEWAY_BIN:-target/release/tiktok-gateway}"
 [ -x "$GW" ] || { cargo build --release --bin tiktok-gateway; GW=target/release/tiktok-gateway; }
 
 work=$(mktemp -d)
-cleanup() { [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null; [ -n "${GW_PID:-}" ] && kill "$GW_PID" 2>/dev/null; rm -rf "$work"; }
+cleanup() {
+  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null
+  [ -n "${GW_PID:-}" ] && kill "$GW_PID" 2>/dev/null
+  [ -n "${GWR_PID:-}" ] && kill "$GWR_PID" 2>/dev/null
+  rm -rf "$work"
+}
 trap cleanup EXIT
 
 "$GW" certs --out "$work" >/dev/null
@@ -54,6 +60,13 @@ listeners:
 upstreams:
   backend: { targets: ["127.0.0.1:$UP_PORT"] }
 routes:
+  # The limit is far above the offered load: this measures the stage's cost, not refusals.
+  - name: limited
+    listener: public
+    match: { path_prefix: /limited/ }
+    auth: none
+    rate_limit: { key: client_ip, rate: 1000000/s, burst: 1000000 }
+    upstream: backend
   - name: all
     listener: public
     match: { path_prefix: / }
@@ -62,9 +75,14 @@ routes:
 logging: { access_log: $work/access.log, level: warn }
 server: { threads: 1 }
 YAML
+# The same gateway with the fleet (Redis) backend for its limits.
+sed -e "s/$GW_PORT/$GWR_PORT/; s/$GW_METRICS/$GWR_METRICS/; s|access.log|access-redis.log|" "$work/gateway.yaml" > "$work/gateway-redis.yaml"
+printf 'rate_limits: { backend: redis, url: "%s" }\n' "$REDIS_URL" >> "$work/gateway-redis.yaml"
 "$GW" run --config "$work/gateway.yaml" 2>"$work/gateway.err" &
 GW_PID=$!
-for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$GW_METRICS/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+"$GW" run --config "$work/gateway-redis.yaml" 2>"$work/gateway-redis.err" &
+GWR_PID=$!
+for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$GW_METRICS/healthz" >/dev/null 2>&1 && curl -fsS "http://127.0.0.1:$GWR_METRICS/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 
 run() {
   local name=$1 url=$2
@@ -82,3 +100,5 @@ echo "|------------------|------------|----------|----------|"
 run "upstream direct" "http://127.0.0.1:$UP_PORT/"
 run "nginx (TLS)" "https://127.0.0.1:$NGINX_PORT/"
 run "tiktok-gateway" "https://127.0.0.1:$GW_PORT/"
+run "gw + limit local" "https://127.0.0.1:$GW_PORT/limited/"
+run "gw + limit redis" "https://127.0.0.1:$GWR_PORT/limited/"
