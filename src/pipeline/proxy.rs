@@ -471,53 +471,11 @@ impl ProxyHttp for GatewayProxy {
             .as_ref()
             .map(|r| r.upstream.clone())
             .unwrap_or_default();
-        let refusal = ctx.refusal.take();
-        let err = match e.etype() {
-            _ if refusal.is_some() => {
-                refusal.unwrap_or_else(|| GatewayError::internal("no refusal"))
-            }
-            ErrorType::HTTPStatus(400) => GatewayError::bad_request(
-                "bad_connection_header",
-                "the Connection header is refused",
-            ),
-            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
-                metrics()
-                    .upstream_errors
-                    .with_label_values(&[&upstream, "timeout"])
-                    .inc();
-                GatewayError::gateway_timeout()
-            }
-            ErrorType::ConnectRefused
-            | ErrorType::ConnectNoRoute
-            | ErrorType::ConnectError
-            | ErrorType::TLSHandshakeFailure
-            | ErrorType::InvalidCert
-            | ErrorType::ConnectionClosed
-                if e.esource() == &pingora::ErrorSource::Upstream
-                    || matches!(e.etype(), ErrorType::ConnectNoRoute) =>
-            {
-                metrics()
-                    .upstream_errors
-                    .with_label_values(&[&upstream, "connect"])
-                    .inc();
-                GatewayError::bad_gateway(
-                    "upstream_unavailable",
-                    "the upstream could not be reached",
-                )
-            }
-            _ => match e.esource() {
-                pingora::ErrorSource::Upstream => {
-                    metrics()
-                        .upstream_errors
-                        .with_label_values(&[&upstream, "protocol"])
-                        .inc();
-                    GatewayError::bad_gateway("upstream_error", "the upstream failed")
-                }
-                pingora::ErrorSource::Downstream => {
-                    GatewayError::bad_request("bad_request", "the request could not be read")
-                }
-                _ => GatewayError::internal("the gateway failed to handle the request"),
-            },
+        // A refusal decided in a phase that could only return a Pingora error wins.
+        let err = if let Some(refusal) = ctx.refusal.take() {
+            refusal
+        } else {
+            classify_failure(e, &upstream)
         };
         let client_gone = matches!(e.esource(), pingora::ErrorSource::Downstream)
             && matches!(
@@ -591,6 +549,50 @@ impl ProxyHttp for GatewayProxy {
             }),
             ..Default::default()
         });
+    }
+}
+
+/// Maps a Pingora failure to the gateway's answer, counting upstream errors.
+fn classify_failure(e: &Error, upstream: &str) -> GatewayError {
+    match e.etype() {
+        ErrorType::HTTPStatus(400) => {
+            GatewayError::bad_request("bad_connection_header", "the Connection header is refused")
+        }
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+            metrics()
+                .upstream_errors
+                .with_label_values(&[upstream, "timeout"])
+                .inc();
+            GatewayError::gateway_timeout()
+        }
+        ErrorType::ConnectRefused
+        | ErrorType::ConnectNoRoute
+        | ErrorType::ConnectError
+        | ErrorType::TLSHandshakeFailure
+        | ErrorType::InvalidCert
+        | ErrorType::ConnectionClosed
+            if e.esource() == &pingora::ErrorSource::Upstream
+                || matches!(e.etype(), ErrorType::ConnectNoRoute) =>
+        {
+            metrics()
+                .upstream_errors
+                .with_label_values(&[upstream, "connect"])
+                .inc();
+            GatewayError::bad_gateway("upstream_unavailable", "the upstream could not be reached")
+        }
+        _ => match e.esource() {
+            pingora::ErrorSource::Upstream => {
+                metrics()
+                    .upstream_errors
+                    .with_label_values(&[upstream, "protocol"])
+                    .inc();
+                GatewayError::bad_gateway("upstream_error", "the upstream failed")
+            }
+            pingora::ErrorSource::Downstream => {
+                GatewayError::bad_request("bad_request", "the request could not be read")
+            }
+            _ => GatewayError::internal("the gateway failed to handle the request"),
+        },
     }
 }
 
