@@ -40,7 +40,6 @@ http {
   server { listen 127.0.0.1:$UP_PORT; location / { return 200 "ok"; } }
   server {
     listen 127.0.0.1:$NGINX_PORT ssl;
-    http2 on;
     ssl_certificate $work/gateway.crt; ssl_certificate_key $work/gateway.key;
     ssl_protocols TLSv1.2 TLSv1.3;
     location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }
@@ -76,11 +75,11 @@ logging: { access_log: $work/access.log, level: warn }
 server: { threads: 1 }
 YAML
 # The same gateway with the fleet (Redis) backend for its limits.
-sed -e "s/$GW_PORT/$GWR_PORT/; s/$GW_METRICS/$GWR_METRICS/; s|access.log|access-redis.log|" "$work/gateway.yaml" > "$work/gateway-redis.yaml"
+sed -e "s/$GW_PORT/$GWR_PORT/; s/$GW_METRICS/$GWR_METRICS/; s|access\.log|access-redis.log|" "$work/gateway.yaml" > "$work/gateway-redis.yaml"
 printf 'rate_limits: { backend: redis, url: "%s" }\n' "$REDIS_URL" >> "$work/gateway-redis.yaml"
-"$GW" run --config "$work/gateway.yaml" 2>"$work/gateway.err" &
+"$GW" run --config "$work/gateway.yaml" >"$work/gateway.out" 2>&1 &
 GW_PID=$!
-"$GW" run --config "$work/gateway-redis.yaml" 2>"$work/gateway-redis.err" &
+"$GW" run --config "$work/gateway-redis.yaml" >"$work/gateway-redis.out" 2>&1 &
 GWR_PID=$!
 for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$GW_METRICS/healthz" >/dev/null 2>&1 && curl -fsS "http://127.0.0.1:$GWR_METRICS/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 
@@ -101,4 +100,9 @@ run "upstream direct" "http://127.0.0.1:$UP_PORT/"
 run "nginx (TLS)" "https://127.0.0.1:$NGINX_PORT/"
 run "tiktok-gateway" "https://127.0.0.1:$GW_PORT/"
 run "gw + limit local" "https://127.0.0.1:$GW_PORT/limited/"
-run "gw + limit redis" "https://127.0.0.1:$GWR_PORT/limited/"
+if curl -fsS "http://127.0.0.1:$GWR_METRICS/healthz" >/dev/null 2>&1; then
+  run "gw + limit redis" "https://127.0.0.1:$GWR_PORT/limited/"
+else
+  echo "gateway with the Redis backend did not start:" >&2
+  tail -5 "$work/gateway-redis.out" >&2
+fi

@@ -67,7 +67,12 @@ where
     // Pingora's debug and trace output dumps whole request heads, custom header values included,
     // which no free-text detector can classify; its crates are therefore capped at `info`
     // whatever level the rest of the process logs at.
-    let directives = format!("{directives},{PINGORA_CAP}");
+    let verbose = directives.contains("debug") || directives.contains("trace");
+    let directives = if verbose {
+        format!("{directives},{PINGORA_CAP}")
+    } else {
+        directives.to_string()
+    };
     let filter =
         EnvFilter::try_new(directives).map_err(|e| PrivacyError::BadLogFilter(e.to_string()))?;
     let writer = RedactingMakeWriter::new(writer, engine);
