@@ -68,8 +68,14 @@ impl GatewayProxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Next, GatewayError> {
-        let runtime = self.gateway.runtime();
-        ctx.runtime = Some(runtime.clone());
+        let runtime = match &ctx.runtime {
+            Some(runtime) => runtime.clone(),
+            None => {
+                let runtime = self.gateway.runtime();
+                ctx.runtime = Some(runtime.clone());
+                runtime
+            }
+        };
 
         // 1. Route: framing and path are checked first, then the host, then the match.
         inspect_stage::check_raw_head(session)?;
@@ -270,12 +276,15 @@ impl ProxyHttp for GatewayProxy {
     async fn early_request_filter(
         &self,
         session: &mut Session,
-        _ctx: &mut Self::CTX,
+        ctx: &mut Self::CTX,
     ) -> pingora::Result<()> {
+        // The one snapshot this request uses to the end; loaded here, once.
+        let runtime = self.gateway.runtime();
         // Slow-client timeouts apply to every request on the connection, keep-alive ones too.
-        if let Some(policy) = self.gateway.runtime().listeners.get(&*self.listener) {
+        if let Some(policy) = runtime.listeners.get(&*self.listener) {
             policy.slow_clients.apply(session.as_downstream_mut());
         }
+        ctx.runtime = Some(runtime);
         Ok(())
     }
 
