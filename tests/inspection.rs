@@ -25,9 +25,9 @@ struct Ports {
     hosted: u16,
     /// Plaintext, at most two concurrent connections per client IP.
     capped: u16,
-    /// Plaintext, 1 s body read timeout.
+    /// Plaintext, 1 s head deadline, 1 s body read timeout, bodies at least 1 KiB/s after 1 s.
     slow: u16,
-    /// TLS.
+    /// TLS (HTTP/2 offered), 1 s head deadline.
     tls: u16,
 }
 
@@ -58,10 +58,11 @@ listeners:
     connections: {{ max_per_ip: 2 }}
   slow:
     address: "127.0.0.1:{slow}"
-    connections: {{ body_timeout: 1s }}
+    connections: {{ header_timeout: 1s, body_timeout: 1s, min_body_rate: 1KiB/s, min_body_rate_after: 1s }}
   tls:
     address: "127.0.0.1:{tls}"
     tls: {{ cert: gateway.crt, key: gateway.key }}
+    connections: {{ header_timeout: 1s }}
 upstreams:
   orders:
     targets: ["{orders}"]
@@ -584,14 +585,9 @@ async fn a_body_that_stalls_is_refused_before_the_upstream_sees_it() {
         }
     }
     let raw = String::from_utf8_lossy(&out);
-    // JSON bodies are read whole before the upstream is chosen; the read timeout ends that read
-    // and the gateway answers 400 (not 408: the buffered read does not tell timeouts apart).
-    assert_eq!(status_of(&raw), 400, "{raw}");
-    assert_eq!(
-        error_code(&raw).as_deref(),
-        Some("body_read_failed"),
-        "{raw}"
-    );
+    // JSON bodies are read whole before the upstream is chosen; the read timeout ends that read.
+    assert_eq!(status_of(&raw), 408, "{raw}");
+    assert_eq!(error_code(&raw).as_deref(), Some("body_too_slow"), "{raw}");
     assert_eq!(orders.received_count(), 0);
 }
 
@@ -665,4 +661,198 @@ async fn smuggling_over_tls_is_refused_too() {
     assert_eq!(status_of(&raw), 400, "{raw}");
     assert_eq!(error_code(&raw).as_deref(), Some("bad_framing"), "{raw}");
     assert_eq!(orders.received_count(), 0);
+}
+
+/// `connections_closed_total{listener, reason}` as the in-process registry has it now.
+fn closed_count(listener: &str, reason: &str) -> u64 {
+    prometheus::gather()
+        .iter()
+        .filter(|f| f.name() == "connections_closed_total")
+        .flat_map(|f| f.get_metric().iter())
+        .filter(|m| {
+            let has = |k: &str, v: &str| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == k && l.value() == v)
+            };
+            has("listener", listener) && has("reason", reason)
+        })
+        .map(|m| m.get_counter().value() as u64)
+        .sum()
+}
+
+/// Reads until the peer closes; panics if it is still open after `limit`.
+async fn read_until_closed(s: &mut TcpStream, limit: Duration) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 2048];
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return out,
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            Err(_) => panic!("connection still open after {limit:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_not_complete_within_the_deadline_is_closed() {
+    let (_gw, orders, p) = setup().await;
+    let addr = Ports::addr(p.slow);
+    let before = closed_count("slow", "head_timeout");
+
+    // A trickled head: every gap is far below Pingora's 60 s read timeout, the whole is not.
+    let mut trickle = slow_header_client(addr).await;
+    let started = tokio::time::Instant::now();
+    let trickler = tokio::spawn(async move {
+        for _ in 0..20 {
+            if trickle.write_all(b"a").await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        trickle
+    });
+    // A connection that never sends anything.
+    let mut silent = TcpStream::connect(addr).await.expect("connect");
+
+    let answered = read_until_closed(&mut silent, Duration::from_secs(4)).await;
+    assert!(
+        answered.is_empty(),
+        "nothing is answered to a head never sent"
+    );
+    let mut trickle = trickler.await.expect("trickler");
+    let answered = read_until_closed(&mut trickle, Duration::from_secs(4)).await;
+    assert!(
+        answered.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&answered)
+    );
+    // The deadline is 1 s; without it the trickle would run its whole 4 s.
+    assert!(
+        started.elapsed() < Duration::from_millis(3500),
+        "closed only after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(orders.received_count(), 0);
+    assert!(closed_count("slow", "head_timeout") >= before + 2);
+
+    // The listener still serves.
+    let raw = raw_http(
+        addr,
+        b"GET /orders/1 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&raw), 200, "{raw}");
+}
+
+/// One keep-alive GET on an open connection; returns the raw answer.
+async fn keep_alive_get(s: &mut TcpStream, path: &str) -> String {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf))
+            .await
+            .expect("answer in time")
+            .expect("read");
+        assert!(n > 0, "closed before a whole answer");
+        out.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&out);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().expect("length"))
+                })
+                .expect("a content-length");
+            if body.len() >= len {
+                return text.into_owned();
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_kept_alive_connection_the_deadline_starts_with_the_next_head() {
+    let (_gw, orders, p) = setup().await;
+    let mut s = TcpStream::connect(Ports::addr(p.slow))
+        .await
+        .expect("connect");
+    assert_eq!(status_of(&keep_alive_get(&mut s, "/orders/1").await), 200);
+    // Idle longer than the head deadline: that is keep-alive time, not head time.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(status_of(&keep_alive_get(&mut s, "/orders/2").await), 200);
+
+    // The third head starts but never ends: closed at the deadline, unanswered.
+    s.write_all(b"GET /orders/3 HTTP/1.1\r\nHost: localhost\r\n")
+        .await
+        .expect("write");
+    let started = tokio::time::Instant::now();
+    let answered = read_until_closed(&mut s, Duration::from_secs(4)).await;
+    assert!(
+        answered.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&answered)
+    );
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    assert_eq!(orders.received_count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_below_the_minimum_rate_is_refused_before_the_upstream_sees_it() {
+    let (_gw, orders, p) = setup().await;
+    let mut s = TcpStream::connect(Ports::addr(p.slow))
+        .await
+        .expect("connect");
+    s.write_all(
+        b"POST /orders/1 HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{\"a\":\"",
+    )
+    .await
+    .expect("write");
+    // A byte every 300 ms: each gap is inside the 1 s body timeout, the rate is far below 1 KiB/s.
+    let (mut rd, mut wr) = s.into_split();
+    let trickler = tokio::spawn(async move {
+        for _ in 0..15 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if wr.write_all(b"x").await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut out = Vec::new();
+    let mut buf = [0u8; 2048];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(4), rd.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            Err(_) => panic!("the slow body was not refused within 4 s"),
+        }
+    }
+    trickler.abort();
+    let raw = String::from_utf8_lossy(&out);
+    assert_eq!(status_of(&raw), 408, "{raw}");
+    assert_eq!(error_code(&raw).as_deref(), Some("body_too_slow"), "{raw}");
+    assert_eq!(orders.received_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_connections_are_not_cut_by_the_head_deadline() {
+    let (gw, orders, p) = setup().await;
+    let client = common::https_client(&gw.certs);
+    let url = format!("https://localhost:{}/orders/1", p.tls);
+    let before = closed_count("tls", "head_timeout");
+    for _ in 0..2 {
+        let res = client.get(&url).send().await.expect("request");
+        assert_eq!(res.version(), reqwest::Version::HTTP_2);
+        assert_eq!(res.status(), 200);
+        // Longer than the 1 s head deadline, on the same pooled HTTP/2 connection.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    assert_eq!(orders.received_count(), 2);
+    // A client may reconnect silently; the counter shows whether a connection was cut.
+    assert_eq!(closed_count("tls", "head_timeout"), before);
 }

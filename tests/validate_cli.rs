@@ -57,6 +57,38 @@ routes:
 }
 
 #[test]
+fn slow_client_settings_are_checked_with_lines() {
+    let yaml = r#"listeners:
+  egress:
+    address: "127.0.0.1:8080"
+    connections:
+      header_timeout: 0s
+      min_body_rate: fast
+      min_body_rate_after: 5
+upstreams:
+  orders:
+    targets: ["127.0.0.1:9001"]
+routes: []
+"#;
+    let (ok, out) = validate(yaml);
+    assert!(!ok, "{out}");
+    for expected in [
+        "line 5: listeners.egress.connections.header_timeout: must be above 0",
+        "line 6: listeners.egress.connections.min_body_rate: `fast` is not a rate such as 1KiB/s",
+        "line 7: listeners.egress.connections.min_body_rate_after: `5` has no unit",
+    ] {
+        assert!(out.contains(expected), "missing `{expected}` in:\n{out}");
+    }
+
+    let good = yaml
+        .replace("0s", "5s")
+        .replace("fast", "512B/s")
+        .replace("after: 5", "after: 2s");
+    let (ok, out) = validate(&good);
+    assert!(ok, "{out}");
+}
+
+#[test]
 fn unknown_keys_and_inline_secrets_are_refused() {
     let (ok, out) =
         validate("listeners:\n  egress:\n    address: \"127.0.0.1:8080\"\n    adress: typo\n");

@@ -88,8 +88,17 @@ pub struct ConnectionsFile {
     pub max: Option<usize>,
     #[serde(default)]
     pub max_per_ip: Option<usize>,
+    /// Deadline for a whole request head (slowloris).
+    #[serde(default)]
+    pub header_timeout: Option<S>,
     #[serde(default)]
     pub body_timeout: Option<S>,
+    /// Floor on the average upload rate of a request body, e.g. `1KiB/s`; `0` turns it off.
+    #[serde(default)]
+    pub min_body_rate: Option<S>,
+    /// Time a body may take before the floor applies (slow starts, small bodies).
+    #[serde(default)]
+    pub min_body_rate_after: Option<S>,
     #[serde(default)]
     pub idle_timeout: Option<S>,
 }

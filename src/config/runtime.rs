@@ -11,6 +11,7 @@ use std::time::Duration;
 use http::Method;
 
 use super::Secret;
+use crate::inspect::BodyRate;
 
 #[derive(Debug)]
 pub struct GatewayConfig {
@@ -86,7 +87,13 @@ pub struct ListenerTls {
 pub struct ConnectionLimits {
     pub max: usize,
     pub max_per_ip: usize,
+    /// Deadline for a whole HTTP/1 request head, from accept (first request) or from its
+    /// first byte (later requests on a kept-alive connection).
+    pub header_timeout: Duration,
+    /// Longest gap between two reads of a request body.
     pub body_timeout: Duration,
+    /// Floor on a request body's average upload rate, after a grace period.
+    pub min_body_rate: BodyRate,
     pub idle_timeout: Duration,
 }
 
@@ -95,7 +102,9 @@ impl Default for ConnectionLimits {
         Self {
             max: 10_000,
             max_per_ip: 256,
+            header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
+            min_body_rate: BodyRate::default(),
             idle_timeout: Duration::from_secs(60),
         }
     }

@@ -57,9 +57,33 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("`{text}` is too large"))
 }
 
+/// Parses a transfer rate per second: `1KiB/s`, `512B/s`; `0` turns the floor off.
+pub fn parse_byte_rate(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    if text == "0" {
+        return Ok(0);
+    }
+    let size = text
+        .strip_suffix("/s")
+        .ok_or_else(|| format!("`{text}` is not a rate such as 1KiB/s (or 0 for none)"))?;
+    parse_size(size).map(|n| n as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_rates() {
+        assert_eq!(parse_byte_rate("1KiB/s"), Ok(1024));
+        assert_eq!(parse_byte_rate(" 512B/s "), Ok(512));
+        assert_eq!(parse_byte_rate("0"), Ok(0));
+        assert!(
+            parse_byte_rate("1KiB").is_err(),
+            "the unit of time is required"
+        );
+        assert!(parse_byte_rate("fast/s").is_err());
+    }
 
     #[test]
     fn durations() {

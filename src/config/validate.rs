@@ -15,7 +15,7 @@ use super::diagnostics::{Issues, line_of};
 use super::file::*;
 use super::runtime::*;
 use super::secret_ref::resolve_secret;
-use super::units::{parse_duration, parse_size};
+use super::units::{parse_byte_rate, parse_duration, parse_size};
 
 /// Context shared by the section validators.
 struct V<'a> {
@@ -234,16 +234,53 @@ fn listeners(v: &mut V, file: &ConfigFile) -> Vec<Listener> {
             let d = ConnectionLimits::default();
             connections.max = c.max.unwrap_or(d.max);
             connections.max_per_ip = c.max_per_ip.unwrap_or(connections.max_per_ip);
+            connections.header_timeout = v.duration(
+                &format!("{p}.connections.header_timeout"),
+                &c.header_timeout,
+                d.header_timeout,
+            );
             connections.body_timeout = v.duration(
                 &format!("{p}.connections.body_timeout"),
                 &c.body_timeout,
                 d.body_timeout,
+            );
+            if let Some(rate) = &c.min_body_rate {
+                match parse_byte_rate(&rate.value) {
+                    Ok(n) => connections.min_body_rate.min_bytes_per_sec = n,
+                    Err(e) => v
+                        .issues
+                        .at(format!("{p}.connections.min_body_rate"), rate, e),
+                }
+            }
+            connections.min_body_rate.grace = v.duration(
+                &format!("{p}.connections.min_body_rate_after"),
+                &c.min_body_rate_after,
+                d.min_body_rate.grace,
             );
             connections.idle_timeout = v.duration(
                 &format!("{p}.connections.idle_timeout"),
                 &c.idle_timeout,
                 d.idle_timeout,
             );
+            for (key, written, value) in [
+                (
+                    "header_timeout",
+                    &c.header_timeout,
+                    connections.header_timeout,
+                ),
+                ("body_timeout", &c.body_timeout, connections.body_timeout),
+                ("idle_timeout", &c.idle_timeout, connections.idle_timeout),
+            ] {
+                if let Some(w) = written
+                    && value.is_zero()
+                {
+                    v.issues.at(
+                        format!("{p}.connections.{key}"),
+                        w,
+                        "must be above 0 (a timeout of 0 would refuse every request)",
+                    );
+                }
+            }
             if c.max == Some(0) || c.max_per_ip == Some(0) {
                 v.issues.add(
                     format!("{p}.connections"),

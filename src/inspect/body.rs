@@ -2,8 +2,9 @@
 //!
 //! Pingora's downstream read timeout only bounds the gap between two reads, so a client that
 //! sends a byte just inside every timeout holds a connection forever. [`BodyWatch::on_chunk`],
-//! called from `request_body_filter`, refuses a body whose average rate, after a grace period,
-//! falls below the floor. Time is passed in, so tests drive it by hand.
+//! called for every chunk (bodies read whole by the pipeline and bodies streamed to the
+//! upstream alike), refuses a body whose average rate, after a grace period, falls below the
+//! floor (`connections.min_body_rate`). Time is passed in, so tests drive it by hand.
 
 use std::time::{Duration, Instant};
 

@@ -5,21 +5,32 @@
 //! learns when a connection closes, so it cannot enforce a concurrent cap; wrapping the app
 //! can. Over-cap connections are closed without a response (nothing has been read yet).
 //! Keep-alive reuse is looped here, inside the slot, rather than handed back to the service.
+//!
+//! It also puts a deadline on request heads ([`HeadTimedStream`]) for HTTP/1 connections.
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
-use pingora::protocols::Stream;
+use pingora::protocols::{ALPN, Stream};
 use pingora::server::ShutdownWatch;
 
 use super::connection_limit::ConnectionLimiter;
+use super::head_deadline::HeadTimedStream;
+use crate::telemetry::metrics::metrics;
 
 /// Wraps the proxy app of one listener's service.
 pub struct ConnectionCapped<A> {
     inner: Arc<A>,
     limiter: ConnectionLimiter,
+    /// Deadline for each HTTP/1 request head; `None` leaves heads untimed (tests only).
+    head_timeout: Option<Duration>,
+    /// Listener name, for the metrics.
+    listener: Arc<str>,
+    /// Counts head timeouts on this listener.
+    on_head_timeout: Arc<dyn Fn() + Send + Sync>,
 }
 
 impl<A> ConnectionCapped<A> {
@@ -27,7 +38,25 @@ impl<A> ConnectionCapped<A> {
         Self {
             inner: Arc::new(inner),
             limiter,
+            head_timeout: None,
+            listener: Arc::from(""),
+            on_head_timeout: Arc::new(|| {}),
         }
+    }
+
+    /// Name the listener (metric label) and set the request-head deadline.
+    pub fn for_listener(mut self, listener: &str, head_timeout: Duration) -> Self {
+        let name: Arc<str> = Arc::from(listener);
+        let counted = Arc::clone(&name);
+        self.on_head_timeout = Arc::new(move || {
+            metrics()
+                .connections_closed
+                .with_label_values(&[&counted, "head_timeout"])
+                .inc();
+        });
+        self.listener = name;
+        self.head_timeout = Some(head_timeout);
+        self
     }
 
     /// The limiter, e.g. for a gauge of active connections.
@@ -55,8 +84,19 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionCapped<A> {
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         let Ok(_slot) = self.limiter.try_acquire(peer_ip(&session)) else {
+            metrics()
+                .connections_closed
+                .with_label_values(&[&self.listener, "over_cap"])
+                .inc();
             // Dropping the stream closes the connection.
             return None;
+        };
+        let session: Stream = match self.head_timeout {
+            // HTTP/2 multiplexes many heads on one connection; Pingora times those itself.
+            Some(t) if !matches!(session.selected_alpn_proto(), Some(ALPN::H2)) => Box::new(
+                HeadTimedStream::new(session, t).on_timeout(Arc::clone(&self.on_head_timeout)),
+            ),
+            _ => session,
         };
         let mut next = self.inner.process_new(session, shutdown).await;
         while let Some(stream) = next {

@@ -8,7 +8,8 @@
 //! 3. on the upstream request: [`strip_hop_by_hop`].
 //!
 //! Every refusal is an [`InspectError`] carrying its HTTP status and a stable code.
-//! Connection caps live in [`ConnectionLimiter`] and the [`ConnectionCapped`] app wrapper.
+//! Connection caps live in [`ConnectionLimiter`] and the [`ConnectionCapped`] app wrapper, which
+//! also puts a deadline on each request head ([`HeadTimedStream`]).
 
 pub mod body;
 pub mod capped_app;
@@ -16,6 +17,7 @@ pub mod connection_limit;
 pub mod content_type;
 pub mod error;
 pub mod framing;
+pub mod head_deadline;
 pub mod headers;
 pub mod hop_by_hop;
 pub mod host;
@@ -33,6 +35,7 @@ pub use connection_limit::{
 pub use content_type::{ContentTypeAllowList, ContentTypeError};
 pub use error::InspectError;
 pub use framing::{BodyFraming, FramingError, check_framing, check_raw_head};
+pub use head_deadline::HeadTimedStream;
 pub use headers::check_header_limits;
 pub use hop_by_hop::{check_connection_header, strip_hop_by_hop};
 pub use host::{HostAllowList, HostError};

@@ -6,6 +6,7 @@ use bytes::{Bytes, BytesMut};
 use pingora::proxy::Session;
 
 use super::error::GatewayError;
+use crate::inspect::{BodyRate, BodyWatch, InspectError};
 
 /// Pingora replays a pre-read body to the upstream from its retry buffer, which holds 64 KiB.
 /// Bodies that must be read whole first are therefore limited to this size.
@@ -42,17 +43,32 @@ pub fn declared_body(session: &mut Session) -> Result<DeclaredBody, GatewayError
     Ok(DeclaredBody::Unknown)
 }
 
-/// Reads the whole body, refusing it as soon as it passes `limit`.
-pub async fn read_whole(session: &mut Session, limit: usize) -> Result<Bytes, GatewayError> {
+/// Reads the whole body, refusing it as soon as it passes `limit` (413) or its average rate
+/// falls below the listener's floor (408).
+pub async fn read_whole(
+    session: &mut Session,
+    limit: usize,
+    rate: BodyRate,
+) -> Result<Bytes, GatewayError> {
     session.enable_retry_buffering();
+    let mut watch = BodyWatch::new(limit as u64, rate, std::time::Instant::now());
     let mut buf = BytesMut::new();
     loop {
-        let chunk = session.read_request_body().await.map_err(|_| {
-            GatewayError::bad_request("body_read_failed", "could not read the request body")
-        })?;
+        let chunk = session
+            .read_request_body()
+            .await
+            .map_err(|e| match e.etype() {
+                // The gap between two reads passed the listener's body timeout: a slow client.
+                pingora::ErrorType::ReadTimedout => GatewayError::from(InspectError::BodyTooSlow),
+                _ => {
+                    GatewayError::bad_request("body_read_failed", "could not read the request body")
+                }
+            })?;
         let Some(chunk) = chunk else { break };
-        if buf.len() + chunk.len() > limit {
-            return Err(GatewayError::body_too_large(limit));
+        match watch.on_chunk(chunk.len(), std::time::Instant::now()) {
+            Ok(()) => {}
+            Err(InspectError::BodyTooLarge) => return Err(GatewayError::body_too_large(limit)),
+            Err(e) => return Err(GatewayError::from(e)),
         }
         buf.extend_from_slice(&chunk);
     }

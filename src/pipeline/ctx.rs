@@ -24,6 +24,8 @@ pub struct RequestCtx {
     pub body: Option<Bytes>,
     /// Ceiling and minimum rate for a body streamed to the upstream.
     pub body_watch: Option<crate::inspect::BodyWatch>,
+    /// The listener's minimum upload rate, for bodies read here or streamed.
+    pub body_rate: crate::inspect::BodyRate,
     /// A refusal decided inside a Pingora phase that can only return a `pingora::Error`.
     pub refusal: Option<super::error::GatewayError>,
     /// Connect attempts so far (retries go to another target).
@@ -49,6 +51,7 @@ impl RequestCtx {
             upstream_addr: None,
             body: None,
             body_watch: None,
+            body_rate: crate::inspect::BodyRate::default(),
             refusal: None,
             attempts: 0,
             status: 0,

@@ -24,6 +24,7 @@ use super::inspect_stage;
 use super::router::RouteMatch;
 use super::webhook_ingress;
 use super::{auth_stage, limit_stage, tiktok_egress};
+use crate::inspect::head_deadline;
 use crate::server::state::Gateway;
 use crate::telemetry::access_log::{AccessRecord, query_keys};
 use crate::telemetry::metrics::metrics;
@@ -195,7 +196,8 @@ impl GatewayProxy {
                 return Err(GatewayError::body_too_large(limit));
             }
             if json || matches!(declared, DeclaredBody::Unknown) {
-                let whole = body::read_whole(session, limit.min(MAX_BUFFERED_BODY)).await?;
+                let whole =
+                    body::read_whole(session, limit.min(MAX_BUFFERED_BODY), ctx.body_rate).await?;
                 if json {
                     crate::inspect::check_json(
                         &whole,
@@ -205,10 +207,10 @@ impl GatewayProxy {
                     .map_err(|e| GatewayError::from(crate::inspect::InspectError::from(e)))?;
                 }
                 ctx.body = Some(whole);
-            } else if let Some(policy) = policy {
+            } else {
                 ctx.body_watch = Some(crate::inspect::BodyWatch::new(
                     limit as u64,
-                    policy.slow_clients.body_rate,
+                    ctx.body_rate,
                     std::time::Instant::now(),
                 ));
             }
@@ -278,11 +280,14 @@ impl ProxyHttp for GatewayProxy {
         session: &mut Session,
         ctx: &mut Self::CTX,
     ) -> pingora::Result<()> {
+        // The head is in: its deadline no longer runs (the body has its own limits).
+        head_deadline::head_received(session.as_downstream().stream());
         // The one snapshot this request uses to the end; loaded here, once.
         let runtime = self.gateway.runtime();
         // Slow-client timeouts apply to every request on the connection, keep-alive ones too.
         if let Some(policy) = runtime.listeners.get(&*self.listener) {
             policy.slow_clients.apply(session.as_downstream_mut());
+            ctx.body_rate = policy.slow_clients.body_rate;
         }
         ctx.runtime = Some(runtime);
         Ok(())
@@ -511,6 +516,8 @@ impl ProxyHttp for GatewayProxy {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Self::CTX) {
+        // A next request on this connection gets a fresh head deadline from its first byte.
+        head_deadline::request_finished(session.as_downstream().stream());
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())

@@ -91,7 +91,7 @@ pub async fn forward(
     // The exact bytes that are signed and sent.
     let raw = match body::declared_body(session)? {
         body::DeclaredBody::None => Bytes::new(),
-        _ => body::read_whole(session, route.limits.max_body).await?,
+        _ => body::read_whole(session, route.limits.max_body, ctx.body_rate).await?,
     };
     let content_type = session
         .req_header()

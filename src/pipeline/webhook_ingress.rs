@@ -33,7 +33,7 @@ pub async fn accept(
         ));
     };
     // Not forwarded through the proxy, so the route's own ceiling applies, not the replay buffer's.
-    let raw = body::read_whole(session, route.limits.max_body).await?;
+    let raw = body::read_whole(session, route.limits.max_body, ctx.body_rate).await?;
     if let Err(reason) = verify(runtime, scheme, session, &raw) {
         metrics()
             .auth_failures

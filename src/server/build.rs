@@ -68,7 +68,8 @@ pub fn build_server(
                     max_per_client: listener.connections.max_per_ip,
                     ..ConnectionLimits::default()
                 });
-                let app = ConnectionCapped::new(http_proxy(&conf, proxy), limiter);
+                let app = ConnectionCapped::new(http_proxy(&conf, proxy), limiter)
+                    .for_listener(&listener.name, listener.connections.header_timeout);
                 let mut svc = Service::new(format!("proxy:{}", listener.name), app);
                 match &listener.tls {
                     Some(t) => svc.add_tls_with_settings(&addr, None, tls(t)?),

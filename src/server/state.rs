@@ -155,6 +155,7 @@ impl Runtime {
                 let slow_clients = SlowClientSettings {
                     idle_timeout: l.connections.idle_timeout,
                     body_read_timeout: l.connections.body_timeout,
+                    body_rate: l.connections.min_body_rate,
                     ..SlowClientSettings::default()
                 };
                 (

@@ -15,6 +15,7 @@ pub struct Metrics {
     pub auth_failures: IntCounterVec,
     pub refusals: IntCounterVec,
     pub pii_leaks: IntCounterVec,
+    pub connections_closed: IntCounterVec,
     pub config_loaded_at: IntGauge,
 }
 
@@ -70,6 +71,12 @@ pub fn metrics() -> &'static Metrics {
                 "pii_leak_detected_total",
                 "Personal data found leaving on a route not cleared for it, by route and kind",
                 &["route", "kind"],
+            ),
+            connections_closed: counter(
+                "connections_closed_total",
+                "Connections the gateway closed without an answer, by listener and reason \
+                 (over_cap: connection caps; head_timeout: request head too slow)",
+                &["listener", "reason"],
             ),
             config_loaded_at: register_int_gauge!(
                 "config_loaded_timestamp_seconds",

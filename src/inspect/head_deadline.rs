@@ -1,0 +1,355 @@
+//! A deadline for receiving each whole request head on an HTTP/1 connection (slowloris).
+//!
+//! Pingora 0.9 bounds only the gap between two reads of a head, so a client that sends one
+//! byte just inside every gap holds its connection for ever. [`HeadTimedStream`] wraps the
+//! downstream stream and fails its reads once the head has taken longer than the deadline:
+//! - a new connection's first head must be complete within the deadline of the accept;
+//! - on a kept-alive connection, the deadline starts with the first byte of the next head
+//!   (the wait before it is Pingora's keep-alive idle timeout).
+//!
+//! The pipeline says where a head ends, because only the HTTP parser knows:
+//! [`head_received`] when Pingora hands over a parsed request, [`request_finished`] once the
+//! response is sent. Bodies are not covered here; they have their own read timeout and minimum
+//! rate ([`BodyWatch`](super::BodyWatch)).
+//!
+//! HTTP/2 connections are never wrapped: many heads share one connection, and Pingora applies
+//! its own HTTP/2 handshake and idle timeouts.
+
+use std::any::Any;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::protocols::tls::SslDigest;
+use pingora::protocols::{
+    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
+    TimingDigest, UniqueID, UniqueIDType,
+};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
+
+/// Reading a head; the deadline runs.
+const READING_HEAD: u8 = 0;
+/// The head was parsed; the body and the response are not timed here.
+const HEAD_RECEIVED: u8 = 1;
+/// The response was sent; the next head's deadline starts with its first byte.
+const BETWEEN_REQUESTS: u8 = 2;
+
+/// The downstream stream with a deadline on each request head.
+pub struct HeadTimedStream {
+    inner: Stream,
+    timeout: Duration,
+    /// Written by the pipeline through a shared reference, read by `poll_read`.
+    phase: AtomicU8,
+    /// The running deadline while a head is being read.
+    timer: Option<Pin<Box<Sleep>>>,
+    /// Called once when a deadline passes (e.g. to count it).
+    on_timeout: Option<Arc<dyn Fn() + Send + Sync>>,
+}
+
+impl HeadTimedStream {
+    /// Wrap a freshly accepted stream: the first head's deadline starts now.
+    pub fn new(inner: Stream, timeout: Duration) -> Self {
+        Self {
+            inner,
+            timeout,
+            phase: AtomicU8::new(READING_HEAD),
+            timer: Some(Box::pin(tokio::time::sleep(timeout))),
+            on_timeout: None,
+        }
+    }
+
+    /// Run `f` each time a head misses its deadline.
+    pub fn on_timeout(mut self, f: Arc<dyn Fn() + Send + Sync>) -> Self {
+        self.on_timeout = Some(f);
+        self
+    }
+
+    fn set_phase(&self, phase: u8) {
+        self.phase.store(phase, Ordering::Release);
+    }
+}
+
+/// Tell the stream under an HTTP/1 session that its request head has been parsed.
+/// A no-op for streams that are not wrapped (HTTP/2, other listeners).
+pub fn head_received(stream: Option<&Stream>) {
+    if let Some(s) = timed(stream) {
+        s.set_phase(HEAD_RECEIVED);
+    }
+}
+
+/// Tell the stream that the response is sent, so the next head on it is timed again.
+pub fn request_finished(stream: Option<&Stream>) {
+    if let Some(s) = timed(stream) {
+        s.set_phase(BETWEEN_REQUESTS);
+    }
+}
+
+fn timed(stream: Option<&Stream>) -> Option<&HeadTimedStream> {
+    let any: &dyn Any = stream?.as_any();
+    any.downcast_ref::<HeadTimedStream>()
+}
+
+impl fmt::Debug for HeadTimedStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HeadTimedStream")
+            .field("inner", &self.inner)
+            .field("timeout", &self.timeout)
+            .field("phase", &self.phase.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl AsyncRead for HeadTimedStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match this.phase.load(Ordering::Acquire) {
+            HEAD_RECEIVED => {
+                this.timer = None;
+                Pin::new(&mut this.inner).poll_read(cx, buf)
+            }
+            BETWEEN_REQUESTS => {
+                let before = buf.filled().len();
+                let read = Pin::new(&mut this.inner).poll_read(cx, buf);
+                if matches!(read, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+                    this.set_phase(READING_HEAD);
+                    this.timer = Some(Box::pin(tokio::time::sleep(this.timeout)));
+                }
+                read
+            }
+            _ => {
+                let timeout = this.timeout;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                if timer.as_mut().poll(cx).is_ready() {
+                    // An elapsed `Sleep` stays ready, so later reads fail too; count it once.
+                    if let Some(f) = this.on_timeout.take() {
+                        f();
+                    }
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("request head not complete within {timeout:?}"),
+                    )));
+                }
+                Pin::new(&mut this.inner).poll_read(cx, buf)
+            }
+        }
+    }
+}
+
+impl AsyncWrite for HeadTimedStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+// Everything else is the wrapped stream's: TLS details, digests, identity.
+
+#[async_trait]
+impl Shutdown for HeadTimedStream {
+    async fn shutdown(&mut self) {
+        self.inner.shutdown().await;
+    }
+}
+
+impl UniqueID for HeadTimedStream {
+    fn id(&self) -> UniqueIDType {
+        self.inner.id()
+    }
+}
+
+impl Ssl for HeadTimedStream {
+    fn get_ssl(&self) -> Option<&pingora::protocols::tls::TlsRef> {
+        self.inner.get_ssl()
+    }
+
+    fn get_ssl_digest(&self) -> Option<Arc<SslDigest>> {
+        self.inner.get_ssl_digest()
+    }
+
+    fn selected_alpn_proto(&self) -> Option<pingora::protocols::ALPN> {
+        self.inner.selected_alpn_proto()
+    }
+}
+
+impl GetTimingDigest for HeadTimedStream {
+    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        self.inner.get_timing_digest()
+    }
+
+    fn get_read_pending_time(&self) -> Duration {
+        self.inner.get_read_pending_time()
+    }
+
+    fn get_write_pending_time(&self) -> Duration {
+        self.inner.get_write_pending_time()
+    }
+}
+
+impl GetProxyDigest for HeadTimedStream {
+    fn get_proxy_digest(&self) -> Option<Arc<pingora::protocols::raw_connect::ProxyDigest>> {
+        self.inner.get_proxy_digest()
+    }
+
+    fn set_proxy_digest(&mut self, digest: pingora::protocols::raw_connect::ProxyDigest) {
+        self.inner.set_proxy_digest(digest);
+    }
+}
+
+impl GetSocketDigest for HeadTimedStream {
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.inner.get_socket_digest()
+    }
+
+    fn set_socket_digest(&mut self, digest: SocketDigest) {
+        self.inner.set_socket_digest(digest);
+    }
+}
+
+#[async_trait]
+impl Peek for HeadTimedStream {
+    async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
+        self.inner.try_peek(buf).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, duplex};
+
+    const DEADLINE: Duration = Duration::from_secs(3);
+
+    fn wrapped() -> (Stream, DuplexStream, Arc<AtomicUsize>) {
+        let (server, client) = duplex(1024);
+        let timeouts = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&timeouts);
+        let stream: Stream = Box::new(HeadTimedStream::new(Box::new(server), DEADLINE).on_timeout(
+            Arc::new(move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+            }),
+        ));
+        (stream, client, timeouts)
+    }
+
+    async fn read_byte(stream: &mut Stream) -> io::Result<u8> {
+        let mut b = [0u8; 1];
+        stream.read_exact(&mut b).await.map(|_| b[0])
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_head_trickled_past_the_deadline_fails_the_read() {
+        let (mut stream, mut client, timeouts) = wrapped();
+        // One byte a second: every gap is short, the whole head is not.
+        for _ in 0..2 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            client.write_all(b"G").await.expect("write");
+            assert_eq!(read_byte(&mut stream).await.expect("in time"), b'G');
+        }
+        let err = read_byte(&mut stream).await.expect_err("deadline passed");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        // Expired stays expired, and is counted once.
+        client.write_all(b"E").await.expect("write");
+        assert!(read_byte(&mut stream).await.is_err());
+        assert_eq!(timeouts.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_new_connection_times_out_from_accept() {
+        let (mut stream, _client, timeouts) = wrapped();
+        let started = tokio::time::Instant::now();
+        let err = read_byte(&mut stream).await.expect_err("nothing was sent");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(started.elapsed(), DEADLINE);
+        assert_eq!(timeouts.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bodies_after_the_head_are_not_timed_here() {
+        let (mut stream, mut client, timeouts) = wrapped();
+        client.write_all(b"H").await.expect("write");
+        assert_eq!(read_byte(&mut stream).await.expect("head"), b'H');
+        head_received(Some(&stream));
+        tokio::time::sleep(DEADLINE * 5).await;
+        client.write_all(b"B").await.expect("write");
+        assert_eq!(read_byte(&mut stream).await.expect("body"), b'B');
+        assert_eq!(timeouts.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_next_head_is_timed_from_its_first_byte() {
+        let (mut stream, mut client, timeouts) = wrapped();
+        head_received(Some(&stream));
+        request_finished(Some(&stream));
+        // Idle between requests is the keep-alive timeout's business, not this deadline's.
+        tokio::time::sleep(DEADLINE * 5).await;
+        client.write_all(b"N").await.expect("write");
+        assert_eq!(read_byte(&mut stream).await.expect("next head"), b'N');
+        // From that first byte the deadline runs again.
+        let started = tokio::time::Instant::now();
+        let err = read_byte(&mut stream)
+            .await
+            .expect_err("rest of head never came");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(started.elapsed(), DEADLINE);
+        assert_eq!(timeouts.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn signals_on_other_streams_do_nothing() {
+        let (server, _client) = duplex(16);
+        let plain: Stream = Box::new(server);
+        head_received(Some(&plain));
+        request_finished(None);
+    }
+
+    #[tokio::test]
+    async fn writes_and_identity_pass_through() {
+        let (mut stream, mut client, _) = wrapped();
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\n")
+            .await
+            .expect("write");
+        let mut got = [0u8; 17];
+        client.read_exact(&mut got).await.expect("read");
+        assert_eq!(&got, b"HTTP/1.1 200 OK\r\n");
+        assert!(stream.get_ssl_digest().is_none());
+        assert!(stream.selected_alpn_proto().is_none());
+    }
+}
