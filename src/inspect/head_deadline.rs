@@ -5,7 +5,9 @@
 //! downstream stream and fails its reads once the head has taken longer than the deadline:
 //! - a new connection's first head must be complete within the deadline of the accept;
 //! - on a kept-alive connection, the deadline starts with the first byte of the next head
-//!   (the wait before it is Pingora's keep-alive idle timeout).
+//!   (the wait before it is Pingora's keep-alive idle timeout). Pingora drains an unread rest of
+//!   the previous body after `logging`; such bytes start the deadline too, which only shortens
+//!   the time left for the next head.
 //!
 //! The pipeline says where a head ends, because only the HTTP parser knows:
 //! [`head_received`] when Pingora hands over a parsed request, [`request_finished`] once the
