@@ -45,6 +45,8 @@ fn config(dir: &Path, p: &Ports, orders: SocketAddr) -> String {
             "  - name: orders-{listener}\n    listener: {listener}\n    match: {{ path_prefix: /orders/ }}\n    auth: none\n    limits: {limits}\n    upstream: orders\n"
         ));
     }
+    // A route whose bodies stream to the upstream instead of being read whole first.
+    routes.push_str("  - name: upload-slow\n    listener: slow\n    match: { path_prefix: /upload/ }\n    auth: none\n    limits: { content_types: [application/octet-stream] }\n    upstream: orders\n");
     format!(
         r#"version: "inspect"
 listeners:
@@ -802,18 +804,11 @@ async fn on_a_kept_alive_connection_the_deadline_starts_with_the_next_head() {
     assert_eq!(orders.received_count(), 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_body_below_the_minimum_rate_is_refused_before_the_upstream_sees_it() {
-    let (_gw, orders, p) = setup().await;
-    let mut s = TcpStream::connect(Ports::addr(p.slow))
-        .await
-        .expect("connect");
-    s.write_all(
-        b"POST /orders/1 HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{\"a\":\"",
-    )
-    .await
-    .expect("write");
-    // A byte every 300 ms: each gap is inside the 1 s body timeout, the rate is far below 1 KiB/s.
+/// Sends `head` and then a byte every 300 ms (each gap inside the 1 s body timeout, the rate far
+/// below 1 KiB/s); returns the raw answer once the gateway closes.
+async fn trickle_body(addr: SocketAddr, head: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(head).await.expect("write");
     let (mut rd, mut wr) = s.into_split();
     let trickler = tokio::spawn(async move {
         for _ in 0..15 {
@@ -833,7 +828,29 @@ async fn a_body_below_the_minimum_rate_is_refused_before_the_upstream_sees_it() 
         }
     }
     trickler.abort();
-    let raw = String::from_utf8_lossy(&out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_below_the_minimum_rate_is_refused_before_the_upstream_sees_it() {
+    let (_gw, orders, p) = setup().await;
+    // JSON: read whole before the upstream is contacted.
+    let raw = trickle_body(
+        Ports::addr(p.slow),
+        b"POST /orders/1 HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{\"a\":\"",
+    )
+    .await;
+    assert_eq!(status_of(&raw), 408, "{raw}");
+    assert_eq!(error_code(&raw).as_deref(), Some("body_too_slow"), "{raw}");
+    assert_eq!(orders.received_count(), 0);
+
+    // Streamed to the upstream as it arrives: refused all the same, and the upstream never
+    // receives a whole request.
+    let raw = trickle_body(
+        Ports::addr(p.slow),
+        b"POST /upload/1 HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\nContent-Length: 200\r\n\r\nab",
+    )
+    .await;
     assert_eq!(status_of(&raw), 408, "{raw}");
     assert_eq!(error_code(&raw).as_deref(), Some("body_too_slow"), "{raw}");
     assert_eq!(orders.received_count(), 0);
