@@ -2,19 +2,17 @@
 //!
 //! Each test writes under its own key prefix, so runs never see each other's buckets.
 
-use std::net::SocketAddr;
+mod common;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use parking_lot::Mutex;
+use common::{Relay, split_redis_url};
 use tiktok_gateway::config::Secret;
 use tiktok_gateway::limit::{
     Backend, DecisionSource, LimitSettings, LimitSpec, OnBackendError, RateLimitSettings,
     RateLimiter, RedisSettings,
 };
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
 
 fn redis_url() -> Option<String> {
     match std::env::var("REDIS_URL") {
@@ -136,81 +134,10 @@ async fn two_instances_share_one_limit_within_one_percent() {
     );
 }
 
-/// A TCP relay to Redis that the test can cut and restore, to play an outage.
-struct Relay {
-    addr: SocketAddr,
-    up: Arc<AtomicBool>,
-    conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
-    accept: JoinHandle<()>,
-}
-
-impl Relay {
-    async fn start(target: String) -> Relay {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let up = Arc::new(AtomicBool::new(true));
-        let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let (up2, conns2) = (up.clone(), conns.clone());
-        let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                if !up2.load(Ordering::SeqCst) {
-                    drop(inbound);
-                    continue;
-                }
-                let target = target.clone();
-                conns2.lock().push(tokio::spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(&target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                }));
-            }
-        });
-        Relay {
-            addr,
-            up,
-            conns,
-            accept,
-        }
-    }
-
-    fn cut(&self) {
-        self.up.store(false, Ordering::SeqCst);
-        for c in self.conns.lock().drain(..) {
-            c.abort();
-        }
-    }
-
-    fn restore(&self) {
-        self.up.store(true, Ordering::SeqCst);
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.cut();
-        self.accept.abort();
-    }
-}
-
-/// `redis://[auth@]host:port[/db]` split into the address and a rebuilder for another address.
-fn split_url(url: &str) -> Option<(String, impl Fn(SocketAddr) -> String)> {
-    let rest = url.strip_prefix("redis://")?;
-    let end = rest.find('/').unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    let (auth, hostport) = match authority.rsplit_once('@') {
-        Some((auth, hp)) => (format!("{auth}@"), hp.to_owned()),
-        None => (String::new(), authority.to_owned()),
-    };
-    let tail = tail.to_owned();
-    Some((hostport, move |addr: SocketAddr| {
-        format!("redis://{auth}{addr}{tail}")
-    }))
-}
-
 #[tokio::test]
 async fn outage_falls_back_to_local_and_shared_limiting_resumes() {
     let Some(url) = redis_url() else { return };
-    let Some((target, via)) = split_url(&url) else {
+    let Some((target, via)) = split_redis_url(&url) else {
         eprintln!("skipping: REDIS_URL is not a plain redis:// URL");
         return;
     };
@@ -230,7 +157,7 @@ async fn outage_falls_back_to_local_and_shared_limiting_resumes() {
     assert!(!gw.check(id, b"alice").await.allowed);
 
     // Redis gone: the local fallback decides (its own fresh bucket), nothing panics.
-    relay.cut();
+    relay.cut_and_wait().await;
     let mut during = Vec::new();
     for _ in 0..4 {
         let d = gw.check(id, b"alice").await;

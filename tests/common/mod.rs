@@ -154,3 +154,96 @@ pub fn http_client() -> reqwest::Client {
         .build()
         .expect("client")
 }
+
+// ---------------------------------------------------------------- Redis outages
+
+/// A TCP relay to Redis that a test can cut and restore, to play an outage without touching the
+/// real server (other tests share it).
+pub struct Relay {
+    pub addr: SocketAddr,
+    up: Arc<std::sync::atomic::AtomicBool>,
+    conns: Arc<parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    /// Relays every connection to `target` (`host:port`) while up.
+    pub async fn start(target: String) -> Relay {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("relay bind");
+        let addr = listener.local_addr().expect("relay addr");
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let conns: Arc<parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
+        let (up2, conns2) = (up.clone(), conns.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                // While cut, connections are accepted then closed: the client sees a dropped
+                // connection, as when Redis restarts.
+                if !up2.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let target = target.clone();
+                conns2.lock().push(tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                }));
+            }
+        });
+        Relay {
+            addr,
+            up,
+            conns,
+            accept,
+        }
+    }
+
+    /// Drops every relayed connection and refuses new ones until [`Relay::restore`].
+    pub fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        for c in self.conns.lock().drain(..) {
+            c.abort();
+        }
+    }
+
+    /// As [`Relay::cut`], returning once every relayed connection is closed: an aborted relay
+    /// task may otherwise still forward a request that was already on its way.
+    pub async fn cut_and_wait(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        let conns: Vec<_> = self.conns.lock().drain(..).collect();
+        for c in conns {
+            c.abort();
+            let _ = c.await;
+        }
+    }
+
+    pub fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
+}
+
+/// `redis://[auth@]host:port[/db]` split into the address and a rebuilder for another address
+/// (the same URL pointing at a [`Relay`]). `None` for anything else (a socket path, TLS).
+pub fn split_redis_url(url: &str) -> Option<(String, impl Fn(SocketAddr) -> String + use<>)> {
+    let rest = url.strip_prefix("redis://")?;
+    let end = rest.find('/').unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let (auth, hostport) = match authority.rsplit_once('@') {
+        Some((auth, hp)) => (format!("{auth}@"), hp.to_owned()),
+        None => (String::new(), authority.to_owned()),
+    };
+    let tail = tail.to_owned();
+    Some((hostport, move |addr: SocketAddr| {
+        format!("redis://{auth}{addr}{tail}")
+    }))
+}
