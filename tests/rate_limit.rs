@@ -553,8 +553,9 @@ async fn redis_outage_falls_back_to_local_limits_then_shared_limiting_resumes() 
     let routes = limited_route(&route, "1/m", 4)
         + &limited_route_at(&after, "/after/", "route", "1/m", 3)
         + &probe_route(&probe);
+    // A short retry interval, set in YAML, keeps the recovery wait short.
     let extra = format!(
-        "rate_limits: {{ backend: redis, url: \"{}\", on_backend_error: local }}",
+        "rate_limits: {{ backend: redis, url: \"{}\", on_backend_error: local, retry_interval: 300ms }}",
         via(relay.addr)
     );
     let a = setup_with_metrics(&routes, &extra).await;
@@ -660,13 +661,17 @@ async fn redis_outage_with_fail_open_admits_and_with_fail_closed_refuses() {
         [200; 5]
     );
     assert_eq!(o.orders.received_count(), 2 + 5 + probes_o);
-    // fail_closed: everything is refused with a 429 asking to retry after the retry interval
-    // (1 s), though budget is left, and nothing reaches the upstream.
+    // fail_closed: everything is refused, though budget is left, with a 503 that tells an
+    // outage from a caller over its limit, asking to retry after the retry interval (1 s);
+    // nothing reaches the upstream.
     for _ in 0..3 {
         let res = client.get(c.url("/limited/x")).send().await.unwrap();
-        assert_eq!(res.status(), 429);
+        assert_eq!(res.status(), 503);
         assert_eq!(header(&res, "retry-after"), "1");
-        assert_limited(res, &closed).await;
+        assert!(header(&res, "ratelimit-policy").starts_with(&format!("\"{closed}\";")));
+        assert!(header(&res, "ratelimit").contains("r=0"));
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "rate_limit_unavailable");
     }
     assert_eq!(c.orders.received_count(), 1 + probes_c);
     let res = client.get(c.url("/open/1")).send().await.unwrap();

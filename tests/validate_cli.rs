@@ -89,6 +89,39 @@ routes: []
 }
 
 #[test]
+fn redis_only_rate_limit_settings_are_refused_on_the_local_backend() {
+    let yaml = r#"listeners:
+  egress:
+    address: "127.0.0.1:8080"
+upstreams:
+  orders:
+    targets: ["127.0.0.1:9001"]
+routes: []
+rate_limits:
+  backend: local
+  retry_interval: 2s
+"#;
+    let (ok, out) = validate(yaml);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("line 10: rate_limits.retry_interval: only used with `backend: redis`"),
+        "{out}"
+    );
+    let redis = yaml.replace(
+        "backend: local",
+        "backend: redis\n  url: \"redis://127.0.0.1:6379/\"\n  timeout: 0ms",
+    );
+    let (ok, out) = validate(&redis);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("line 11: rate_limits.timeout: must be above 0"),
+        "{out}"
+    );
+    let (ok, out) = validate(&redis.replace("0ms", "50ms"));
+    assert!(ok, "{out}");
+}
+
+#[test]
 fn unknown_keys_and_inline_secrets_are_refused() {
     let (ok, out) =
         validate("listeners:\n  egress:\n    address: \"127.0.0.1:8080\"\n    adress: typo\n");

@@ -460,6 +460,18 @@ pub struct RateLimitsFile {
     pub on_backend_error: Option<S>,
     #[serde(default)]
     pub max_keys: Option<usize>,
+    /// Prefix of every Redis key this gateway writes (default `tgw:rl`).
+    #[serde(default)]
+    pub key_prefix: Option<S>,
+    /// Upper bound on one Redis decision (default `100ms`).
+    #[serde(default)]
+    pub timeout: Option<S>,
+    /// Upper bound on connecting to Redis (default `250ms`).
+    #[serde(default)]
+    pub connect_timeout: Option<S>,
+    /// After a Redis failure, how long to use the fallback before trying Redis again (default `1s`).
+    #[serde(default)]
+    pub retry_interval: Option<S>,
 }
 
 #[derive(Debug, Deserialize)]

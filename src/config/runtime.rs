@@ -367,7 +367,17 @@ pub enum BackendErrorMode {
 #[derive(Debug, Clone)]
 pub enum RateLimitBackend {
     Local,
-    Redis { url: Secret },
+    Redis(RedisBackendConfig),
+}
+
+/// `rate_limits` with `backend: redis`.
+#[derive(Debug, Clone)]
+pub struct RedisBackendConfig {
+    pub url: Secret,
+    pub key_prefix: String,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub retry_interval: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -788,12 +788,29 @@ fn rate_limits(v: &mut V, file: Option<&RateLimitsFile>) -> RateLimitsConfig {
         };
     };
     let backend = match f.backend.value.as_str() {
-        "local" => RateLimitBackend::Local,
+        "local" => {
+            // Settings that only the Redis backend reads would be silently ignored.
+            for (key, value) in [
+                ("url", &f.url),
+                ("on_backend_error", &f.on_backend_error),
+                ("retry_interval", &f.retry_interval),
+                ("timeout", &f.timeout),
+                ("connect_timeout", &f.connect_timeout),
+                ("key_prefix", &f.key_prefix),
+            ] {
+                if let Some(value) = value {
+                    v.issues.at(
+                        format!("rate_limits.{key}"),
+                        value,
+                        "only used with `backend: redis`",
+                    );
+                }
+            }
+            RateLimitBackend::Local
+        }
         "redis" => match &f.url {
             Some(url) => match v.literal_or_secret("rate_limits.url", url) {
-                Some(u) => RateLimitBackend::Redis {
-                    url: Secret::new(u),
-                },
+                Some(u) => RateLimitBackend::Redis(redis_backend(v, f, Secret::new(u))),
                 None => RateLimitBackend::Local,
             },
             None => {
@@ -831,6 +848,52 @@ fn rate_limits(v: &mut V, file: Option<&RateLimitsFile>) -> RateLimitsConfig {
         backend,
         on_backend_error,
         max_keys: f.max_keys.unwrap_or(100_000),
+    }
+}
+
+fn redis_backend(v: &mut V, f: &RateLimitsFile, url: Secret) -> RedisBackendConfig {
+    let d = crate::limit::RedisSettings::new(url);
+    let key_prefix = match &f.key_prefix {
+        None => d.key_prefix.clone(),
+        Some(p) if p.value.trim().is_empty() || p.value.chars().any(char::is_whitespace) => {
+            v.issues.at(
+                "rate_limits.key_prefix",
+                p,
+                "must be non-empty and contain no spaces",
+            );
+            d.key_prefix.clone()
+        }
+        Some(p) => p.value.clone(),
+    };
+    let timeout = v.duration("rate_limits.timeout", &f.timeout, d.timeout);
+    let connect_timeout = v.duration(
+        "rate_limits.connect_timeout",
+        &f.connect_timeout,
+        d.connect_timeout,
+    );
+    let retry_interval = v.duration(
+        "rate_limits.retry_interval",
+        &f.retry_interval,
+        d.retry_interval,
+    );
+    for (key, written, value) in [
+        ("timeout", &f.timeout, timeout),
+        ("connect_timeout", &f.connect_timeout, connect_timeout),
+        ("retry_interval", &f.retry_interval, retry_interval),
+    ] {
+        if let Some(w) = written
+            && value.is_zero()
+        {
+            v.issues
+                .at(format!("rate_limits.{key}"), w, "must be above 0");
+        }
+    }
+    RedisBackendConfig {
+        url: d.url,
+        key_prefix,
+        timeout,
+        connect_timeout,
+        retry_interval,
     }
 }
 

@@ -5,8 +5,11 @@
 //! the fallback. A success makes it the backend again. Failures are counted every time and
 //! logged once per outage, with its start and its end.
 
+use std::sync::Once;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use prometheus::IntGauge;
 
 use super::metrics::metrics;
 
@@ -57,7 +60,13 @@ pub(crate) struct BackendHealth {
     retry_interval: Duration,
     // 0 while healthy; otherwise the earliest time to try the backend again (at least 1).
     down_until: AtomicU64,
+    /// `rate_limit_backend_up{backend}`, written by every decision's outcome: a reload builds a
+    /// new limiter while the old one may still decide, and the last word is the true one.
+    up: IntGauge,
 }
+
+/// Whether any limiter has published the backend gauge yet.
+static GAUGE_STARTED: Once = Once::new();
 
 impl BackendHealth {
     pub(crate) fn new(
@@ -65,12 +74,16 @@ impl BackendHealth {
         mode: OnBackendError,
         retry_interval: Duration,
     ) -> Self {
-        metrics().backend_up.with_label_values(&[backend]).set(1);
+        let up = metrics().backend_up.with_label_values(&[backend]);
+        // Assumed up until a decision says otherwise, but only at start: a limiter built by a
+        // reload during an outage must not report the backend up.
+        GAUGE_STARTED.call_once(|| up.set(1));
         Self {
             backend,
             mode,
             retry_interval,
             down_until: AtomicU64::new(0),
+            up,
         }
     }
 
@@ -99,11 +112,8 @@ impl BackendHealth {
     }
 
     pub(crate) fn on_success(&self) {
+        self.up.set(1);
         if self.down_until.swap(0, Ordering::AcqRel) != 0 {
-            metrics()
-                .backend_up
-                .with_label_values(&[self.backend])
-                .set(1);
             tracing::info!(
                 backend = self.backend,
                 "rate-limit backend answers again; shared limiting resumed"
@@ -119,11 +129,8 @@ impl BackendHealth {
         let was = self
             .down_until
             .swap(self.next_window(now), Ordering::AcqRel);
+        self.up.set(0);
         if was == 0 {
-            metrics()
-                .backend_up
-                .with_label_values(&[self.backend])
-                .set(0);
             tracing::warn!(
                 backend = self.backend,
                 error = %error,

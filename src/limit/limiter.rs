@@ -209,7 +209,9 @@ impl RateLimiter {
             None => (self.check_local(entry, key), DecisionSource::Local),
             Some(shared) => self.check_shared(shared, entry, key).await,
         };
-        if !verdict.allowed {
+        // `rate_limited_total` counts callers over a limit; refusals for a backend outage
+        // (`fail_closed`) show in the backend-error counter and the 503 refusals instead.
+        if !verdict.allowed && source != DecisionSource::FailClosed {
             entry.refused.inc();
         }
         Decision {

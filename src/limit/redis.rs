@@ -134,7 +134,18 @@ impl RedisBackend {
         let mut conn = self.conn.clone();
         let mut invocation = self.script.key(key);
         invocation.arg(emission_us).arg(burst);
-        let reply: Value = tokio::time::timeout(self.timeout, invocation.invoke_async(&mut conn))
+        let attempt = async {
+            match invocation.invoke_async::<Value>(&mut conn).await {
+                // A connection broken while Redis was away fails once more after Redis is back;
+                // the manager has started reconnecting on that error, so one more try (within
+                // the same timeout) uses the new connection instead of waiting for the next probe.
+                Err(e) if e.is_connection_dropped() || e.is_io_error() => {
+                    invocation.invoke_async::<Value>(&mut conn).await
+                }
+                other => other,
+            }
+        };
+        let reply: Value = tokio::time::timeout(self.timeout, attempt)
             .await
             .map_err(|_| RedisLimitError::Timeout)??;
         parse_reply(&reply)

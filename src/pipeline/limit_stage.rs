@@ -1,6 +1,6 @@
 //! Stage 4: rate limits. Each of the route's limits is checked with the key its spec names; the
 //! most restrictive decision wins. Allowed responses carry `RateLimit-Policy` / `RateLimit`;
-//! refusals are 429 with `Retry-After` too.
+//! refusals are 429 with `Retry-After` too (503 when only `fail_closed` refused, Redis being down).
 
 use std::net::IpAddr;
 
@@ -8,7 +8,9 @@ use pingora::proxy::Session;
 
 use super::error::GatewayError;
 use crate::auth::{AuthMethod, Identity};
-use crate::limit::{Decision, KeyKind, LimitId, RateLimitHeaders, RateLimiter, TrustedProxies};
+use crate::limit::{
+    Decision, DecisionSource, KeyKind, LimitId, RateLimitHeaders, RateLimiter, TrustedProxies,
+};
 
 /// What a request is keyed by.
 pub struct LimitInputs<'a> {
@@ -59,12 +61,24 @@ pub async fn check(
         decisions.push(limiter.check(id, key).await);
     }
     let headers = limiter.headers(&decisions);
-    if decisions.iter().any(|d| !d.allowed) {
-        let mut err = GatewayError::new(
-            http::StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            "rate limit exceeded; retry later",
-        );
+    let mut refused = decisions.iter().filter(|d| !d.allowed).peekable();
+    if refused.peek().is_some() {
+        // `fail_closed` with the shared backend down is not the caller's fault: say so (503),
+        // so clients, logs and alerts can tell an outage from a caller over its limit.
+        let unavailable = refused.all(|d| d.source == DecisionSource::FailClosed);
+        let mut err = if unavailable {
+            GatewayError::new(
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                "rate_limit_unavailable",
+                "rate limiting is unavailable; retry later",
+            )
+        } else {
+            GatewayError::new(
+                http::StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "rate limit exceeded; retry later",
+            )
+        };
         if let Some(h) = &headers {
             err = with_headers(err, h);
         }

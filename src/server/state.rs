@@ -62,8 +62,12 @@ impl Runtime {
 fn build_limits(config: &GatewayConfig) -> Result<Limits, String> {
     let backend = match &config.rate_limits.backend {
         RateLimitBackend::Local => Backend::Local,
-        RateLimitBackend::Redis { url } => {
-            let mut redis = RedisSettings::new(url.clone());
+        RateLimitBackend::Redis(r) => {
+            let mut redis = RedisSettings::new(r.url.clone());
+            redis.key_prefix = r.key_prefix.clone();
+            redis.timeout = r.timeout;
+            redis.connect_timeout = r.connect_timeout;
+            redis.retry_interval = r.retry_interval;
             redis.on_backend_error = match config.rate_limits.on_backend_error {
                 BackendErrorMode::Local => OnBackendError::Local,
                 BackendErrorMode::FailOpen => OnBackendError::FailOpen,
