@@ -292,12 +292,7 @@ async fn metrics_and_health() {
         .send()
         .await
         .unwrap();
-    let m = reqwest::get(format!("http://127.0.0.1:{}/metrics", p.metrics))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = common::metrics_text(p.metrics).await;
     assert!(
         m.contains("requests_total{route=\"orders\",status=\"200\"}"),
         "{m}"

@@ -219,15 +219,9 @@ impl Setup {
     }
 
     async fn metric(&self, name: &str, route: &str) -> f64 {
-        let text = client()
-            .get(format!("http://127.0.0.1:{}/metrics", self.ports.metrics))
-            .send()
+        common::metrics_text(self.ports.metrics)
             .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
+            .lines()
             .filter(|l| l.starts_with(&format!("{name}{{")))
             .filter(|l| l.contains(&format!("route=\"{route}\"")))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())

@@ -421,15 +421,9 @@ async fn cycle(
 /// One series of the gateway's `/metrics` (`None` while it has never been set).
 async fn metric(s: &Setup, series: &str) -> Option<f64> {
     let port = s.metrics.expect("the gateway has a metrics listener");
-    let text = http_client()
-        .get(format!("http://127.0.0.1:{port}/metrics"))
-        .send()
+    common::metrics_text(port)
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
+        .lines()
         .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
 }
 

@@ -247,3 +247,15 @@ pub fn split_redis_url(url: &str) -> Option<(String, impl Fn(SocketAddr) -> Stri
         format!("redis://{auth}{addr}{tail}")
     }))
 }
+
+/// The Prometheus text a gateway's metrics listener on `port` serves now.
+pub async fn metrics_text(port: u16) -> String {
+    http_client()
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .expect("metrics request")
+        .text()
+        .await
+        .expect("metrics body")
+}
