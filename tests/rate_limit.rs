@@ -11,11 +11,11 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::{Relay, TestGateway, free_port, http_client, split_redis_url};
+use common::{Relay, TestGateway, free_port, http_client, redis_url, split_redis_url, unique_name};
 use tiktok_gateway::sandbox::orders::OrderService;
 
 const KEY_A: &str = "tgw-test-rate-key-a-5e1d7c9b3a";
@@ -302,16 +302,6 @@ static BACKEND_METRICS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new((
 const BACKEND_ERRORS: &str = "rate_limit_backend_errors_total{backend=\"redis\"}";
 const BACKEND_UP: &str = "rate_limit_backend_up{backend=\"redis\"}";
 
-fn redis_url() -> Option<String> {
-    match std::env::var("REDIS_URL") {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ => {
-            eprintln!("skipping: REDIS_URL is not set (CI sets it to the local Redis)");
-            None
-        }
-    }
-}
-
 /// `REDIS_URL` and its split for a [`Relay`], or `None` (saying why) to skip.
 fn redis_url_for_relay() -> Option<(String, impl Fn(SocketAddr) -> String)> {
     let url = redis_url()?;
@@ -324,11 +314,7 @@ fn redis_url_for_relay() -> Option<(String, impl Fn(SocketAddr) -> String)> {
 
 /// A route name no earlier run has used, so its Redis buckets start empty.
 fn fresh_route(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("{prefix}-{}-{nanos}", std::process::id())
+    unique_name(prefix)
 }
 
 /// A route on `/limited/`, one limit keyed by the route itself.

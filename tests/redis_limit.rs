@@ -5,31 +5,17 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use common::{Relay, split_redis_url};
+use common::{Relay, redis_url, split_redis_url, unique_name};
 use tiktok_gateway::config::Secret;
 use tiktok_gateway::limit::{
     Backend, DecisionSource, LimitSettings, LimitSpec, OnBackendError, RateLimitSettings,
     RateLimiter, RedisSettings,
 };
 
-fn redis_url() -> Option<String> {
-    match std::env::var("REDIS_URL") {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ => {
-            eprintln!("skipping: REDIS_URL is not set (CI sets it to the local Redis)");
-            None
-        }
-    }
-}
-
 fn unique_prefix(test: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("tgw-test:{test}:{}:{nanos}", std::process::id())
+    unique_name(&format!("tgw-test:{test}"))
 }
 
 fn settings(url: &str, prefix: &str, mode: OnBackendError) -> RateLimitSettings {

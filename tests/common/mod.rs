@@ -259,3 +259,23 @@ pub async fn metrics_text(port: u16) -> String {
         .await
         .expect("metrics body")
 }
+
+/// `REDIS_URL`, or `None` after saying why the calling test is skipped.
+pub fn redis_url() -> Option<String> {
+    match std::env::var("REDIS_URL") {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ => {
+            eprintln!("skipping: REDIS_URL is not set (CI sets it to the local Redis)");
+            None
+        }
+    }
+}
+
+/// `<prefix>-<pid>-<nanos>`: a name no earlier run used, so Redis state under it starts empty.
+pub fn unique_name(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
