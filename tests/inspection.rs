@@ -29,6 +29,8 @@ struct Ports {
     slow: u16,
     /// TLS (HTTP/2 offered), 1 s head deadline.
     tls: u16,
+    /// The metrics listener: at most two connections, 1 s head deadline.
+    metrics: u16,
 }
 
 impl Ports {
@@ -65,6 +67,9 @@ listeners:
     address: "127.0.0.1:{tls}"
     tls: {{ cert: gateway.crt, key: gateway.key }}
     connections: {{ header_timeout: 1s }}
+  metrics:
+    address: "127.0.0.1:{metrics}"
+    connections: {{ header_timeout: 1s, max: 2 }}
 upstreams:
   orders:
     targets: ["{orders}"]
@@ -78,6 +83,7 @@ routes:
         capped = p.capped,
         slow = p.slow,
         tls = p.tls,
+        metrics = p.metrics,
         log = dir.join("access.log").display(),
     )
 }
@@ -90,6 +96,7 @@ async fn setup() -> (TestGateway, OrderService, Ports) {
         capped: free_port(),
         slow: free_port(),
         tls: free_port(),
+        metrics: free_port(),
     };
     let addr = orders.addr();
     let gw = TestGateway::start(|dir| config(dir, &p, addr));
@@ -872,4 +879,34 @@ async fn http2_connections_are_not_cut_by_the_head_deadline() {
     assert_eq!(orders.received_count(), 2);
     // A client may reconnect silently; the counter shows whether a connection was cut.
     assert_eq!(closed_count("tls", "head_timeout"), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_listener_has_the_same_connection_limits() {
+    let (_gw, _orders, p) = setup().await;
+    let addr = Ports::addr(p.metrics);
+    let scrape = b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    // Two half-sent heads take both connection slots: a third connection is closed unanswered.
+    let mut held = [
+        slow_header_client(addr).await,
+        slow_header_client(addr).await,
+    ];
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(raw_http(addr, scrape).await, "", "over the cap of 2");
+
+    // The head deadline (1 s) closes both, which frees the slots.
+    let started = tokio::time::Instant::now();
+    for s in &mut held {
+        let answered = read_until_closed(s, Duration::from_secs(4)).await;
+        assert!(
+            answered.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&answered)
+        );
+    }
+    assert!(started.elapsed() < Duration::from_millis(3500));
+    let raw = raw_http(addr, scrape).await;
+    assert_eq!(status_of(&raw), 200, "{raw}");
+    assert!(raw.contains("connections_closed_total{listener=\"metrics\",reason=\"head_timeout\"}"));
+    assert!(raw.contains("connections_closed_total{listener=\"metrics\",reason=\"over_cap\"}"));
 }

@@ -25,6 +25,7 @@ pub mod json;
 pub mod limits;
 pub mod method;
 pub mod path;
+pub mod timed_serve;
 pub mod uri;
 
 pub use body::{BodyRate, BodyWatch, check_declared_length};
@@ -45,4 +46,5 @@ pub use limits::{
 };
 pub use method::MethodAllowList;
 pub use path::{PathError, PathRules, normalize_path, normalize_path_with};
+pub use timed_serve::TimedServe;
 pub use uri::check_uri_limits;

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pingora::apps::HttpServerApp;
-use pingora::apps::http_app::HttpServer;
+use pingora::apps::ServerApp;
+use pingora::apps::http_app::{HttpServer, ServeHttp};
 use pingora::proxy::http_proxy;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
@@ -15,13 +15,13 @@ use pingora::services::listening::Service;
 
 use super::metrics_app::MetricsApp;
 use super::reload::{ReloadService, ResolveService};
-use super::state::{Gateway, StartError};
+use super::state::{Gateway, StartError, slow_client_settings};
 use super::tiktok_services::TikTokBackground;
 use super::tls::listener_settings;
 use crate::admin::AdminApp;
 use crate::auth::{ClientAuthMode, JwksRefresher, build_client_verifier};
-use crate::config::{ClientAuth, ListenerRole, ListenerTls};
-use crate::inspect::{ConnectionCapped, ConnectionLimiter, ConnectionLimits};
+use crate::config::{ClientAuth, Listener, ListenerRole, ListenerTls};
+use crate::inspect::{ConnectionCapped, ConnectionLimiter, ConnectionLimits, TimedServe};
 use crate::pipeline::proxy::GatewayProxy;
 
 /// Builds a ready-to-run server. `config_path` enables reload on SIGHUP / file change.
@@ -62,14 +62,7 @@ pub fn build_server(
                     listener: listener.name.as_str().into(),
                     gateway: gateway.clone(),
                 };
-                // The connection caps hold a slot for the whole connection, keep-alive included.
-                let limiter = ConnectionLimiter::new(ConnectionLimits {
-                    max_connections: listener.connections.max,
-                    max_per_client: listener.connections.max_per_ip,
-                    ..ConnectionLimits::default()
-                });
-                let app = ConnectionCapped::new(http_proxy(&conf, proxy), limiter)
-                    .for_listener(&listener.name, listener.connections.header_timeout);
+                let app = capped(http_proxy(&conf, proxy), listener);
                 let mut svc = Service::new(format!("proxy:{}", listener.name), app);
                 match &listener.tls {
                     Some(t) => svc.add_tls_with_settings(&addr, None, tls(t)?),
@@ -78,9 +71,12 @@ pub fn build_server(
                 server.add_service(svc);
             }
             ListenerRole::Metrics => {
-                let app = HttpServer::new_app(MetricsApp {
-                    gateway: gateway.clone(),
-                });
+                let app = timed_app(
+                    MetricsApp {
+                        gateway: gateway.clone(),
+                    },
+                    listener,
+                );
                 add_app(
                     &mut server,
                     &listener.name,
@@ -90,9 +86,12 @@ pub fn build_server(
                 );
             }
             ListenerRole::Admin => {
-                let app = HttpServer::new_app(AdminApp {
-                    gateway: gateway.clone(),
-                });
+                let app = timed_app(
+                    AdminApp {
+                        gateway: gateway.clone(),
+                    },
+                    listener,
+                );
                 add_app(
                     &mut server,
                     &listener.name,
@@ -135,7 +134,35 @@ pub fn build_server(
     Ok(server)
 }
 
-fn add_app<A: HttpServerApp + Send + Sync + 'static>(
+/// A listener's app under its connection caps and request-head deadline. The caps hold a slot
+/// for the whole connection, keep-alive included.
+fn capped<A: ServerApp + Send + Sync + 'static>(
+    app: A,
+    listener: &Listener,
+) -> ConnectionCapped<A> {
+    let limiter = ConnectionLimiter::new(ConnectionLimits {
+        max_connections: listener.connections.max,
+        max_per_client: listener.connections.max_per_ip,
+        ..ConnectionLimits::default()
+    });
+    ConnectionCapped::new(app, limiter)
+        .for_listener(&listener.name, listener.connections.header_timeout)
+}
+
+/// One of the gateway's own HTTP apps (metrics, admin) under the listener's `connections`
+/// settings, like the proxy.
+fn timed_app<SV: ServeHttp + Send + Sync + 'static>(
+    app: SV,
+    listener: &Listener,
+) -> ConnectionCapped<HttpServer<TimedServe<SV>>> {
+    let settings = slow_client_settings(&listener.connections);
+    capped(
+        HttpServer::new_app(TimedServe::new(app, settings)),
+        listener,
+    )
+}
+
+fn add_app<A: ServerApp + Send + Sync + 'static>(
     server: &mut Server,
     name: &str,
     app: A,

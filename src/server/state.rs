@@ -11,7 +11,9 @@ use arc_swap::ArcSwap;
 
 use crate::clock::Clock;
 use crate::clock::SharedClock;
-use crate::config::{BackendErrorMode, RateLimitBackend, Secret};
+use crate::config::{
+    BackendErrorMode, ConnectionLimits as ListenerConnections, RateLimitBackend, Secret,
+};
 use crate::config::{ConfigError, GatewayConfig, load_file};
 use crate::inspect::{HostAllowList, SlowClientSettings};
 use crate::limit::{
@@ -56,6 +58,16 @@ impl Runtime {
             .get_or_init(|| build_limits(&self.config))
             .as_ref()
             .map_err(String::as_str)
+    }
+}
+
+/// A listener's `connections` settings as the per-request timeouts they set.
+pub(crate) fn slow_client_settings(c: &ListenerConnections) -> SlowClientSettings {
+    SlowClientSettings {
+        idle_timeout: c.idle_timeout,
+        body_read_timeout: c.body_timeout,
+        body_rate: c.min_body_rate,
+        ..SlowClientSettings::default()
     }
 }
 
@@ -155,18 +167,11 @@ impl Runtime {
             .listeners
             .iter()
             .map(|l| {
-                let hosts = l.hosts.clone();
-                let slow_clients = SlowClientSettings {
-                    idle_timeout: l.connections.idle_timeout,
-                    body_read_timeout: l.connections.body_timeout,
-                    body_rate: l.connections.min_body_rate,
-                    ..SlowClientSettings::default()
-                };
                 (
                     l.name.clone(),
                     ListenerPolicy {
-                        hosts,
-                        slow_clients,
+                        hosts: l.hosts.clone(),
+                        slow_clients: slow_client_settings(&l.connections),
                     },
                 )
             })
