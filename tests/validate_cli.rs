@@ -109,15 +109,21 @@ rate_limits:
     );
     let redis = yaml.replace(
         "backend: local",
-        "backend: redis\n  url: \"redis://127.0.0.1:6379/\"\n  timeout: 0ms",
+        "backend: redis\n  url: \"redis://127.0.0.1:6379/\"\n  timeout: 0ms\n  pool_size: 0",
     );
     let (ok, out) = validate(&redis);
     assert!(!ok, "{out}");
-    assert!(
-        out.contains("line 11: rate_limits.timeout: must be above 0"),
-        "{out}"
+    for expected in [
+        "line 11: rate_limits.timeout: must be above 0",
+        "line 12: rate_limits.pool_size: must be between 1 and 64",
+    ] {
+        assert!(out.contains(expected), "missing `{expected}` in:\n{out}");
+    }
+    let (ok, out) = validate(
+        &redis
+            .replace("0ms", "50ms")
+            .replace("pool_size: 0", "pool_size: 2"),
     );
-    let (ok, out) = validate(&redis.replace("0ms", "50ms"));
     assert!(ok, "{out}");
 }
 

@@ -472,6 +472,9 @@ pub struct RateLimitsFile {
     /// After a Redis failure, how long to use the fallback before trying Redis again (default `1s`).
     #[serde(default)]
     pub retry_interval: Option<S>,
+    /// Connections to Redis, used in turn (default 4).
+    #[serde(default)]
+    pub pool_size: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -378,6 +378,7 @@ pub struct RedisBackendConfig {
     pub timeout: Duration,
     pub connect_timeout: Duration,
     pub retry_interval: Duration,
+    pub pool_size: usize,
 }
 
 #[derive(Debug, Clone)]

@@ -806,6 +806,13 @@ fn rate_limits(v: &mut V, file: Option<&RateLimitsFile>) -> RateLimitsConfig {
                     );
                 }
             }
+            if let Some(n) = &f.pool_size {
+                v.issues.at(
+                    "rate_limits.pool_size",
+                    n,
+                    "only used with `backend: redis`",
+                );
+            }
             RateLimitBackend::Local
         }
         "redis" => match &f.url {
@@ -888,12 +895,22 @@ fn redis_backend(v: &mut V, f: &RateLimitsFile, url: Secret) -> RedisBackendConf
                 .at(format!("rate_limits.{key}"), w, "must be above 0");
         }
     }
+    let pool_size = match &f.pool_size {
+        None => d.pool_size,
+        Some(n) if (1..=64).contains(&n.value) => n.value,
+        Some(n) => {
+            v.issues
+                .at("rate_limits.pool_size", n, "must be between 1 and 64");
+            d.pool_size
+        }
+    };
     RedisBackendConfig {
         url: d.url,
         key_prefix,
         timeout,
         connect_timeout,
         retry_interval,
+        pool_size,
     }
 }
 

@@ -1,13 +1,15 @@
 //! The fleet backend: GCRA on Redis, one atomic Lua script (`gcra.lua`) per decision, so every
 //! gateway replica shares each limit and there is no read-then-write race between them.
 //!
-//! One `ConnectionManager` (a multiplexed connection that reconnects by itself) per limiter;
-//! every decision is bounded by a short timeout so a slow or absent Redis costs a request at
-//! most that long, and the facade then falls back (see `fallback.rs`).
+//! A small pool of `ConnectionManager`s (multiplexed connections that reconnect by themselves),
+//! used in turn, so one broken or slow connection does not hold up every decision; every
+//! decision is bounded by a short timeout so a slow or absent Redis costs a request at most
+//! that long, and the facade then falls back (see `fallback.rs`).
 //!
 //! Keys are `<prefix>:<route>:<limit>:<hash>`, where `<hash>` is 128 bits of SHA-256 of the key
 //! value: callers' ids and addresses are not stored in Redis in clear.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -31,6 +33,8 @@ pub struct RedisSettings {
     pub connect_timeout: Duration,
     /// After a failure, how long to decide without Redis before trying it again (default 1 s).
     pub retry_interval: Duration,
+    /// Connections to Redis, used in turn (default 4; each one pipelines many decisions).
+    pub pool_size: usize,
     /// What to do while Redis is failing (default: the local limiter).
     pub on_backend_error: super::fallback::OnBackendError,
 }
@@ -44,6 +48,7 @@ impl RedisSettings {
             timeout: Duration::from_millis(100),
             connect_timeout: Duration::from_millis(250),
             retry_interval: Duration::from_secs(1),
+            pool_size: 4,
             on_backend_error: super::fallback::OnBackendError::Local,
         }
     }
@@ -78,7 +83,8 @@ impl From<redis::RedisError> for RedisLimitError {
 
 /// The script and the connection; cheap to share.
 pub(crate) struct RedisBackend {
-    conn: ConnectionManager,
+    pool: Vec<ConnectionManager>,
+    next: AtomicUsize,
     script: Script,
     timeout: Duration,
 }
@@ -115,10 +121,13 @@ impl RedisBackend {
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_secs(1));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
+        let pool = (0..settings.pool_size.max(1))
+            .map(|_| ConnectionManager::new_lazy_with_config(client.clone(), config.clone()))
+            .collect::<Result<Vec<_>, _>>()
             .map_err(|_| RedisSetupError::BadUrl)?;
         Ok(Self {
-            conn,
+            pool,
+            next: AtomicUsize::new(0),
             script: Script::new(include_str!("gcra.lua")),
             timeout: settings.timeout,
         })
@@ -131,7 +140,8 @@ impl RedisBackend {
         emission_us: u64,
         burst: u32,
     ) -> Result<Verdict, RedisLimitError> {
-        let mut conn = self.conn.clone();
+        let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.pool.len();
+        let mut conn = self.pool[turn].clone();
         let mut invocation = self.script.key(key);
         invocation.arg(emission_us).arg(burst);
         let attempt = async {

@@ -80,6 +80,7 @@ fn build_limits(config: &GatewayConfig) -> Result<Limits, String> {
             redis.timeout = r.timeout;
             redis.connect_timeout = r.connect_timeout;
             redis.retry_interval = r.retry_interval;
+            redis.pool_size = r.pool_size;
             redis.on_backend_error = match config.rate_limits.on_backend_error {
                 BackendErrorMode::Local => OnBackendError::Local,
                 BackendErrorMode::FailOpen => OnBackendError::FailOpen,
