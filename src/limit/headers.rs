@@ -7,7 +7,7 @@ use std::fmt::Write;
 
 use http::{HeaderName, HeaderValue};
 
-use super::decision::Decision;
+use super::decision::{Decision, DecisionSource};
 
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
@@ -46,7 +46,9 @@ impl PolicyLabel {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateLimitHeaders {
     pub policy: HeaderValue,
-    pub rate_limit: HeaderValue,
+    /// `None` when no limit's state is known (Redis down with `fail_open`: nothing is counted,
+    /// so no remaining budget can be claimed).
+    pub rate_limit: Option<HeaderValue>,
     /// Only when at least one limit refused the request.
     pub retry_after: Option<HeaderValue>,
 }
@@ -63,7 +65,6 @@ impl RateLimitHeaders {
         for (i, (label, d)) in items.iter().enumerate() {
             if i > 0 {
                 policy.push_str(", ");
-                rate_limit.push_str(", ");
             }
             // Writing to a String cannot fail.
             let _ = write!(
@@ -73,6 +74,12 @@ impl RateLimitHeaders {
                 d.quota,
                 d.window_secs
             );
+            if d.source == DecisionSource::FailOpen {
+                continue;
+            }
+            if !rate_limit.is_empty() {
+                rate_limit.push_str(", ");
+            }
             let _ = write!(
                 rate_limit,
                 "{};r={};t={}",
@@ -89,7 +96,11 @@ impl RateLimitHeaders {
             .map(HeaderValue::from);
         Some(RateLimitHeaders {
             policy: HeaderValue::try_from(policy).ok()?,
-            rate_limit: HeaderValue::try_from(rate_limit).ok()?,
+            rate_limit: if rate_limit.is_empty() {
+                None
+            } else {
+                Some(HeaderValue::try_from(rate_limit).ok()?)
+            },
             retry_after,
         })
     }
@@ -100,7 +111,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::limit::decision::{DecisionSource, LimitId};
+    use crate::limit::decision::LimitId;
 
     fn d(allowed: bool, remaining: u32, reset_ms: u64, retry_ms: u64) -> Decision {
         Decision {
@@ -121,7 +132,10 @@ mod tests {
         let dec = d(true, 42, 160, 0);
         let h = RateLimitHeaders::build(&[(&label, &dec)]).unwrap();
         assert_eq!(h.policy, "\"tiktok-orders\";q=50;w=1");
-        assert_eq!(h.rate_limit, "\"tiktok-orders\";r=42;t=1");
+        assert_eq!(
+            h.rate_limit.as_ref().map(|v| v.to_str().unwrap()),
+            Some("\"tiktok-orders\";r=42;t=1")
+        );
         assert_eq!(h.retry_after, None);
     }
 
@@ -136,10 +150,28 @@ mod tests {
             "\"orders.caller\";q=50;w=1, \"orders.ip\";q=50;w=1"
         );
         assert_eq!(
-            h.rate_limit,
-            "\"orders.caller\";r=0;t=2, \"orders.ip\";r=3;t=1"
+            h.rate_limit.as_ref().map(|v| v.to_str().unwrap()),
+            Some("\"orders.caller\";r=0;t=2, \"orders.ip\";r=3;t=1")
         );
         assert_eq!(h.retry_after, Some(HeaderValue::from(2u64)));
+    }
+
+    #[test]
+    fn fail_open_decisions_claim_no_remaining_budget() {
+        let (a, b) = (PolicyLabel::new("a"), PolicyLabel::new("b"));
+        let open = Decision {
+            source: DecisionSource::FailOpen,
+            ..d(true, 50, 0, 0)
+        };
+        let known = d(true, 3, 500, 0);
+        let h = RateLimitHeaders::build(&[(&a, &open), (&b, &known)]).unwrap();
+        assert_eq!(h.policy, "\"a\";q=50;w=1, \"b\";q=50;w=1");
+        assert_eq!(
+            h.rate_limit.as_ref().map(|v| v.to_str().unwrap()),
+            Some("\"b\";r=3;t=1")
+        );
+        let h = RateLimitHeaders::build(&[(&a, &open)]).unwrap();
+        assert_eq!(h.rate_limit, None, "nothing is known");
     }
 
     #[test]

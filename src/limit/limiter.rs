@@ -380,7 +380,7 @@ mod tests {
         assert_eq!(refusal.source, DecisionSource::Local);
         let h = rl.headers(&[refusal]).unwrap();
         assert_eq!(h.policy, "\"orders\";q=10;w=1");
-        assert_eq!(h.rate_limit, "\"orders\";r=0;t=1");
+        assert_eq!(h.rate_limit.unwrap(), "\"orders\";r=0;t=1");
         assert_eq!(h.retry_after, Some(http::HeaderValue::from(1u64)));
         let refused_after = metrics()
             .rate_limited
@@ -392,7 +392,7 @@ mod tests {
         clock.advance(Duration::from_secs(2));
         let ok = rl.check(id, b"alice").await;
         let h = rl.headers(&[ok]).unwrap();
-        assert_eq!(h.rate_limit, "\"orders\";r=4;t=1");
+        assert_eq!(h.rate_limit.unwrap(), "\"orders\";r=4;t=1");
         assert_eq!(h.retry_after, None);
     }
 

@@ -90,7 +90,7 @@ pub async fn check(
 fn with_headers(mut err: GatewayError, h: &RateLimitHeaders) -> GatewayError {
     for (name, value) in [
         ("ratelimit-policy", Some(&h.policy)),
-        ("ratelimit", Some(&h.rate_limit)),
+        ("ratelimit", h.rate_limit.as_ref()),
         ("retry-after", h.retry_after.as_ref()),
     ] {
         if let Some(v) = value.and_then(|v| v.to_str().ok()) {

@@ -173,10 +173,10 @@ impl GatewayProxy {
             .await?;
             if let Some(h) = &ctx.rate_headers {
                 for (name, value) in [
-                    ("ratelimit-policy", &h.policy),
-                    ("ratelimit", &h.rate_limit),
+                    ("ratelimit-policy", Some(&h.policy)),
+                    ("ratelimit", h.rate_limit.as_ref()),
                 ] {
-                    if let Ok(v) = value.to_str() {
+                    if let Some(Ok(v)) = value.map(|v| v.to_str()) {
                         reply.headers.push((name, v.to_string()));
                     }
                 }
@@ -427,7 +427,9 @@ impl ProxyHttp for GatewayProxy {
         upstream_response.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
         if let Some(h) = &ctx.rate_headers {
             upstream_response.insert_header(crate::limit::RATELIMIT_POLICY, h.policy.clone())?;
-            upstream_response.insert_header(crate::limit::RATELIMIT, h.rate_limit.clone())?;
+            if let Some(v) = &h.rate_limit {
+                upstream_response.insert_header(crate::limit::RATELIMIT, v.clone())?;
+            }
         }
         ctx.status = upstream_response.status.as_u16();
         ctx.decision = "forwarded";
