@@ -109,20 +109,22 @@ rate_limits:
     );
     let redis = yaml.replace(
         "backend: local",
-        "backend: redis\n  url: \"redis://127.0.0.1:6379/\"\n  timeout: 0ms\n  pool_size: 0",
+        "backend: redis\n  url: \"redis://127.0.0.1:6379/\"\n  timeout: 0ms\n  pool_size: 0\n  on_backend_error: sometimes",
     );
     let (ok, out) = validate(&redis);
     assert!(!ok, "{out}");
     for expected in [
         "line 11: rate_limits.timeout: must be above 0",
         "line 12: rate_limits.pool_size: must be between 1 and 64",
+        "line 13: rate_limits.on_backend_error: on_backend_error `sometimes` is not one of local, fail_open, fail_closed",
     ] {
         assert!(out.contains(expected), "missing `{expected}` in:\n{out}");
     }
     let (ok, out) = validate(
         &redis
             .replace("0ms", "50ms")
-            .replace("pool_size: 0", "pool_size: 2"),
+            .replace("pool_size: 0", "pool_size: 2")
+            .replace("sometimes", "fail_closed"),
     );
     assert!(ok, "{out}");
 }

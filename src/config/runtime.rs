@@ -357,34 +357,16 @@ pub struct TokenStoreConfig {
 
 // ---------------------------------------------------------------- the rest
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BackendErrorMode {
-    Local,
-    FailOpen,
-    FailClosed,
-}
-
 #[derive(Debug, Clone)]
 pub enum RateLimitBackend {
     Local,
-    Redis(RedisBackendConfig),
-}
-
-/// `rate_limits` with `backend: redis`.
-#[derive(Debug, Clone)]
-pub struct RedisBackendConfig {
-    pub url: Secret,
-    pub key_prefix: String,
-    pub timeout: Duration,
-    pub connect_timeout: Duration,
-    pub retry_interval: Duration,
-    pub pool_size: usize,
+    /// `backend: redis`, with every setting the Redis limiter takes.
+    Redis(crate::limit::RedisSettings),
 }
 
 #[derive(Debug, Clone)]
 pub struct RateLimitsConfig {
     pub backend: RateLimitBackend,
-    pub on_backend_error: BackendErrorMode,
     pub max_keys: usize,
 }
 

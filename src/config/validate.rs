@@ -783,7 +783,6 @@ fn rate_limits(v: &mut V, file: Option<&RateLimitsFile>) -> RateLimitsConfig {
     let Some(f) = file else {
         return RateLimitsConfig {
             backend: RateLimitBackend::Local,
-            on_backend_error: BackendErrorMode::Local,
             max_keys: 100_000,
         };
     };
@@ -838,28 +837,25 @@ fn rate_limits(v: &mut V, file: Option<&RateLimitsFile>) -> RateLimitsConfig {
             RateLimitBackend::Local
         }
     };
-    let on_backend_error = match f.on_backend_error.as_ref().map(|s| s.value.as_str()) {
-        None | Some("local") => BackendErrorMode::Local,
-        Some("fail_open") => BackendErrorMode::FailOpen,
-        Some("fail_closed") => BackendErrorMode::FailClosed,
-        Some(other) => {
-            v.issues.add(
-                "rate_limits.on_backend_error",
-                f.on_backend_error.as_ref().and_then(line_of),
-                format!("`{other}`: use local, fail_open or fail_closed"),
-            );
-            BackendErrorMode::Local
-        }
-    };
     RateLimitsConfig {
         backend,
-        on_backend_error,
         max_keys: f.max_keys.unwrap_or(100_000),
     }
 }
 
-fn redis_backend(v: &mut V, f: &RateLimitsFile, url: Secret) -> RedisBackendConfig {
+fn redis_backend(v: &mut V, f: &RateLimitsFile, url: Secret) -> crate::limit::RedisSettings {
     let d = crate::limit::RedisSettings::new(url);
+    let on_backend_error = match &f.on_backend_error {
+        None => d.on_backend_error,
+        Some(mode) => mode
+            .value
+            .parse()
+            .unwrap_or_else(|e: crate::limit::UnknownFallback| {
+                v.issues
+                    .at("rate_limits.on_backend_error", mode, e.to_string());
+                d.on_backend_error
+            }),
+    };
     let key_prefix = match &f.key_prefix {
         None => d.key_prefix.clone(),
         Some(p) if p.value.trim().is_empty() || p.value.chars().any(char::is_whitespace) => {
@@ -904,13 +900,14 @@ fn redis_backend(v: &mut V, f: &RateLimitsFile, url: Secret) -> RedisBackendConf
             d.pool_size
         }
     };
-    RedisBackendConfig {
+    crate::limit::RedisSettings {
         url: d.url,
         key_prefix,
         timeout,
         connect_timeout,
         retry_interval,
         pool_size,
+        on_backend_error,
     }
 }
 

@@ -11,14 +11,10 @@ use arc_swap::ArcSwap;
 
 use crate::clock::Clock;
 use crate::clock::SharedClock;
-use crate::config::{
-    BackendErrorMode, ConnectionLimits as ListenerConnections, RateLimitBackend, Secret,
-};
 use crate::config::{ConfigError, GatewayConfig, load_file};
+use crate::config::{ConnectionLimits as ListenerConnections, RateLimitBackend, Secret};
 use crate::inspect::{HostAllowList, SlowClientSettings};
-use crate::limit::{
-    Backend, LimitId, LimitSettings, OnBackendError, RateLimitSettings, RateLimiter, RedisSettings,
-};
+use crate::limit::{Backend, LimitId, LimitSettings, RateLimitSettings, RateLimiter};
 use crate::pipeline::router::Router;
 use crate::privacy::{PrivacyEngine, PrivacySettings, SharedPrivacyEngine};
 use crate::server::auth_setup::{JwtVerifiers, RuntimeAuth, jwt_verifiers, runtime_auth};
@@ -74,20 +70,7 @@ pub(crate) fn slow_client_settings(c: &ListenerConnections) -> SlowClientSetting
 fn build_limits(config: &GatewayConfig) -> Result<Limits, String> {
     let backend = match &config.rate_limits.backend {
         RateLimitBackend::Local => Backend::Local,
-        RateLimitBackend::Redis(r) => {
-            let mut redis = RedisSettings::new(r.url.clone());
-            redis.key_prefix = r.key_prefix.clone();
-            redis.timeout = r.timeout;
-            redis.connect_timeout = r.connect_timeout;
-            redis.retry_interval = r.retry_interval;
-            redis.pool_size = r.pool_size;
-            redis.on_backend_error = match config.rate_limits.on_backend_error {
-                BackendErrorMode::Local => OnBackendError::Local,
-                BackendErrorMode::FailOpen => OnBackendError::FailOpen,
-                BackendErrorMode::FailClosed => OnBackendError::FailClosed,
-            };
-            Backend::Redis(redis)
-        }
+        RateLimitBackend::Redis(redis) => Backend::Redis(redis.clone()),
     };
     let settings = RateLimitSettings {
         backend,
