@@ -399,3 +399,58 @@ async fn reload_changes_routing_on_a_live_keepalive_connection_and_bad_reload_ke
     );
     assert!(orders.received_count() >= 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_upstreams_are_verified_against_their_own_ca() {
+    // An upstream whose certificate comes from a private CA.
+    let pki = tempfile::tempdir().unwrap();
+    let certs = tiktok_gateway::server::dev_certs::generate(pki.path()).unwrap();
+    let upstream = common::TlsRecorder::start(&certs.server_cert, &certs.server_key).await;
+    let port = free_port();
+    let (target, ca) = (upstream.addr, certs.ca_cert.display().to_string());
+    let _gw = TestGateway::start(|dir| {
+        format!(
+            r#"listeners:
+  plain:
+    address: "127.0.0.1:{port}"
+upstreams:
+  trusted:
+    targets: ["{target}"]
+    tls: {{ sni: localhost, ca: "{ca}" }}
+  untrusted:
+    targets: ["{target}"]
+    tls: {{ sni: localhost }}
+routes:
+  - name: trusted
+    listener: plain
+    match: {{ path_prefix: /trusted/ }}
+    auth: none
+    upstream: trusted
+  - name: untrusted
+    listener: plain
+    match: {{ path_prefix: /untrusted/ }}
+    auth: none
+    upstream: untrusted
+logging:
+  access_log: {log}
+"#,
+            log = dir.join("access.log").display(),
+        )
+    });
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let get = |path: &str| {
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").into_bytes()
+    };
+
+    // The system roots do not know the private CA: the upstream is refused, not trusted blindly.
+    let raw = raw_http(addr, &get("/untrusted/1")).await;
+    assert_eq!(status_of(&raw), 502, "{raw}");
+    let raw = raw_http(addr, &get("/trusted/1")).await;
+    assert_eq!(status_of(&raw), 200, "{raw}");
+    // A pooled connection made under one upstream's trust is not lent to another's.
+    let raw = raw_http(addr, &get("/untrusted/2")).await;
+    assert_eq!(status_of(&raw), 502, "{raw}");
+    let seen: Vec<String> = upstream.received().into_iter().map(|r| r.head).collect();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(seen[0].starts_with("GET /trusted/1 HTTP/1.1"), "{seen:?}");
+}

@@ -298,3 +298,50 @@ async fn developer_webhooks_use_their_own_scheme_with_freshness() {
             .is_none()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_reach_a_tls_order_service_trusted_through_its_upstream_ca() {
+    // The order service's own private CA, unknown to the system roots.
+    let pki = tempfile::tempdir().unwrap();
+    let certs = tiktok_gateway::server::dev_certs::generate(pki.path()).unwrap();
+    let upstream = common::TlsRecorder::start(&certs.server_cert, &certs.server_key).await;
+    let port = free_port();
+    let qdir = tempfile::tempdir().unwrap();
+    let queue = qdir.path().join("queue.redb");
+    let ca = certs.ca_cert.display().to_string();
+    let gw = TestGateway::start(|dir| {
+        config(dir, port, upstream.addr, &queue).replace(
+            &format!("    targets: [\"{}\"]\n", upstream.addr),
+            &format!(
+                "    targets: [\"{}\"]\n    tls: {{ sni: localhost, ca: \"{ca}\" }}\n",
+                upstream.addr
+            ),
+        )
+    });
+
+    assert_eq!(post(port, VECTOR_BODY, Some(VECTOR_SIG)).await, 200);
+    wait_until("delivery over TLS", || !upstream.received().is_empty()).await;
+    let got = &upstream.received()[0];
+    assert!(
+        got.head
+            .starts_with("POST /internal/tiktok/events HTTP/1.1"),
+        "{}",
+        got.head
+    );
+    assert!(
+        got.head
+            .to_ascii_lowercase()
+            .contains(&proof::SIGNATURE_HEADER.to_ascii_lowercase()),
+        "{}",
+        got.head
+    );
+    assert_eq!(&got.body[..], VECTOR_BODY.as_bytes());
+
+    // The delivery client is built at start: a reload that changes this TLS is refused.
+    let text = std::fs::read_to_string(&gw.config_path).unwrap();
+    let changed = text.replace("sni: localhost", "sni: orders.internal");
+    let config = tiktok_gateway::config::load_str(&changed, gw.dir.path(), &gw.config_path)
+        .expect("the changed config is valid");
+    let err = gw.gateway.apply(config).expect_err("refused").to_string();
+    assert!(err.contains("applies on restart"), "{err}");
+}

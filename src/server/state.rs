@@ -18,7 +18,7 @@ use crate::limit::{Backend, LimitId, LimitSettings, RateLimitSettings, RateLimit
 use crate::pipeline::router::Router;
 use crate::privacy::{PrivacyEngine, PrivacySettings, SharedPrivacyEngine};
 use crate::server::auth_setup::{JwtVerifiers, RuntimeAuth, jwt_verifiers, runtime_auth};
-use crate::server::tiktok_services::TikTokServices;
+use crate::server::tiktok_services::{TikTokServices, delivery_tls};
 use crate::server::upstreams::UpstreamRegistry;
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::metrics::metrics;
@@ -300,6 +300,13 @@ impl Gateway {
                 "tiktok",
                 None,
                 "TikTok apps, shops, tokens and webhook settings apply on restart, so this reload is refused",
+            ));
+        }
+        if delivery_tls(&current.config) != delivery_tls(&config) {
+            return Err(ConfigError::single(
+                "upstreams",
+                None,
+                "TLS to the upstreams webhooks are delivered to (sni, ca, first target) applies on restart, so this reload is refused",
             ));
         }
         self.upstreams

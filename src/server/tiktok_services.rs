@@ -4,6 +4,7 @@
 //! (they apply on restart), so nothing here can drift from the running config.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use tokio::sync::OnceCell;
 use crate::clock::SharedClock;
 use crate::config::{DedupBackend, GatewayConfig, TikTokConfig, WebhooksConfig};
 use crate::limit::OutboundPacer;
-use crate::tiktok::delivery::{DeliverySettings, DeliveryWorker};
+use crate::tiktok::delivery::{DeliverySettings, DeliveryTls, DeliveryWorker};
 use crate::tiktok::queue::WebhookQueue;
 use crate::tiktok::replay::{
     MemoryReplayCache, RedisReplayCache, RedisReplaySettings, ReplayCache, ReplayError,
@@ -54,7 +55,7 @@ impl TikTokServices {
         let webhooks = config
             .webhooks
             .as_ref()
-            .map(|w| webhook_services(w, clock))
+            .map(|w| webhook_services(w, config, clock))
             .transpose()?;
         let egress = config.tiktok.as_ref().map(egress_services).transpose()?;
         Ok(Self {
@@ -136,7 +137,40 @@ fn token_manager(t: &TikTokConfig, clock: SharedClock) -> Result<TokenManager, S
     Ok(manager)
 }
 
-fn webhook_services(w: &WebhooksConfig, clock: SharedClock) -> Result<WebhookServices, String> {
+/// TLS for each upstream that webhook routes deliver to, as the proxy uses it: the same
+/// trust anchors, and the same target address for the SNI name.
+pub(crate) fn delivery_tls(config: &GatewayConfig) -> Vec<DeliveryTls> {
+    let mut out: Vec<DeliveryTls> = Vec::new();
+    for route in config.routes.iter().filter(|r| r.auth.webhook().is_some()) {
+        let Some(up) = config.upstreams.get(&route.upstream) else {
+            continue;
+        };
+        let (Some(tls), Some(target)) = (&up.tls, up.targets.first()) else {
+            continue;
+        };
+        let origin = format!("https://{}:{}", tls.sni, target.port);
+        if out.iter().any(|t| t.origin == origin) {
+            continue;
+        }
+        out.push(DeliveryTls {
+            origin,
+            server_name: tls.sni.clone(),
+            pin: target
+                .host
+                .parse::<IpAddr>()
+                .ok()
+                .map(|ip| SocketAddr::new(ip, target.port)),
+            ca: tls.ca.clone(),
+        });
+    }
+    out
+}
+
+fn webhook_services(
+    w: &WebhooksConfig,
+    config: &GatewayConfig,
+    clock: SharedClock,
+) -> Result<WebhookServices, String> {
     let queue = Arc::new(
         WebhookQueue::open(&w.queue_path, clock.clone())
             .map_err(|e| format!("webhooks.queue_path: {e}"))?,
@@ -144,6 +178,7 @@ fn webhook_services(w: &WebhooksConfig, clock: SharedClock) -> Result<WebhookSer
     let _ = queue.register_metrics(prometheus::default_registry());
     let mut settings = DeliverySettings::new(w.forward_secret.clone());
     settings.backoff_cap = w.max_retry_backoff;
+    settings.tls = delivery_tls(config);
     let delivery = Arc::new(
         DeliveryWorker::new(queue.clone(), settings, clock)
             .map_err(|e| format!("webhooks: {e}"))?,

@@ -131,6 +131,10 @@ impl UpstreamRegistry {
             None => (false, String::new()),
         };
         let mut peer = HttpPeer::new(addr, tls, sni);
+        // Pingora's connection pool keys on address, SNI and verify flags but not on the trust
+        // anchors: without this, a connection verified under one upstream's `ca` could be
+        // lent to another upstream at the same address that trusts a different CA.
+        peer.group_key = pool_group(&up.name);
         peer.options.connection_timeout = Some(up.connect_timeout);
         peer.options.total_connection_timeout = Some(up.connect_timeout * 2);
         peer.options.read_timeout = Some(up.read_timeout);
@@ -153,6 +157,14 @@ impl UpstreamRegistry {
 
 /// Reads a PEM bundle into Pingora's CA type, checking every certificate parses (Pingora's own
 /// parser panics on bad DER).
+/// A pool partition per upstream name.
+fn pool_group(upstream: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    upstream.hash(&mut h);
+    h.finish()
+}
+
 fn load_ca(path: &std::path::Path) -> Result<Arc<[WrappedX509]>, String> {
     use rustls_pki_types::pem::PemObject;
     let pem = std::fs::read(path).map_err(|e| format!("cannot read CA {}: {e}", path.display()))?;

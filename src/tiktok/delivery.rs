@@ -14,6 +14,8 @@
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,6 +46,21 @@ pub struct DeliverySettings {
     pub backoff_cap: Duration,
     /// Events delivered concurrently (each event still has at most one attempt at a time).
     pub max_in_flight: usize,
+    /// How to reach the order-service upstreams that are behind TLS.
+    pub tls: Vec<DeliveryTls>,
+}
+
+/// TLS to one order-service upstream, as its `upstreams.<name>.tls` says for proxied traffic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryTls {
+    /// `https://<sni>:<port>`: the origin of the URLs queued for this upstream.
+    pub origin: String,
+    /// The name the certificate must carry (the upstream's `sni`).
+    pub server_name: String,
+    /// The target's address when it is an IP: connections go there, not to DNS for the name.
+    pub pin: Option<SocketAddr>,
+    /// PEM bundle that alone is trusted; `None`: the system roots.
+    pub ca: Option<PathBuf>,
 }
 
 impl DeliverySettings {
@@ -56,6 +73,7 @@ impl DeliverySettings {
             backoff_base: Duration::from_secs(1),
             backoff_cap: Duration::from_secs(300),
             max_in_flight: 8,
+            tls: Vec::new(),
         }
     }
 }
@@ -78,6 +96,8 @@ pub enum DeliveryError {
     Proof(#[from] ProofError),
     #[error("webhook delivery: cannot build the HTTP client")]
     Client,
+    #[error("webhook delivery: CA bundle {path}: {reason}")]
+    Ca { path: String, reason: String },
     #[error("webhook delivery metrics: {0}")]
     Metrics(#[from] prometheus::Error),
 }
@@ -114,22 +134,59 @@ pub trait Transport: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct HttpTransport {
     client: reqwest::Client,
+    /// One client per TLS upstream (its own trust anchors and address), by URL origin.
+    tls_clients: Vec<(String, reqwest::Client)>,
 }
 
 impl HttpTransport {
     pub fn new(
         connect_timeout: Duration,
         request_timeout: Duration,
+        tls: &[DeliveryTls],
     ) -> Result<Self, DeliveryError> {
         // reqwest is built without a default provider; ours is ring. Already installed is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .connect_timeout(connect_timeout)
-            .timeout(request_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|_| DeliveryError::Client)?;
-        Ok(Self { client })
+        let builder = || {
+            reqwest::Client::builder()
+                .connect_timeout(connect_timeout)
+                .timeout(request_timeout)
+                .redirect(reqwest::redirect::Policy::none())
+        };
+        let client = builder().build().map_err(|_| DeliveryError::Client)?;
+        let mut tls_clients = Vec::with_capacity(tls.len());
+        for t in tls {
+            let mut b = builder().https_only(true);
+            if let Some(ca) = &t.ca {
+                let fail = |reason: String| DeliveryError::Ca {
+                    path: ca.display().to_string(),
+                    reason,
+                };
+                let pem = std::fs::read(ca).map_err(|e| fail(e.to_string()))?;
+                let certs =
+                    reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| fail(e.to_string()))?;
+                b = b.tls_certs_only(certs);
+            }
+            if let Some(addr) = t.pin {
+                b = b.resolve(&t.server_name, addr);
+            }
+            let c = b.build().map_err(|_| DeliveryError::Client)?;
+            tls_clients.push((t.origin.clone(), c));
+        }
+        Ok(Self {
+            client,
+            tls_clients,
+        })
+    }
+
+    /// The client for `url`: its TLS upstream's, or the plain one.
+    fn client_for(&self, url: &str) -> &reqwest::Client {
+        self.tls_clients
+            .iter()
+            .find(|(origin, _)| {
+                url.starts_with(origin.as_str()) && url.as_bytes().get(origin.len()) == Some(&b'/')
+            })
+            .map(|(_, c)| c)
+            .unwrap_or(&self.client)
     }
 }
 
@@ -139,7 +196,7 @@ const DRAIN_LIMIT: usize = 64 * 1024;
 impl Transport for HttpTransport {
     async fn send(&self, d: Delivery<'_>) -> Result<u16, SendError> {
         let response = self
-            .client
+            .client_for(d.url)
             .post(d.url)
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(TIMESTAMP_HEADER, d.timestamp)
@@ -229,7 +286,11 @@ impl DeliveryWorker<HttpTransport> {
         settings: DeliverySettings,
         clock: SharedClock,
     ) -> Result<Self, DeliveryError> {
-        let transport = HttpTransport::new(settings.connect_timeout, settings.request_timeout)?;
+        let transport = HttpTransport::new(
+            settings.connect_timeout,
+            settings.request_timeout,
+            &settings.tls,
+        )?;
         Self::with_transport(queue, settings, clock, transport)
     }
 }

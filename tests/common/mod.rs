@@ -279,3 +279,112 @@ pub fn unique_name(prefix: &str) -> String {
         .unwrap_or(0);
     format!("{prefix}-{}-{nanos}", std::process::id())
 }
+
+/// One HTTP/1.1 request a [`TlsRecorder`] received.
+#[derive(Debug, Clone)]
+pub struct RecordedRequest {
+    /// Request line and headers, as sent.
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+/// An HTTPS upstream on 127.0.0.1 with the given certificate: records every request and
+/// answers `200` with an empty body (keep-alive).
+pub struct TlsRecorder {
+    pub addr: SocketAddr,
+    received: Arc<parking_lot::Mutex<Vec<RecordedRequest>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl TlsRecorder {
+    pub async fn start(cert: &Path, key: &Path) -> TlsRecorder {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        tls::install_crypto_provider();
+        let chain = CertificateDer::pem_file_iter(cert)
+            .expect("cert")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("cert pem");
+        let key = PrivateKeyDer::from_pem_file(key).expect("key");
+        let config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let received: Arc<parking_lot::Mutex<Vec<RecordedRequest>>> = Arc::default();
+        let sink = received.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, sink) = (acceptor.clone(), sink.clone());
+                tokio::spawn(async move {
+                    if let Ok(stream) = acceptor.accept(tcp).await {
+                        serve_recorded(stream, sink).await;
+                    }
+                });
+            }
+        });
+        TlsRecorder {
+            addr,
+            received,
+            accept,
+        }
+    }
+
+    pub fn received(&self) -> Vec<RecordedRequest> {
+        self.received.lock().clone()
+    }
+}
+
+impl Drop for TlsRecorder {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+/// Reads requests (framed by `Content-Length`) until the peer closes; answers each with 200.
+async fn serve_recorded<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut stream: S,
+    sink: Arc<parking_lot::Mutex<Vec<RecordedRequest>>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+            continue;
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+        let len = head
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse::<usize>().ok())?
+            })
+            .unwrap_or(0);
+        while buf.len() < end + 4 + len {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let body = buf[end + 4..end + 4 + len].to_vec();
+        buf.drain(..end + 4 + len);
+        sink.lock().push(RecordedRequest { head, body });
+        if stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
