@@ -26,7 +26,7 @@ use super::webhook_ingress;
 use super::{auth_stage, limit_stage, tiktok_egress};
 use crate::inspect::head_deadline;
 use crate::server::state::Gateway;
-use crate::telemetry::access_log::{AccessRecord, query_keys};
+use crate::telemetry::access_log::AccessRecord;
 use crate::telemetry::metrics::metrics;
 use crate::telemetry::request_id;
 
@@ -536,7 +536,7 @@ impl ProxyHttp for GatewayProxy {
         let req = session.req_header();
         // A path can carry personal data (`/customers/<e-mail>`): it goes through the redactor.
         let privacy = self.gateway.privacy.load();
-        let path = privacy.redact_text(req.uri.path());
+        let path = privacy.path_for_log(req.uri.path());
         let upstream = ctx.route.as_ref().map(|r| r.upstream.as_str());
         let forwarded = ctx.decision == "forwarded";
         self.gateway.access_log.write(AccessRecord {
@@ -545,7 +545,7 @@ impl ProxyHttp for GatewayProxy {
             route: ctx.route.as_ref().map(|r| r.name.as_str()),
             method: req.method.as_str(),
             path: &path,
-            query_keys: query_keys(req.uri.query()),
+            query_keys: privacy.query_keys_for_log(req.uri.query().unwrap_or("")),
             status,
             bytes_in: session.body_bytes_read(),
             bytes_out: session.body_bytes_sent(),

@@ -198,6 +198,21 @@ impl PrivacyEngine {
         }
     }
 
+    /// The names of a query's parameters for the access log: decoded, then redacted if they
+    /// look personal (`?maria@example.com`, `?eyJhbGci…`); values are never kept.
+    pub fn query_keys_for_log(&self, query: &str) -> Vec<String> {
+        form_urlencoded::parse(query.as_bytes())
+            .map(|(key, _)| self.redact_text(&key).into_owned())
+            .collect()
+    }
+
+    /// A request path for the access log: percent-decoded first (`/customers/maria%40x.com`
+    /// hides an e-mail from the detectors otherwise), then redacted.
+    pub fn path_for_log(&self, path: &str) -> String {
+        let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+        self.redact_text(&decoded).into_owned()
+    }
+
     /// A query string for logs: every key kept (itself redacted if it looks personal), values
     /// only for allow-listed keys. Input is the raw query (without `?`); output is for humans.
     pub fn redact_query<'a>(&self, query: &'a str) -> Cow<'a, str> {
@@ -331,6 +346,20 @@ mod tests {
     use crate::config::Secret;
     use crate::privacy::engine::PrivacySettings;
     use crate::privacy::engine::test_support::engine;
+
+    #[test]
+    fn access_log_query_keys_and_paths_hide_personal_data_even_encoded() {
+        let e = engine();
+        let keys = e.query_keys_for_log("access_token=SECRET&ids=1,2&maria%40example.com&flag");
+        assert_eq!(keys[..2], ["access_token", "ids"]);
+        assert!(!keys.join(",").contains("maria"), "{keys:?}");
+        assert!(!keys.join(",").contains("SECRET"), "{keys:?}");
+        assert_eq!(keys[3], "flag");
+        assert!(e.query_keys_for_log("").is_empty());
+        let path = e.path_for_log("/customers/maria%40example.com/orders");
+        assert!(!path.contains("maria"), "{path}");
+        assert!(path.starts_with("/customers/"), "{path}");
+    }
 
     #[test]
     fn free_text_findings_are_replaced() {

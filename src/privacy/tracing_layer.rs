@@ -10,6 +10,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use tracing::Subscriber;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -67,14 +68,17 @@ where
     // Pingora's debug and trace output dumps whole request heads, custom header values included,
     // which no free-text detector can classify; its crates are therefore capped at `info`
     // whatever level the rest of the process logs at.
-    let verbose = directives.contains("debug") || directives.contains("trace");
-    let directives = if verbose {
-        format!("{directives},{PINGORA_CAP}")
-    } else {
-        directives.to_string()
-    };
-    let filter =
-        EnvFilter::try_new(directives).map_err(|e| PrivacyError::BadLogFilter(e.to_string()))?;
+    // The filter decides what is verbose (`debug`, `DEBUG`, `4`, per-target directives alike),
+    // so ask the parsed filter rather than the text.
+    let parse =
+        |d: &str| EnvFilter::try_new(d).map_err(|e| PrivacyError::BadLogFilter(e.to_string()));
+    let mut filter = parse(directives)?;
+    if filter
+        .max_level_hint()
+        .is_none_or(|max| max > LevelFilter::INFO)
+    {
+        filter = parse(&format!("{directives},{PINGORA_CAP}"))?;
+    }
     let writer = RedactingMakeWriter::new(writer, engine);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -311,6 +315,27 @@ mod tests {
                 "{format:?}: ids stay readable:\n{out}"
             );
             assert_eq!(out.lines().count(), 4, "{out}");
+        }
+    }
+
+    #[test]
+    fn pingora_stays_at_info_however_verbose_levels_are_spelled() {
+        for filter in ["debug", "DEBUG", "Trace", "5", "warn,tiktok_gateway=debug"] {
+            let logs = CapturedLogs::new();
+            let settings = LogSettings {
+                filter: filter.into(),
+                format: LogFormat::Text,
+            };
+            let sub = logs
+                .subscriber(&settings, engine().into_shared())
+                .expect("builds");
+            tracing::subscriber::with_default(sub, || {
+                tracing::debug!(target: "pingora_core::protocols", "x-custom-credential: s3cr3t");
+                tracing::info!(target: "pingora_core::protocols", "listening");
+            });
+            let out = logs.contents();
+            assert!(!out.contains("s3cr3t"), "{filter}: {out}");
+            assert!(out.contains("listening"), "{filter}: {out}");
         }
     }
 
