@@ -189,3 +189,53 @@ fn shipped_minimal_example_is_valid() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn redis_urls_are_checked_at_load_and_never_echoed() {
+    let with = |url: &str| {
+        format!(
+            r#"listeners:
+  egress:
+    address: "127.0.0.1:8080"
+upstreams:
+  orders:
+    targets: ["127.0.0.1:9001"]
+routes: []
+rate_limits:
+  backend: redis
+  url: "{url}"
+"#
+        )
+    };
+    for (url, expected) in [
+        (
+            "rediss://127.0.0.1:6380/",
+            "line 10: rate_limits.url: not a valid redis:// URL",
+        ),
+        (
+            "http://127.0.0.1/",
+            "line 10: rate_limits.url: not a valid redis:// URL",
+        ),
+        (
+            "redis://:hunter2@127.0.0.1:6379/",
+            "line 10: rate_limits.url: this URL carries a password: secrets are never inline",
+        ),
+        (
+            "${env:redis://u:hunter2@h}",
+            "line 10: rate_limits.url: not an environment variable name",
+        ),
+    ] {
+        let (ok, out) = validate(&with(url));
+        assert!(!ok, "{url}: {out}");
+        assert!(
+            out.contains(expected),
+            "{url}: missing `{expected}` in:\n{out}"
+        );
+        assert!(
+            !out.contains("hunter2"),
+            "{url}: the secret was echoed:\n{out}"
+        );
+    }
+    let (ok, out) = validate(&with("redis://127.0.0.1:6379/0"));
+    assert!(ok, "{out}");
+}

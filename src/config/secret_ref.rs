@@ -24,7 +24,8 @@ pub fn parse_secret_ref(text: &str) -> Result<SecretRef<'_>, String> {
         })?;
     if let Some(name) = inner.strip_prefix("env:") {
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!("`{name}` is not an environment variable name"));
+            // Not echoed: a mistyped reference may hold the secret itself.
+            return Err("not an environment variable name (letters, digits and _ only)".into());
         }
         Ok(SecretRef::Env(name))
     } else if let Some(path) = inner.strip_prefix("file:") {

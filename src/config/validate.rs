@@ -66,6 +66,32 @@ impl V<'_> {
         }
     }
 
+    /// A Redis URL, checked now rather than at the first request that needs it. A password in
+    /// it makes it a secret, which is never written inline. Messages never echo the URL.
+    fn redis_url(&mut self, path: &str, value: &S) -> Option<Secret> {
+        let inline = !value.value.trim_start().starts_with("${");
+        let url = Secret::new(self.literal_or_secret(path, value)?);
+        match redis::IntoConnectionInfo::into_connection_info(url.expose()) {
+            Err(_) => {
+                self.issues.at(
+                    path,
+                    value,
+                    "not a valid redis:// URL (rediss:// is not supported by this build)",
+                );
+                None
+            }
+            Ok(info) if inline && info.redis_settings().password().is_some() => {
+                self.issues.at(
+                    path,
+                    value,
+                    "this URL carries a password: secrets are never inline, use \"${env:NAME}\" or \"${file:/path}\"",
+                );
+                None
+            }
+            Ok(_) => Some(url),
+        }
+    }
+
     fn file(&mut self, path: &str, value: &S) -> PathBuf {
         let full = self.base_dir.join(&value.value);
         if !full.is_file() {
@@ -815,8 +841,8 @@ fn rate_limits(v: &mut V, file: Option<&RateLimitsFile>) -> RateLimitsConfig {
             RateLimitBackend::Local
         }
         "redis" => match &f.url {
-            Some(url) => match v.literal_or_secret("rate_limits.url", url) {
-                Some(u) => RateLimitBackend::Redis(redis_backend(v, f, Secret::new(u))),
+            Some(url) => match v.redis_url("rate_limits.url", url) {
+                Some(u) => RateLimitBackend::Redis(redis_backend(v, f, u)),
                 None => RateLimitBackend::Local,
             },
             None => {
@@ -919,10 +945,8 @@ fn webhooks(v: &mut V, f: &WebhooksFile) -> WebhooksConfig {
     let dedup_backend = match f.dedup_backend.as_ref().map(|s| s.value.as_str()) {
         None | Some("memory") => DedupBackend::Memory,
         Some("redis") => match &f.redis_url {
-            Some(url) => match v.literal_or_secret("webhooks.redis_url", url) {
-                Some(u) => DedupBackend::Redis {
-                    url: Secret::new(u),
-                },
+            Some(url) => match v.redis_url("webhooks.redis_url", url) {
+                Some(url) => DedupBackend::Redis { url },
                 None => DedupBackend::Memory,
             },
             None => {

@@ -130,9 +130,10 @@ impl GatewayProxy {
 
         // 4. Rate limits.
         if !route.rate_limits.is_empty() {
-            let limits = runtime
-                .limits()
-                .map_err(|e| GatewayError::internal(format!("rate limiter unavailable: {e}")))?;
+            let limits = runtime.limits().map_err(|e| {
+                tracing::error!(error = %e, route = %route.name, "rate limiter unavailable");
+                GatewayError::internal("rate limiter unavailable")
+            })?;
             let shop = route.tiktok.as_ref().and_then(|t| {
                 session
                     .req_header()

@@ -40,7 +40,8 @@ const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
 /// Why a caller's query was refused. Never carries a parameter value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QueryError {
-    #[error("query parameter `{0}` is repeated")]
+    /// The key is kept for the caller's code, never shown: it is request data.
+    #[error("a query parameter is repeated")]
     RepeatedKey(String),
     #[error("query has a parameter with an empty name")]
     EmptyKey,
