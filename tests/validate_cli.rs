@@ -239,3 +239,27 @@ rate_limits:
     let (ok, out) = validate(&with("redis://127.0.0.1:6379/0"));
     assert!(ok, "{out}");
 }
+
+#[test]
+fn privacy_on_a_plain_proxied_route_is_refused_not_ignored() {
+    let yaml = r#"listeners:
+  egress:
+    address: "127.0.0.1:8080"
+upstreams:
+  orders:
+    targets: ["127.0.0.1:9001"]
+routes:
+  - name: customers
+    listener: egress
+    match: { path_prefix: /customers/ }
+    auth: none
+    privacy: { pii_scope: "pii:read" }
+    upstream: orders
+"#;
+    let (ok, out) = validate(yaml);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("routes[0].privacy: `privacy` applies to TikTok and webhook routes only"),
+        "{out}"
+    );
+}

@@ -1216,7 +1216,15 @@ fn routes(v: &mut V, file: &ConfigFile, known: &Known) -> Vec<Arc<Route>> {
                 );
             }
         }
-        if privacy.as_ref().is_some_and(|p| p.on_leak == OnLeak::Block) && tiktok.is_none() {
+        // Only TikTok routes (whole responses) and webhook routes (whole bodies) pass through the
+        // privacy stage; on a plain proxied route the setting would silently do nothing.
+        if rf.privacy.is_some() && tiktok.is_none() && !is_webhook {
+            v.issues.at(
+                format!("{p}.privacy"),
+                r,
+                "`privacy` applies to TikTok and webhook routes only; a proxied route's responses are not masked or scanned",
+            );
+        } else if privacy.as_ref().is_some_and(|p| p.on_leak == OnLeak::Block) && tiktok.is_none() {
             v.issues.at(
                 format!("{p}.privacy.on_leak"),
                 r,
