@@ -13,7 +13,7 @@ use crate::auth::credentials::bearer_token;
 use crate::auth::{AuthError, Identity};
 use crate::server::auth_setup::AdminGate;
 use crate::server::state::Gateway;
-use crate::server::tls::PeerCertificate;
+use crate::server::tls::peer_certificate;
 use crate::telemetry::metrics::metrics;
 use crate::telemetry::request_id;
 
@@ -37,7 +37,12 @@ fn reply(
     for (k, v) in extra {
         b = b.header(*k, *v);
     }
-    b.body(body).unwrap_or_else(|_| Response::new(Vec::new()))
+    // Only a header we built could fail here; never let that turn a refusal into an empty 200.
+    b.body(body).unwrap_or_else(|_| {
+        let mut r = Response::new(Vec::new());
+        *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+        r
+    })
 }
 
 fn error(
@@ -91,11 +96,7 @@ impl ServeHttp for AdminApp {
                 &[],
             );
         };
-        let cert_verified = session
-            .digest()
-            .and_then(|d| d.ssl_digest.as_ref())
-            .and_then(|s| s.extension.get::<PeerCertificate>())
-            .is_some();
+        let cert_verified = peer_certificate(session).is_some();
         let identity = match self.authenticate(session, gate, cert_verified).await {
             Ok(identity) => identity,
             Err(e) => {

@@ -29,10 +29,20 @@ pub enum AcceptedMethod {
 
 /// What the request offers: its headers and, on a TLS listener with client auth, the verified
 /// leaf certificate (DER) of the connection.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct RequestCredentials<'a> {
     pub headers: &'a HeaderMap,
     pub client_cert_der: Option<&'a [u8]>,
+}
+
+/// Header names only: the values are the credentials.
+impl std::fmt::Debug for RequestCredentials<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestCredentials")
+            .field("header_names", &self.headers.keys().collect::<Vec<_>>())
+            .field("client_cert", &self.client_cert_der.is_some())
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -153,6 +163,24 @@ mod tests {
     use crate::config::Secret;
     use crate::sandbox::idp::{DEV_AUDIENCE, DevSigner, MintRequest};
     use http::{HeaderValue, StatusCode};
+
+    #[test]
+    fn credentials_debug_shows_header_names_not_values() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "authorization",
+            HeaderValue::from_static("Bearer eyJhbGciOi.secret"),
+        );
+        let c = RequestCredentials {
+            headers: &headers,
+            client_cert_der: None,
+        };
+        let shown = format!("{c:?}");
+        assert!(
+            shown.contains("authorization") && !shown.contains("eyJ"),
+            "{shown}"
+        );
+    }
     use sha2::{Digest, Sha256};
 
     const ISS: &str = "https://idp.test";

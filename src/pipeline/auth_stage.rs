@@ -8,18 +8,8 @@ use pingora::proxy::Session;
 
 use super::error::GatewayError;
 use crate::auth::{AuthError, Identity, RequestCredentials, RouteAuth};
-use crate::server::tls::PeerCertificate;
+use crate::server::tls::peer_certificate;
 use crate::telemetry::metrics::metrics;
-
-/// The verified client certificate of this connection, if any.
-pub fn peer_certificate(session: &Session) -> Option<&PeerCertificate> {
-    session
-        .digest()?
-        .ssl_digest
-        .as_ref()?
-        .extension
-        .get::<PeerCertificate>()
-}
 
 pub async fn authenticate(
     requirement: &RouteAuth,

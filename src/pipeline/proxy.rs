@@ -59,9 +59,6 @@ pub struct GatewayProxy {
     pub gateway: Arc<Gateway>,
 }
 
-/// Headers a caller may never set: the gateway's own identity assertions.
-const IDENTITY_PREFIX: &str = "x-gateway-";
-
 impl GatewayProxy {
     /// Stages before the upstream is chosen. `Err` ends the request with that answer.
     async fn before_upstream(
@@ -382,7 +379,7 @@ impl ProxyHttp for GatewayProxy {
         let spoofed: Vec<http::HeaderName> = upstream_request
             .headers
             .keys()
-            .filter(|k| k.as_str().starts_with(IDENTITY_PREFIX))
+            .filter(|k| crate::auth::propagation::is_gateway_header(k))
             .cloned()
             .collect();
         for name in spoofed {

@@ -141,7 +141,10 @@ fn delivery_target(runtime: &Runtime, route: &Route, path: &str) -> Result<Strin
     let path = route.rewrite_path.as_deref().unwrap_or(path);
     Ok(match &upstream.tls {
         // TLS is verified against the SNI name, so the URL names it.
-        Some(tls) => format!("https://{}:{}{path}", tls.sni, target.port),
+        Some(tls) => format!(
+            "{}{path}",
+            crate::tiktok::delivery::https_origin(&tls.sni, target.port)
+        ),
         None if target.host.contains(':') => {
             format!("http://[{}]:{}{path}", target.host, target.port)
         }

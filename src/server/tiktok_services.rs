@@ -16,7 +16,7 @@ use tokio::sync::OnceCell;
 use crate::clock::SharedClock;
 use crate::config::{DedupBackend, GatewayConfig, TikTokConfig, WebhooksConfig};
 use crate::limit::OutboundPacer;
-use crate::tiktok::delivery::{DeliverySettings, DeliveryTls, DeliveryWorker};
+use crate::tiktok::delivery::{DeliverySettings, DeliveryTls, DeliveryWorker, https_origin};
 use crate::tiktok::queue::WebhookQueue;
 use crate::tiktok::replay::{
     MemoryReplayCache, RedisReplayCache, RedisReplaySettings, ReplayCache, ReplayError,
@@ -148,7 +148,7 @@ pub(crate) fn delivery_tls(config: &GatewayConfig) -> Vec<DeliveryTls> {
         let (Some(tls), Some(target)) = (&up.tls, up.targets.first()) else {
             continue;
         };
-        let origin = format!("https://{}:{}", tls.sni, target.port);
+        let origin = https_origin(&tls.sni, target.port);
         if out.iter().any(|t| t.origin == origin) {
             continue;
         }

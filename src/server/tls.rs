@@ -36,6 +36,18 @@ pub struct PeerCertificate {
     pub tls_version: Option<&'static str>,
 }
 
+/// The verified client certificate of this connection, if it presented one.
+pub fn peer_certificate(
+    session: &pingora::protocols::http::ServerSession,
+) -> Option<&PeerCertificate> {
+    session
+        .digest()?
+        .ssl_digest
+        .as_ref()?
+        .extension
+        .get::<PeerCertificate>()
+}
+
 /// Serves one certificate, refusing clients that cannot speak the configured minimum version.
 #[derive(Debug)]
 struct CertResolver {

@@ -50,6 +50,12 @@ pub struct DeliverySettings {
     pub tls: Vec<DeliveryTls>,
 }
 
+/// `https://<sni>:<port>`: how queued URLs for a TLS upstream begin, and how the transport finds
+/// that upstream's client again. Both sides must build it here.
+pub fn https_origin(sni: &str, port: u16) -> String {
+    format!("https://{sni}:{port}")
+}
+
 /// TLS to one order-service upstream, as its `upstreams.<name>.tls` says for proxied traffic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryTls {
@@ -103,7 +109,7 @@ pub enum DeliveryError {
 }
 
 /// One signed POST, as handed to a [`Transport`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct Delivery<'a> {
     pub url: &'a str,
     pub body: &'a Bytes,
@@ -111,6 +117,18 @@ pub struct Delivery<'a> {
     pub signature: &'a str,
     pub event_id: &'a str,
     pub request_id: &'a str,
+}
+
+/// The body carries buyer data and the signature proves it: neither is ever printed.
+impl std::fmt::Debug for Delivery<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("url", &self.url)
+            .field("body_len", &self.body.len())
+            .field("event_id", &self.event_id)
+            .field("request_id", &self.request_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why an attempt got no HTTP status. Deliberately coarse: no URL, no body.
@@ -455,6 +473,25 @@ mod tests {
     use super::*;
     use crate::clock::{Clock, ManualClock, SystemClock};
     use crate::tiktok::proof;
+
+    #[test]
+    fn delivery_debug_never_shows_the_body_or_the_signature() {
+        let body = Bytes::from_static(br#"{"buyer_email":"maria@example.com"}"#);
+        let d = Delivery {
+            url: "https://orders.internal:8443/events",
+            body: &body,
+            timestamp: 1,
+            signature: "5dec0f11ec2f6783",
+            event_id: "ev-1",
+            request_id: "rid-1",
+        };
+        let shown = format!("{d:?}");
+        assert!(
+            !shown.contains("maria") && !shown.contains("5dec0f11"),
+            "{shown}"
+        );
+        assert!(shown.contains("ev-1"), "{shown}");
+    }
     use crate::tiktok::queue::NewEvent;
 
     const SECRET: &str = "order-service-shared-secret";

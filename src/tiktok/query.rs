@@ -54,9 +54,18 @@ pub enum QueryError {
 }
 
 /// A caller's query, decoded, with the gateway-owned keys removed, in the caller's order.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct CallerQuery<'a> {
     pairs: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+}
+
+/// Keys only: values are the caller's data (ids, e-mails, tokens).
+impl std::fmt::Debug for CallerQuery<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.pairs.iter().map(|(k, _)| k))
+            .finish()
+    }
 }
 
 impl<'a> CallerQuery<'a> {
@@ -160,7 +169,7 @@ pub fn omits_shop_cipher(path: &str, is_multipart_upload: bool) -> bool {
 }
 
 /// The plain request an internal caller sent, as the pipeline has it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct EgressRequest<'a> {
     /// The path to send to TikTok (already normalised and rewritten by routing), e.g.
     /// `/order/202309/orders/search`.
@@ -171,6 +180,18 @@ pub struct EgressRequest<'a> {
     pub body: &'a [u8],
     /// The caller's `content-type`, if any.
     pub content_type: Option<&'a str>,
+}
+
+/// The query and body are the caller's data: only their sizes are printed.
+impl std::fmt::Debug for EgressRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EgressRequest")
+            .field("path", &self.path)
+            .field("query_len", &self.raw_query.map(str::len))
+            .field("body_len", &self.body.len())
+            .field("content_type", &self.content_type)
+            .finish()
+    }
 }
 
 /// What the gateway injects for one shop. Borrowed from the runtime config for one request.
@@ -321,6 +342,24 @@ pub fn sign_request(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_output_never_shows_caller_values() {
+        let q = CallerQuery::parse("email=maria%40example.com&ids=1").unwrap();
+        let shown = format!("{q:?}");
+        assert!(
+            shown.contains("email") && !shown.contains("maria"),
+            "{shown}"
+        );
+        let req = EgressRequest {
+            path: "/order/202309/orders",
+            raw_query: Some("email=maria%40example.com"),
+            body: br#"{"buyer_email":"maria@example.com"}"#,
+            content_type: Some("application/json"),
+        };
+        let shown = format!("{req:?}");
+        assert!(!shown.contains("maria"), "{shown}");
+    }
 
     const NOW: i64 = 1_700_000_000;
 

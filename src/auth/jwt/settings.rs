@@ -23,7 +23,7 @@ pub enum KeySource {
     HmacSecret(Secret),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct JwksUrlSettings {
     /// `https://...`; plain `http://` only for loopback hosts (dev IdP, tests).
     pub url: String,
@@ -39,6 +39,21 @@ pub struct JwksUrlSettings {
     pub timeout: Duration,
     /// Extra trust anchors (PEM bundle) for an IdP with a private CA, added to the web roots.
     pub extra_roots_pem: Option<PathBuf>,
+}
+
+/// Without the URL's query, which may carry an access key (the fetcher hides it too).
+impl std::fmt::Debug for JwksUrlSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = self.url.split(['?', '#']).next().unwrap_or("");
+        f.debug_struct("JwksUrlSettings")
+            .field("url", &shown)
+            .field("refresh", &self.refresh)
+            .field("unknown_kid_cooldown", &self.unknown_kid_cooldown)
+            .field("stale_if_error", &self.stale_if_error)
+            .field("timeout", &self.timeout)
+            .field("extra_roots_pem", &self.extra_roots_pem)
+            .finish()
+    }
 }
 
 impl JwksUrlSettings {
