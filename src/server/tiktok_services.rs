@@ -102,6 +102,7 @@ fn token_manager(t: &TikTokConfig, clock: SharedClock) -> Result<TokenManager, S
                     app_key: a.app_key.clone(),
                     app_secret: a.app_secret.clone(),
                     auth_base: a.auth_base.clone(),
+                    ca: a.ca.clone(),
                 }),
             )
         })

@@ -34,6 +34,8 @@ pub struct AppCredentials {
     pub app_secret: Secret,
     /// e.g. `https://auth.tiktok-shops.com` (no path needed, no query).
     pub auth_base: String,
+    /// PEM bundle that alone is trusted for `auth_base` (the app's `ca`, as for API calls).
+    pub ca: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for AppCredentials {
@@ -110,6 +112,8 @@ pub enum TokenError {
     Store(String),
     #[error("tiktok tokens: cannot build the HTTP client")]
     Client,
+    #[error("tiktok tokens: CA bundle {path}: {reason}")]
+    Ca { path: String, reason: String },
     #[error("tiktok tokens: refresh task failed")]
     Task,
     #[error("tiktok tokens: metrics: {0}")]
@@ -158,6 +162,8 @@ type RefreshFlight = Shared<BoxFuture<'static, Result<(), TokenError>>>;
 struct ShopState {
     shop_id: String,
     app: Arc<AppCredentials>,
+    /// The client for the app's `auth_base` (its own trust anchors).
+    http: reqwest::Client,
     current: ArcSwap<Current>,
     /// The refresh in flight, shared by every caller that asks meanwhile.
     flight: Mutex<Option<RefreshFlight>>,
@@ -170,7 +176,6 @@ struct Inner {
     store: Option<Arc<TokenStore>>,
     /// Serialises store writes so two shops refreshing at once cannot lose each other's update.
     save_lock: tokio::sync::Mutex<()>,
-    http: reqwest::Client,
     clock: SharedClock,
     settings: TokenManagerSettings,
     refreshes: IntCounterVec,
@@ -205,10 +210,20 @@ impl TokenManager {
         };
         let now = clock.unix_seconds();
         let mut map = HashMap::with_capacity(shops.len());
+        // One client per trust configuration; shops of one app share it.
+        let mut clients: HashMap<Option<std::path::PathBuf>, reqwest::Client> = HashMap::new();
         for shop in shops {
             if !refresh::valid_base(&shop.app.auth_base) {
                 return Err(TokenError::BadAuthBase(shop.shop_id));
             }
+            let http = match clients.get(&shop.app.ca) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = refresh::client(settings.request_timeout, shop.app.ca.as_deref())?;
+                    clients.insert(shop.app.ca.clone(), c.clone());
+                    c
+                }
+            };
             let from_config = Current {
                 access: shop.access_token,
                 access_expires_at: shop.access_expires_at,
@@ -222,6 +237,7 @@ impl TokenManager {
             let state = ShopState {
                 shop_id: shop.shop_id.clone(),
                 app: shop.app,
+                http,
                 current: ArcSwap::from_pointee(current),
                 flight: Mutex::new(None),
                 retry_not_before: AtomicI64::new(i64::MIN),
@@ -241,7 +257,6 @@ impl TokenManager {
                 shops: map,
                 store: store.map(Arc::new),
                 save_lock: tokio::sync::Mutex::new(()),
-                http: refresh::client(settings.request_timeout)?,
                 clock,
                 settings,
                 refreshes,
@@ -431,7 +446,7 @@ impl Inner {
             refresh_token,
         )
         .ok_or_else(|| TokenError::BadAuthBase(shop.shop_id.clone()))?;
-        let set = refresh::call(&self.http, url, &shop.shop_id, now).await?;
+        let set = refresh::call(&shop.http, url, &shop.shop_id, now).await?;
         shop.current.store(Arc::new(Current::from_set(set)));
         shop.retry_not_before.store(i64::MIN, Ordering::Relaxed);
         // TikTok may already have retired the old refresh token, so a failed save is loud; the

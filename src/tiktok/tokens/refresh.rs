@@ -15,15 +15,26 @@ use crate::tiktok::token_store::TokenSet;
 /// Largest token response read; real ones are well under 2 KiB.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
-pub(super) fn client(timeout: Duration) -> Result<reqwest::Client, TokenError> {
+pub(super) fn client(
+    timeout: Duration,
+    ca: Option<&std::path::Path>,
+) -> Result<reqwest::Client, TokenError> {
     // reqwest is built without a default provider; ours is ring. Already installed is fine.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .connect_timeout(timeout)
         .timeout(timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|_| TokenError::Client)
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(ca) = ca {
+        let fail = |reason: String| TokenError::Ca {
+            path: ca.display().to_string(),
+            reason,
+        };
+        let pem = std::fs::read(ca).map_err(|e| fail(e.to_string()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| fail(e.to_string()))?;
+        builder = builder.tls_certs_only(certs);
+    }
+    builder.build().map_err(|_| TokenError::Client)
 }
 
 /// Checks `auth_base` once, at construction, so a refresh never fails on a bad URL.
@@ -33,7 +44,10 @@ pub(super) fn valid_base(auth_base: &str) -> bool {
             matches!(url.scheme(), "http" | "https")
                 && url.host().is_some()
                 && url.query().is_none()
+                // A fragment would swallow the query that carries the secret and the token.
+                && url.fragment().is_none()
                 && url.username().is_empty()
+                && url.password().is_none()
         }
         Err(_) => false,
     }
@@ -252,7 +266,9 @@ mod tests {
             "auth.tiktok-shops.com",
             "ftp://x",
             "https://u:p@x",
+            "https://:p@x",
             "https://x/?a=b",
+            "https://x/#frag",
         ] {
             assert!(!valid_base(bad), "{bad}");
         }

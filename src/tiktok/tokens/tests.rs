@@ -108,6 +108,7 @@ fn shop(base: &str) -> ShopTokenSettings {
             app_key: "29a39d".into(),
             app_secret: Secret::new(APP_SECRET),
             auth_base: base.into(),
+            ca: None,
         }),
         access_token: Some(Secret::new("acc-0")),
         access_expires_at: Some(T0 + 7 * DAY),
@@ -381,4 +382,23 @@ async fn background_refresher_refreshes_and_stops() {
     task.await.unwrap();
     assert_eq!(mock.calls.load(Ordering::SeqCst), 1);
     assert_eq!(tokens.access_token(SHOP).unwrap().expose(), "acc-1");
+}
+
+#[test]
+fn the_refresh_client_trusts_the_apps_ca_bundle() {
+    // The bundle is read when the manager is built: a missing one is an error, not a silent
+    // fallback to the system roots.
+    let clock = ManualClock::new(T0);
+    let mut s = shop("https://auth.example.test");
+    s.app = Arc::new(AppCredentials {
+        ca: Some("/nonexistent/tiktok-ca.pem".into()),
+        ..(*s.app).clone()
+    });
+    let Err(err) = TokenManager::new(settings(), vec![s], None, Arc::new(clock)) else {
+        panic!("the missing CA bundle must be reported");
+    };
+    assert!(
+        matches!(&err, TokenError::Ca { path, .. } if path.contains("tiktok-ca.pem")),
+        "{err}"
+    );
 }
