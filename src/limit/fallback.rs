@@ -6,10 +6,10 @@
 //! logged once per outage, with its start and its end.
 
 use std::sync::Once;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use prometheus::IntGauge;
+use prometheus::{IntCounter, IntGauge};
 
 use super::metrics::metrics;
 
@@ -60,9 +60,13 @@ pub(crate) struct BackendHealth {
     retry_interval: Duration,
     // 0 while healthy; otherwise the earliest time to try the backend again (at least 1).
     down_until: AtomicU64,
-    /// `rate_limit_backend_up{backend}`, written by every decision's outcome: a reload builds a
-    /// new limiter while the old one may still decide, and the last word is the true one.
+    /// `rate_limit_backend_up{backend}`. A reload builds a new limiter while the old one may
+    /// still decide, so each limiter writes it on its first outcome and on every change after.
     up: IntGauge,
+    /// Whether this limiter has written `up` yet.
+    reported: AtomicBool,
+    /// `rate_limit_backend_errors_total{backend}`, looked up once.
+    errors: IntCounter,
 }
 
 /// Whether any limiter has published the backend gauge yet.
@@ -75,6 +79,7 @@ impl BackendHealth {
         retry_interval: Duration,
     ) -> Self {
         let up = metrics().backend_up.with_label_values(&[backend]);
+        let errors = metrics().backend_errors.with_label_values(&[backend]);
         // Assumed up until a decision says otherwise, but only at start: a limiter built by a
         // reload during an outage must not report the backend up.
         GAUGE_STARTED.call_once(|| up.set(1));
@@ -84,6 +89,8 @@ impl BackendHealth {
             retry_interval,
             down_until: AtomicU64::new(0),
             up,
+            reported: AtomicBool::new(false),
+            errors,
         }
     }
 
@@ -112,7 +119,13 @@ impl BackendHealth {
     }
 
     pub(crate) fn on_success(&self) {
+        // Every shared decision lands here: while healthy and reported, only loads, no writes
+        // to cache lines every worker shares.
+        if self.down_until.load(Ordering::Acquire) == 0 && self.reported.load(Ordering::Relaxed) {
+            return;
+        }
         self.up.set(1);
+        self.reported.store(true, Ordering::Relaxed);
         if self.down_until.swap(0, Ordering::AcqRel) != 0 {
             tracing::info!(
                 backend = self.backend,
@@ -122,14 +135,12 @@ impl BackendHealth {
     }
 
     pub(crate) fn on_failure(&self, now: u64, error: &dyn std::error::Error) {
-        metrics()
-            .backend_errors
-            .with_label_values(&[self.backend])
-            .inc();
+        self.errors.inc();
         let was = self
             .down_until
             .swap(self.next_window(now), Ordering::AcqRel);
         self.up.set(0);
+        self.reported.store(true, Ordering::Relaxed);
         if was == 0 {
             tracing::warn!(
                 backend = self.backend,
