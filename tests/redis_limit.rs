@@ -170,3 +170,38 @@ async fn outage_falls_back_to_local_and_shared_limiting_resumes() {
     assert!(!other.allowed);
     assert!(peer.check(id, b"bob").await.allowed);
 }
+
+#[tokio::test]
+async fn gateways_share_buckets_only_under_the_same_key_secret() {
+    let Some(url) = redis_url() else { return };
+    let prefix = unique_prefix("keyed");
+    let keyed = |secret: &str| {
+        let mut s = settings(&url, &prefix, OnBackendError::Local);
+        if let Backend::Redis(r) = &mut s.backend {
+            r.key_secret = Some(Secret::new(secret));
+        }
+        let limits = vec![LimitSettings {
+            route: "orders".to_owned(),
+            name: "orders".to_owned(),
+            spec: LimitSpec::parse("client_ip", "1/m", Some(2)).unwrap(),
+        }];
+        RateLimiter::new(&s, limits).unwrap()
+    };
+    let (a, a2, b) = (keyed("fleet"), keyed("fleet"), keyed("other"));
+    let id = a.find("orders", "orders").unwrap();
+    for _ in 0..2 {
+        assert!(a.check(id, b"198.51.100.23").await.allowed);
+    }
+    // The same secret names the same bucket: spent.
+    let d = a2.check(id, b"198.51.100.23").await;
+    assert_eq!(d.source, DecisionSource::Redis);
+    assert!(!d.allowed);
+    // Another secret names another bucket (as does the unkeyed hash).
+    assert!(b.check(id, b"198.51.100.23").await.allowed);
+    assert!(
+        limiter(&url, &prefix, "1/m", 2)
+            .check(id, b"198.51.100.23")
+            .await
+            .allowed
+    );
+}

@@ -263,3 +263,26 @@ routes:
         "{out}"
     );
 }
+
+#[test]
+fn the_redis_key_secret_is_a_secret_reference() {
+    let yaml = r#"listeners:
+  egress:
+    address: "127.0.0.1:8080"
+upstreams:
+  orders:
+    targets: ["127.0.0.1:9001"]
+routes: []
+rate_limits:
+  backend: redis
+  url: "redis://127.0.0.1:6379/"
+  key_secret: "inline-fleet-secret"
+"#;
+    let (ok, out) = validate(yaml);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("line 11: rate_limits.key_secret: secrets are never inline"),
+        "{out}"
+    );
+    assert!(!out.contains("inline-fleet-secret"), "{out}");
+}

@@ -475,6 +475,9 @@ pub struct RateLimitsFile {
     /// Connections to Redis, used in turn (default 4).
     #[serde(default)]
     pub pool_size: Option<Spanned<usize>>,
+    /// Secret (same on every gateway) keying the hash that names each Redis bucket.
+    #[serde(default)]
+    pub key_secret: Option<S>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -822,6 +822,7 @@ fn rate_limits(v: &mut V, file: Option<&RateLimitsFile>) -> RateLimitsConfig {
                 ("timeout", &f.timeout),
                 ("connect_timeout", &f.connect_timeout),
                 ("key_prefix", &f.key_prefix),
+                ("key_secret", &f.key_secret),
             ] {
                 if let Some(value) = value {
                     v.issues.at(
@@ -926,7 +927,12 @@ fn redis_backend(v: &mut V, f: &RateLimitsFile, url: Secret) -> crate::limit::Re
             d.pool_size
         }
     };
+    let key_secret = f
+        .key_secret
+        .as_ref()
+        .and_then(|s| v.secret("rate_limits.key_secret", s));
     crate::limit::RedisSettings {
+        key_secret,
         url: d.url,
         key_prefix,
         timeout,

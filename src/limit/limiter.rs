@@ -16,7 +16,7 @@ use super::fallback::{BackendHealth, OnBackendError};
 use super::headers::{PolicyLabel, RateLimitHeaders};
 use super::local::{DEFAULT_MAX_KEYS, LocalLimiter};
 use super::metrics::metrics;
-use super::redis::{RedisBackend, RedisSettings, RedisSetupError, redis_key};
+use super::redis::{RedisBackend, RedisSettings, RedisSetupError};
 use super::spec::LimitSpec;
 use super::time::MonotonicClock;
 
@@ -242,7 +242,7 @@ impl RateLimiter {
     ) -> (Verdict, DecisionSource) {
         let now = self.now_nanos();
         if shared.health.admit_attempt(now) {
-            let redis_key = redis_key(&entry.redis_namespace, key);
+            let redis_key = shared.backend.key(&entry.redis_namespace, key);
             let burst = entry.spec.burst.get();
             match shared
                 .backend

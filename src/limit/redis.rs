@@ -6,12 +6,15 @@
 //! decision is bounded by a short timeout so a slow or absent Redis costs a request at most
 //! that long, and the facade then falls back (see `fallback.rs`).
 //!
-//! Keys are `<prefix>:<route>:<limit>:<hash>`, where `<hash>` is 128 bits of SHA-256 of the key
-//! value: callers' ids and addresses are not stored in Redis in clear.
+//! Keys are `<prefix>:<route>:<limit>:<hash>`, where `<hash>` is 128 bits of HMAC-SHA256 of the
+//! key value under `key_secret`, shared by the fleet. Without that secret it is a plain SHA-256,
+//! which hides nothing from someone who can read the Redis: the 2^32 IPv4 addresses are quickly
+//! tried. The gateway says so at start.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use hmac::{Hmac, Mac};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Script, Value};
 use sha2::{Digest, Sha256};
@@ -37,6 +40,8 @@ pub struct RedisSettings {
     pub pool_size: usize,
     /// What to do while Redis is failing (default: the local limiter).
     pub on_backend_error: super::fallback::OnBackendError,
+    /// Key of the HMAC that names each bucket; the same on every gateway of the fleet.
+    pub key_secret: Option<Secret>,
 }
 
 impl RedisSettings {
@@ -50,6 +55,7 @@ impl RedisSettings {
             retry_interval: Duration::from_secs(1),
             pool_size: 4,
             on_backend_error: super::fallback::OnBackendError::Local,
+            key_secret: None,
         }
     }
 }
@@ -87,6 +93,8 @@ pub(crate) struct RedisBackend {
     next: AtomicUsize,
     script: Script,
     timeout: Duration,
+    /// Keyed once; cloned per decision.
+    key_mac: Option<Hmac<Sha256>>,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -104,6 +112,8 @@ pub enum RedisSetupError {
     BadUrl,
     #[error("the Redis rate-limit backend must be built inside a tokio runtime")]
     NoRuntime,
+    #[error("rate_limits.key_secret cannot key an HMAC")]
+    BadKeySecret,
 }
 
 impl RedisBackend {
@@ -125,7 +135,21 @@ impl RedisBackend {
             .map(|_| ConnectionManager::new_lazy_with_config(client.clone(), config.clone()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|_| RedisSetupError::BadUrl)?;
+        let key_mac = match &settings.key_secret {
+            Some(secret) => Some(
+                Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes())
+                    .map_err(|_| RedisSetupError::BadKeySecret)?,
+            ),
+            None => {
+                tracing::warn!(
+                    "rate_limits.key_secret is not set: Redis bucket names are unkeyed hashes, from \
+                     which callers' addresses and ids can be recovered by anyone who reads that Redis"
+                );
+                None
+            }
+        };
         Ok(Self {
+            key_mac,
             pool,
             next: AtomicUsize::new(0),
             script: Script::new(include_str!("gcra.lua")),
@@ -180,12 +204,27 @@ fn parse_reply(reply: &Value) -> Result<Verdict, RedisLimitError> {
     })
 }
 
+impl RedisBackend {
+    /// The bucket for `key` in `namespace`, under this fleet's key secret if it has one.
+    pub(crate) fn key(&self, namespace: &str, key: &[u8]) -> String {
+        redis_key(self.key_mac.as_ref(), namespace, key)
+    }
+}
+
 /// `<namespace><hash>`, where the namespace is `<prefix>:<route>:<limit>:`.
-pub(crate) fn redis_key(namespace: &str, key: &[u8]) -> String {
-    let digest = Sha256::digest(key);
+fn redis_key(mac: Option<&Hmac<Sha256>>, namespace: &str, key: &[u8]) -> String {
+    let mut hash = [0u8; 32];
+    match mac {
+        Some(mac) => {
+            let mut mac = mac.clone();
+            mac.update(key);
+            hash.copy_from_slice(&mac.finalize().into_bytes());
+        }
+        None => hash.copy_from_slice(&Sha256::digest(key)),
+    }
     let mut out = String::with_capacity(namespace.len() + 32);
     out.push_str(namespace);
-    out.push_str(&hex::encode(&digest[..16]));
+    out.push_str(&hex::encode(&hash[..16]));
     out
 }
 
@@ -195,12 +234,29 @@ mod tests {
 
     #[test]
     fn keys_are_namespaced_and_hide_the_value() {
-        let k = redis_key("tgw:rl:orders:caller:", b"alice@example.com");
+        let k = redis_key(None, "tgw:rl:orders:caller:", b"alice@example.com");
         assert!(k.starts_with("tgw:rl:orders:caller:"));
         assert_eq!(k.len(), "tgw:rl:orders:caller:".len() + 32);
         assert!(!k.contains("alice"));
-        assert_ne!(k, redis_key("tgw:rl:orders:caller:", b"bob"));
-        assert_eq!(k, redis_key("tgw:rl:orders:caller:", b"alice@example.com"));
+        assert_ne!(k, redis_key(None, "tgw:rl:orders:caller:", b"bob"));
+        assert_eq!(
+            k,
+            redis_key(None, "tgw:rl:orders:caller:", b"alice@example.com")
+        );
+    }
+
+    #[test]
+    fn keyed_names_need_the_fleet_secret() {
+        let mac = |s: &[u8]| Hmac::<Sha256>::new_from_slice(s).unwrap();
+        let (a, b) = (mac(b"fleet-secret"), mac(b"other-secret"));
+        let ns = "tgw:rl:orders:ip:";
+        let ip = b"198.51.100.23";
+        let keyed = redis_key(Some(&a), ns, ip);
+        // Stable across gateways sharing the secret, and not the unkeyed hash anyone can compute.
+        assert_eq!(keyed, redis_key(Some(&mac(b"fleet-secret")), ns, ip));
+        assert_ne!(keyed, redis_key(None, ns, ip));
+        assert_ne!(keyed, redis_key(Some(&b), ns, ip));
+        assert_eq!(keyed.len(), ns.len() + 32);
     }
 
     #[test]
