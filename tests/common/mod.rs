@@ -12,12 +12,23 @@ use tiktok_gateway::config::load_file;
 use tiktok_gateway::server::dev_certs::{self, DevCerts};
 use tiktok_gateway::server::{build, state::Gateway, tls};
 
-/// A free port on 127.0.0.1 (bound then released; the gateway binds it right after).
+/// A free port on 127.0.0.1 (bound then released; the gateway binds it right after). Never the
+/// same one twice in a test process: tests run in parallel, and a released port handed out
+/// again before its gateway binds it leaves the second gateway unbound while its test, finding
+/// the port listening, talks to the first one.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let mut seen = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+        if !seen.contains(&port) {
+            seen.push(port);
+            return port;
+        }
+    }
 }
 
 pub struct TestGateway {
@@ -70,6 +81,16 @@ impl Drop for TestGateway {
         self.stop.notify_one();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+        // Tasks on the server's runtimes may still be dropping their handles (the webhook queue
+        // file's lock among them) after the thread ends: a restart in the same process must
+        // find everything released.
+        for _ in 0..500 {
+            if Arc::strong_count(&self.gateway) == 1 && Arc::strong_count(&self.gateway.tiktok) == 1
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 }
