@@ -99,6 +99,39 @@ impl Setup {
     }
 }
 
+/// Checks an admin refusal: exactly `status`, the admin app's JSON error, and none of the
+/// fields a successful `/admin/status` answer carries (so the status handler did not run).
+/// Returns the `WWW-Authenticate` challenge.
+async fn assert_admin_refused(res: reqwest::Response, status: u16, what: &str) -> String {
+    assert_eq!(res.status(), status, "{what}");
+    assert_eq!(res.headers()["cache-control"], "no-store", "{what}");
+    let www = res
+        .headers()
+        .get("www-authenticate")
+        .unwrap_or_else(|| panic!("{what}: no www-authenticate"))
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(
+        body["error"]["code"], "invalid_credentials",
+        "{what}: {body}"
+    );
+    for field in [
+        "config",
+        "routes",
+        "jwt_key_ids",
+        "uptime_seconds",
+        "webhook_queue_depth",
+    ] {
+        assert!(
+            body.get(field).is_none(),
+            "{what}: the status handler ran: {body}"
+        );
+    }
+    www
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mfa_token_with_admin_scope_and_client_cert_gets_status() {
     let s = setup().await;
@@ -160,21 +193,12 @@ async fn token_without_mfa_amr_is_refused() {
             .send()
             .await
             .unwrap();
-        assert!(
-            res.status() == 401 || res.status() == 403,
-            "amr {amr:?}: {}",
-            res.status()
-        );
-        let www = res.headers()["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .to_owned();
+        // MFA missing is always 401 (`AuthError::MfaRequired`), whatever the scope.
+        let www = assert_admin_refused(res, 401, &format!("amr {amr:?}")).await;
         assert!(
             www.contains("error=\"insufficient_user_authentication\""),
             "amr {amr:?}: {www}"
         );
-        let body: Value = res.json().await.unwrap();
-        assert!(body.get("routes").is_none() && body.get("config").is_none());
     }
     // A token with no `amr` claim at all.
     let token = s
@@ -191,7 +215,11 @@ async fn token_without_mfa_amr_is_refused() {
         .send()
         .await
         .unwrap();
-    assert!(res.status() == 401 || res.status() == 403);
+    let www = assert_admin_refused(res, 401, "no amr claim").await;
+    assert!(
+        www.contains("error=\"insufficient_user_authentication\""),
+        "no amr claim: {www}"
+    );
     assert_eq!(s.orders.received_count(), 0);
 }
 
@@ -207,10 +235,7 @@ async fn mfa_token_without_admin_scope_is_403() {
         .await
         .unwrap();
     assert_eq!(res.status(), 403);
-    let www = res.headers()["www-authenticate"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let www = assert_admin_refused(res, 403, "no admin scope").await;
     assert!(www.contains("error=\"insufficient_scope\""), "{www}");
     assert!(www.contains("gateway:admin"), "{www}");
     assert_eq!(s.orders.received_count(), 0);
@@ -244,6 +269,16 @@ async fn mfa_token_without_client_certificate_is_refused() {
         res.map(|r| r.status())
     );
     assert_eq!(s.orders.received_count(), 0);
+    // The refusals above are the certificate check at work: the same token with the gateway
+    // CA's client certificate is let in.
+    let res = s
+        .with_cert()
+        .get(s.status_url())
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -251,13 +286,10 @@ async fn no_or_bad_token_is_401() {
     let s = setup().await;
     let res = s.with_cert().get(s.status_url()).send().await.unwrap();
     assert_eq!(res.status(), 401);
-    let www = res.headers()["www-authenticate"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let www = assert_admin_refused(res, 401, "no token").await;
     assert!(www.starts_with("Bearer"), "{www}");
-    let body: Value = res.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "invalid_credentials");
+    // No credentials at all: the bare challenge, with no error code (RFC 6750 §3.1).
+    assert_eq!(www, "Bearer realm=\"tiktok-gateway\"");
 
     let res = s
         .with_cert()
@@ -267,6 +299,9 @@ async fn no_or_bad_token_is_401() {
         .await
         .unwrap();
     assert_eq!(res.status(), 401);
+    let www = assert_admin_refused(res, 401, "basic credentials").await;
+    // A scheme the admin API does not take: the bare challenge naming the one it does.
+    assert_eq!(www, "Bearer realm=\"tiktok-gateway\"");
 
     // An expired MFA admin token.
     let now = std::time::SystemTime::now()
@@ -290,10 +325,7 @@ async fn no_or_bad_token_is_401() {
         .await
         .unwrap();
     assert_eq!(res.status(), 401);
-    let www = res.headers()["www-authenticate"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let www = assert_admin_refused(res, 401, "expired token").await;
     assert!(www.contains("error=\"invalid_token\""), "{www}");
     assert_eq!(s.orders.received_count(), 0);
 }

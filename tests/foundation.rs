@@ -81,6 +81,13 @@ async fn setup() -> (TestGateway, OrderService, Ports) {
     (gw, orders, p)
 }
 
+/// The `error.code` of a raw HTTP/1.1 answer carrying the gateway's JSON error, if it is one.
+fn error_code(raw: &str) -> Option<String> {
+    let (_, body) = raw.split_once("\r\n\r\n")?;
+    let v: serde_json::Value = serde_json::from_str(body.trim()).ok()?;
+    v["error"]["code"].as_str().map(str::to_owned)
+}
+
 fn url(p: &Ports, path: &str) -> String {
     format!("https://localhost:{}{path}", p.public)
 }
@@ -200,6 +207,8 @@ async fn unknown_route_is_404_and_wrong_method_is_405_with_allow() {
     let res = client.delete(url(&p, "/orders/1")).send().await.unwrap();
     assert_eq!(res.status(), 405);
     assert_eq!(res.headers()["allow"], "GET, POST");
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "method_not_allowed");
     assert_eq!(orders.received_count(), 0);
 }
 
@@ -216,6 +225,8 @@ async fn oversized_bodies_get_413_and_never_reach_the_upstream() {
         .await
         .unwrap();
     assert_eq!(res.status(), 413);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "body_too_large");
     // Chunked (no declared length) over the ceiling, over plain HTTP/1.1 so framing is exact.
     let addr = format!("127.0.0.1:{}", p.plain).parse().unwrap();
     let chunk = "a".repeat(600);
@@ -224,6 +235,7 @@ async fn oversized_bodies_get_413_and_never_reach_the_upstream() {
     );
     let raw = raw_http(addr, req.as_bytes()).await;
     assert_eq!(status_of(&raw), 413, "{raw}");
+    assert_eq!(error_code(&raw).as_deref(), Some("body_too_large"), "{raw}");
     assert_eq!(
         orders.received_count(),
         0,

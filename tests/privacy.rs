@@ -849,7 +849,10 @@ async fn no_seeded_personal_value_or_secret_reaches_any_log() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(s.orders.received_count(), 1, "webhook delivered");
-    // A webhook with a bad signature is refused (the corpus in its body).
+    // A webhook with a bad signature is refused (the corpus in its body), and nothing of it is
+    // queued for delivery: a second later (the good one above was delivered in milliseconds),
+    // the order service has still received only the good one.
+    let delivered = s.orders.received_count();
     let r = http
         .post(s.url("/webhooks/tiktok"))
         .header("content-type", "application/json")
@@ -859,6 +862,14 @@ async fn no_seeded_personal_value_or_secret_reaches_any_log() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_signature");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        s.orders.received_count(),
+        delivered,
+        "a badly signed webhook reached the order service"
+    );
 
     // 3. Refusals with the corpus in headers, query and body.
     let q = c.query();
@@ -921,9 +932,21 @@ async fn no_seeded_personal_value_or_secret_reaches_any_log() {
             502,
         ),
     ];
+    // None of these reaches the order service or TikTok ("upstream down" goes to a dead port).
+    let (orders_before, tiktok_before) = (s.orders.received_count(), state.request_count());
     for (name, rb, want) in cases {
         let r = rb.send().await.unwrap();
         assert_eq!(r.status().as_u16(), want, "{name}");
+        assert_eq!(
+            s.orders.received_count(),
+            orders_before,
+            "{name}: reached the order service"
+        );
+        assert_eq!(
+            state.request_count(),
+            tiktok_before,
+            "{name}: reached TikTok"
+        );
     }
 
     // 4. An order service that fails, and one that succeeds, with the corpus in the request.

@@ -2,7 +2,8 @@
 //! isolating callers, `X-Forwarded-For` believed only from trusted proxies, and the Redis fleet
 //! backend (`REDIS_URL`; skipped, saying why, when unset): two gateways sharing one budget
 //! within 1% over 10 s, and a Redis outage played through a relay (local fallback, fail-open,
-//! fail-closed, then shared limiting resuming).
+//! fail-closed, then shared limiting resuming). A Redis that cannot be reached at all needs no
+//! server, so the local fallback and fail-closed are also tested against a dead port.
 //!
 //! Counts are checked with slack for the tokens that refill while a burst is being sent; no
 //! assertion depends on how fast the machine is beyond that.
@@ -690,4 +691,46 @@ async fn unreachable_redis_falls_back_to_local_limits() {
     // Still serving.
     let res = client.get(s.url("/open/1")).send().await.unwrap();
     assert_eq!(res.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_redis_with_fail_closed_refuses_with_503() {
+    // Needs no Redis: the point is that there is none.
+    let _metrics = BACKEND_METRICS.lock().await;
+    let dead = free_port();
+    let route = fresh_route("fail-closed-dead");
+    let routes = limited_route(&route, "1/m", 3);
+    let extra = format!(
+        "rate_limits: {{ backend: redis, url: \"redis://127.0.0.1:{dead}\", on_backend_error: fail_closed }}"
+    );
+    let s = setup(&routes, &extra).await;
+    let client = http_client();
+    // Budget is left (burst 3), yet nothing is admitted while the backend is unreachable: a 503
+    // that tells an outage from a caller over its limit, asking to retry after the retry
+    // interval (1 s by default).
+    for i in 0..5 {
+        let res = client.get(s.url("/limited/x")).send().await.unwrap();
+        assert_eq!(res.status(), 503, "request {i}");
+        assert_eq!(header(&res, "retry-after"), "1", "request {i}");
+        assert!(header(&res, "ratelimit-policy").starts_with(&format!("\"{route}\";")));
+        assert!(header(&res, "ratelimit").contains("r=0"));
+        assert!(
+            header(&res, "content-type").starts_with("application/json"),
+            "503 body is JSON"
+        );
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(
+            body["error"]["code"], "rate_limit_unavailable",
+            "request {i}"
+        );
+    }
+    assert_eq!(
+        s.orders.received_count(),
+        0,
+        "nothing refused may reach the upstream"
+    );
+    // Unlimited routes are still served.
+    let res = client.get(s.url("/open/1")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(s.orders.received_count(), 1);
 }

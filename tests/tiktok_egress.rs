@@ -277,6 +277,8 @@ async fn forged_credentials_are_replaced_and_foreign_shops_refused() {
         .await
         .unwrap();
     assert_eq!(res.status(), 403);
+    let (_, body) = json(res).await;
+    assert_eq!(body["error"]["code"], "unknown_shop", "{body}");
     let res = client()
         .get(url(&s, "/order/202309/orders?ids=1"))
         .header("x-api-key", KEY_ALL)
@@ -284,6 +286,8 @@ async fn forged_credentials_are_replaced_and_foreign_shops_refused() {
         .await
         .unwrap();
     assert_eq!(res.status(), 400);
+    let (_, body) = json(res).await;
+    assert_eq!(body["error"]["code"], "shop_required", "{body}");
     // Repeated query keys are refused before signing.
     let res = client()
         .get(url(&s, "/order/202309/orders?ids=1&ids=2"))
@@ -293,6 +297,8 @@ async fn forged_credentials_are_replaced_and_foreign_shops_refused() {
         .await
         .unwrap();
     assert_eq!(res.status(), 400);
+    let (_, body) = json(res).await;
+    assert_eq!(body["error"]["code"], "bad_query", "{body}");
     assert_eq!(
         s.sandbox.state().request_count(),
         before,

@@ -69,6 +69,11 @@ fn sign(body: &str) -> String {
 }
 
 async fn post(port: u16, body: &str, auth: Option<&str>) -> u16 {
+    status_of(&post_raw(port, body, auth).await)
+}
+
+/// As [`post`], returning the raw answer.
+async fn post_raw(port: u16, body: &str, auth: Option<&str>) -> String {
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     let auth = auth
         .map(|a| format!("Authorization: {a}\r\n"))
@@ -77,7 +82,14 @@ async fn post(port: u16, body: &str, auth: Option<&str>) -> u16 {
         "POST /webhooks/tiktok HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    status_of(&raw_http(addr, req.as_bytes()).await)
+    raw_http(addr, req.as_bytes()).await
+}
+
+/// The `error.code` of a raw answer carrying the gateway's JSON error, if it is one.
+fn error_code(raw: &str) -> Option<String> {
+    let (_, body) = raw.split_once("\r\n\r\n")?;
+    let v: serde_json::Value = serde_json::from_str(body.trim()).ok()?;
+    v["error"]["code"].as_str().map(str::to_owned)
 }
 
 async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
@@ -144,31 +156,48 @@ async fn bad_signatures_and_oversized_bodies_are_refused_and_never_forwarded() {
 
     let tampered = VECTOR_BODY.replace("UNPAID", "PAID");
     let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(5000));
-    let cases: Vec<(&str, &str, Option<String>, u16)> = vec![
-        ("missing header", VECTOR_BODY, None, 401),
-        ("wrong signature", VECTOR_BODY, Some("0".repeat(64)), 401),
+    let cases: Vec<(&str, &str, Option<String>, u16, &str)> = vec![
+        (
+            "missing header",
+            VECTOR_BODY,
+            None,
+            401,
+            "invalid_signature",
+        ),
+        (
+            "wrong signature",
+            VECTOR_BODY,
+            Some("0".repeat(64)),
+            401,
+            "invalid_signature",
+        ),
         (
             "uppercase signature",
             VECTOR_BODY,
             Some(VECTOR_SIG.to_uppercase()),
             401,
+            "invalid_signature",
         ),
         (
             "tampered body",
             &tampered,
             Some(VECTOR_SIG.to_string()),
             401,
+            "invalid_signature",
         ),
         (
             "signed with another secret",
             VECTOR_BODY,
             Some(sign("other")),
             401,
+            "invalid_signature",
         ),
-        ("oversized", &big, Some(sign(&big)), 413),
+        ("oversized", &big, Some(sign(&big)), 413, "body_too_large"),
     ];
-    for (name, body, auth, want) in cases {
-        assert_eq!(post(port, body, auth.as_deref()).await, want, "{name}");
+    for (name, body, auth, want, code) in cases {
+        let raw = post_raw(port, body, auth.as_deref()).await;
+        assert_eq!(status_of(&raw), want, "{name}: {raw}");
+        assert_eq!(error_code(&raw).as_deref(), Some(code), "{name}: {raw}");
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
@@ -237,12 +266,28 @@ fn developer_signature(t: i64, body: &str) -> String {
 }
 
 async fn post_developer(port: u16, body: &str, headers: &str) -> u16 {
+    status_of(&post_developer_raw(port, body, headers).await)
+}
+
+/// As [`post_developer`], returning the raw answer.
+async fn post_developer_raw(port: u16, body: &str, headers: &str) -> String {
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     let req = format!(
         "POST /webhooks/tiktok-developers HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    status_of(&raw_http(addr, req.as_bytes()).await)
+    raw_http(addr, req.as_bytes()).await
+}
+
+/// A developer webhook refused for its signature: 401 with the gateway's `invalid_signature`.
+async fn assert_developer_refused(port: u16, body: &str, headers: &str, what: &str) {
+    let raw = post_developer_raw(port, body, headers).await;
+    assert_eq!(status_of(&raw), 401, "{what}: {raw}");
+    assert_eq!(
+        error_code(&raw).as_deref(),
+        Some("invalid_signature"),
+        "{what}: {raw}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -259,25 +304,33 @@ async fn developer_webhooks_use_their_own_scheme_with_freshness() {
         .as_secs() as i64;
     let body = r#"{"client_key":"abc","event":"authorization.removed","create_time":1718305585}"#;
 
+    // Each is refused by the gateway's signature check (401 `invalid_signature`), not some
+    // other 401.
     let stale = developer_signature(now - 3600, body);
-    assert_eq!(
-        post_developer(port, body, &format!("TikTok-Signature: {stale}\r\n")).await,
-        401,
-        "stale"
-    );
+    assert_developer_refused(
+        port,
+        body,
+        &format!("TikTok-Signature: {stale}\r\n"),
+        "stale",
+    )
+    .await;
     let wrong = developer_signature(now, "other body");
-    assert_eq!(
-        post_developer(port, body, &format!("TikTok-Signature: {wrong}\r\n")).await,
-        401,
-        "wrong body"
-    );
+    assert_developer_refused(
+        port,
+        body,
+        &format!("TikTok-Signature: {wrong}\r\n"),
+        "wrong body",
+    )
+    .await;
     // The Shop scheme's header is not accepted on a developer route: the schemes never mix.
-    assert_eq!(
-        post_developer(port, body, &format!("Authorization: {}\r\n", sign(body))).await,
-        401,
-        "mixed scheme"
-    );
-    assert_eq!(post_developer(port, body, "").await, 401, "missing");
+    assert_developer_refused(
+        port,
+        body,
+        &format!("Authorization: {}\r\n", sign(body)),
+        "mixed scheme",
+    )
+    .await;
+    assert_developer_refused(port, body, "", "missing").await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(orders.received_count(), 0);
 
