@@ -329,3 +329,30 @@ async fn no_or_bad_token_is_401() {
     assert!(www.contains("error=\"invalid_token\""), "{www}");
     assert_eq!(s.orders.received_count(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_administrator_is_refused_even_with_mfa_and_certificate() {
+    let s = setup().await;
+    let token = s.token("gateway:admin", &["pwd", "hwk"]);
+    let status = || s.with_cert().get(s.status_url()).bearer_auth(&token).send();
+    assert_eq!(status().await.unwrap().status(), 200);
+
+    let text = std::fs::read_to_string(&s.gw.config_path).unwrap();
+    let blocked = text.replacen(
+        "identity:\n",
+        "identity:\n  blocked_subjects: [ops-alice]\n",
+        1,
+    );
+    let config = tiktok_gateway::config::load_str(&blocked, s.gw.dir.path(), &s.gw.config_path)
+        .expect("valid config");
+    s.gw.gateway.apply(config).expect("applies by reload");
+
+    let res = status().await.unwrap();
+    assert_eq!(res.status(), 403);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "caller_blocked", "{body}");
+    assert!(
+        body.get("config").is_none(),
+        "the status handler ran: {body}"
+    );
+}

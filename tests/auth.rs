@@ -756,3 +756,56 @@ async fn client_certificates_from_the_gateway_ca_only() {
     assert!(www.starts_with("Bearer"), "{www}");
     assert_eq!(s.orders.received_count(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kill_switch_blocks_a_caller_at_runtime_by_reload() {
+    let s = setup().await;
+    let client = https_client(&s.gw.certs);
+    let token = s.reader();
+    let get = |path: &'static str, auth: (&'static str, String)| {
+        client.get(s.url(path)).header(auth.0, auth.1).send()
+    };
+    let bearer = ("authorization", format!("Bearer {token}"));
+    let key = ("x-api-key", BATCH_KEY.to_string());
+    assert_eq!(
+        get("/orders/1", bearer.clone()).await.unwrap().status(),
+        200
+    );
+    assert_eq!(get("/keyed/1", key.clone()).await.unwrap().status(), 200);
+    let before = s.orders.received_count();
+
+    // Ops block the JWT caller `order-app` and the API key `batch` with a reload; no restart.
+    let text = std::fs::read_to_string(&s.gw.config_path).unwrap();
+    let blocked = text.replacen(
+        "identity:\n",
+        "identity:\n  blocked_subjects: [order-app, batch]\n",
+        1,
+    );
+    let config = tiktok_gateway::config::load_str(&blocked, s.gw.dir.path(), &s.gw.config_path)
+        .expect("valid config");
+    s.gw.gateway
+        .apply(config)
+        .expect("the kill switch applies by reload");
+
+    for (path, auth) in [("/orders/1", bearer.clone()), ("/keyed/1", key.clone())] {
+        let res = get(path, auth).await.unwrap();
+        assert_eq!(res.status(), 403, "{path}");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "caller_blocked", "{path}");
+    }
+    assert_eq!(
+        s.orders.received_count(),
+        before,
+        "a blocked caller reached the upstream"
+    );
+    // Other callers are not affected.
+    let other = s.token(MintRequest {
+        sub: Some("another-app".into()),
+        scope: Some("orders:read".into()),
+        ..MintRequest::default()
+    });
+    let res = get("/orders/2", ("authorization", format!("Bearer {other}")))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}

@@ -114,6 +114,25 @@ impl ServeHttp for AdminApp {
                 );
             }
         };
+        if runtime
+            .config
+            .identity
+            .blocked_subjects
+            .contains(identity.subject())
+        {
+            metrics()
+                .auth_failures
+                .with_label_values(&["admin", "caller_blocked"])
+                .inc();
+            tracing::warn!(target: "audit", event = "admin_refused", reason = "caller_blocked", request_id = %rid);
+            return error(
+                StatusCode::FORBIDDEN,
+                "caller_blocked",
+                "this caller is blocked",
+                &rid,
+                &[],
+            );
+        }
         tracing::info!(target: "audit", event = "admin_access", subject = identity.subject(), request_id = %rid);
         let req = session.req_header();
         match (req.method.as_str(), req.uri.path()) {

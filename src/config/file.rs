@@ -115,6 +115,9 @@ pub struct IdentityFile {
     /// Client-certificate identities: which SAN/CN gets which scopes.
     #[serde(default)]
     pub mtls: Vec<Spanned<MtlsIdentityFile>>,
+    /// Kill switch (policy §8): callers refused whatever their credentials, by subject.
+    #[serde(default)]
+    pub blocked_subjects: Vec<S>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -273,6 +273,9 @@ pub struct IdentityConfig {
     pub jwt: Vec<JwtIssuerConfig>,
     pub api_keys: Vec<ApiKeyConfig>,
     pub mtls: Vec<MtlsIdentityConfig>,
+    /// Subjects (JWT `sub`, API key name, client-certificate name) refused on every route;
+    /// applied by a reload, no restart needed.
+    pub blocked_subjects: std::collections::HashSet<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -490,6 +490,17 @@ pub fn parse_target(text: &str) -> Result<Target, String> {
 
 fn identity(v: &mut V, file: &IdentityFile) -> IdentityConfig {
     let mut out = IdentityConfig::default();
+    for (i, s) in file.blocked_subjects.iter().enumerate() {
+        if s.value.trim().is_empty() {
+            v.issues.at(
+                format!("identity.blocked_subjects[{i}]"),
+                s,
+                "must not be empty",
+            );
+        } else {
+            out.blocked_subjects.insert(s.value.clone());
+        }
+    }
     let mut names = HashSet::new();
     for (i, j) in file.jwt.iter().enumerate() {
         let p = format!("identity.jwt[{i}]");

@@ -29,6 +29,19 @@ pub async fn authenticate(
     })
 }
 
+/// The answer for a caller on `identity.blocked_subjects`, counted like other auth failures.
+pub fn blocked(route: &str) -> GatewayError {
+    metrics()
+        .auth_failures
+        .with_label_values(&[route, "caller_blocked"])
+        .inc();
+    GatewayError::new(
+        http::StatusCode::FORBIDDEN,
+        "caller_blocked",
+        "this caller is blocked",
+    )
+}
+
 /// The answer for an auth failure.
 pub fn refusal(e: &AuthError) -> GatewayError {
     let (code, message) = if e.status() == http::StatusCode::FORBIDDEN {

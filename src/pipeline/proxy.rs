@@ -123,6 +123,12 @@ impl GatewayProxy {
                 ctx.reason = Some(reason);
                 err
             })?;
+        // The kill switch: a blocked caller is refused whatever its credentials.
+        let blocked = &runtime.config.identity.blocked_subjects;
+        if !blocked.is_empty() && blocked.contains(identity.subject()) {
+            ctx.reason = Some("caller_blocked");
+            return Err(auth_stage::blocked(&route.name));
+        }
         ctx.identity = Some(identity.clone());
 
         // 4. Rate limits.
