@@ -21,6 +21,20 @@ fn validate(yaml: &str) -> (bool, String) {
     )
 }
 
+/// One loopback listener and one upstream (6 lines), then `rest`: line numbers in `rest` start
+/// at 7.
+fn with_egress(rest: &str) -> String {
+    format!(
+        r#"listeners:
+  egress:
+    address: "127.0.0.1:8080"
+upstreams:
+  orders:
+    targets: ["127.0.0.1:9001"]
+{rest}"#
+    )
+}
+
 #[test]
 fn reports_every_error_with_path_and_line() {
     let yaml = r#"listeners:
@@ -90,18 +104,14 @@ routes: []
 
 #[test]
 fn redis_only_rate_limit_settings_are_refused_on_the_local_backend() {
-    let yaml = r#"listeners:
-  egress:
-    address: "127.0.0.1:8080"
-upstreams:
-  orders:
-    targets: ["127.0.0.1:9001"]
-routes: []
+    let yaml = with_egress(
+        r#"routes: []
 rate_limits:
   backend: local
   retry_interval: 2s
-"#;
-    let (ok, out) = validate(yaml);
+"#,
+    );
+    let (ok, out) = validate(&yaml);
     assert!(!ok, "{out}");
     assert!(
         out.contains("line 10: rate_limits.retry_interval: only used with `backend: redis`"),
@@ -193,19 +203,13 @@ fn shipped_minimal_example_is_valid() {
 #[test]
 fn redis_urls_are_checked_at_load_and_never_echoed() {
     let with = |url: &str| {
-        format!(
-            r#"listeners:
-  egress:
-    address: "127.0.0.1:8080"
-upstreams:
-  orders:
-    targets: ["127.0.0.1:9001"]
-routes: []
+        with_egress(&format!(
+            r#"routes: []
 rate_limits:
   backend: redis
   url: "{url}"
 "#
-        )
+        ))
     };
     for (url, expected) in [
         (
@@ -242,21 +246,17 @@ rate_limits:
 
 #[test]
 fn privacy_on_a_plain_proxied_route_is_refused_not_ignored() {
-    let yaml = r#"listeners:
-  egress:
-    address: "127.0.0.1:8080"
-upstreams:
-  orders:
-    targets: ["127.0.0.1:9001"]
-routes:
+    let yaml = with_egress(
+        r#"routes:
   - name: customers
     listener: egress
     match: { path_prefix: /customers/ }
     auth: none
     privacy: { pii_scope: "pii:read" }
     upstream: orders
-"#;
-    let (ok, out) = validate(yaml);
+"#,
+    );
+    let (ok, out) = validate(&yaml);
     assert!(!ok, "{out}");
     assert!(
         out.contains("routes[0].privacy: `privacy` applies to TikTok and webhook routes only"),
@@ -266,19 +266,15 @@ routes:
 
 #[test]
 fn the_redis_key_secret_is_a_secret_reference() {
-    let yaml = r#"listeners:
-  egress:
-    address: "127.0.0.1:8080"
-upstreams:
-  orders:
-    targets: ["127.0.0.1:9001"]
-routes: []
+    let yaml = with_egress(
+        r#"routes: []
 rate_limits:
   backend: redis
   url: "redis://127.0.0.1:6379/"
   key_secret: "inline-fleet-secret"
-"#;
-    let (ok, out) = validate(yaml);
+"#,
+    );
+    let (ok, out) = validate(&yaml);
     assert!(!ok, "{out}");
     assert!(
         out.contains("line 11: rate_limits.key_secret: secrets are never inline"),
