@@ -8,10 +8,11 @@ use std::sync::Arc;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::load_str;
+use crate::gateway::state::Gateway;
 use crate::sandbox::idp::{DevIdp, MintRequest};
 use crate::sandbox::orders::OrderService;
 use crate::sandbox::tiktok::{self as tiktok_sandbox, SandboxConfig, TikTokSandbox};
-use crate::server::{build, dev_certs, state::Gateway};
+use crate::server::{build, dev_certs};
 
 /// The demo's ports, all on 127.0.0.1, derived from `--port`.
 pub struct DemoPorts {

@@ -7,13 +7,14 @@ use clap::Parser;
 use tiktok_gateway::cli::{Cli, Command};
 use tiktok_gateway::clock::SystemClock;
 use tiktok_gateway::config::load_file;
-use tiktok_gateway::server::{build, dev_certs, state::Gateway, tls};
+use tiktok_gateway::gateway::state::Gateway;
+use tiktok_gateway::server::{build, dev_certs};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    tls::install_crypto_provider();
+    tiktok_gateway::transport::install_crypto_provider();
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run {
         config: "gateway.yaml".into(),

@@ -11,11 +11,11 @@ use serde_json::json;
 
 use crate::auth::credentials::bearer_token;
 use crate::auth::{AuthError, Identity};
-use crate::server::auth_setup::AdminGate;
-use crate::server::state::Gateway;
-use crate::server::tls::peer_certificate;
+use crate::gateway::auth::AdminGate;
+use crate::gateway::state::Gateway;
 use crate::telemetry::metrics::metrics;
 use crate::telemetry::request_id;
+use crate::transport::peer_certificate;
 
 pub struct AdminApp {
     pub gateway: Arc<Gateway>,

@@ -8,16 +8,12 @@
 //! 3. on the upstream request: [`strip_hop_by_hop`].
 //!
 //! Every refusal is an [`InspectError`] carrying its HTTP status and a stable code.
-//! Connection caps live in [`ConnectionLimiter`] and the [`ConnectionCapped`] app wrapper, which
-//! also puts a deadline on each request head ([`HeadTimedStream`]).
+//! Connection-level guards (caps, the request-head deadline) live in `crate::transport`.
 
 pub mod body;
-pub mod capped_app;
-pub mod connection_limit;
 pub mod content_type;
 pub mod error;
 pub mod framing;
-pub mod head_deadline;
 pub mod headers;
 pub mod hop_by_hop;
 pub mod host;
@@ -25,18 +21,12 @@ pub mod json;
 pub mod limits;
 pub mod method;
 pub mod path;
-pub mod timed_serve;
 pub mod uri;
 
 pub use body::{BodyRate, BodyWatch, check_declared_length};
-pub use capped_app::ConnectionCapped;
-pub use connection_limit::{
-    ConnectionGuard, ConnectionLimiter, ConnectionLimits, ConnectionRefused,
-};
 pub use content_type::{ContentTypeAllowList, ContentTypeError};
 pub use error::InspectError;
 pub use framing::{BodyFraming, FramingError, check_framing, check_raw_head};
-pub use head_deadline::HeadTimedStream;
 pub use headers::check_header_limits;
 pub use hop_by_hop::{check_connection_header, strip_hop_by_hop};
 pub use host::{HostAllowList, HostError};
@@ -46,5 +36,4 @@ pub use limits::{
 };
 pub use method::MethodAllowList;
 pub use path::{PathError, PathRules, normalize_path, normalize_path_with};
-pub use timed_serve::TimedServe;
 pub use uri::check_uri_limits;

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use pingora::proxy::Session;
 
-use super::error::GatewayError;
 use crate::auth::{AuthError, Identity, RequestCredentials, RouteAuth};
-use crate::server::tls::peer_certificate;
+use crate::error::GatewayError;
 use crate::telemetry::metrics::metrics;
+use crate::transport::peer_certificate;
 
 pub async fn authenticate(
     requirement: &RouteAuth,

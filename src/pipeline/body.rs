@@ -5,7 +5,7 @@
 use bytes::{Bytes, BytesMut};
 use pingora::proxy::Session;
 
-use super::error::GatewayError;
+use crate::error::GatewayError;
 use crate::inspect::{BodyRate, BodyWatch, InspectError};
 
 /// Pingora replays a pre-read body to the upstream from its retry buffer, which holds 64 KiB.

@@ -7,7 +7,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::config::Route;
-use crate::server::state::Runtime;
+use crate::gateway::state::Runtime;
 
 pub struct RequestCtx {
     pub started: Instant,
@@ -27,7 +27,7 @@ pub struct RequestCtx {
     /// The listener's minimum upload rate, for bodies read here or streamed.
     pub body_rate: crate::inspect::BodyRate,
     /// A refusal decided inside a Pingora phase that can only return a `pingora::Error`.
-    pub refusal: Option<super::error::GatewayError>,
+    pub refusal: Option<crate::error::GatewayError>,
     /// Connect attempts so far (retries go to another target).
     pub attempts: usize,
     pub status: u16,

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use pingora::proxy::Session;
 
-use super::error::GatewayError;
+use crate::error::GatewayError;
 use crate::inspect::{HeadVerdict, HostAllowList, InspectError, InspectionSettings};
 
 impl From<InspectError> for GatewayError {

@@ -6,8 +6,8 @@ use std::net::IpAddr;
 
 use pingora::proxy::Session;
 
-use super::error::GatewayError;
 use crate::auth::{AuthMethod, Identity};
+use crate::error::GatewayError;
 use crate::limit::{
     Decision, DecisionSource, KeyKind, LimitId, RateLimitHeaders, RateLimiter, TrustedProxies,
 };

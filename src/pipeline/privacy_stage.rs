@@ -7,9 +7,9 @@
 use bytes::Bytes;
 use http::StatusCode;
 
-use super::error::GatewayError;
 use crate::auth::Identity;
 use crate::config::{OnLeak, Route};
+use crate::error::GatewayError;
 use crate::privacy::{PrivacyEngine, mask_tiktok_response, scan_for_leaks};
 use crate::telemetry::metrics::metrics;
 

@@ -19,16 +19,16 @@ use pingora::{Error, ErrorType};
 use super::answer;
 use super::body::{self, DeclaredBody, MAX_BUFFERED_BODY};
 use super::ctx::RequestCtx;
-use super::error::GatewayError;
 use super::inspect_stage;
-use super::router::RouteMatch;
 use super::webhook_ingress;
 use super::{auth_stage, limit_stage, tiktok_egress};
-use crate::inspect::head_deadline;
-use crate::server::state::Gateway;
+use crate::error::GatewayError;
+use crate::gateway::router::RouteMatch;
+use crate::gateway::state::Gateway;
 use crate::telemetry::access_log::AccessRecord;
 use crate::telemetry::metrics::metrics;
 use crate::telemetry::request_id;
+use crate::transport::head_deadline;
 
 /// What the stages decided: hand the request to Pingora's upstream machinery, or answer it here.
 pub enum Next {

@@ -12,12 +12,12 @@ use pingora::proxy::Session;
 
 use super::body;
 use super::ctx::RequestCtx;
-use super::error::GatewayError;
 use super::proxy::Reply;
 use crate::auth::Identity;
 use crate::config::{Route, RouteTikTok};
+use crate::error::GatewayError;
+use crate::gateway::state::{Gateway, Runtime};
 use crate::limit::PaceKey;
-use crate::server::state::{Gateway, Runtime};
 use crate::telemetry::metrics::metrics;
 use crate::tiktok::query::{EgressRequest, ShopCredentials, SignRequestError, sign_request};
 

@@ -8,9 +8,9 @@ use pingora::proxy::Session;
 
 use super::body;
 use super::ctx::RequestCtx;
-use super::error::GatewayError;
 use crate::config::{Route, WebhookAuth};
-use crate::server::state::{Gateway, Runtime};
+use crate::error::GatewayError;
+use crate::gateway::state::{Gateway, Runtime};
 use crate::telemetry::metrics::metrics;
 use crate::tiktok::developer_webhook::DeveloperWebhookError;
 use crate::tiktok::queue::NewEvent;

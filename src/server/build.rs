@@ -15,14 +15,14 @@ use pingora::services::listening::Service;
 
 use super::metrics_app::MetricsApp;
 use super::reload::{ReloadService, ResolveService};
-use super::state::{Gateway, StartError, slow_client_settings};
-use super::tiktok_services::TikTokBackground;
 use super::tls::listener_settings;
 use crate::admin::AdminApp;
 use crate::auth::{ClientAuthMode, JwksRefresher, build_client_verifier};
 use crate::config::{ClientAuth, Listener, ListenerRole, ListenerTls};
-use crate::inspect::{ConnectionCapped, ConnectionLimiter, ConnectionLimits, TimedServe};
+use crate::gateway::state::{Gateway, StartError, slow_client_settings};
+use crate::gateway::tiktok::TikTokBackground;
 use crate::pipeline::proxy::GatewayProxy;
+use crate::transport::{ConnectionCapped, ConnectionLimiter, ConnectionLimits, TimedServe};
 
 /// Builds a ready-to-run server. `config_path` enables reload on SIGHUP / file change.
 pub fn build_server(

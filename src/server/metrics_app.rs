@@ -8,7 +8,7 @@ use http::{Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
-use super::state::Gateway;
+use crate::gateway::state::Gateway;
 use crate::telemetry::metrics;
 
 pub struct MetricsApp {

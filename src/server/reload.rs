@@ -10,7 +10,7 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use sha2::{Digest, Sha256};
 
-use super::state::Gateway;
+use crate::gateway::state::Gateway;
 
 pub struct ReloadService {
     pub gateway: Arc<Gateway>,

@@ -15,11 +15,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::{ListenerTls, TlsVersion};
-
-/// Installs the one crypto provider the process uses (ring). Safe to call more than once.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
+use crate::transport::{PeerCertificate, install_crypto_provider};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsSetupError {
@@ -27,25 +23,6 @@ pub enum TlsSetupError {
     Read { path: String, reason: String },
     #[error("{path}: {reason}")]
     Invalid { path: String, reason: String },
-}
-
-/// The client certificate a connection presented (leaf, DER), verified by the listener's CA.
-#[derive(Debug, Clone)]
-pub struct PeerCertificate {
-    pub der: Vec<u8>,
-    pub tls_version: Option<&'static str>,
-}
-
-/// The verified client certificate of this connection, if it presented one.
-pub fn peer_certificate(
-    session: &pingora::protocols::http::ServerSession,
-) -> Option<&PeerCertificate> {
-    session
-        .digest()?
-        .ssl_digest
-        .as_ref()?
-        .extension
-        .get::<PeerCertificate>()
 }
 
 /// Serves one certificate, refusing clients that cannot speak the configured minimum version.

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use tiktok_gateway::clock::SystemClock;
 use tiktok_gateway::config::load_file;
+use tiktok_gateway::gateway::state::Gateway;
+use tiktok_gateway::server::build;
 use tiktok_gateway::server::dev_certs::{self, DevCerts};
-use tiktok_gateway::server::{build, state::Gateway, tls};
 
 /// A free port on 127.0.0.1 (bound then released; the gateway binds it right after). Never the
 /// same one twice in a test process: tests run in parallel, and a released port handed out
@@ -44,7 +45,7 @@ impl TestGateway {
     /// `make_config(dir)` returns the YAML; dev certs are already in `dir` as gateway.crt/key,
     /// ca.crt, client.crt/key.
     pub fn start(make_config: impl FnOnce(&Path) -> String) -> TestGateway {
-        tls::install_crypto_provider();
+        tiktok_gateway::transport::install_crypto_provider();
         let dir = tempfile::tempdir().expect("tempdir");
         let certs = dev_certs::generate(dir.path()).expect("dev certs");
         let yaml = make_config(dir.path());
@@ -107,7 +108,7 @@ fn wait_listening(addr: SocketAddr) {
 
 /// An HTTPS client trusting the dev CA (HTTP/1.1 and HTTP/2 by ALPN).
 pub fn https_client(certs: &DevCerts) -> reqwest::Client {
-    tls::install_crypto_provider();
+    tiktok_gateway::transport::install_crypto_provider();
     let ca = std::fs::read(&certs.ca_cert).expect("ca");
     reqwest::Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(&ca).expect("ca pem")])
@@ -156,7 +157,7 @@ pub fn status_of(raw: &str) -> u16 {
 /// An HTTPS client trusting the dev CA that presents a client certificate (PEM cert + PKCS#8
 /// key files), for mTLS listeners.
 pub fn https_client_with_cert(certs: &DevCerts, cert: &Path, key: &Path) -> reqwest::Client {
-    tls::install_crypto_provider();
+    tiktok_gateway::transport::install_crypto_provider();
     let ca = std::fs::read(&certs.ca_cert).expect("ca");
     let mut pem = std::fs::read(cert).expect("client cert");
     pem.extend_from_slice(&std::fs::read(key).expect("client key"));
@@ -321,7 +322,7 @@ impl TlsRecorder {
     pub async fn start(cert: &Path, key: &Path) -> TlsRecorder {
         use rustls_pki_types::pem::PemObject;
         use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-        tls::install_crypto_provider();
+        tiktok_gateway::transport::install_crypto_provider();
         let chain = CertificateDer::pem_file_iter(cert)
             .expect("cert")
             .collect::<Result<Vec<_>, _>>()

@@ -113,7 +113,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionCapped<A> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inspect::connection_limit::ConnectionLimits;
+    use crate::transport::connection_limit::ConnectionLimits;
     use pingora::protocols::GetSocketDigest;
     use pingora::protocols::SocketDigest;
     use std::os::unix::io::AsRawFd;

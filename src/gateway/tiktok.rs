@@ -67,7 +67,7 @@ impl TikTokServices {
 }
 
 fn egress_services(t: &TikTokConfig) -> Result<EgressServices, String> {
-    crate::server::tls::install_crypto_provider();
+    crate::transport::install_crypto_provider();
     let mut clients = HashMap::new();
     for app in t.apps.values() {
         let mut builder = reqwest::Client::builder()

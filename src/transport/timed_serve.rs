@@ -11,7 +11,7 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
 use super::head_deadline;
-use super::limits::SlowClientSettings;
+use crate::inspect::SlowClientSettings;
 
 /// A `ServeHttp` app under a listener's slow-client settings.
 pub struct TimedServe<SV> {

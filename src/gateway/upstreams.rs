@@ -15,7 +15,7 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::utils::tls::WrappedX509;
 
 use crate::config::{Target, Upstream};
-use crate::pipeline::error::GatewayError;
+use crate::error::GatewayError;
 
 /// How long a target that refused a connection is skipped.
 const EJECT_FOR: Duration = Duration::from_secs(5);

@@ -1,0 +1,20 @@
+//! Connection-level guards, below any request: connection caps (global and per client IP), the
+//! deadline on each HTTP/1 request head, slow-client timeouts for the non-proxy apps, and what a
+//! connection's TLS session says about the peer. `server/` wires them around every listener;
+//! `pipeline/` only tells them where a request head and a request end.
+
+pub mod capped_app;
+pub mod connection_limit;
+pub mod crypto;
+pub mod head_deadline;
+pub mod peer;
+pub mod timed_serve;
+
+pub use capped_app::ConnectionCapped;
+pub use connection_limit::{
+    ConnectionGuard, ConnectionLimiter, ConnectionLimits, ConnectionRefused,
+};
+pub use crypto::install_crypto_provider;
+pub use head_deadline::HeadTimedStream;
+pub use peer::{PeerCertificate, peer_certificate};
+pub use timed_serve::TimedServe;
