@@ -1,4 +1,5 @@
-//! Every refusal the gateway makes, and the one place they become HTTP responses. The body is
+//! Every refusal the gateway makes, and the one place they become HTTP responses, on every
+//! listener (proxy, admin, metrics). The body is
 //! always `{"error":{"code","message","request_id"}}` with no internal detail.
 
 use bytes::Bytes;
@@ -77,21 +78,55 @@ impl GatewayError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
 
-    /// The response head and JSON body for this error.
-    pub fn to_response(&self, request_id: &str) -> pingora::Result<(ResponseHeader, Bytes)> {
+    /// The stable JSON body: `{"error":{"code","message","request_id"}}`.
+    fn body(&self, request_id: &str) -> Bytes {
         let body = serde_json::json!({
             "error": { "code": self.code, "message": self.message, "request_id": request_id }
         });
-        let body = Bytes::from(body.to_string());
+        Bytes::from(body.to_string())
+    }
+
+    /// Every header of the answer, in order.
+    fn header_list<'a>(
+        &'a self,
+        request_id: &'a str,
+        body_len: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a str)> {
+        [
+            ("content-type", "application/json"),
+            ("content-length", body_len),
+            ("cache-control", "no-store"),
+            ("x-request-id", request_id),
+        ]
+        .into_iter()
+        .chain(self.headers.iter().map(|(n, v)| (*n, v.as_str())))
+    }
+
+    /// The response head and JSON body for this error, for Pingora's proxy sessions.
+    pub fn to_response(&self, request_id: &str) -> pingora::Result<(ResponseHeader, Bytes)> {
+        let body = self.body(request_id);
+        let len = body.len().to_string();
         let mut head = ResponseHeader::build_no_case(self.status, Some(4 + self.headers.len()))?;
-        head.insert_header("content-type", "application/json")?;
-        head.insert_header("content-length", body.len().to_string())?;
-        head.insert_header("cache-control", "no-store")?;
-        head.insert_header("x-request-id", request_id)?;
-        for (name, value) in &self.headers {
-            head.append_header(*name, value.as_str())?;
+        for (name, value) in self.header_list(request_id, &len) {
+            head.append_header(name.to_string(), value)?;
         }
         Ok((head, body))
+    }
+
+    /// The same answer as an `http::Response`, for the admin and metrics apps.
+    pub fn to_http_response(&self, request_id: &str) -> http::Response<Vec<u8>> {
+        let body = self.body(request_id).to_vec();
+        let len = body.len().to_string();
+        let mut builder = http::Response::builder().status(self.status);
+        for (name, value) in self.header_list(request_id, &len) {
+            builder = builder.header(name, value);
+        }
+        // Only a header value we built could fail here; never let a refusal become a 200.
+        builder.body(body).unwrap_or_else(|_| {
+            let mut r = http::Response::new(Vec::new());
+            *r.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+            r
+        })
     }
 }
 

@@ -19,8 +19,10 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Run {
         config: "gateway.yaml".into(),
     }) {
-        Command::Validate { config } => match load_file(&config) {
-            Ok(c) => {
+        // The same load and compile as `run`, short of binding listeners and opening state.
+        Command::Validate { config } => match load_file(&config).and_then(build::validate) {
+            Ok(s) => {
+                let c = &s.config;
                 println!(
                     "{}: ok ({} listeners, {} routes, hash {})",
                     config.display(),

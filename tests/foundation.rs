@@ -354,7 +354,7 @@ async fn reload_changes_routing_on_a_live_keepalive_connection_and_bad_reload_ke
     );
     std::fs::write(&gw.config_path, &new_text).unwrap();
     gw.gateway.reload_from(&gw.config_path).unwrap();
-    assert_eq!(gw.gateway.runtime().config.version, "t2");
+    assert_eq!(gw.gateway.snapshot().config.version, "t2");
     assert_eq!(
         client
             .get(url(&p, "/v2/orders/1"))
@@ -385,7 +385,7 @@ async fn reload_changes_routing_on_a_live_keepalive_connection_and_bad_reload_ke
             .status(),
         200
     );
-    assert_eq!(gw.gateway.runtime().config.version, "t2");
+    assert_eq!(gw.gateway.snapshot().config.version, "t2");
 
     // The file watcher also picks up a change on its own.
     std::fs::write(
@@ -394,12 +394,12 @@ async fn reload_changes_routing_on_a_live_keepalive_connection_and_bad_reload_ke
     )
     .unwrap();
     for _ in 0..50 {
-        if gw.gateway.runtime().config.version == "t3" {
+        if gw.gateway.snapshot().config.version == "t3" {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(gw.gateway.runtime().config.version, "t3");
+    assert_eq!(gw.gateway.snapshot().config.version, "t3");
     assert_eq!(
         client
             .get(url(&p, "/v2/orders/1"))

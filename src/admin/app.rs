@@ -11,6 +11,7 @@ use serde_json::json;
 
 use crate::auth::credentials::bearer_token;
 use crate::auth::{AuthError, Identity};
+use crate::error::GatewayError;
 use crate::gateway::auth::AdminGate;
 use crate::gateway::state::Gateway;
 use crate::telemetry::metrics::metrics;
@@ -47,17 +48,16 @@ fn reply(
 
 fn error(
     status: StatusCode,
-    code: &str,
+    code: &'static str,
     message: &str,
     rid: &str,
-    extra: &[(&str, &str)],
+    extra: &[(&'static str, &str)],
 ) -> Response<Vec<u8>> {
-    reply(
-        status,
-        json!({"error": {"code": code, "message": message, "request_id": rid}}),
-        extra,
-        rid,
-    )
+    let mut err = GatewayError::new(status, code, message);
+    for (name, value) in extra {
+        err = err.with_header(name, *value);
+    }
+    err.to_http_response(rid)
 }
 
 impl AdminApp {
@@ -86,8 +86,8 @@ impl ServeHttp for AdminApp {
                 .get(request_id::HEADER)
                 .map(|v| v.as_bytes()),
         );
-        let runtime = self.gateway.runtime();
-        let Some(gate) = &runtime.auth.admin else {
+        let snapshot = self.gateway.snapshot();
+        let Some(gate) = &snapshot.admin else {
             return error(
                 StatusCode::NOT_FOUND,
                 "no_admin",
@@ -114,12 +114,7 @@ impl ServeHttp for AdminApp {
                 );
             }
         };
-        if runtime
-            .config
-            .identity
-            .blocked_subjects
-            .contains(identity.subject())
-        {
+        if snapshot.is_blocked(&identity) {
             metrics()
                 .auth_failures
                 .with_label_values(&["admin", "caller_blocked"])
@@ -138,7 +133,7 @@ impl ServeHttp for AdminApp {
         match (req.method.as_str(), req.uri.path()) {
             ("GET", "/admin/status") => {
                 tracing::info!(target: "audit", event = "admin_status", request_id = %rid);
-                let config = &runtime.config;
+                let config = &snapshot.config;
                 let issuers: serde_json::Map<String, serde_json::Value> = self
                     .gateway
                     .jwt

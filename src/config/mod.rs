@@ -10,7 +10,7 @@ mod secret_ref;
 pub mod units;
 mod validate;
 
-pub use diagnostics::{ConfigError, ConfigIssue};
+pub use diagnostics::{ConfigError, ConfigIssue, Issues};
 pub use load::{load_file, load_str};
 pub use runtime::*;
 pub use secret::Secret;

@@ -249,6 +249,8 @@ impl Default for RouteLimits {
 #[derive(Debug, Clone)]
 pub struct Route {
     pub name: String,
+    /// Where the route starts in the YAML file, for errors found after validation.
+    pub line: Option<u64>,
     pub listener: String,
     pub host: Option<String>,
     /// Empty: any method.

@@ -1255,9 +1255,11 @@ fn routes(v: &mut V, file: &ConfigFile, known: &Known) -> Vec<Arc<Route>> {
                 "the caller's Authorization is never forwarded to TikTok",
             );
         }
+        kind_applicability(v, &p, r, &auth, tiktok.is_some(), &rate_limits);
         let Some((path, _)) = path else { continue };
         out.push(Arc::new(Route {
             name: rf.name.value.clone(),
+            line: super::diagnostics::line_of(r),
             listener: rf.listener.value.clone(),
             host: rf
                 .match_
@@ -1282,6 +1284,67 @@ fn routes(v: &mut V, file: &ConfigFile, known: &Known) -> Vec<Arc<Route>> {
 
 /// The inspection settings of a route. Content types default to JSON, plus multipart on TikTok
 /// routes (product image uploads).
+/// Route settings that cannot act on the route's kind are refused here, never accepted and
+/// ignored: each kind runs the same stages, but some inputs do not exist on some kinds.
+fn kind_applicability(
+    v: &mut V,
+    p: &str,
+    r: &Spanned<RouteFile>,
+    auth: &RouteAuth,
+    tiktok: bool,
+    rate_limits: &[RateLimitRule],
+) {
+    use crate::limit::KeyKind;
+    let rf = &r.value;
+    let webhook = auth.webhook().is_some();
+    let accepts_api_keys = matches!(auth, RouteAuth::Rules(rules) if rules.api_keys.is_some());
+    for (k, rule) in rate_limits.iter().enumerate() {
+        let at = format!("{p}.rate_limit[{k}].key");
+        match &rule.spec.key {
+            KeyKind::ApiKey if !accepts_api_keys => v.issues.at(
+                at,
+                r,
+                "`api_key` keys by the caller's API key, but this route does not accept API keys; key by `caller`, `client_ip`, `header` or `route`",
+            ),
+            KeyKind::Shop if !tiktok => v.issues.at(
+                at,
+                r,
+                "`shop` keys by the TikTok shop a caller names, which only TikTok routes have",
+            ),
+            _ => {}
+        }
+    }
+    if webhook {
+        if let RouteAuth::Rules(rules) = auth
+            && !rules.scopes.is_empty()
+        {
+            v.issues.at(
+                format!("{p}.auth.scopes"),
+                r,
+                "a webhook's caller is the TikTok app its signature proves, which holds no scopes; remove `scopes`",
+            );
+        }
+        if rf.forward_authorization {
+            v.issues.at(
+                format!("{p}.forward_authorization"),
+                r,
+                "a webhook route answers TikTok itself and delivers from its queue; nothing is forwarded",
+            );
+        }
+        if let Some(limit) = rf
+            .limits
+            .as_ref()
+            .and_then(|l| l.max_response_body.as_ref())
+        {
+            v.issues.at(
+                format!("{p}.limits.max_response_body"),
+                limit,
+                "a webhook route's answer is the gateway's own acknowledgement; there is no upstream response to bound",
+            );
+        }
+    }
+}
+
 fn route_inspection(
     v: &mut V,
     p: &str,

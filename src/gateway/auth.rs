@@ -12,14 +12,20 @@ use crate::auth::{
     ScopeSet, SubjectMatch,
 };
 use crate::clock::SharedClock;
-use crate::config::{GatewayConfig, JwksSourceConfig, RouteAuth as RouteAuthConfig, Secret};
+use crate::config::{
+    ConfigError, GatewayConfig, Issues, JwksSourceConfig, RouteAuth as RouteAuthConfig, Secret,
+};
 
 pub type JwtVerifiers = HashMap<String, Arc<JwtVerifier>>;
 
 /// One verifier per configured issuer.
-pub fn jwt_verifiers(config: &GatewayConfig, clock: SharedClock) -> Result<JwtVerifiers, String> {
+pub fn jwt_verifiers(
+    config: &GatewayConfig,
+    clock: SharedClock,
+) -> Result<JwtVerifiers, ConfigError> {
     let mut out = HashMap::new();
-    for j in &config.identity.jwt {
+    for (i, j) in config.identity.jwt.iter().enumerate() {
+        let at = format!("identity.jwt[{i}]");
         let keys = match (&j.hmac_secret, &j.jwks) {
             (Some(secret), _) => KeySource::HmacSecret(secret.clone()),
             (None, Some(JwksSourceConfig::File(path))) => KeySource::JwksFile(path.clone()),
@@ -42,7 +48,7 @@ pub fn jwt_verifiers(config: &GatewayConfig, clock: SharedClock) -> Result<JwtVe
                 s.extra_roots_pem = ca.clone();
                 KeySource::JwksUrl(s)
             }
-            (None, None) => return Err(format!("identity.jwt `{}` has no key source", j.name)),
+            (None, None) => return Err(ConfigError::single(at, None, "no key source")),
         };
         let mut settings = JwtIssuerSettings::new(
             j.name.clone(),
@@ -55,7 +61,7 @@ pub fn jwt_verifiers(config: &GatewayConfig, clock: SharedClock) -> Result<JwtVe
         settings.scopes_claim = j.scopes_claim.clone();
         settings.max_token_bytes = j.max_token_size;
         let verifier = JwtVerifier::new(&settings, clock.clone())
-            .map_err(|e| format!("identity.jwt `{}`: {e}", j.name))?;
+            .map_err(|e| ConfigError::single(at, None, e.to_string()))?;
         out.insert(j.name.clone(), Arc::new(verifier));
     }
     Ok(out)
@@ -72,7 +78,13 @@ pub struct AdminGate {
     pub access: AdminAccess,
 }
 
-pub fn runtime_auth(config: &GatewayConfig, jwt: &JwtVerifiers) -> Result<RuntimeAuth, String> {
+/// Every route's requirement and the admin gate. All problems are reported, each with the route's
+/// YAML path and line.
+pub fn runtime_auth(
+    config: &GatewayConfig,
+    jwt: &JwtVerifiers,
+) -> Result<RuntimeAuth, ConfigError> {
+    let mut issues = Issues::default();
     let keys: Vec<ApiKeySettings> = config
         .identity
         .api_keys
@@ -83,8 +95,10 @@ pub fn runtime_auth(config: &GatewayConfig, jwt: &JwtVerifiers) -> Result<Runtim
             scopes: k.scopes.clone(),
         })
         .collect();
-    let all_keys =
-        Arc::new(ApiKeyStore::new(&keys).map_err(|e| format!("identity.api_keys: {e}"))?);
+    let all_keys = ApiKeyStore::new(&keys)
+        .map(Arc::new)
+        .map_err(|e| issues.add("identity.api_keys", None, e.to_string()))
+        .ok();
     let mtls_rules: Vec<MtlsRule> = config
         .identity
         .mtls
@@ -94,76 +108,101 @@ pub fn runtime_auth(config: &GatewayConfig, jwt: &JwtVerifiers) -> Result<Runtim
             scopes: m.scopes.clone(),
         })
         .collect();
-    let mtls = Arc::new(
-        MtlsAuthenticator::new(&MtlsSettings {
-            rules: mtls_rules,
-            ..MtlsSettings::default()
-        })
-        .map_err(|e| format!("identity.mtls: {e}"))?,
-    );
+    let mtls = MtlsAuthenticator::new(&MtlsSettings {
+        rules: mtls_rules,
+        ..MtlsSettings::default()
+    })
+    .map(Arc::new)
+    .map_err(|e| issues.add("identity.mtls", None, e.to_string()))
+    .ok();
 
     let mut routes = HashMap::new();
-    for route in &config.routes {
+    for (i, route) in config.routes.iter().enumerate() {
+        let at = format!("routes[{i}].auth");
         let requirement = match &route.auth {
             RouteAuthConfig::None => {
                 RouteAuth::new(vec![AcceptedMethod::Anonymous], ScopeSet::default())
             }
-            // Webhook routes are authenticated by their signature over the body (webhook_ingress).
+            // Webhook routes are authenticated by their signature over the body.
             auth if auth.webhook().is_some() => continue,
             RouteAuthConfig::Rules(rules) => {
                 let mut methods = Vec::new();
                 for name in &rules.jwt {
-                    let v = jwt.get(name).ok_or_else(|| {
-                        format!("route `{}`: unknown JWT issuer `{name}`", route.name)
-                    })?;
-                    methods.push(AcceptedMethod::Jwt(v.clone()));
-                }
-                match &rules.api_keys {
-                    None => {}
-                    Some(names) if names.is_empty() => {
-                        methods.push(AcceptedMethod::ApiKey(all_keys.clone()))
+                    match jwt.get(name) {
+                        Some(v) => methods.push(AcceptedMethod::Jwt(v.clone())),
+                        None => issues.add(
+                            format!("{at}.jwt"),
+                            route.line,
+                            format!("unknown JWT issuer `{name}`"),
+                        ),
                     }
-                    Some(names) => {
+                }
+                match (&rules.api_keys, &all_keys) {
+                    (None, _) | (Some(_), None) => {}
+                    (Some(names), Some(all)) if names.is_empty() => {
+                        methods.push(AcceptedMethod::ApiKey(all.clone()))
+                    }
+                    (Some(names), Some(_)) => {
                         let subset: Vec<ApiKeySettings> = keys
                             .iter()
                             .filter(|k| names.contains(&k.name))
                             .cloned()
                             .collect();
-                        let store = ApiKeyStore::new(&subset)
-                            .map_err(|e| format!("route `{}`: {e}", route.name))?;
-                        methods.push(AcceptedMethod::ApiKey(Arc::new(store)));
+                        match ApiKeyStore::new(&subset) {
+                            Ok(store) => methods.push(AcceptedMethod::ApiKey(Arc::new(store))),
+                            Err(e) => {
+                                issues.add(format!("{at}.api_keys"), route.line, e.to_string())
+                            }
+                        }
                     }
                 }
-                if rules.mtls {
+                if rules.mtls
+                    && let Some(mtls) = &mtls
+                {
                     methods.push(AcceptedMethod::Mtls(mtls.clone()));
                 }
-                let scopes = ScopeSet::from_config(rules.scopes.iter().map(String::as_str))
-                    .map_err(|e| format!("route `{}`: {e}", route.name))?;
+                let scopes = match ScopeSet::from_config(rules.scopes.iter().map(String::as_str)) {
+                    Ok(scopes) => scopes,
+                    Err(e) => {
+                        issues.add(format!("{at}.scopes"), route.line, e.to_string());
+                        continue;
+                    }
+                };
                 RouteAuth::new(methods, scopes)
             }
+        };
+        match requirement {
+            Ok(r) => {
+                routes.insert(route.name.clone(), r);
+            }
+            Err(e) => issues.add(at, route.line, e.to_string()),
         }
-        .map_err(|e| format!("route `{}`: {e}", route.name))?;
-        routes.insert(route.name.clone(), requirement);
     }
 
     let admin = match &config.admin {
         None => None,
-        Some(a) => {
-            let verifier = jwt
-                .get(&a.jwt_issuer)
-                .ok_or_else(|| format!("admin.jwt: unknown issuer `{}`", a.jwt_issuer))?
-                .clone();
-            let access = AdminAccess::new(
-                MfaPolicy {
-                    accepted_amr: a.mfa_methods.clone(),
-                    admin_scope: a.scope.clone(),
-                },
-                true,
-            );
-            Some(AdminGate { verifier, access })
-        }
+        Some(a) => match jwt.get(&a.jwt_issuer) {
+            None => {
+                issues.add(
+                    "admin.jwt",
+                    None,
+                    format!("unknown issuer `{}`", a.jwt_issuer),
+                );
+                None
+            }
+            Some(verifier) => Some(AdminGate {
+                verifier: verifier.clone(),
+                access: AdminAccess::new(
+                    MfaPolicy {
+                        accepted_amr: a.mfa_methods.clone(),
+                        admin_scope: a.scope.clone(),
+                    },
+                    true,
+                ),
+            }),
+        },
     };
-    Ok(RuntimeAuth { routes, admin })
+    issues.into_result(RuntimeAuth { routes, admin })
 }
 
 /// `dns:`, `uri:`, `email:`, `cn:` prefixes pick the certificate name to match; bare names are DNS.

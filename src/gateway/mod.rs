@@ -5,7 +5,9 @@
 //! Nothing here knows about Pingora's request phases (`pipeline/`) or its server (`server/`).
 
 pub mod auth;
+pub mod route;
 pub mod router;
+pub mod snapshot;
 pub mod state;
 pub mod tiktok;
 pub mod upstreams;

@@ -1,58 +1,69 @@
 //! Route matching: per listener, optional host, path (exact or prefix), method. First match in
 //! file order wins. Built once per config snapshot.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use http::Method;
 
-use crate::config::{GatewayConfig, Route};
+use super::route::CompiledRoute;
+use crate::config::GatewayConfig;
 
-pub enum RouteMatch {
-    Found(Arc<Route>),
+pub enum RouteMatch<'a> {
+    Found(&'a Arc<CompiledRoute>),
     NotFound,
     /// A route matched the path but not the method: the methods that would have matched.
     MethodNotAllowed(String),
 }
 
+/// Routes per listener index (the position in `config.listeners`), in file order.
 #[derive(Default)]
 pub struct Router {
-    by_listener: HashMap<String, Vec<Arc<Route>>>,
+    by_listener: Vec<Vec<Arc<CompiledRoute>>>,
 }
 
 impl Router {
-    pub fn new(config: &GatewayConfig) -> Self {
-        let mut by_listener: HashMap<String, Vec<Arc<Route>>> = HashMap::new();
-        for route in &config.routes {
-            by_listener
-                .entry(route.listener.clone())
-                .or_default()
-                .push(route.clone());
-        }
+    pub fn new(config: &GatewayConfig, routes: &[Arc<CompiledRoute>]) -> Self {
+        let by_listener = config
+            .listeners
+            .iter()
+            .map(|l| {
+                routes
+                    .iter()
+                    .filter(|r| r.config.listener == l.name)
+                    .cloned()
+                    .collect()
+            })
+            .collect();
         Self { by_listener }
     }
 
-    /// `path` must already be normalised; `host` is lowercase without port.
+    /// `path` must already be normalised; `host` is without port, in any case (route hosts are
+    /// lowercase, so no allocation is needed to compare).
     pub fn find(
         &self,
-        listener: &str,
+        listener: usize,
         host: Option<&str>,
         method: &Method,
         path: &str,
-    ) -> RouteMatch {
+    ) -> RouteMatch<'_> {
         let Some(routes) = self.by_listener.get(listener) else {
             return RouteMatch::NotFound;
         };
         let mut allowed: Vec<&str> = Vec::new();
-        for route in routes {
-            if route.host.as_deref().is_some_and(|want| host != Some(want)) {
+        for compiled in routes {
+            let route = &compiled.config;
+            if route
+                .host
+                .as_deref()
+                .is_some_and(|want| !host.is_some_and(|h| h.eq_ignore_ascii_case(want)))
+            {
                 continue;
             }
             if !route.path.matches(path) {
                 continue;
             }
             if route.methods.is_empty() || route.methods.contains(method) {
-                return RouteMatch::Found(route.clone());
+                return RouteMatch::Found(compiled);
             }
             for m in &route.methods {
                 if !allowed.contains(&m.as_str()) {

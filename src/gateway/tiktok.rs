@@ -32,9 +32,9 @@ pub struct TikTokServices {
     pub egress: Option<EgressServices>,
 }
 
-/// What signed egress calls need: a verified-TLS client per app and the outbound pacer.
+/// What signed egress calls need beyond the route's upstream: the outbound pacer, whose budgets
+/// outlive a reload.
 pub struct EgressServices {
-    pub clients: HashMap<String, reqwest::Client>,
     pub pacer: Arc<OutboundPacer>,
 }
 
@@ -57,7 +57,7 @@ impl TikTokServices {
             .as_ref()
             .map(|w| webhook_services(w, config, clock))
             .transpose()?;
-        let egress = config.tiktok.as_ref().map(egress_services).transpose()?;
+        let egress = config.tiktok.as_ref().map(egress_services);
         Ok(Self {
             tokens,
             webhooks,
@@ -66,29 +66,10 @@ impl TikTokServices {
     }
 }
 
-fn egress_services(t: &TikTokConfig) -> Result<EgressServices, String> {
-    crate::transport::install_crypto_provider();
-    let mut clients = HashMap::new();
-    for app in t.apps.values() {
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(3))
-            .timeout(Duration::from_secs(15))
-            // TikTok answers where it is asked; a redirect would leave the pinned host.
-            .redirect(reqwest::redirect::Policy::none())
-            .https_only(!app.api_base.starts_with("http://"));
-        if let Some(ca) = &app.ca {
-            let pem = std::fs::read(ca).map_err(|e| format!("tiktok.apps.{}.ca: {e}", app.name))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| format!("tiktok.apps.{}.ca: {e}", app.name))?;
-            builder = builder.tls_certs_only(certs);
-        }
-        let client = builder
-            .build()
-            .map_err(|e| format!("tiktok.apps.{}: HTTP client: {e}", app.name))?;
-        clients.insert(app.name.clone(), client);
+fn egress_services(t: &TikTokConfig) -> EgressServices {
+    EgressServices {
+        pacer: Arc::new(OutboundPacer::new(t.pacing.clone())),
     }
-    let pacer = Arc::new(OutboundPacer::new(t.pacing.clone()));
-    Ok(EgressServices { clients, pacer })
 }
 
 fn token_manager(t: &TikTokConfig, clock: SharedClock) -> Result<TokenManager, String> {

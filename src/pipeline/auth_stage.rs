@@ -6,27 +6,48 @@ use std::sync::Arc;
 
 use pingora::proxy::Session;
 
+use super::ctx::RequestCtx;
 use crate::auth::{AuthError, Identity, RequestCredentials, RouteAuth};
 use crate::error::GatewayError;
 use crate::telemetry::metrics::metrics;
 use crate::transport::peer_certificate;
 
+/// Who the caller is, by the first of the route's methods whose credentials are present.
 pub async fn authenticate(
     requirement: &RouteAuth,
     route: &str,
     session: &Session,
-) -> Result<Arc<Identity>, (GatewayError, &'static str)> {
+    ctx: &mut RequestCtx,
+) -> Result<Arc<Identity>, GatewayError> {
     let credentials = RequestCredentials {
         headers: &session.req_header().headers,
         client_cert_der: peer_certificate(session).map(|c| c.der.as_slice()),
     };
-    requirement.check(&credentials).await.map_err(|e| {
-        metrics()
-            .auth_failures
-            .with_label_values(&[route, e.reason()])
-            .inc();
-        (refusal(&e), e.reason())
-    })
+    requirement
+        .authenticate(&credentials)
+        .await
+        .map_err(|e| fail(route, &e, ctx))
+}
+
+/// The route's required scopes against the caller's.
+pub fn authorize(
+    requirement: &RouteAuth,
+    route: &str,
+    identity: &Identity,
+    ctx: &mut RequestCtx,
+) -> Result<(), GatewayError> {
+    requirement
+        .authorize(identity)
+        .map_err(|e| fail(route, &e, ctx))
+}
+
+fn fail(route: &str, e: &AuthError, ctx: &mut RequestCtx) -> GatewayError {
+    metrics()
+        .auth_failures
+        .with_label_values(&[route, e.reason()])
+        .inc();
+    ctx.reason = Some(e.reason());
+    refusal(e)
 }
 
 /// The answer for a caller on `identity.blocked_subjects`, counted like other auth failures.

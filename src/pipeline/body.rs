@@ -1,46 +1,80 @@
-//! The request-body ceiling and buffering. A body the pipeline must see whole (to sign it, inspect
+//! The request-body stage: the ceiling and buffering. A body the pipeline must see whole (to sign it, inspect
 //! it, or because its length is not declared) is read completely before the upstream is contacted,
 //! so an oversized body is refused with 413 and the upstream never sees any of it.
 
 use bytes::{Bytes, BytesMut};
 use pingora::proxy::Session;
 
+use super::stages::Request;
 use crate::error::GatewayError;
-use crate::inspect::{BodyRate, BodyWatch, InspectError};
+use crate::gateway::route::{CompiledRoute, RouteKind};
+use crate::inspect::{BodyFraming, BodyRate, BodyWatch, HeadVerdict, InspectError};
 
 /// Pingora replays a pre-read body to the upstream from its retry buffer, which holds 64 KiB.
 /// Bodies that must be read whole first are therefore limited to this size.
 pub const MAX_BUFFERED_BODY: usize = 64 * 1024;
 
-/// What the request head says about its body.
-pub enum DeclaredBody {
-    None,
-    Length(usize),
-    /// Chunked or otherwise undeclared.
-    Unknown,
+/// 7. The body stage. The ceiling is always on (a declared length over it was refused with the
+/// head). A body the gateway must see whole is read here, before any upstream is contacted: a
+/// JSON body (checked for well-formedness and depth), a body of undeclared length on a proxied
+/// route, and every body the gateway sends itself (TikTok egress signs the exact bytes).
+/// Webhook bodies were read by the authenticate stage to verify their signature.
+pub async fn read(
+    req: &mut Request<'_>,
+    route: &CompiledRoute,
+    verdict: &HeadVerdict,
+) -> Result<(), GatewayError> {
+    if !verdict.expects_body {
+        return Ok(());
+    }
+    let limits = &route.config.limits;
+    let json = route.config.inspection.json_body && super::inspect_stage::is_json_body(req.session);
+    if let Some(read) = &req.ctx.body {
+        // Read already (webhooks, to verify the signature): the JSON check still applies.
+        return if json {
+            check_json(route, read)
+        } else {
+            Ok(())
+        };
+    }
+    let proxied = matches!(route.kind, RouteKind::Proxy);
+    let declared = matches!(verdict.framing, BodyFraming::Length(_));
+    if proxied && !json && declared {
+        // Streamed to the upstream; the watch guards the ceiling against framing that lies, and
+        // refuses bodies sent too slowly.
+        req.ctx.body_watch = Some(BodyWatch::new(
+            limits.max_body as u64,
+            req.ctx.body_rate,
+            std::time::Instant::now(),
+        ));
+        return Ok(());
+    }
+    // Pingora replays a proxied body from its retry buffer; a body the gateway sends itself is
+    // held here and may use the route's whole ceiling.
+    let ceiling = if proxied {
+        limits.max_body.min(MAX_BUFFERED_BODY)
+    } else {
+        limits.max_body
+    };
+    let whole = read_whole(req.session, ceiling, req.ctx.body_rate).await?;
+    if json {
+        check_json(route, &whole)?;
+    }
+    req.ctx.body = Some(whole);
+    Ok(())
 }
 
-pub fn declared_body(session: &mut Session) -> Result<DeclaredBody, GatewayError> {
-    if session.as_mut().is_body_empty() {
-        return Ok(DeclaredBody::None);
+/// Well-formed JSON within the route's depth; an empty body has nothing to check.
+fn check_json(route: &CompiledRoute, body: &[u8]) -> Result<(), GatewayError> {
+    if body.is_empty() {
+        return Ok(());
     }
-    let headers = &session.req_header().headers;
-    if let Some(cl) = headers.get(http::header::CONTENT_LENGTH) {
-        let n = cl
-            .to_str()
-            .ok()
-            .and_then(|s| s.trim().parse::<usize>().ok())
-            .ok_or_else(|| {
-                GatewayError::bad_request("bad_content_length", "invalid Content-Length")
-            })?;
-        return Ok(if n == 0 {
-            DeclaredBody::None
-        } else {
-            DeclaredBody::Length(n)
-        });
-    }
-    // Chunked, or HTTP/2 data frames without a declared length.
-    Ok(DeclaredBody::Unknown)
+    crate::inspect::check_json(
+        body,
+        body.len(),
+        route.config.inspection.limits.max_json_depth,
+    )
+    .map_err(|e| GatewayError::from(InspectError::from(e)))
 }
 
 /// Reads the whole body, refusing it as soon as it passes `limit` (413) or its average rate

@@ -2,24 +2,29 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::config::Route;
-use crate::gateway::state::Runtime;
+use crate::error::GatewayError;
+use crate::gateway::route::CompiledRoute;
+use crate::gateway::snapshot::Snapshot;
 
 pub struct RequestCtx {
     pub started: Instant,
     pub request_id: String,
     /// The config snapshot this request uses from start to end.
-    pub runtime: Option<Arc<Runtime>>,
-    pub route: Option<Arc<Route>>,
+    pub snapshot: Option<Arc<Snapshot>>,
+    pub route: Option<Arc<CompiledRoute>>,
     /// `forwarded`, `refused`, `answered` or `error`, for the access log.
     pub decision: &'static str,
     /// Stable refusal code for the access log.
     pub reason: Option<&'static str>,
+    /// The upstream address of the last attempt, proxied or sent by the gateway itself.
     pub upstream_addr: Option<SocketAddr>,
+    /// When the first upstream attempt started; with `upstream_done`, the upstream latency.
+    pub upstream_started: Option<Instant>,
+    pub upstream_latency: Option<Duration>,
     /// The whole request body, when the pipeline needed it before contacting the upstream.
     pub body: Option<Bytes>,
     /// Ceiling and minimum rate for a body streamed to the upstream.
@@ -27,14 +32,16 @@ pub struct RequestCtx {
     /// The listener's minimum upload rate, for bodies read here or streamed.
     pub body_rate: crate::inspect::BodyRate,
     /// A refusal decided inside a Pingora phase that can only return a `pingora::Error`.
-    pub refusal: Option<crate::error::GatewayError>,
-    /// Connect attempts so far (retries go to another target).
+    pub refusal: Option<GatewayError>,
+    /// Upstream attempts so far (retries go to another target).
     pub attempts: usize,
     pub status: u16,
+    /// Response body bytes passed to the client so far (against the route's ceiling).
+    pub response_bytes: u64,
     /// Who the caller proved to be.
     pub identity: Option<Arc<crate::auth::Identity>>,
     /// The TikTok shop a signed egress call acted for.
-    pub shop: Option<String>,
+    pub shop: Option<Arc<crate::config::TikTokShop>>,
     /// `RateLimit-Policy` / `RateLimit` for the response.
     pub rate_headers: Option<crate::limit::RateLimitHeaders>,
 }
@@ -44,17 +51,20 @@ impl RequestCtx {
         Self {
             started: Instant::now(),
             request_id: String::new(),
-            runtime: None,
+            snapshot: None,
             route: None,
             decision: "error",
             reason: None,
             upstream_addr: None,
+            upstream_started: None,
+            upstream_latency: None,
             body: None,
             body_watch: None,
             body_rate: crate::inspect::BodyRate::default(),
             refusal: None,
             attempts: 0,
             status: 0,
+            response_bytes: 0,
             identity: None,
             rate_headers: None,
             shop: None,
@@ -62,7 +72,7 @@ impl RequestCtx {
     }
 
     pub fn route_name(&self) -> &str {
-        self.route.as_ref().map(|r| r.name.as_str()).unwrap_or("")
+        self.route.as_ref().map(|r| &*r.name).unwrap_or("")
     }
 }
 

@@ -60,3 +60,17 @@ pub fn is_json_body(session: &Session) -> bool {
             m.type_.eq_ignore_ascii_case("application") && m.subtype.eq_ignore_ascii_case("json")
         })
 }
+
+/// `Host` (or `:authority`) without port. Hosts are compared case-insensitively by the router.
+pub fn request_host(req: &pingora::http::RequestHeader) -> Option<&str> {
+    let raw = req
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri.authority().map(|a| a.as_str()))?;
+    Some(if raw.starts_with('[') {
+        raw.split_once(']').map(|(h, _)| &h[1..]).unwrap_or(raw)
+    } else {
+        raw.rsplit_once(':').map(|(h, _)| h).unwrap_or(raw)
+    })
+}

@@ -6,53 +6,59 @@ use std::net::IpAddr;
 
 use pingora::proxy::Session;
 
-use crate::auth::{AuthMethod, Identity};
+use super::ctx::RequestCtx;
+use crate::auth::AuthMethod;
 use crate::error::GatewayError;
+use crate::gateway::route::CompiledRoute;
+use crate::gateway::snapshot::Snapshot;
 use crate::limit::{
-    Decision, DecisionSource, KeyKind, LimitId, RateLimitHeaders, RateLimiter, TrustedProxies,
+    Decision, DecisionSource, KeyKind, RateLimitHeaders, RateLimiter, TrustedProxies,
 };
 
-/// What a request is keyed by.
-pub struct LimitInputs<'a> {
-    pub identity: Option<&'a Identity>,
-    pub shop: Option<&'a str>,
-    pub peer: Option<IpAddr>,
-    pub trusted_proxies: &'a TrustedProxies,
-}
-
+/// Checks each of the route's limits with the key its spec names.
 pub async fn check(
     limiter: &RateLimiter,
-    ids: &[LimitId],
+    route: &CompiledRoute,
+    snapshot: &Snapshot,
     session: &Session,
-    inputs: &LimitInputs<'_>,
+    ctx: &RequestCtx,
 ) -> Result<Option<RateLimitHeaders>, GatewayError> {
-    let mut decisions: Vec<Decision> = Vec::with_capacity(ids.len());
-    for &id in ids {
+    let mut decisions: Vec<Decision> = Vec::with_capacity(route.limit_ids.len());
+    let headers = &session.req_header().headers;
+    for &id in route.limit_ids.iter() {
         let Some(spec) = limiter.spec(id) else {
             continue;
         };
         let ip_key;
         let key: &[u8] = match &spec.key {
-            KeyKind::Caller => inputs
+            KeyKind::Caller => ctx
                 .identity
+                .as_deref()
                 .map(|i| i.subject().as_bytes())
                 .unwrap_or(b""),
-            KeyKind::ApiKey => match inputs.identity.map(|i| i.method()) {
+            KeyKind::ApiKey => match ctx.identity.as_deref().map(|i| i.method()) {
                 Some(AuthMethod::ApiKey { key }) => key.as_bytes(),
                 _ => b"",
             },
             KeyKind::ClientIp => {
-                let peer = inputs.peer.unwrap_or(IpAddr::from([0, 0, 0, 0]));
-                let ip = inputs
+                let peer = session
+                    .client_addr()
+                    .and_then(|a| a.as_inet())
+                    .map(|a| a.ip())
+                    .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+                let ip = snapshot
+                    .config
                     .trusted_proxies
-                    .client_ip_from_headers(peer, &session.req_header().headers);
+                    .client_ip_from_headers(peer, headers);
                 ip_key = TrustedProxies::limit_key(ip);
                 &ip_key
             }
-            KeyKind::Shop => inputs.shop.map(str::as_bytes).unwrap_or(b""),
-            KeyKind::Header(name) => session
-                .req_header()
-                .headers
+            KeyKind::Shop => route
+                .tiktok()
+                .and_then(|t| headers.get(&t.shop_header))
+                .map(|v| v.as_bytes())
+                .unwrap_or(b""),
+            KeyKind::Header(name) => headers
                 .get(name.as_str())
                 .map(|v| v.as_bytes())
                 .unwrap_or(b""),

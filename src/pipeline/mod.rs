@@ -1,13 +1,15 @@
-//! The request pipeline: the Pingora `ProxyHttp` impl, the per-request context and the stage
-//! order. `proxy.rs` is the one place that decides in which order the stages run.
+//! The request pipeline: one ordered stage list (`stages.rs`) that every route kind runs, the
+//! stages themselves, the kind handlers that end a request (`kinds/`), and the Pingora `ProxyHttp`
+//! glue (`proxy.rs`). Stages read only the compiled snapshot (`crate::gateway`): no name is looked
+//! up per request.
 
 pub mod answer;
 pub mod auth_stage;
 pub mod body;
 pub mod ctx;
 pub mod inspect_stage;
+pub mod kinds;
 pub mod limit_stage;
 pub mod privacy_stage;
 pub mod proxy;
-pub mod tiktok_egress;
-pub mod webhook_ingress;
+pub mod stages;

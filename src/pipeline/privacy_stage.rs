@@ -8,19 +8,20 @@ use bytes::Bytes;
 use http::StatusCode;
 
 use crate::auth::Identity;
-use crate::config::{OnLeak, Route};
+use crate::config::OnLeak;
 use crate::error::GatewayError;
+use crate::gateway::route::CompiledRoute;
 use crate::privacy::{PrivacyEngine, mask_tiktok_response, scan_for_leaks};
 use crate::telemetry::metrics::metrics;
 
 pub fn outgoing(
     engine: &PrivacyEngine,
-    route: &Route,
+    route: &CompiledRoute,
     identity: &Identity,
     request_id: &str,
     body: Bytes,
 ) -> Result<Bytes, GatewayError> {
-    let privacy = route.privacy.as_ref();
+    let privacy = route.config.privacy.as_ref();
     if let Some(scope) = privacy.and_then(|p| p.pii_scope.as_deref()) {
         if identity.has_scope(scope) {
             return Ok(body);
@@ -47,7 +48,12 @@ pub fn outgoing(
 }
 
 /// Scans a body on a route not cleared for PII; counts and logs what it finds.
-pub fn leaked(engine: &PrivacyEngine, route: &Route, request_id: &str, body: &[u8]) -> bool {
+pub fn leaked(
+    engine: &PrivacyEngine,
+    route: &CompiledRoute,
+    request_id: &str,
+    body: &[u8],
+) -> bool {
     let kinds = scan_for_leaks(body, engine);
     if kinds.is_empty() {
         return false;
@@ -55,7 +61,7 @@ pub fn leaked(engine: &PrivacyEngine, route: &Route, request_id: &str, body: &[u
     for kind in &kinds {
         metrics()
             .pii_leaks
-            .with_label_values(&[route.name.as_str(), kind.as_str()])
+            .with_label_values(&[&*route.name, kind.as_str()])
             .inc();
     }
     let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
@@ -65,8 +71,9 @@ pub fn leaked(engine: &PrivacyEngine, route: &Route, request_id: &str, body: &[u
 }
 
 /// Whether a route is cleared for PII (has a `privacy.pii_scope`).
-pub fn cleared(route: &Route) -> bool {
+pub fn cleared(route: &CompiledRoute) -> bool {
     route
+        .config
         .privacy
         .as_ref()
         .is_some_and(|p| p.pii_scope.is_some())

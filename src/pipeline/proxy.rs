@@ -1,15 +1,12 @@
-//! The Pingora `ProxyHttp` implementation. This file decides the order of the stages; each stage
-//! lives in its own module and answers `Ok(())` (continue) or `Err(GatewayError)` (respond now).
-//!
-//! Order (DESIGN.md): route -> authenticate -> authorize -> rate-limit -> inspect request ->
-//! [TikTok: credentials, sign] -> upstream -> inspect/mask response -> log.
+//! The Pingora `ProxyHttp` implementation: the glue between Pingora's phases and the stage list
+//! (`stages::run`), which is the one place that decides the order. Proxied routes continue into
+//! Pingora's upstream phases here; every other kind is answered by the stages.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::StatusCode;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -17,211 +14,25 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType};
 
 use super::answer;
-use super::body::{self, DeclaredBody, MAX_BUFFERED_BODY};
 use super::ctx::RequestCtx;
-use super::inspect_stage;
-use super::webhook_ingress;
-use super::{auth_stage, limit_stage, tiktok_egress};
+use super::stages::{self, Flow, Request};
 use crate::error::GatewayError;
-use crate::gateway::router::RouteMatch;
 use crate::gateway::state::Gateway;
 use crate::telemetry::access_log::AccessRecord;
 use crate::telemetry::metrics::metrics;
 use crate::telemetry::request_id;
 use crate::transport::head_deadline;
 
-/// What the stages decided: hand the request to Pingora's upstream machinery, or answer it here.
-pub enum Next {
-    Proxy,
-    Respond(Reply),
-}
-
-/// A complete response the gateway writes itself.
-pub struct Reply {
-    pub status: StatusCode,
-    pub headers: Vec<(&'static str, String)>,
-    pub body: Bytes,
-}
-
-impl Reply {
-    pub fn json(status: StatusCode, body: Bytes) -> Self {
-        Self {
-            status,
-            headers: vec![("content-type", "application/json".into())],
-            body,
-        }
-    }
-}
-
 /// One instance per proxy listener.
 pub struct GatewayProxy {
     pub listener: Arc<str>,
+    /// The listener's position in `config.listeners` (fixed: listeners never change on reload).
+    pub listener_index: usize,
     pub gateway: Arc<Gateway>,
 }
 
 impl GatewayProxy {
-    /// Stages before the upstream is chosen. `Err` ends the request with that answer.
-    async fn before_upstream(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-    ) -> Result<Next, GatewayError> {
-        let runtime = match &ctx.runtime {
-            Some(runtime) => runtime.clone(),
-            None => {
-                let runtime = self.gateway.runtime();
-                ctx.runtime = Some(runtime.clone());
-                runtime
-            }
-        };
-
-        // 1. Route: framing and path are checked first, then the host, then the match.
-        inspect_stage::check_raw_head(session)?;
-        let policy = runtime.listeners.get(&*self.listener);
-        if let Some(policy) = policy {
-            inspect_stage::check_host(&policy.hosts, session)?;
-        }
-        let found = {
-            let head = session.req_header();
-            let path = inspect_stage::normalized_path(head.uri.path())?;
-            let host = request_host(session);
-            runtime
-                .router
-                .find(&self.listener, host.as_deref(), &head.method, &path)
-        };
-        let route = match found {
-            RouteMatch::Found(route) => route,
-            RouteMatch::NotFound => return Err(GatewayError::not_found()),
-            RouteMatch::MethodNotAllowed(allow) => {
-                return Err(GatewayError::method_not_allowed(allow));
-            }
-        };
-        ctx.route = Some(route.clone());
-
-        // 5a. Inspect the head against the route (framing, sizes, method, content type, length).
-        let verdict = inspect_stage::check_head(&route.inspection, session)?;
-
-        // TikTok webhooks: authenticated by their signature over the raw body, stored durably,
-        // answered here; delivery to the order service runs from the queue.
-        if let Some(scheme) = route.auth.webhook() {
-            webhook_ingress::accept(&self.gateway, &runtime, &route, scheme, session, ctx).await?;
-            return Ok(Next::Respond(Reply::json(
-                StatusCode::OK,
-                Bytes::from_static(webhook_ingress::ACK_BODY.as_bytes()),
-            )));
-        }
-
-        // 2-3. Authenticate, then authorize against the route's scopes.
-        let requirement = runtime
-            .auth
-            .routes
-            .get(&route.name)
-            .ok_or_else(|| GatewayError::internal("route without an auth requirement"))?;
-        let identity = auth_stage::authenticate(requirement, &route.name, session)
-            .await
-            .map_err(|(err, reason)| {
-                ctx.reason = Some(reason);
-                err
-            })?;
-        // The kill switch: a blocked caller is refused whatever its credentials.
-        let blocked = &runtime.config.identity.blocked_subjects;
-        if !blocked.is_empty() && blocked.contains(identity.subject()) {
-            ctx.reason = Some("caller_blocked");
-            return Err(auth_stage::blocked(&route.name));
-        }
-        ctx.identity = Some(identity.clone());
-
-        // 4. Rate limits.
-        if !route.rate_limits.is_empty() {
-            let limits = runtime.limits().map_err(|e| {
-                tracing::error!(error = %e, route = %route.name, "rate limiter unavailable");
-                GatewayError::internal("rate limiter unavailable")
-            })?;
-            let shop = route.tiktok.as_ref().and_then(|t| {
-                session
-                    .req_header()
-                    .headers
-                    .get(t.shop_header.as_str())
-                    .and_then(|v| v.to_str().ok())
-            });
-            let inputs = limit_stage::LimitInputs {
-                identity: Some(&identity),
-                shop,
-                peer: session
-                    .client_addr()
-                    .and_then(|a| a.as_inet())
-                    .map(|a| a.ip()),
-                trusted_proxies: &runtime.config.trusted_proxies,
-            };
-            let ids = limits
-                .by_route
-                .get(&route.name)
-                .map(Vec::as_slice)
-                .unwrap_or(&[]);
-            ctx.rate_headers = limit_stage::check(&limits.limiter, ids, session, &inputs)
-                .await
-                .inspect_err(|_| ctx.reason = Some("rate_limited"))?;
-        }
-
-        // 6. TikTok egress: credentials injected, signed over the exact bytes, sent by the gateway.
-        if let Some(tiktok) = &route.tiktok {
-            let mut reply = tiktok_egress::forward(
-                &self.gateway,
-                &runtime,
-                &route,
-                tiktok,
-                &identity,
-                session,
-                ctx,
-            )
-            .await?;
-            if let Some(h) = &ctx.rate_headers {
-                for (name, value) in [
-                    ("ratelimit-policy", Some(&h.policy)),
-                    ("ratelimit", h.rate_limit.as_ref()),
-                ] {
-                    if let Some(Ok(v)) = value.map(|v| v.to_str()) {
-                        reply.headers.push((name, v.to_string()));
-                    }
-                }
-            }
-            return Ok(Next::Respond(reply));
-        }
-
-        // 5b. The body ceiling is always on. A body that must be checked whole (JSON) or whose
-        // length is not declared is read before the upstream is contacted.
-        let limit = route.limits.max_body;
-        if verdict.expects_body {
-            let json = route.inspection.json_body && inspect_stage::is_json_body(session);
-            let declared = body::declared_body(session)?;
-            if let DeclaredBody::Length(n) = declared
-                && n > limit
-            {
-                return Err(GatewayError::body_too_large(limit));
-            }
-            if json || matches!(declared, DeclaredBody::Unknown) {
-                let whole =
-                    body::read_whole(session, limit.min(MAX_BUFFERED_BODY), ctx.body_rate).await?;
-                if json {
-                    crate::inspect::check_json(
-                        &whole,
-                        whole.len(),
-                        route.inspection.limits.max_json_depth,
-                    )
-                    .map_err(|e| GatewayError::from(crate::inspect::InspectError::from(e)))?;
-                }
-                ctx.body = Some(whole);
-            } else {
-                ctx.body_watch = Some(crate::inspect::BodyWatch::new(
-                    limit as u64,
-                    ctx.body_rate,
-                    std::time::Instant::now(),
-                ));
-            }
-        }
-        Ok(Next::Proxy)
-    }
-
+    /// Writes a refusal: the one place a `GatewayError` becomes a response on a proxy listener.
     async fn respond(&self, session: &mut Session, ctx: &mut RequestCtx, err: &GatewayError) {
         ctx.decision = if err.status.is_server_error() {
             "error"
@@ -238,37 +49,10 @@ impl GatewayProxy {
             .inc();
         // A refused request's unread body must not be parsed as the next request.
         session.set_keepalive(None);
-        match err.to_response(&ctx.request_id) {
-            Ok((head, body)) => {
-                if session
-                    .write_response_header(Box::new(head), false)
-                    .await
-                    .is_ok()
-                {
-                    let _ = session.write_response_body(Some(body), true).await;
-                }
-            }
-            // Only a header value we built ourselves could be invalid here; the client sees the
-            // connection close and the access log records the status.
-            Err(e) => tracing::error!(error = %e, "could not build an error response"),
+        if let Err(e) = answer::write_error(session, err, &ctx.request_id).await {
+            tracing::debug!(error = %e, "client went away before the refusal was written");
         }
     }
-}
-
-/// `Host` (or `:authority`) lowercased, without port.
-fn request_host(session: &Session) -> Option<String> {
-    let req = session.req_header();
-    let raw = req
-        .headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri.authority().map(|a| a.as_str()))?;
-    let host = if raw.starts_with('[') {
-        raw.split_once(']').map(|(h, _)| &h[1..]).unwrap_or(raw)
-    } else {
-        raw.rsplit_once(':').map(|(h, _)| h).unwrap_or(raw)
-    };
-    Some(host.to_ascii_lowercase())
 }
 
 #[async_trait]
@@ -287,13 +71,13 @@ impl ProxyHttp for GatewayProxy {
         // The head is in: its deadline no longer runs (the body has its own limits).
         head_deadline::head_received(session.as_downstream().stream());
         // The one snapshot this request uses to the end; loaded here, once.
-        let runtime = self.gateway.runtime();
+        let snapshot = self.gateway.snapshot();
         // Slow-client timeouts apply to every request on the connection, keep-alive ones too.
-        if let Some(policy) = runtime.listeners.get(&*self.listener) {
+        if let Some(policy) = snapshot.listeners.get(self.listener_index) {
             policy.slow_clients.apply(session.as_downstream_mut());
             ctx.body_rate = policy.slow_clients.body_rate;
         }
-        ctx.runtime = Some(runtime);
+        ctx.snapshot = Some(snapshot);
         Ok(())
     }
 
@@ -309,15 +93,29 @@ impl ProxyHttp for GatewayProxy {
                 .get(request_id::HEADER)
                 .map(|v| v.as_bytes()),
         );
-        match self.before_upstream(session, ctx).await {
-            Ok(Next::Proxy) => Ok(false),
-            Ok(Next::Respond(reply)) => {
-                ctx.decision = "answered";
+        let snapshot = match &ctx.snapshot {
+            Some(s) => s.clone(),
+            None => self.gateway.snapshot(),
+        };
+        let outcome = stages::run(&mut Request {
+            gateway: &self.gateway,
+            snapshot: &snapshot,
+            listener: self.listener_index,
+            session,
+            ctx,
+        })
+        .await;
+        match outcome {
+            Ok(Flow::Proxy) => Ok(false),
+            Ok(Flow::Respond(reply)) => {
+                ctx.decision = if ctx.upstream_addr.is_some() {
+                    "forwarded"
+                } else {
+                    "answered"
+                };
                 ctx.status = reply.status.as_u16();
-                let mut headers: Vec<(&str, &str)> =
-                    vec![("x-request-id", ctx.request_id.as_str())];
-                headers.extend(reply.headers.iter().map(|(k, v)| (*k, v.as_str())));
-                answer::write(session, reply.status, &headers, reply.body).await?;
+                answer::write_reply(session, &reply, &ctx.request_id, ctx.rate_headers.as_ref())
+                    .await?;
                 Ok(true)
             }
             Err(err) => {
@@ -346,20 +144,38 @@ impl ProxyHttp for GatewayProxy {
         Ok(())
     }
 
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Self::CTX,
+    ) -> pingora::Result<Option<Duration>> {
+        if let (Some(chunk), Some(route)) = (body.as_ref(), &ctx.route) {
+            ctx.response_bytes += chunk.len() as u64;
+            if ctx.response_bytes > route.config.limits.max_response_body as u64 {
+                // The head is gone already: the only honest answer left is to cut the response.
+                ctx.reason = Some("upstream_response_too_large");
+                *body = None;
+                return Error::e_explain(ErrorType::HTTPStatus(502), "upstream response too large");
+            }
+        }
+        Ok(None)
+    }
+
     async fn upstream_peer(
         &self,
         _session: &mut Session,
         ctx: &mut Self::CTX,
     ) -> pingora::Result<Box<HttpPeer>> {
-        let (Some(runtime), Some(route)) = (&ctx.runtime, &ctx.route) else {
+        let Some(route) = &ctx.route else {
             return Error::e_explain(ErrorType::InternalError, "no route in context");
-        };
-        let Some(upstream) = runtime.config.upstreams.get(&route.upstream) else {
-            return Error::e_explain(ErrorType::InternalError, "route names an unknown upstream");
         };
         let attempt = ctx.attempts;
         ctx.attempts += 1;
-        match self.gateway.upstreams.select(upstream, attempt) {
+        ctx.upstream_started
+            .get_or_insert_with(std::time::Instant::now);
+        match self.gateway.upstreams.select(&route.upstream, attempt) {
             Ok((peer, addr)) => {
                 ctx.upstream_addr = Some(addr);
                 Ok(Box::new(peer))
@@ -377,6 +193,7 @@ impl ProxyHttp for GatewayProxy {
         let Some(route) = ctx.route.clone() else {
             return Error::e_explain(ErrorType::InternalError, "no route in context");
         };
+        let route = &route.config;
         // Hop-by-hop headers (and any named in `Connection`) never cross; this runs before the
         // gateway adds its own headers.
         crate::inspect::strip_hop_by_hop(upstream_request)
@@ -435,8 +252,23 @@ impl ProxyHttp for GatewayProxy {
                 upstream_response.insert_header(crate::limit::RATELIMIT, v.clone())?;
             }
         }
+        // The route's response ceiling: a declared length over it is refused before any byte
+        // reaches the client; an undeclared one is cut off in `response_body_filter`.
+        if let Some(route) = &ctx.route {
+            let limit = route.config.limits.max_response_body as u64;
+            let declared = upstream_response
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            if declared.is_some_and(|n| n > limit) {
+                ctx.refusal = Some(response_too_large());
+                return Error::e_explain(ErrorType::HTTPStatus(502), "upstream response too large");
+            }
+        }
         ctx.status = upstream_response.status.as_u16();
         ctx.decision = "forwarded";
+        ctx.upstream_latency = ctx.upstream_started.map(|t| t.elapsed());
         Ok(())
     }
 
@@ -466,13 +298,7 @@ impl ProxyHttp for GatewayProxy {
         if let Some(addr) = ctx.upstream_addr {
             self.gateway.upstreams.eject(addr);
         }
-        let retries = ctx
-            .runtime
-            .as_ref()
-            .zip(ctx.route.as_ref())
-            .and_then(|(rt, r)| rt.config.upstreams.get(&r.upstream))
-            .map(|u| u.retries)
-            .unwrap_or(0);
+        let retries = ctx.route.as_ref().map(|r| r.upstream.retries).unwrap_or(0);
         // Nothing reached the upstream, so another target is safe for idempotent methods, and
         // for any method whose body we hold whole.
         let replayable = session.req_header().method.is_idempotent() || ctx.body.is_some();
@@ -489,7 +315,7 @@ impl ProxyHttp for GatewayProxy {
         let upstream = ctx
             .route
             .as_ref()
-            .map(|r| r.upstream.clone())
+            .map(|r| r.upstream.name.clone())
             .unwrap_or_default();
         // A refusal decided in a phase that could only return a Pingora error wins.
         let err = if let Some(refusal) = ctx.refusal.take() {
@@ -528,25 +354,29 @@ impl ProxyHttp for GatewayProxy {
             .response_written()
             .map(|r| r.status.as_u16())
             .unwrap_or(ctx.status);
-        let route = ctx.route_name().to_string();
         let latency = ctx.started.elapsed();
-        let m = metrics();
-        m.requests_total
-            .with_label_values(&[route.as_str(), status.to_string().as_str()])
-            .inc();
-        m.request_duration
-            .with_label_values(&[route.as_str()])
-            .observe(latency.as_secs_f64());
+        if let Some(route) = &ctx.route {
+            route.metrics.requests(status).inc();
+            route.metrics.duration.observe(latency.as_secs_f64());
+        } else {
+            metrics()
+                .requests_total
+                .with_label_values(&["", &status.to_string()])
+                .inc();
+        }
         let req = session.req_header();
         // A path can carry personal data (`/customers/<e-mail>`): it goes through the redactor.
         let privacy = self.gateway.privacy.load();
         let path = privacy.path_for_log(req.uri.path());
-        let upstream = ctx.route.as_ref().map(|r| r.upstream.as_str());
         let forwarded = ctx.decision == "forwarded";
+        let upstream_addr = ctx
+            .upstream_addr
+            .filter(|_| forwarded)
+            .map(|a| a.to_string());
         self.gateway.access_log.write(AccessRecord {
             request_id: &ctx.request_id,
             listener: &self.listener,
-            route: ctx.route.as_ref().map(|r| r.name.as_str()),
+            route: ctx.route.as_ref().map(|r| &*r.name),
             method: req.method.as_str(),
             path: &path,
             query_keys: privacy.query_keys_for_log(req.uri.query().unwrap_or("")),
@@ -554,10 +384,16 @@ impl ProxyHttp for GatewayProxy {
             bytes_in: session.body_bytes_read(),
             bytes_out: session.body_bytes_sent(),
             latency_ms: duration_ms(latency),
-            upstream: if forwarded { upstream } else { None },
+            upstream: ctx
+                .route
+                .as_ref()
+                .filter(|_| forwarded)
+                .map(|r| r.upstream.name.as_str()),
+            upstream_addr: upstream_addr.as_deref(),
+            upstream_latency_ms: ctx.upstream_latency.filter(|_| forwarded).map(duration_ms),
             decision: ctx.decision,
             reason: ctx.reason,
-            shop: ctx.shop.as_deref(),
+            shop: ctx.shop.as_ref().map(|s| s.id.as_str()),
             auth: ctx
                 .identity
                 .as_ref()
@@ -572,6 +408,13 @@ impl ProxyHttp for GatewayProxy {
             ..Default::default()
         });
     }
+}
+
+fn response_too_large() -> GatewayError {
+    GatewayError::bad_gateway(
+        "upstream_response_too_large",
+        "the upstream response exceeds the route's limit",
+    )
 }
 
 /// Maps a Pingora failure to the gateway's answer, counting upstream errors.

@@ -7,6 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
 use pingora::apps::http_app::{HttpServer, ServeHttp};
+use pingora::listeners::tls::TlsSettings;
 use pingora::proxy::http_proxy;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
@@ -18,8 +19,9 @@ use super::reload::{ReloadService, ResolveService};
 use super::tls::listener_settings;
 use crate::admin::AdminApp;
 use crate::auth::{ClientAuthMode, JwksRefresher, build_client_verifier};
-use crate::config::{ClientAuth, Listener, ListenerRole, ListenerTls};
-use crate::gateway::state::{Gateway, StartError, slow_client_settings};
+use crate::config::{ClientAuth, ConfigError, GatewayConfig, Listener, ListenerRole, ListenerTls};
+use crate::gateway::snapshot::{Snapshot, slow_client_settings};
+use crate::gateway::state::{Gateway, StartError};
 use crate::gateway::tiktok::TikTokBackground;
 use crate::pipeline::proxy::GatewayProxy;
 use crate::transport::{ConnectionCapped, ConnectionLimiter, ConnectionLimits, TimedServe};
@@ -29,8 +31,8 @@ pub fn build_server(
     gateway: Arc<Gateway>,
     config_path: Option<PathBuf>,
 ) -> Result<Server, StartError> {
-    let runtime = gateway.runtime();
-    let config = &runtime.config;
+    let snapshot = gateway.snapshot();
+    let config = &snapshot.config;
     let conf = ServerConf {
         threads: config.server.threads,
         grace_period_seconds: Some(config.server.grace_period.as_secs()),
@@ -40,26 +42,14 @@ pub fn build_server(
     let mut server = Server::new_with_opt_and_conf(None, conf);
     let conf = server.configuration.clone();
 
-    for listener in &config.listeners {
+    for (listener_index, listener) in config.listeners.iter().enumerate() {
         let addr = listener.address.to_string();
-        let tls = |t: &ListenerTls| {
-            let fail = |reason: String| StartError::Listener {
-                listener: listener.name.clone(),
-                reason,
-            };
-            let mode = match t.client_auth {
-                ClientAuth::None => ClientAuthMode::None,
-                ClientAuth::Optional => ClientAuthMode::Optional,
-                ClientAuth::Required => ClientAuthMode::Required,
-            };
-            let verifier = build_client_verifier(mode, t.client_ca.as_deref())
-                .map_err(|e| fail(e.to_string()))?;
-            listener_settings(t, verifier).map_err(|e| fail(e.to_string()))
-        };
+        let tls = |t: &ListenerTls| tls_settings(listener, t);
         match listener.role {
             ListenerRole::Proxy => {
                 let proxy = GatewayProxy {
                     listener: listener.name.as_str().into(),
+                    listener_index,
                     gateway: gateway.clone(),
                 };
                 let app = capped(http_proxy(&conf, proxy), listener);
@@ -132,6 +122,42 @@ pub fn build_server(
         },
     ));
     Ok(server)
+}
+
+/// A TLS listener's settings: certificate, key and client-certificate verifier, each checked here
+/// (Pingora's own loaders panic on a bad file).
+fn tls_settings(listener: &Listener, t: &ListenerTls) -> Result<TlsSettings, StartError> {
+    let fail = |reason: String| StartError::Listener {
+        listener: listener.name.clone(),
+        reason,
+    };
+    let mode = match t.client_auth {
+        ClientAuth::None => ClientAuthMode::None,
+        ClientAuth::Optional => ClientAuthMode::Optional,
+        ClientAuth::Required => ClientAuthMode::Required,
+    };
+    let verifier =
+        build_client_verifier(mode, t.client_ca.as_deref()).map_err(|e| fail(e.to_string()))?;
+    listener_settings(t, verifier).map_err(|e| fail(e.to_string()))
+}
+
+/// What `validate` runs: the same compile as start-up, and the listeners' TLS material loaded the
+/// way start-up loads it. A config this accepts does not fail to start for a config reason.
+pub fn validate(config: GatewayConfig) -> Result<Snapshot, ConfigError> {
+    let mut issues = crate::config::Issues::default();
+    for listener in &config.listeners {
+        if let Some(t) = &listener.tls
+            && let Err(e) = tls_settings(listener, t)
+        {
+            issues.add(
+                format!("listeners.{}.tls", listener.name),
+                None,
+                e.to_string(),
+            );
+        }
+    }
+    issues.into_result(())?;
+    crate::gateway::snapshot::check(config, Arc::new(crate::clock::SystemClock))
 }
 
 /// A listener's app under its connection caps and request-head deadline. The caps hold a slot

@@ -39,7 +39,7 @@ impl ServeHttp for MetricsApp {
                 br#"{"status":"ok"}"#.to_vec(),
             ),
             "/readyz" => {
-                let rt = self.gateway.runtime();
+                let rt = self.gateway.snapshot();
                 let body = serde_json::json!({
                     "status": "ready",
                     "config_version": rt.config.version,
@@ -52,11 +52,7 @@ impl ServeHttp for MetricsApp {
                     body.to_string().into_bytes(),
                 )
             }
-            _ => reply(
-                StatusCode::NOT_FOUND,
-                "application/json",
-                br#"{"error":{"code":"no_route","message":"not found","request_id":""}}"#.to_vec(),
-            ),
+            _ => crate::error::GatewayError::not_found().to_http_response(""),
         }
     }
 }

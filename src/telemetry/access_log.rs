@@ -27,6 +27,12 @@ pub struct AccessRecord<'a> {
     pub bytes_out: usize,
     pub latency_ms: f64,
     pub upstream: Option<&'a str>,
+    /// The address the request (or the gateway's own TikTok call) was sent to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_addr: Option<&'a str>,
+    /// From the first upstream attempt to the response head (proxied) or whole answer (egress).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_latency_ms: Option<f64>,
     /// `forwarded`, `refused`, `answered` (by the gateway itself) or `error`.
     pub decision: &'a str,
     /// Stable refusal code (`no_route`, `invalid_token`, ...).

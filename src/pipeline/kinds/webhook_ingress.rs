@@ -1,16 +1,18 @@
-//! TikTok Shop webhooks in: read the raw body (bounded), verify TikTok's signature over it before
-//! anything parses it, store it durably, then answer 200. Delivery to the order service happens
+//! TikTok webhooks in: the authenticate stage reads the raw body (bounded) and verifies TikTok's
+//! signature over it before anything parses it (`verify`); this handler stores the event durably,
+//! then answers 200. Delivery to the order service happens
 //! from the queue, so TikTok gets its answer in time even when the order service is down, and an
 //! acknowledged event is never lost (policy §9).
 
+use bytes::Bytes;
 use http::StatusCode;
 use pingora::proxy::Session;
 
-use super::body;
-use super::ctx::RequestCtx;
-use crate::config::{Route, WebhookAuth};
 use crate::error::GatewayError;
-use crate::gateway::state::{Gateway, Runtime};
+use crate::gateway::route::{CompiledRoute, WebhookPlan, WebhookVerifier};
+use crate::pipeline::ctx::RequestCtx;
+use crate::pipeline::privacy_stage;
+use crate::pipeline::stages::{Reply, Request};
 use crate::telemetry::metrics::metrics;
 use crate::tiktok::developer_webhook::DeveloperWebhookError;
 use crate::tiktok::queue::NewEvent;
@@ -19,44 +21,43 @@ use crate::tiktok::webhook::{WebhookError, dedup_key};
 /// TikTok expects this body on success.
 pub const ACK_BODY: &str = r#"{"code":0,"message":"success"}"#;
 
+/// Stores a verified event durably (deduplicated within `dedup_ttl`) and acknowledges it.
 pub async fn accept(
-    gateway: &Gateway,
-    runtime: &Runtime,
-    route: &Route,
-    scheme: WebhookAuth<'_>,
-    session: &mut Session,
-    ctx: &mut RequestCtx,
-) -> Result<(), GatewayError> {
-    let Some(services) = &gateway.tiktok.webhooks else {
+    req: &mut Request<'_>,
+    route: &CompiledRoute,
+    plan: &WebhookPlan,
+) -> Result<Reply, GatewayError> {
+    let Some(services) = &req.gateway.tiktok.webhooks else {
         return Err(GatewayError::internal(
             "webhook route without webhook services",
         ));
     };
-    // Not forwarded through the proxy, so the route's own ceiling applies, not the replay buffer's.
-    let raw = body::read_whole(session, route.limits.max_body, ctx.body_rate).await?;
-    if let Err(reason) = verify(runtime, scheme, session, &raw) {
-        metrics()
-            .auth_failures
-            .with_label_values(&[route.name.as_str(), reason])
-            .inc();
-        ctx.reason = Some(reason);
-        return Err(GatewayError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_signature",
-            "the webhook signature does not verify",
-        ));
-    }
+    let raw = req
+        .ctx
+        .body
+        .take()
+        .ok_or_else(|| GatewayError::internal("webhook body not read"))?;
     // Forwards carry buyer data by design; on a route not cleared for it, say so (never block:
     // an acknowledged webhook must not be lost).
-    if !super::privacy_stage::cleared(route) {
-        super::privacy_stage::leaked(&gateway.privacy.load(), route, &ctx.request_id, &raw);
+    if !privacy_stage::cleared(route) {
+        privacy_stage::leaked(
+            &req.gateway.privacy.load(),
+            route,
+            &req.ctx.request_id,
+            &raw,
+        );
     }
     let key = dedup_key(&raw);
+    let path = route
+        .config
+        .rewrite_path
+        .as_deref()
+        .unwrap_or(req.session.req_header().uri.path());
     let event = NewEvent {
-        route: route.name.clone(),
-        target: delivery_target(runtime, route, session.req_header().uri.path())?,
+        route: route.config.name.clone(),
+        target: format!("{}{path}", plan.delivery_origin),
         dedup_key: key.clone(),
-        request_id: ctx.request_id.clone(),
+        request_id: req.ctx.request_id.clone(),
         body: raw,
     };
     // Stored before it is marked seen: a crash in between can duplicate, never lose.
@@ -69,6 +70,7 @@ pub async fn accept(
             "the webhook could not be stored",
         )
     })?;
+    let ctx = &mut *req.ctx;
     match services.replay.first_seen(&key, services.dedup_ttl).await {
         Ok(true) => {
             held.release();
@@ -88,21 +90,24 @@ pub async fn accept(
             ctx.reason = Some("accepted_unchecked");
         }
     }
-    Ok(())
+    Ok(Reply::json(
+        StatusCode::OK,
+        Bytes::from_static(ACK_BODY.as_bytes()),
+    ))
 }
 
-/// Checks the signature of the scheme the route names, before anything parses the body. The two
-/// TikTok schemes have separate verifiers and are never mixed.
-fn verify(
-    runtime: &Runtime,
-    scheme: WebhookAuth<'_>,
+/// The authenticate stage for webhook routes: the signature of the route's scheme over the raw
+/// body, checked before anything parses it. The two TikTok schemes are never mixed.
+pub fn verify(
+    plan: &WebhookPlan,
+    route: &str,
     session: &Session,
     raw: &[u8],
-) -> Result<(), &'static str> {
+    ctx: &mut RequestCtx,
+) -> Result<(), GatewayError> {
     let headers = &session.req_header().headers;
-    match scheme {
-        WebhookAuth::Shop(app) => {
-            let verifier = runtime.webhook_verifiers.get(app).ok_or("unknown_app")?;
+    let checked = match &plan.verifier {
+        WebhookVerifier::Shop(verifier) => {
             let header = headers
                 .get(http::header::AUTHORIZATION)
                 .map(|v| v.as_bytes());
@@ -112,8 +117,7 @@ fn verify(
                 WebhookError::Mismatch => "bad_signature",
             })
         }
-        WebhookAuth::Developer(app) => {
-            let verifier = runtime.developer_verifiers.get(app).ok_or("unknown_app")?;
+        WebhookVerifier::Developer(verifier) => {
             let header = headers
                 .get(crate::tiktok::developer_webhook::SIGNATURE_HEADER)
                 .map(|v| v.as_bytes());
@@ -124,30 +128,17 @@ fn verify(
                 DeveloperWebhookError::Mismatch => "bad_signature",
             })
         }
-    }
-}
-
-/// Where the queued event is delivered: the route's upstream, first target, rewritten path.
-fn delivery_target(runtime: &Runtime, route: &Route, path: &str) -> Result<String, GatewayError> {
-    let upstream = runtime
-        .config
-        .upstreams
-        .get(&route.upstream)
-        .ok_or_else(|| GatewayError::internal("route names an unknown upstream"))?;
-    let target = upstream
-        .targets
-        .first()
-        .ok_or_else(|| GatewayError::internal("upstream has no target"))?;
-    let path = route.rewrite_path.as_deref().unwrap_or(path);
-    Ok(match &upstream.tls {
-        // TLS is verified against the SNI name, so the URL names it.
-        Some(tls) => format!(
-            "{}{path}",
-            crate::tiktok::delivery::https_origin(&tls.sni, target.port)
-        ),
-        None if target.host.contains(':') => {
-            format!("http://[{}]:{}{path}", target.host, target.port)
-        }
-        None => format!("http://{}:{}{path}", target.host, target.port),
+    };
+    checked.map_err(|reason| {
+        metrics()
+            .auth_failures
+            .with_label_values(&[route, reason])
+            .inc();
+        ctx.reason = Some(reason);
+        GatewayError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_signature",
+            "the webhook signature does not verify",
+        )
     })
 }

@@ -1,0 +1,128 @@
+//! A route as the pipeline runs it: every name in the config resolved to a direct handle when the
+//! snapshot is compiled, so no stage looks anything up by name per request.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use http::HeaderName;
+use prometheus::{Histogram, IntCounter};
+
+use crate::auth::RouteAuth;
+use crate::config::{Route, TikTokApp, TikTokShop, Upstream};
+use crate::limit::LimitId;
+use crate::telemetry::metrics::metrics;
+use crate::tiktok::developer_webhook::DeveloperWebhookVerifier;
+use crate::tiktok::webhook::ShopWebhookVerifier;
+
+/// What ends a request once the shared stages have passed it.
+pub enum RouteKind {
+    /// Forwarded to the route's upstream by Pingora, body streamed or replayed.
+    Proxy,
+    /// Signed and sent to TikTok by the gateway through the route's upstream.
+    TikTokEgress(TikTokPlan),
+    /// Verified, stored durably and acknowledged; delivered from the queue.
+    WebhookIngress(WebhookPlan),
+}
+
+impl RouteKind {
+    /// A fixed label for logs and errors.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Proxy => "proxy",
+            Self::TikTokEgress(_) => "tiktok_egress",
+            Self::WebhookIngress(_) => "webhook_ingress",
+        }
+    }
+}
+
+/// A TikTok route's app and the shops a caller may name.
+pub struct TikTokPlan {
+    pub app: Arc<TikTokApp>,
+    /// `host[:port]` of the app's `api_base`: the `Host` of every signed call.
+    pub authority: String,
+    pub shop_header: HeaderName,
+    /// The app's shops by id.
+    pub shops: HashMap<String, Arc<TikTokShop>>,
+}
+
+/// The signature scheme a webhook route verifies, with its verifier.
+pub enum WebhookVerifier {
+    /// TikTok Shop: `Authorization` = HMAC(app_secret, app_key + body).
+    Shop(ShopWebhookVerifier),
+    /// TikTok for Developers: `TikTok-Signature: t=..,s=..`.
+    Developer(DeveloperWebhookVerifier),
+}
+
+pub struct WebhookPlan {
+    pub verifier: WebhookVerifier,
+    /// Who a verified signature proves: subject `tiktok-webhook:<app>`, no scopes.
+    pub identity: Arc<crate::auth::Identity>,
+    /// The delivery URL's origin (`http://host:port` or `https://sni:port`).
+    pub delivery_origin: String,
+}
+
+/// How a route's caller proves who it is.
+pub enum Authenticator {
+    /// JWT, API key, mTLS or `none`, from the request head.
+    Caller(RouteAuth),
+    /// A TikTok signature over the raw body; the identity is the app.
+    WebhookSignature,
+}
+
+/// The route's metric series, labelled once.
+pub struct RouteMetrics {
+    pub duration: Histogram,
+    /// `requests_total{route, status}`, one slot per status code, made on first use.
+    by_status: Box<[OnceLock<IntCounter>]>,
+    route: Arc<str>,
+}
+
+impl RouteMetrics {
+    pub fn new(route: &str) -> Self {
+        Self {
+            duration: metrics().request_duration.with_label_values(&[route]),
+            by_status: (100..600).map(|_| OnceLock::new()).collect(),
+            route: route.into(),
+        }
+    }
+
+    /// The request counter for `status` (0 when nothing was answered).
+    pub fn requests(&self, status: u16) -> IntCounter {
+        match status
+            .checked_sub(100)
+            .and_then(|i| self.by_status.get(i as usize))
+        {
+            Some(slot) => slot
+                .get_or_init(|| {
+                    metrics()
+                        .requests_total
+                        .with_label_values(&[&*self.route, &status.to_string()])
+                })
+                .clone(),
+            None => metrics()
+                .requests_total
+                .with_label_values(&[&*self.route, &status.to_string()]),
+        }
+    }
+}
+
+pub struct CompiledRoute {
+    pub name: Arc<str>,
+    /// The validated route: match, limits, inspection settings, rewrite.
+    pub config: Arc<Route>,
+    pub kind: RouteKind,
+    pub auth: Authenticator,
+    /// This route's limits in the snapshot's limiter, in config order.
+    pub limit_ids: Box<[LimitId]>,
+    pub upstream: Arc<Upstream>,
+    pub metrics: RouteMetrics,
+}
+
+impl CompiledRoute {
+    pub fn tiktok(&self) -> Option<&TikTokPlan> {
+        match &self.kind {
+            RouteKind::TikTokEgress(plan) => Some(plan),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! The last step of the shared stage list: what ends a request of each route kind.
+//! - proxy: hand the request to Pingora's upstream machinery (`pipeline::proxy`);
+//! - TikTok egress: sign and send the call through the route's upstream, read the answer whole;
+//! - webhook ingress: store the verified event durably and acknowledge it.
+
+pub mod tiktok_egress;
+pub mod webhook_ingress;
+
+use super::stages::{Reply, Request};
+use crate::error::GatewayError;
+use crate::gateway::route::{CompiledRoute, RouteKind};
+
+/// What a kind handler produced.
+pub enum Handled {
+    /// Pingora proxies the request to the route's upstream.
+    Proxy,
+    /// An answer of the gateway's own (a webhook acknowledgement).
+    Answer(Reply),
+    /// An upstream's whole answer; it passes response inspection before it is written.
+    Upstream(Reply),
+}
+
+pub async fn handle(req: &mut Request<'_>, route: &CompiledRoute) -> Result<Handled, GatewayError> {
+    match &route.kind {
+        RouteKind::Proxy => Ok(Handled::Proxy),
+        RouteKind::TikTokEgress(plan) => tiktok_egress::send(req, route, plan)
+            .await
+            .map(Handled::Upstream),
+        RouteKind::WebhookIngress(plan) => webhook_ingress::accept(req, route, plan)
+            .await
+            .map(Handled::Answer),
+    }
+}

@@ -1,0 +1,316 @@
+//! The TikTok egress kind: the caller names a shop; the gateway checks the caller may act for
+//! it, injects the app key, shop cipher and access token the caller never sees, signs the exact
+//! bytes it sends, paces calls per (app, shop, endpoint), and sends the call through the route's
+//! upstream (its targets, timeouts, retries, TLS and connection pool, on Pingora's connector).
+//! Holding the whole answer lets it refresh an expired token and retry once (`105002`), back off
+//! on throttling (`429` / `36009002`), and pass the answer through response inspection.
+
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use http::StatusCode;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::{Error, ErrorType};
+
+use crate::error::GatewayError;
+use crate::gateway::route::{CompiledRoute, TikTokPlan};
+use crate::limit::PaceKey;
+use crate::pipeline::stages::{Reply, Request};
+use crate::telemetry::metrics::metrics;
+use crate::tiktok::query::{EgressRequest, ShopCredentials, SignRequestError, sign_request};
+
+/// TikTok's "access token expired" and "rate limited" codes.
+const CODE_TOKEN_EXPIRED: i64 = 105002;
+const CODE_RATE_LIMITED: i64 = 36009002;
+
+pub async fn send(
+    req: &mut Request<'_>,
+    route: &CompiledRoute,
+    plan: &TikTokPlan,
+) -> Result<Reply, GatewayError> {
+    let forbid = |reason: &'static str, message: &'static str| {
+        metrics()
+            .auth_failures
+            .with_label_values(&[&*route.name, reason])
+            .inc();
+        GatewayError::new(StatusCode::FORBIDDEN, reason, message)
+    };
+    let identity = req
+        .ctx
+        .identity
+        .clone()
+        .ok_or_else(|| GatewayError::internal("no identity after authentication"))?;
+    let head = req.session.req_header();
+    let shop_id = head
+        .headers
+        .get(&plan.shop_header)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            GatewayError::bad_request(
+                "shop_required",
+                format!("name the shop in `{}`", plan.shop_header),
+            )
+        })?;
+    // Least privilege per shop: the caller needs this shop's scope (or the wildcard).
+    if !identity.has_scope("tiktok:shop:*")
+        && !identity.has_scope(&format!("tiktok:shop:{shop_id}"))
+    {
+        req.ctx.reason = Some("shop_forbidden");
+        return Err(forbid(
+            "shop_forbidden",
+            "the caller may not act for this shop",
+        ));
+    }
+    let Some(shop) = plan.shops.get(shop_id).cloned() else {
+        req.ctx.reason = Some("unknown_shop");
+        return Err(forbid(
+            "unknown_shop",
+            "this shop is not configured for the route's app",
+        ));
+    };
+    let (Some(services), Some(tokens)) = (
+        req.gateway.tiktok.egress.as_ref(),
+        req.gateway.tiktok.tokens.as_ref(),
+    ) else {
+        return Err(GatewayError::internal(
+            "TikTok route without TikTok services",
+        ));
+    };
+    let content_type = head
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let path = route
+        .config
+        .rewrite_path
+        .clone()
+        .unwrap_or_else(|| head.uri.path().to_string());
+    let raw_query = head.uri.query().map(str::to_owned);
+    let method = head.method.clone();
+    // The exact bytes that are signed and sent (read whole by the body stage).
+    let raw = req.ctx.body.take().unwrap_or_default();
+
+    let key = PaceKey {
+        app: &plan.app.name,
+        shop: &shop.id,
+        endpoint: &route.name,
+    };
+    services.pacer.try_acquire(&key).map_err(|wait| {
+        metrics()
+            .refusals
+            .with_label_values(&[&*route.name, "tiktok_budget"])
+            .inc();
+        GatewayError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "tiktok_budget_exhausted",
+            "the outbound budget for this shop is used up; retry later",
+        )
+        .with_header("retry-after", wait.secs().to_string())
+    })?;
+    req.ctx.shop = Some(shop.clone());
+
+    let mut refreshed = false;
+    loop {
+        let token = tokens.access_token(&shop.id).map_err(|e| {
+            tracing::error!(shop = %shop.id, error = %e, "no usable TikTok access token");
+            GatewayError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "token_unavailable",
+                "the shop's TikTok authorization is not usable",
+            )
+        })?;
+        let signed = sign_request(
+            &EgressRequest {
+                path: &path,
+                raw_query: raw_query.as_deref(),
+                body: &raw,
+                content_type: content_type.as_deref(),
+            },
+            &ShopCredentials {
+                app_key: &plan.app.app_key,
+                app_secret: plan.app.app_secret.expose().as_bytes(),
+                access_token: token.expose(),
+                shop_cipher: Some(&shop.cipher),
+            },
+            req.gateway.clock.unix_seconds(),
+        )
+        .map_err(|e| match e {
+            SignRequestError::Query(q) => GatewayError::bad_request("bad_query", q.to_string()),
+            other => {
+                tracing::error!(shop = %shop.id, error = %other, "cannot sign TikTok request");
+                GatewayError::internal("the request could not be signed")
+            }
+        })?;
+        let mut upstream_req =
+            RequestHeader::build(method.clone(), signed.path_and_query.as_bytes(), Some(6))
+                .map_err(|_| {
+                    GatewayError::internal("the signed request head could not be built")
+                })?;
+        let built = (|| -> pingora::Result<()> {
+            upstream_req.insert_header(http::header::HOST, &plan.authority)?;
+            for (name, value) in signed.headers() {
+                upstream_req.insert_header(name, value.clone())?;
+            }
+            upstream_req.insert_header(http::header::CONTENT_LENGTH, raw.len().to_string())?;
+            upstream_req.insert_header(
+                crate::telemetry::request_id::HEADER,
+                req.ctx.request_id.as_str(),
+            )?;
+            Ok(())
+        })();
+        built.map_err(|_| GatewayError::internal("the signed request head could not be built"))?;
+
+        let (head, body) = exchange(req, route, upstream_req, &raw).await?;
+        let status = head.status;
+        let retry_after = head
+            .headers
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let code = tiktok_code(&body);
+
+        if status == StatusCode::TOO_MANY_REQUESTS || code == Some(CODE_RATE_LIMITED) {
+            let wait = services.pacer.on_throttled(&key, retry_after);
+            req.ctx.reason = Some("tiktok_throttled");
+            return Err(GatewayError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "tiktok_throttled",
+                "TikTok is throttling this shop; retry later",
+            )
+            .with_header("retry-after", wait.as_secs().max(1).to_string()));
+        }
+        if code == Some(CODE_TOKEN_EXPIRED) && !refreshed {
+            refreshed = true;
+            tokens.force_refresh(&shop.id).await.map_err(|e| {
+                tracing::error!(shop = %shop.id, error = %e, "token refresh after 105002 failed");
+                GatewayError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "token_refresh_failed",
+                    "the shop's TikTok token could not be refreshed",
+                )
+            })?;
+            continue;
+        }
+        services.pacer.on_success(&key);
+        let response_type = head
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("application/json")
+            .to_owned();
+        return Ok(Reply {
+            status,
+            headers: vec![("content-type", response_type)],
+            body,
+        });
+    }
+}
+
+/// One call through the route's upstream: a target chosen like a proxied request's (round robin,
+/// failed targets skipped), Pingora's pooled connection with the upstream's TLS and timeouts, and
+/// another target after a failed connect (nothing was sent, so that is safe) up to `retries`.
+async fn exchange(
+    req: &mut Request<'_>,
+    route: &CompiledRoute,
+    head: RequestHeader,
+    body: &Bytes,
+) -> Result<(ResponseHeader, Bytes), GatewayError> {
+    let upstream = &route.upstream;
+    let registry = &req.gateway.upstreams;
+    let connector = &req.gateway.connector;
+    let started = Instant::now();
+    req.ctx.upstream_started.get_or_insert(started);
+    loop {
+        let attempt = req.ctx.attempts;
+        req.ctx.attempts += 1;
+        let (peer, addr) = registry.select(upstream, attempt)?;
+        req.ctx.upstream_addr = Some(addr);
+        let session = connector.get_http_session(&peer).await;
+        let (mut session, _reused) = match session {
+            Ok(s) => s,
+            Err(e) => {
+                registry.eject(addr);
+                if attempt < upstream.retries {
+                    continue;
+                }
+                return Err(upstream_failure(&e, &upstream.name));
+            }
+        };
+        registry.restore(&addr);
+        let result = async {
+            session.write_request_header(Box::new(head.clone())).await?;
+            if !body.is_empty() {
+                session.write_request_body(body.clone(), true).await?;
+            }
+            session.finish_request_body().await?;
+            session.read_response_header().await?;
+            let answer = session
+                .response_header()
+                .cloned()
+                .ok_or_else(|| Error::explain(ErrorType::InvalidHTTPHeader, "no response head"))?;
+            let limit = route.config.limits.max_response_body;
+            if answer
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<usize>().ok())
+                .is_some_and(|n| n > limit)
+            {
+                return Ok((answer, None));
+            }
+            let mut out = BytesMut::new();
+            while let Some(chunk) = session.read_response_body().await? {
+                if out.len() + chunk.len() > limit {
+                    return Ok((answer, None));
+                }
+                out.extend_from_slice(&chunk);
+            }
+            Ok::<_, Box<Error>>((answer, Some(out.freeze())))
+        }
+        .await;
+        req.ctx.upstream_latency = Some(started.elapsed());
+        return match result {
+            Ok((answer, Some(bytes))) => {
+                connector
+                    .release_http_session(session, &peer, Some(upstream.idle_timeout))
+                    .await;
+                Ok((answer, bytes))
+            }
+            Ok((_, None)) => Err(GatewayError::bad_gateway(
+                "upstream_response_too_large",
+                "the TikTok response exceeds the route's limit",
+            )),
+            Err(e) => Err(upstream_failure(&e, &upstream.name)),
+        };
+    }
+}
+
+/// A failed upstream exchange as the client's answer, counted like a proxied request's.
+fn upstream_failure(e: &Error, upstream: &str) -> GatewayError {
+    let timeout = matches!(
+        e.etype(),
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
+    );
+    metrics()
+        .upstream_errors
+        .with_label_values(&[upstream, if timeout { "timeout" } else { "connect" }])
+        .inc();
+    if timeout {
+        GatewayError::gateway_timeout()
+    } else {
+        GatewayError::bad_gateway("upstream_unavailable", "TikTok could not be reached")
+    }
+}
+
+/// TikTok's envelope `code`, if the body is a JSON object that has one.
+fn tiktok_code(body: &[u8]) -> Option<i64> {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        code: Option<i64>,
+    }
+    serde_json::from_slice::<Envelope>(body)
+        .ok()
+        .and_then(|e| e.code)
+}
