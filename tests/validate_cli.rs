@@ -282,3 +282,44 @@ rate_limits:
     );
     assert!(!out.contains("inline-fleet-secret"), "{out}");
 }
+
+/// `validate` runs the same compile as `run`: a scope `run` cannot build is refused here, with
+/// the route's path and line, instead of passing and then failing at start-up.
+#[test]
+fn a_scope_run_would_refuse_is_refused_by_validate_with_its_line() {
+    let (ok, out) = validate(&with_egress(
+        r#"identity:
+  api_keys:
+    - { name: k, sha256: "0000000000000000000000000000000000000000000000000000000000000000", scopes: [a] }
+routes:
+  - name: spaced
+    listener: egress
+    match: { path_prefix: /x/ }
+    auth: { api_key: [k], scopes: ["orders read"] }
+    upstream: orders
+"#,
+    ));
+    assert!(!ok, "{out}");
+    assert!(out.contains("routes[0].auth.scopes"), "{out}");
+    assert!(out.contains("line 11"), "{out}");
+}
+
+/// Settings that cannot act on a route's kind are refused, never accepted and ignored.
+#[test]
+fn settings_that_cannot_apply_to_the_route_kind_are_refused() {
+    let (ok, out) = validate(&with_egress(
+        r#"routes:
+  - name: plain
+    listener: egress
+    match: { path_prefix: /x/ }
+    auth: none
+    rate_limit: [{ key: shop, rate: 5/s }, { key: api_key, rate: 5/s }]
+    upstream: orders
+"#,
+    ));
+    assert!(!ok, "{out}");
+    assert!(out.contains("routes[0].rate_limit[0].key"), "{out}");
+    assert!(out.contains("only TikTok routes have"), "{out}");
+    assert!(out.contains("routes[0].rate_limit[1].key"), "{out}");
+    assert!(out.contains("does not accept API keys"), "{out}");
+}

@@ -220,33 +220,6 @@ pub struct RoutePrivacy {
 }
 
 #[derive(Debug, Clone)]
-pub struct RouteLimits {
-    pub max_body: usize,
-    pub max_response_body: usize,
-    pub content_types: Vec<String>,
-    pub json_max_depth: usize,
-    pub max_headers: usize,
-    pub max_header_bytes: usize,
-    pub max_uri: usize,
-    pub max_query_params: usize,
-}
-
-impl Default for RouteLimits {
-    fn default() -> Self {
-        Self {
-            max_body: 1 << 20,
-            max_response_body: 8 << 20,
-            content_types: Vec::new(),
-            json_max_depth: 32,
-            max_headers: 100,
-            max_header_bytes: 32 << 10,
-            max_uri: 8 << 10,
-            max_query_params: 100,
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
 pub struct Route {
     pub name: String,
     /// Where the route starts in the YAML file, for errors found after validation.
@@ -262,8 +235,10 @@ pub struct Route {
     pub privacy: Option<RoutePrivacy>,
     pub upstream: String,
     pub rewrite_path: Option<String>,
-    pub limits: RouteLimits,
-    /// Head and body checks for this route, built from `match.methods` and `limits`.
+    /// Largest upstream response passed on (`limits.max_response_body`).
+    pub max_response_body: usize,
+    /// Head and body checks for this route, built from `match.methods` and `limits`: the one
+    /// place the route's request limits (body ceiling included) live.
     pub inspection: crate::inspect::InspectionSettings,
     pub forward_authorization: bool,
 }

@@ -1192,10 +1192,17 @@ fn routes(v: &mut V, file: &ConfigFile, known: &Known) -> Vec<Arc<Route>> {
                 }
             }
         }
-        let limits = route_limits(v, &p, rf.limits.as_ref());
+        let (limits, content_types, max_response_body) = route_limits(v, &p, rf.limits.as_ref());
         let is_webhook = auth.webhook().is_some();
-        let inspection =
-            route_inspection(v, &p, r, &methods, &limits, tiktok.is_some(), is_webhook);
+        let inspection = route_inspection(
+            v,
+            &p,
+            r,
+            &methods,
+            (limits, &content_types),
+            tiktok.is_some(),
+            is_webhook,
+        );
         let rewrite_path = rf.rewrite.as_ref().map(|rw| {
             if !rw.path.value.starts_with('/') {
                 v.issues.at(
@@ -1274,7 +1281,7 @@ fn routes(v: &mut V, file: &ConfigFile, known: &Known) -> Vec<Arc<Route>> {
             privacy,
             upstream: rf.upstream.value.clone(),
             rewrite_path,
-            limits,
+            max_response_body,
             inspection,
             forward_authorization: rf.forward_authorization,
         }));
@@ -1350,22 +1357,13 @@ fn route_inspection(
     p: &str,
     r: &Spanned<RouteFile>,
     methods: &[Method],
-    limits: &RouteLimits,
+    (limits, content_types): (crate::inspect::RequestLimits, &[String]),
     tiktok: bool,
     webhook: bool,
 ) -> crate::inspect::InspectionSettings {
-    use crate::inspect::{
-        ContentTypeAllowList, InspectionSettings, MethodAllowList, RequestLimits,
-    };
+    use crate::inspect::{ContentTypeAllowList, InspectionSettings, MethodAllowList};
     let mut out = InspectionSettings {
-        limits: RequestLimits {
-            max_header_count: limits.max_headers,
-            max_header_bytes: limits.max_header_bytes,
-            max_uri_bytes: limits.max_uri,
-            max_query_params: limits.max_query_params,
-            max_body_bytes: limits.max_body as u64,
-            max_json_depth: u32::try_from(limits.json_max_depth).unwrap_or(u32::MAX),
-        },
+        limits,
         ..InspectionSettings::default()
     };
     if !methods.is_empty() {
@@ -1375,8 +1373,8 @@ fn route_inspection(
             Err(e) => v.issues.at(format!("{p}.match.methods"), r, e.to_string()),
         }
     }
-    let types: Vec<String> = if !limits.content_types.is_empty() {
-        limits.content_types.clone()
+    let types: Vec<String> = if !content_types.is_empty() {
+        content_types.to_vec()
     } else if tiktok && !webhook {
         vec!["application/json".into(), "multipart/form-data".into()]
     } else {
@@ -1505,32 +1503,51 @@ fn route_auth(v: &mut V, p: &str, r: &Spanned<RouteFile>, known: &Known) -> Rout
     }
 }
 
-fn route_limits(v: &mut V, p: &str, f: Option<&RouteLimitsFile>) -> RouteLimits {
-    let d = RouteLimits::default();
-    let Some(f) = f else { return d };
-    RouteLimits {
-        max_body: v.size(&format!("{p}.limits.max_body"), &f.max_body, d.max_body),
-        max_response_body: v.size(
-            &format!("{p}.limits.max_response_body"),
-            &f.max_response_body,
-            d.max_response_body,
-        ),
-        content_types: f
-            .content_types
-            .iter()
-            .map(|s| s.value.to_ascii_lowercase())
-            .collect(),
-        json_max_depth: f.json_max_depth.unwrap_or(d.json_max_depth),
-        max_headers: f.max_headers.unwrap_or(d.max_headers),
+/// The route's request limits (defaults from `RequestLimits`, the one place they are written),
+/// its own content types as given, and its response ceiling.
+fn route_limits(
+    v: &mut V,
+    p: &str,
+    f: Option<&RouteLimitsFile>,
+) -> (crate::inspect::RequestLimits, Vec<String>, usize) {
+    let d = crate::inspect::RequestLimits::default();
+    let Some(f) = f else {
+        return (d, Vec::new(), DEFAULT_MAX_RESPONSE_BODY);
+    };
+    let limits = crate::inspect::RequestLimits {
+        max_body_bytes: v.size(
+            &format!("{p}.limits.max_body"),
+            &f.max_body,
+            d.max_body_bytes as usize,
+        ) as u64,
+        max_json_depth: f
+            .json_max_depth
+            .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
+            .unwrap_or(d.max_json_depth),
+        max_header_count: f.max_headers.unwrap_or(d.max_header_count),
         max_header_bytes: v.size(
             &format!("{p}.limits.max_header_bytes"),
             &f.max_header_bytes,
             d.max_header_bytes,
         ),
-        max_uri: v.size(&format!("{p}.limits.max_uri"), &f.max_uri, d.max_uri),
+        max_uri_bytes: v.size(&format!("{p}.limits.max_uri"), &f.max_uri, d.max_uri_bytes),
         max_query_params: f.max_query_params.unwrap_or(d.max_query_params),
-    }
+    };
+    let content_types = f
+        .content_types
+        .iter()
+        .map(|s| s.value.to_ascii_lowercase())
+        .collect();
+    let max_response_body = v.size(
+        &format!("{p}.limits.max_response_body"),
+        &f.max_response_body,
+        DEFAULT_MAX_RESPONSE_BODY,
+    );
+    (limits, content_types, max_response_body)
 }
+
+/// Largest upstream response a route passes on unless `limits.max_response_body` says otherwise.
+const DEFAULT_MAX_RESPONSE_BODY: usize = 8 << 20;
 
 #[cfg(test)]
 mod tests {

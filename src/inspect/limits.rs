@@ -121,6 +121,11 @@ pub struct HeadVerdict {
 }
 
 impl InspectionSettings {
+    /// The body ceiling in bytes.
+    pub fn max_body(&self) -> usize {
+        usize::try_from(self.limits.max_body_bytes).unwrap_or(usize::MAX)
+    }
+
     pub fn validate(&self) -> Result<(), SettingsError> {
         self.limits.validate()
     }

@@ -14,7 +14,7 @@ use crate::inspect::{BodyFraming, BodyRate, BodyWatch, HeadVerdict, InspectError
 /// Bodies that must be read whole first are therefore limited to this size.
 pub const MAX_BUFFERED_BODY: usize = 64 * 1024;
 
-/// 7. The body stage. The ceiling is always on (a declared length over it was refused with the
+/// The body stage (7th). The ceiling is always on (a declared length over it was refused with the
 /// head). A body the gateway must see whole is read here, before any upstream is contacted: a
 /// JSON body (checked for well-formedness and depth), a body of undeclared length on a proxied
 /// route, and every body the gateway sends itself (TikTok egress signs the exact bytes).
@@ -27,7 +27,7 @@ pub async fn read(
     if !verdict.expects_body {
         return Ok(());
     }
-    let limits = &route.config.limits;
+    let max_body = route.config.inspection.max_body();
     let json = route.config.inspection.json_body && super::inspect_stage::is_json_body(req.session);
     if let Some(read) = &req.ctx.body {
         // Read already (webhooks, to verify the signature): the JSON check still applies.
@@ -43,7 +43,7 @@ pub async fn read(
         // Streamed to the upstream; the watch guards the ceiling against framing that lies, and
         // refuses bodies sent too slowly.
         req.ctx.body_watch = Some(BodyWatch::new(
-            limits.max_body as u64,
+            max_body as u64,
             req.ctx.body_rate,
             std::time::Instant::now(),
         ));
@@ -52,9 +52,9 @@ pub async fn read(
     // Pingora replays a proxied body from its retry buffer; a body the gateway sends itself is
     // held here and may use the route's whole ceiling.
     let ceiling = if proxied {
-        limits.max_body.min(MAX_BUFFERED_BODY)
+        max_body.min(MAX_BUFFERED_BODY)
     } else {
-        limits.max_body
+        max_body
     };
     let whole = read_whole(req.session, ceiling, req.ctx.body_rate).await?;
     if json {

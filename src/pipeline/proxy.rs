@@ -153,7 +153,7 @@ impl ProxyHttp for GatewayProxy {
     ) -> pingora::Result<Option<Duration>> {
         if let (Some(chunk), Some(route)) = (body.as_ref(), &ctx.route) {
             ctx.response_bytes += chunk.len() as u64;
-            if ctx.response_bytes > route.config.limits.max_response_body as u64 {
+            if ctx.response_bytes > route.config.max_response_body as u64 {
                 // The head is gone already: the only honest answer left is to cut the response.
                 ctx.reason = Some("upstream_response_too_large");
                 *body = None;
@@ -255,7 +255,7 @@ impl ProxyHttp for GatewayProxy {
         // The route's response ceiling: a declared length over it is refused before any byte
         // reaches the client; an undeclared one is cut off in `response_body_filter`.
         if let Some(route) = &ctx.route {
-            let limit = route.config.limits.max_response_body as u64;
+            let limit = route.config.max_response_body as u64;
             let declared = upstream_response
                 .headers
                 .get(http::header::CONTENT_LENGTH)

@@ -70,7 +70,7 @@ pub async fn run(req: &mut Request<'_>) -> Result<Flow, GatewayError> {
     respond(req, &route, handled)
 }
 
-/// 1. Framing and path first, then the listener's hosts, then the match.
+/// Route: framing and path first, then the listener's hosts, then the match.
 fn route(req: &mut Request<'_>) -> Result<Arc<CompiledRoute>, GatewayError> {
     inspect_stage::check_raw_head(req.session)?;
     if let Some(policy) = req.snapshot.listeners.get(req.listener) {
@@ -94,17 +94,20 @@ fn route(req: &mut Request<'_>) -> Result<Arc<CompiledRoute>, GatewayError> {
     Ok(route)
 }
 
-/// 3. Who the caller is: credentials in the head, or a TikTok signature over the raw body (read
-/// here, bounded by the route's ceiling, before anything parses it).
+/// Authenticate: credentials in the head, or a TikTok signature over the raw body (read here,
+/// bounded by the route's ceiling, before anything parses it).
 async fn authenticate(req: &mut Request<'_>, route: &CompiledRoute) -> Result<(), GatewayError> {
     let identity = match (&route.auth, &route.kind) {
         (Authenticator::Caller(requirement), _) => {
             auth_stage::authenticate(requirement, &route.name, req.session, req.ctx).await?
         }
         (Authenticator::WebhookSignature, RouteKind::WebhookIngress(plan)) => {
-            let raw =
-                body::read_whole(req.session, route.config.limits.max_body, req.ctx.body_rate)
-                    .await?;
+            let raw = body::read_whole(
+                req.session,
+                route.config.inspection.max_body(),
+                req.ctx.body_rate,
+            )
+            .await?;
             kinds::webhook_ingress::verify(plan, &route.name, req.session, &raw, req.ctx)?;
             req.ctx.body = Some(raw);
             plan.identity.clone()
@@ -119,7 +122,7 @@ async fn authenticate(req: &mut Request<'_>, route: &CompiledRoute) -> Result<()
     Ok(())
 }
 
-/// 4. The route's required scopes.
+/// Authorize: the route's required scopes.
 fn authorize(req: &mut Request<'_>, route: &CompiledRoute) -> Result<(), GatewayError> {
     if let (Authenticator::Caller(requirement), Some(identity)) =
         (&route.auth, req.ctx.identity.clone())
@@ -129,7 +132,7 @@ fn authorize(req: &mut Request<'_>, route: &CompiledRoute) -> Result<(), Gateway
     Ok(())
 }
 
-/// 5. The kill switch: a blocked caller is refused whatever its credentials.
+/// Kill switch: a blocked caller is refused whatever its credentials.
 fn kill_switch(req: &mut Request<'_>, route: &CompiledRoute) -> Result<(), GatewayError> {
     match &req.ctx.identity {
         Some(identity) if req.snapshot.is_blocked(identity) => {
@@ -140,7 +143,7 @@ fn kill_switch(req: &mut Request<'_>, route: &CompiledRoute) -> Result<(), Gatew
     }
 }
 
-/// 6. The route's rate limits.
+/// Rate-limit: the route's limits.
 async fn rate_limit(req: &mut Request<'_>, route: &CompiledRoute) -> Result<(), GatewayError> {
     if route.limit_ids.is_empty() {
         return Ok(());
@@ -156,7 +159,8 @@ async fn rate_limit(req: &mut Request<'_>, route: &CompiledRoute) -> Result<(), 
     Ok(())
 }
 
-/// 9. What the kind handler produced, after response inspection where the gateway holds the body.
+/// Respond: what the kind handler produced, after response inspection where the gateway holds
+/// the whole body.
 fn respond(
     req: &mut Request<'_>,
     route: &CompiledRoute,

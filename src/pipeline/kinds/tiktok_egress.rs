@@ -250,7 +250,7 @@ async fn exchange(
                 .response_header()
                 .cloned()
                 .ok_or_else(|| Error::explain(ErrorType::InvalidHTTPHeader, "no response head"))?;
-            let limit = route.config.limits.max_response_body;
+            let limit = route.config.max_response_body;
             if answer
                 .headers
                 .get(http::header::CONTENT_LENGTH)
