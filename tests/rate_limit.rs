@@ -308,7 +308,7 @@ fn redis_url_for_relay() -> Option<(String, impl Fn(SocketAddr) -> String)> {
     let url = redis_url()?;
     let split = split_redis_url(&url);
     if split.is_none() {
-        eprintln!("skipping: REDIS_URL is not a plain redis:// URL, so it cannot be relayed");
+        common::env::skip("needs REDIS_URL as a plain redis:// URL (to relay it)");
     }
     split
 }
