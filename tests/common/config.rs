@@ -1339,6 +1339,13 @@ impl Route {
         }
     }
 
+    /// The path or prefix the route matches.
+    pub fn path_text(&self) -> String {
+        match &self.path {
+            PathMatch::Exact(p) | PathMatch::Prefix(p) => p.clone(),
+        }
+    }
+
     pub fn methods(mut self, methods: &[&str]) -> Self {
         self.methods = methods.iter().map(|s| s.to_string()).collect();
         self
