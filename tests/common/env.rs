@@ -31,7 +31,10 @@ pub fn skip(reason: &str) {
     if on_ci() {
         panic!("{test} {reason}, and CI=true: CI must provide it, this test may not be skipped");
     }
-    eprintln!("SKIPPED: {test} {reason}");
+    // Written to the process's stderr directly: the test harness captures `eprintln!`, and a
+    // skip must show in a plain `cargo test` run.
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {test} {reason}");
 }
 
 /// Whether this run is CI's (`CI=true`, as CI services set it).
