@@ -53,7 +53,7 @@ const KINDS: [Kind; 4] = [
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Key {
+enum LimitBy {
     Caller,
     ApiKey,
     ClientIp,
@@ -77,7 +77,7 @@ enum Feature {
     /// `identity.blocked_subjects`: the caller is on it.
     KillSwitch,
     /// `rate_limit` with this key, `1/m` burst 1: the second request.
-    Limit(Key),
+    Limit(LimitBy),
     /// `limits.max_body: 1KiB`: a 2 KiB body.
     MaxBody,
     /// `limits.content_types: [application/json]`: a `text/plain` body.
@@ -95,12 +95,12 @@ const FEATURES: [Feature; 16] = [
     Feature::AuthSignature,
     Feature::Scopes,
     Feature::KillSwitch,
-    Feature::Limit(Key::Caller),
-    Feature::Limit(Key::ApiKey),
-    Feature::Limit(Key::ClientIp),
-    Feature::Limit(Key::Shop),
-    Feature::Limit(Key::Header),
-    Feature::Limit(Key::Route),
+    Feature::Limit(LimitBy::Caller),
+    Feature::Limit(LimitBy::ApiKey),
+    Feature::Limit(LimitBy::ClientIp),
+    Feature::Limit(LimitBy::Shop),
+    Feature::Limit(LimitBy::Header),
+    Feature::Limit(LimitBy::Route),
     Feature::MaxBody,
     Feature::ContentTypes,
     Feature::JsonDepth,
@@ -142,13 +142,13 @@ matrix! {
     proxied_signature: Proxied, AuthSignature => Invalid("auth");
     proxied_scopes: Proxied, Scopes => Refused(403, "insufficient_scope");
     proxied_kill_switch: Proxied, KillSwitch => Refused(403, "caller_blocked");
-    proxied_limit_caller: Proxied, Limit(Key::Caller) => Refused(429, "rate_limited");
-    proxied_limit_api_key: Proxied, Limit(Key::ApiKey) => Refused(429, "rate_limited");
-    proxied_limit_client_ip: Proxied, Limit(Key::ClientIp) => Refused(429, "rate_limited");
+    proxied_limit_caller: Proxied, Limit(LimitBy::Caller) => Refused(429, "rate_limited");
+    proxied_limit_api_key: Proxied, Limit(LimitBy::ApiKey) => Refused(429, "rate_limited");
+    proxied_limit_client_ip: Proxied, Limit(LimitBy::ClientIp) => Refused(429, "rate_limited");
     #[ignore = "needs the one-pipeline change"]
-    proxied_limit_shop: Proxied, Limit(Key::Shop) => Invalid("rate_limit");
-    proxied_limit_header: Proxied, Limit(Key::Header) => Refused(429, "rate_limited");
-    proxied_limit_route: Proxied, Limit(Key::Route) => Refused(429, "rate_limited");
+    proxied_limit_shop: Proxied, Limit(LimitBy::Shop) => Invalid("rate_limit");
+    proxied_limit_header: Proxied, Limit(LimitBy::Header) => Refused(429, "rate_limited");
+    proxied_limit_route: Proxied, Limit(LimitBy::Route) => Refused(429, "rate_limited");
     proxied_max_body: Proxied, MaxBody => Refused(413, "body_too_large");
     proxied_content_types: Proxied, ContentTypes => Refused(415, "unsupported_media_type");
     proxied_json_depth: Proxied, JsonDepth => Refused(400, "bad_json");
@@ -161,12 +161,12 @@ matrix! {
     egress_signature: TikTokEgress, AuthSignature => Invalid("auth");
     egress_scopes: TikTokEgress, Scopes => Refused(403, "insufficient_scope");
     egress_kill_switch: TikTokEgress, KillSwitch => Refused(403, "caller_blocked");
-    egress_limit_caller: TikTokEgress, Limit(Key::Caller) => Refused(429, "rate_limited");
-    egress_limit_api_key: TikTokEgress, Limit(Key::ApiKey) => Refused(429, "rate_limited");
-    egress_limit_client_ip: TikTokEgress, Limit(Key::ClientIp) => Refused(429, "rate_limited");
-    egress_limit_shop: TikTokEgress, Limit(Key::Shop) => Refused(429, "rate_limited");
-    egress_limit_header: TikTokEgress, Limit(Key::Header) => Refused(429, "rate_limited");
-    egress_limit_route: TikTokEgress, Limit(Key::Route) => Refused(429, "rate_limited");
+    egress_limit_caller: TikTokEgress, Limit(LimitBy::Caller) => Refused(429, "rate_limited");
+    egress_limit_api_key: TikTokEgress, Limit(LimitBy::ApiKey) => Refused(429, "rate_limited");
+    egress_limit_client_ip: TikTokEgress, Limit(LimitBy::ClientIp) => Refused(429, "rate_limited");
+    egress_limit_shop: TikTokEgress, Limit(LimitBy::Shop) => Refused(429, "rate_limited");
+    egress_limit_header: TikTokEgress, Limit(LimitBy::Header) => Refused(429, "rate_limited");
+    egress_limit_route: TikTokEgress, Limit(LimitBy::Route) => Refused(429, "rate_limited");
     egress_max_body: TikTokEgress, MaxBody => Refused(413, "body_too_large");
     egress_content_types: TikTokEgress, ContentTypes => Refused(415, "unsupported_media_type");
     egress_json_depth: TikTokEgress, JsonDepth => Refused(400, "bad_json");
@@ -182,17 +182,17 @@ matrix! {
     #[ignore = "needs the one-pipeline change"]
     shop_webhook_kill_switch: ShopWebhook, KillSwitch => Refused(403, "caller_blocked");
     #[ignore = "needs the one-pipeline change"]
-    shop_webhook_limit_caller: ShopWebhook, Limit(Key::Caller) => Refused(429, "rate_limited");
+    shop_webhook_limit_caller: ShopWebhook, Limit(LimitBy::Caller) => Refused(429, "rate_limited");
     #[ignore = "needs the one-pipeline change"]
-    shop_webhook_limit_api_key: ShopWebhook, Limit(Key::ApiKey) => Invalid("rate_limit");
+    shop_webhook_limit_api_key: ShopWebhook, Limit(LimitBy::ApiKey) => Invalid("rate_limit");
     #[ignore = "needs the one-pipeline change"]
-    shop_webhook_limit_client_ip: ShopWebhook, Limit(Key::ClientIp) => Refused(429, "rate_limited");
+    shop_webhook_limit_client_ip: ShopWebhook, Limit(LimitBy::ClientIp) => Refused(429, "rate_limited");
     #[ignore = "needs the one-pipeline change"]
-    shop_webhook_limit_shop: ShopWebhook, Limit(Key::Shop) => Invalid("rate_limit");
+    shop_webhook_limit_shop: ShopWebhook, Limit(LimitBy::Shop) => Invalid("rate_limit");
     #[ignore = "needs the one-pipeline change"]
-    shop_webhook_limit_header: ShopWebhook, Limit(Key::Header) => Refused(429, "rate_limited");
+    shop_webhook_limit_header: ShopWebhook, Limit(LimitBy::Header) => Refused(429, "rate_limited");
     #[ignore = "needs the one-pipeline change"]
-    shop_webhook_limit_route: ShopWebhook, Limit(Key::Route) => Refused(429, "rate_limited");
+    shop_webhook_limit_route: ShopWebhook, Limit(LimitBy::Route) => Refused(429, "rate_limited");
     shop_webhook_max_body: ShopWebhook, MaxBody => Refused(413, "body_too_large");
     shop_webhook_content_types: ShopWebhook, ContentTypes => Refused(415, "unsupported_media_type");
     #[ignore = "needs the one-pipeline change"]
@@ -209,17 +209,17 @@ matrix! {
     #[ignore = "needs the one-pipeline change"]
     developer_webhook_kill_switch: DeveloperWebhook, KillSwitch => Refused(403, "caller_blocked");
     #[ignore = "needs the one-pipeline change"]
-    developer_webhook_limit_caller: DeveloperWebhook, Limit(Key::Caller) => Refused(429, "rate_limited");
+    developer_webhook_limit_caller: DeveloperWebhook, Limit(LimitBy::Caller) => Refused(429, "rate_limited");
     #[ignore = "needs the one-pipeline change"]
-    developer_webhook_limit_api_key: DeveloperWebhook, Limit(Key::ApiKey) => Invalid("rate_limit");
+    developer_webhook_limit_api_key: DeveloperWebhook, Limit(LimitBy::ApiKey) => Invalid("rate_limit");
     #[ignore = "needs the one-pipeline change"]
-    developer_webhook_limit_client_ip: DeveloperWebhook, Limit(Key::ClientIp) => Refused(429, "rate_limited");
+    developer_webhook_limit_client_ip: DeveloperWebhook, Limit(LimitBy::ClientIp) => Refused(429, "rate_limited");
     #[ignore = "needs the one-pipeline change"]
-    developer_webhook_limit_shop: DeveloperWebhook, Limit(Key::Shop) => Invalid("rate_limit");
+    developer_webhook_limit_shop: DeveloperWebhook, Limit(LimitBy::Shop) => Invalid("rate_limit");
     #[ignore = "needs the one-pipeline change"]
-    developer_webhook_limit_header: DeveloperWebhook, Limit(Key::Header) => Refused(429, "rate_limited");
+    developer_webhook_limit_header: DeveloperWebhook, Limit(LimitBy::Header) => Refused(429, "rate_limited");
     #[ignore = "needs the one-pipeline change"]
-    developer_webhook_limit_route: DeveloperWebhook, Limit(Key::Route) => Refused(429, "rate_limited");
+    developer_webhook_limit_route: DeveloperWebhook, Limit(LimitBy::Route) => Refused(429, "rate_limited");
     developer_webhook_max_body: DeveloperWebhook, MaxBody => Refused(413, "body_too_large");
     developer_webhook_content_types: DeveloperWebhook, ContentTypes => Refused(415, "unsupported_media_type");
     #[ignore = "needs the one-pipeline change"]
@@ -370,14 +370,14 @@ fn configured(kind: Kind, feature: Feature) -> (Route, Vec<&'static str>) {
             auth.scopes(&[ROUTE_SCOPE])
         }
     };
-    let limit = |key: Key| {
+    let limit = |key: LimitBy| {
         let key = match key {
-            Key::Caller => LimitKey::Caller,
-            Key::ApiKey => LimitKey::ApiKey,
-            Key::ClientIp => LimitKey::ClientIp,
-            Key::Shop => LimitKey::Shop,
-            Key::Header => LimitKey::Header(LIMIT_HEADER.into()),
-            Key::Route => LimitKey::Route,
+            LimitBy::Caller => LimitKey::Caller,
+            LimitBy::ApiKey => LimitKey::ApiKey,
+            LimitBy::ClientIp => LimitKey::ClientIp,
+            LimitBy::Shop => LimitKey::Shop,
+            LimitBy::Header => LimitKey::Header(LIMIT_HEADER.into()),
+            LimitBy::Route => LimitKey::Route,
         };
         RateLimit::new(key, "1/m", 1)
     };
