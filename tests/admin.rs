@@ -6,54 +6,35 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::Value;
 
-use common::{TestGateway, free_port, https_client, https_client_with_cert};
+use common::{
+    Admin, Auth, Config, JwtIssuer, Listener, Route, TestGateway, Upstream, free_port,
+    https_client, https_client_with_cert,
+};
 use tiktok_gateway::clock::SystemClock;
-use tiktok_gateway::sandbox::idp::{DEV_AUDIENCE, DevAlg, DevIdp, MintRequest};
+use tiktok_gateway::sandbox::idp::{DevAlg, DevIdp, MintRequest};
 use tiktok_gateway::sandbox::orders::OrderService;
 
-fn config(dir: &Path, public: u16, admin: u16, idp: &DevIdp, orders: SocketAddr) -> String {
-    format!(
-        r#"version: "admin-t1"
-listeners:
-  public:
-    address: "127.0.0.1:{public}"
-    tls: {{ cert: gateway.crt, key: gateway.key }}
-  admin:
-    address: "127.0.0.1:{admin}"
-    tls: {{ cert: gateway.crt, key: gateway.key, client_ca: ca.crt, client_auth: required }}
-identity:
-  jwt:
-    - name: corp
-      issuer: "{issuer}"
-      audiences: ["{aud}"]
-      jwks: {{ url: "{jwks}" }}
-      algorithms: [ES256, RS256]
-admin:
-  jwt: corp
-  scope: "gateway:admin"
-  mfa_methods: [mfa, hwk]
-upstreams:
-  orders:
-    targets: ["{orders}"]
-routes:
-  - name: orders
-    listener: public
-    match: {{ path_prefix: /orders/ }}
-    auth: {{ jwt: corp, scopes: ["orders:read"] }}
-    upstream: orders
-logging:
-  access_log: {log}
-"#,
-        issuer = idp.issuer(),
-        aud = DEV_AUDIENCE,
-        jwks = idp.jwks_url(),
-        log = dir.join("access.log").display(),
-    )
+fn config(public: u16, admin: u16, idp: &DevIdp, orders: SocketAddr) -> Config {
+    Config::new()
+        .version("admin-t1")
+        .listener(Listener::tls("public", public))
+        .listener(Listener::tls("admin", admin).client_auth("required"))
+        .jwt(JwtIssuer::url("corp", idp))
+        .admin(Admin {
+            jwt: "corp".into(),
+            scope: Some("gateway:admin".into()),
+            mfa_methods: vec!["mfa".into(), "hwk".into()],
+        })
+        .upstream(Upstream::new("orders", orders))
+        .route(
+            Route::prefix("orders", "public", "/orders/")
+                .auth(Auth::jwt("corp").scopes(&["orders:read"]))
+                .upstream("orders"),
+        )
 }
 
 struct Setup {
@@ -68,7 +49,7 @@ async fn setup() -> Setup {
     let idp = DevIdp::start(Arc::new(SystemClock)).await.unwrap();
     let (public, admin) = (free_port(), free_port());
     let addr = orders.addr();
-    let gw = TestGateway::start(|dir| config(dir, public, admin, &idp, addr));
+    let gw = TestGateway::with(&config(public, admin, &idp, addr));
     Setup {
         gw,
         orders,

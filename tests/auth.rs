@@ -6,7 +6,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -14,9 +13,11 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
-use common::{TestGateway, free_port, https_client, https_client_with_cert};
+use common::{
+    ApiKey, Auth, Config, JwtIssuer, Listener, Route, TestGateway, Upstream, free_port,
+    https_client, https_client_with_cert,
+};
 use tiktok_gateway::clock::SystemClock;
 use tiktok_gateway::sandbox::idp::{DEV_AUDIENCE, DevAlg, DevIdp, MintRequest, sign_parts};
 use tiktok_gateway::sandbox::orders::OrderService;
@@ -24,68 +25,39 @@ use tiktok_gateway::sandbox::orders::OrderService;
 const BATCH_KEY: &str = "tgw-test-batch-key-7f3a9c21d4e8b605";
 const REPORTING_KEY: &str = "tgw-test-reporting-key-0b1c2d3e4f5a6978";
 
-fn sha256_hex(s: &str) -> String {
-    hex::encode(Sha256::digest(s.as_bytes()))
-}
-
-fn config(dir: &Path, port: u16, idp: &DevIdp, orders: SocketAddr) -> String {
-    format!(
-        r#"version: "auth-t1"
-listeners:
-  public:
-    address: "127.0.0.1:{port}"
-    tls: {{ cert: gateway.crt, key: gateway.key, client_ca: ca.crt, client_auth: optional }}
-identity:
-  jwt:
-    - name: dev
-      issuer: "{issuer}"
-      audiences: ["{aud}"]
-      jwks: {{ url: "{jwks}" }}
-      algorithms: [ES256, RS256]
-  api_keys:
-    - name: batch
-      sha256: "{batch}"
-      scopes: ["orders:read"]
-    - name: reporting
-      sha256: "{reporting}"
-      scopes: ["orders:read"]
-  mtls:
-    - name: "dns:order-service.internal"
-      scopes: ["orders:read"]
-upstreams:
-  orders:
-    targets: ["{orders}"]
-    timeouts: {{ connect: 500ms, read: 2s }}
-routes:
-  - name: orders
-    listener: public
-    match: {{ path_prefix: /orders/, methods: [GET, POST] }}
-    auth: {{ jwt: dev, scopes: ["orders:read"] }}
-    upstream: orders
-  - name: keyed
-    listener: public
-    match: {{ path_prefix: /keyed/, methods: [GET] }}
-    auth: {{ api_key: [batch] }}
-    upstream: orders
-  - name: mtls
-    listener: public
-    match: {{ path_prefix: /mtls/, methods: [GET] }}
-    auth: {{ mtls: true }}
-    upstream: orders
-logging:
-  access_log: {log}
-"#,
-        issuer = idp.issuer(),
-        aud = DEV_AUDIENCE,
-        jwks = idp.jwks_url(),
-        batch = sha256_hex(BATCH_KEY),
-        reporting = sha256_hex(REPORTING_KEY),
-        log = dir.join("access.log").display(),
-    )
+fn config(port: u16, idp: &DevIdp, orders: SocketAddr) -> Config {
+    Config::new()
+        .version("auth-t1")
+        .listener(Listener::tls("public", port).client_auth("optional"))
+        .jwt(JwtIssuer::url("dev", idp))
+        .api_key(ApiKey::new("batch", BATCH_KEY, &["orders:read"]))
+        .api_key(ApiKey::new("reporting", REPORTING_KEY, &["orders:read"]))
+        .mtls("dns:order-service.internal", &["orders:read"])
+        .upstream(Upstream::new("orders", orders).timeouts("500ms", "2s"))
+        .route(
+            Route::prefix("orders", "public", "/orders/")
+                .methods(&["GET", "POST"])
+                .auth(Auth::jwt("dev").scopes(&["orders:read"]))
+                .upstream("orders"),
+        )
+        .route(
+            Route::prefix("keyed", "public", "/keyed/")
+                .methods(&["GET"])
+                .auth(Auth::api_keys(&["batch"]))
+                .upstream("orders"),
+        )
+        .route(
+            Route::prefix("mtls", "public", "/mtls/")
+                .methods(&["GET"])
+                .auth(Auth::mtls())
+                .upstream("orders"),
+        )
 }
 
 struct Setup {
     gw: TestGateway,
+    /// What the gateway was started with.
+    config: Config,
     orders: OrderService,
     idp: DevIdp,
     port: u16,
@@ -96,9 +68,11 @@ async fn setup() -> Setup {
     let idp = DevIdp::start(Arc::new(SystemClock)).await.unwrap();
     let port = free_port();
     let addr = orders.addr();
-    let gw = TestGateway::start(|dir| config(dir, port, &idp, addr));
+    let config = config(port, &idp, addr);
+    let gw = TestGateway::with(&config);
     Setup {
         gw,
+        config,
         orders,
         idp,
         port,
@@ -775,12 +749,11 @@ async fn the_kill_switch_blocks_a_caller_at_runtime_by_reload() {
     let before = s.orders.received_count();
 
     // Ops block the JWT caller `order-app` and the API key `batch` with a reload; no restart.
-    let text = std::fs::read_to_string(&s.gw.config_path).unwrap();
-    let blocked = text.replacen(
-        "identity:\n",
-        "identity:\n  blocked_subjects: [order-app, batch]\n",
-        1,
-    );
+    let blocked = s
+        .config
+        .clone()
+        .blocked_subjects(&["order-app", "batch"])
+        .render(s.gw.dir.path());
     let config = tiktok_gateway::config::load_str(&blocked, s.gw.dir.path(), &s.gw.config_path)
         .expect("valid config");
     s.gw.gateway

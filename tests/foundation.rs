@@ -3,10 +3,11 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
-use common::{TestGateway, free_port, https_client, raw_http, status_of};
+use common::{
+    Config, Listener, Route, TestGateway, Upstream, free_port, https_client, raw_http, status_of,
+};
 use tiktok_gateway::sandbox::orders::{Behaviour, OrderService};
 
 struct Ports {
@@ -15,59 +16,41 @@ struct Ports {
     metrics: u16,
 }
 
-fn config(dir: &Path, p: &Ports, orders: std::net::SocketAddr, dead: u16) -> String {
-    format!(
-        r#"version: "t1"
-listeners:
-  public:
-    address: "127.0.0.1:{public}"
-    tls: {{ cert: gateway.crt, key: gateway.key }}
-  plain:
-    address: "127.0.0.1:{plain}"
-  metrics:
-    address: "127.0.0.1:{metrics}"
-upstreams:
-  orders:
-    targets: ["{orders}"]
-    timeouts: {{ connect: 500ms, read: 1s }}
-  dead:
-    targets: ["127.0.0.1:{dead}"]
-    timeouts: {{ connect: 500ms, read: 1s }}
-routes:
-  - name: orders
-    listener: public
-    match: {{ path_prefix: /orders/, methods: [GET, POST] }}
-    auth: none
-    limits: {{ max_body: 1KiB }}
-    upstream: orders
-  - name: events
-    listener: public
-    match: {{ path: /events, methods: [POST] }}
-    auth: none
-    upstream: orders
-    rewrite: {{ path: /internal/events }}
-  - name: dead
-    listener: public
-    match: {{ path_prefix: /dead/ }}
-    auth: none
-    upstream: dead
-  - name: plain-orders
-    listener: plain
-    match: {{ path_prefix: /orders/ }}
-    auth: none
-    limits: {{ max_body: 1KiB }}
-    upstream: orders
-logging:
-  access_log: {log}
-"#,
-        public = p.public,
-        plain = p.plain,
-        metrics = p.metrics,
-        log = dir.join("access.log").display(),
-    )
+fn config(p: &Ports, orders: std::net::SocketAddr, dead: u16) -> Config {
+    Config::new()
+        .version("t1")
+        .listener(Listener::tls("public", p.public))
+        .listener(Listener::plain("plain", p.plain))
+        .listener(Listener::plain("metrics", p.metrics))
+        .upstream(Upstream::new("orders", orders).timeouts("500ms", "1s"))
+        .upstream(Upstream::dead("dead", dead).timeouts("500ms", "1s"))
+        .route(
+            Route::prefix("orders", "public", "/orders/")
+                .methods(&["GET", "POST"])
+                .max_body("1KiB")
+                .upstream("orders"),
+        )
+        .route(
+            Route::exact("events", "public", "/events")
+                .methods(&["POST"])
+                .upstream("orders")
+                .rewrite("/internal/events"),
+        )
+        .route(Route::prefix("dead", "public", "/dead/").upstream("dead"))
+        .route(
+            Route::prefix("plain-orders", "plain", "/orders/")
+                .max_body("1KiB")
+                .upstream("orders"),
+        )
 }
 
 async fn setup() -> (TestGateway, OrderService, Ports) {
+    let (gw, orders, p, _) = setup_with_config().await;
+    (gw, orders, p)
+}
+
+/// As [`setup`], also returning the config the gateway runs.
+async fn setup_with_config() -> (TestGateway, OrderService, Ports, Config) {
     let orders = OrderService::spawn(None).await.unwrap();
     let ports = Ports {
         public: free_port(),
@@ -77,8 +60,9 @@ async fn setup() -> (TestGateway, OrderService, Ports) {
     let dead = free_port();
     let addr = orders.addr();
     let p = Ports { ..ports };
-    let gw = TestGateway::start(|dir| config(dir, &p, addr, dead));
-    (gw, orders, p)
+    let config = config(&p, addr, dead);
+    let gw = TestGateway::with(&config);
+    (gw, orders, p, config)
 }
 
 /// The `error.code` of a raw HTTP/1.1 answer carrying the gateway's JSON error, if it is one.
@@ -325,7 +309,7 @@ async fn metrics_and_health() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_changes_routing_on_a_live_keepalive_connection_and_bad_reload_keeps_old() {
-    let (gw, orders, p) = setup().await;
+    let (gw, orders, p, config) = setup_with_config().await;
     // One client = one pooled keep-alive connection across the reload.
     let client = https_client(&gw.certs);
     assert_eq!(
@@ -347,12 +331,10 @@ async fn reload_changes_routing_on_a_live_keepalive_connection_and_bad_reload_ke
         404
     );
 
-    let text = std::fs::read_to_string(&gw.config_path).unwrap();
-    let new_text = text.replace("version: \"t1\"", "version: \"t2\"").replace(
-        "routes:\n",
-        "routes:\n  - name: v2\n    listener: public\n    match: { path_prefix: /v2/ }\n    auth: none\n    upstream: orders\n",
-    );
-    std::fs::write(&gw.config_path, &new_text).unwrap();
+    let mut v2 = config.clone().version("t2");
+    v2.routes
+        .insert(0, Route::prefix("v2", "public", "/v2/").upstream("orders"));
+    std::fs::write(&gw.config_path, v2.render(gw.dir.path())).unwrap();
     gw.gateway.reload_from(&gw.config_path).unwrap();
     assert_eq!(gw.gateway.snapshot().config.version, "t2");
     assert_eq!(
@@ -366,11 +348,9 @@ async fn reload_changes_routing_on_a_live_keepalive_connection_and_bad_reload_ke
     );
 
     // A broken file is refused; the running routes stay.
-    std::fs::write(
-        &gw.config_path,
-        new_text.replace("upstream: orders\n", "upstream: missing\n"),
-    )
-    .unwrap();
+    let mut broken = v2.clone();
+    broken.routes[0].upstream = "missing".into();
+    std::fs::write(&gw.config_path, broken.render(gw.dir.path())).unwrap();
     let err = gw.gateway.reload_from(&gw.config_path).unwrap_err();
     assert!(
         err.to_string().contains("unknown upstream `missing`"),
@@ -390,7 +370,7 @@ async fn reload_changes_routing_on_a_live_keepalive_connection_and_bad_reload_ke
     // The file watcher also picks up a change on its own.
     std::fs::write(
         &gw.config_path,
-        text.replace("version: \"t1\"", "version: \"t3\""),
+        config.clone().version("t3").render(gw.dir.path()),
     )
     .unwrap();
     for _ in 0..50 {
@@ -419,36 +399,16 @@ async fn tls_upstreams_are_verified_against_their_own_ca() {
     let certs = tiktok_gateway::server::dev_certs::generate(pki.path()).unwrap();
     let upstream = common::TlsRecorder::start(&certs.server_cert, &certs.server_key).await;
     let port = free_port();
-    let (target, ca) = (upstream.addr, certs.ca_cert.display().to_string());
-    let _gw = TestGateway::start(|dir| {
-        format!(
-            r#"listeners:
-  plain:
-    address: "127.0.0.1:{port}"
-upstreams:
-  trusted:
-    targets: ["{target}"]
-    tls: {{ sni: localhost, ca: "{ca}" }}
-  untrusted:
-    targets: ["{target}"]
-    tls: {{ sni: localhost }}
-routes:
-  - name: trusted
-    listener: plain
-    match: {{ path_prefix: /trusted/ }}
-    auth: none
-    upstream: trusted
-  - name: untrusted
-    listener: plain
-    match: {{ path_prefix: /untrusted/ }}
-    auth: none
-    upstream: untrusted
-logging:
-  access_log: {log}
-"#,
-            log = dir.join("access.log").display(),
-        )
-    });
+    let _gw = TestGateway::with(
+        &Config::new()
+            .listener(Listener::plain("plain", port))
+            .upstream(
+                Upstream::new("trusted", upstream.addr).tls("localhost", Some(&certs.ca_cert)),
+            )
+            .upstream(Upstream::new("untrusted", upstream.addr).tls("localhost", None))
+            .route(Route::prefix("trusted", "plain", "/trusted/").upstream("trusted"))
+            .route(Route::prefix("untrusted", "plain", "/untrusted/").upstream("untrusted")),
+    );
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     let get = |path: &str| {
         format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").into_bytes()

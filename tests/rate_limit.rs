@@ -11,86 +11,63 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::{Relay, TestGateway, free_port, http_client, redis_url, split_redis_url, unique_name};
+use common::{
+    ApiKey, Auth, Config, LimitKey, Listener, RateLimit, RateLimits, Relay, Route, TestGateway,
+    Upstream, free_port, http_client, redis_url, split_redis_url, unique_name,
+};
 use tiktok_gateway::sandbox::orders::OrderService;
 
 const KEY_A: &str = "tgw-test-rate-key-a-5e1d7c9b3a";
 const KEY_B: &str = "tgw-test-rate-key-b-8f2e4a6c0d";
 
-fn sha256_hex(s: &str) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(s.as_bytes()))
+/// One plaintext loopback listener (and a metrics one when asked), two API keys and an open
+/// route; `extra` adds its routes, its `rate_limits` and its `trusted_proxies`.
+fn config(port: u16, metrics: Option<u16>, orders: SocketAddr, extra: &Config) -> Config {
+    let mut c = Config::new()
+        .version("rl-t1")
+        .listener(Listener::plain("plain", port))
+        .api_key(ApiKey::new("alpha", KEY_A, &[]))
+        .api_key(ApiKey::new("beta", KEY_B, &[]))
+        .upstream(Upstream::new("orders", orders).timeouts("500ms", "2s"))
+        .route(Route::prefix("open", "plain", "/open/").upstream("orders"))
+        .routes(extra.routes.clone());
+    if let Some(m) = metrics {
+        c = c.listener(Listener::plain("metrics", m));
+    }
+    c.rate_limits = extra.rate_limits.clone();
+    c.trusted_proxies = extra.trusted_proxies.clone();
+    c
 }
 
-/// One plaintext loopback listener (and a metrics one when asked); `extra` is appended at the
-/// top level.
-fn config(
-    dir: &Path,
-    port: u16,
-    metrics: Option<u16>,
-    orders: SocketAddr,
-    routes: &str,
-    extra: &str,
-) -> String {
-    let metrics = metrics
-        .map(|m| format!("  metrics:\n    address: \"127.0.0.1:{m}\"\n"))
-        .unwrap_or_default();
-    format!(
-        r#"version: "rl-t1"
-listeners:
-  plain:
-    address: "127.0.0.1:{port}"
-{metrics}identity:
-  api_keys:
-    - name: alpha
-      sha256: "{a}"
-    - name: beta
-      sha256: "{b}"
-upstreams:
-  orders:
-    targets: ["{orders}"]
-    timeouts: {{ connect: 500ms, read: 2s }}
-routes:
-  - name: open
-    listener: plain
-    match: {{ path_prefix: /open/ }}
-    auth: none
-    upstream: orders
-{routes}
-logging:
-  access_log: {log}
-{extra}
-"#,
-        a = sha256_hex(KEY_A),
-        b = sha256_hex(KEY_B),
-        log = dir.join("access.log").display(),
-    )
+/// Three locally limited routes: by route, by API key, by client IP.
+fn local_routes() -> Config {
+    Config::new()
+        .route(
+            Route::prefix("burst", "plain", "/burst/")
+                .rate_limit(RateLimit::new(LimitKey::Route, "2/s", 4))
+                .upstream("orders"),
+        )
+        .route(
+            Route::prefix("keyed", "plain", "/keyed/")
+                .auth(Auth::api_key())
+                .rate_limit(RateLimit::new(LimitKey::ApiKey, "1/m", 3))
+                .upstream("orders"),
+        )
+        .route(
+            Route::prefix("byip", "plain", "/ip/")
+                .rate_limit(RateLimit::new(LimitKey::ClientIp, "1/m", 2))
+                .upstream("orders"),
+        )
 }
 
-const LOCAL_ROUTES: &str = r#"  - name: burst
-    listener: plain
-    match: { path_prefix: /burst/ }
-    auth: none
-    rate_limit: { key: route, rate: "2/s", burst: 4 }
-    upstream: orders
-  - name: keyed
-    listener: plain
-    match: { path_prefix: /keyed/ }
-    auth: { api_key: true }
-    rate_limit: { key: api_key, rate: "1/m", burst: 3 }
-    upstream: orders
-  - name: byip
-    listener: plain
-    match: { path_prefix: /ip/ }
-    auth: none
-    rate_limit: { key: client_ip, rate: "1/m", burst: 2 }
-    upstream: orders
-"#;
+/// `routes` on the Redis backend `limits`.
+fn on_redis(routes: &[Route], limits: RateLimits) -> Config {
+    Config::new().routes(routes.to_vec()).rate_limits(limits)
+}
 
 struct Setup {
     /// Kept alive for the test; dropping it stops the gateway.
@@ -100,20 +77,20 @@ struct Setup {
     metrics: Option<u16>,
 }
 
-async fn setup(routes: &str, extra: &str) -> Setup {
-    start(routes, extra, None).await
+async fn setup(extra: &Config) -> Setup {
+    start(extra, None).await
 }
 
 /// As [`setup`], with a metrics listener.
-async fn setup_with_metrics(routes: &str, extra: &str) -> Setup {
-    start(routes, extra, Some(free_port())).await
+async fn setup_with_metrics(extra: &Config) -> Setup {
+    start(extra, Some(free_port())).await
 }
 
-async fn start(routes: &str, extra: &str, metrics: Option<u16>) -> Setup {
+async fn start(extra: &Config, metrics: Option<u16>) -> Setup {
     let orders = OrderService::spawn(None).await.unwrap();
     let port = free_port();
     let addr = orders.addr();
-    let gw = TestGateway::start(|dir| config(dir, port, metrics, addr, routes, extra));
+    let gw = TestGateway::with(&config(port, metrics, addr, extra));
     Setup {
         _gw: gw,
         orders,
@@ -170,7 +147,7 @@ async fn burst_is_admitted_then_429_with_headers() {
     const RATE: f64 = 2.0;
     const BURST: usize = 4;
     const SENT: usize = 14;
-    let s = setup(LOCAL_ROUTES, "").await;
+    let s = setup(&local_routes()).await;
     let client = http_client();
     let started = Instant::now();
     let mut statuses = Vec::new();
@@ -214,7 +191,7 @@ async fn burst_is_admitted_then_429_with_headers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_keys_get_separate_budgets() {
-    let s = setup(LOCAL_ROUTES, "").await;
+    let s = setup(&local_routes()).await;
     let client = http_client();
     let send = |key: &'static str| {
         client
@@ -255,7 +232,7 @@ async fn get_ip(client: &reqwest::Client, s: &Setup, xff: Option<&str>) -> reqwe
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spoofed_forwarded_for_from_an_untrusted_peer_does_not_change_the_key() {
-    let s = setup(LOCAL_ROUTES, "").await;
+    let s = setup(&local_routes()).await;
     let client = http_client();
     assert_eq!(get_ip(&client, &s, Some("203.0.113.1")).await.status(), 200);
     assert_eq!(get_ip(&client, &s, Some("203.0.113.2")).await.status(), 200);
@@ -269,7 +246,7 @@ async fn spoofed_forwarded_for_from_an_untrusted_peer_does_not_change_the_key() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarded_for_from_a_trusted_proxy_sets_the_key() {
-    let s = setup(LOCAL_ROUTES, "trusted_proxies: [\"127.0.0.1/32\"]").await;
+    let s = setup(&local_routes().trusted_proxies(&["127.0.0.1/32"])).await;
     let client = http_client();
     for _ in 0..2 {
         assert_eq!(get_ip(&client, &s, Some("203.0.113.1")).await.status(), 200);
@@ -308,7 +285,7 @@ fn redis_url_for_relay() -> Option<(String, impl Fn(SocketAddr) -> String)> {
     let url = redis_url()?;
     let split = split_redis_url(&url);
     if split.is_none() {
-        eprintln!("skipping: REDIS_URL is not a plain redis:// URL, so it cannot be relayed");
+        common::env::skip("needs REDIS_URL as a plain redis:// URL (to relay it)");
     }
     split
 }
@@ -319,25 +296,25 @@ fn fresh_route(prefix: &str) -> String {
 }
 
 /// A route on `/limited/`, one limit keyed by the route itself.
-fn limited_route(name: &str, rate: &str, burst: u32) -> String {
-    limited_route_at(name, "/limited/", "route", rate, burst)
+fn limited_route(name: &str, rate: &str, burst: u32) -> Route {
+    limited_route_at(name, "/limited/", LimitKey::Route, rate, burst)
 }
 
-fn limited_route_at(name: &str, path: &str, key: &str, rate: &str, burst: u32) -> String {
-    format!(
-        r#"  - name: {name}
-    listener: plain
-    match: {{ path_prefix: {path} }}
-    auth: none
-    rate_limit: {{ key: "{key}", rate: "{rate}", burst: {burst} }}
-    upstream: orders
-"#
-    )
+fn limited_route_at(name: &str, path: &str, key: LimitKey, rate: &str, burst: u32) -> Route {
+    Route::prefix(name, "plain", path)
+        .rate_limit(RateLimit::new(key, rate, burst))
+        .upstream("orders")
 }
 
 /// The route [`wait_until_shared`] probes: one request per `x-probe` value per minute.
-fn probe_route(name: &str) -> String {
-    limited_route_at(name, "/probe/", "header:x-probe", "1/m", 1)
+fn probe_route(name: &str) -> Route {
+    limited_route_at(
+        name,
+        "/probe/",
+        LimitKey::Header("x-probe".into()),
+        "1/m",
+        1,
+    )
 }
 
 /// Waits until both gateways decide on Redis; returns how many probes each admitted (they
@@ -459,13 +436,16 @@ async fn two_gateways_admit_the_shared_limit_within_one_percent_over_ten_seconds
     const PERIOD: Duration = Duration::from_micros(13_333);
     let route = fresh_route("fleet");
     let probe = fresh_route("fleet-probe");
-    let routes = limited_route(&route, "50/s", BURST as u32) + &probe_route(&probe);
-    let extra = format!("rate_limits: {{ backend: redis, url: \"{url}\" }}");
+    let routes = [
+        limited_route(&route, "50/s", BURST as u32),
+        probe_route(&probe),
+    ];
+    let extra = on_redis(&routes, RateLimits::redis(&url));
     let (a, b, probes) = {
         // The first limited request builds each limiter, which sets the backend gauge.
         let _metrics = BACKEND_METRICS.lock().await;
-        let a = setup(&routes, &extra).await;
-        let b = setup(&routes, &extra).await;
+        let a = setup(&extra).await;
+        let b = setup(&extra).await;
         // Both connected and deciding on Redis before the run: a slow first connection would
         // put a gateway on its local fallback for a retry interval, inside the measurement.
         let probes = wait_until_shared(&http_client(), &a, &b, Duration::from_secs(5)).await;
@@ -531,16 +511,20 @@ async fn redis_outage_falls_back_to_local_limits_then_shared_limiting_resumes() 
     let route = fresh_route("outage");
     let after = fresh_route("outage-after");
     let probe = fresh_route("outage-probe");
-    let routes = limited_route(&route, "1/m", 4)
-        + &limited_route_at(&after, "/after/", "route", "1/m", 3)
-        + &probe_route(&probe);
+    let routes = [
+        limited_route(&route, "1/m", 4),
+        limited_route_at(&after, "/after/", LimitKey::Route, "1/m", 3),
+        probe_route(&probe),
+    ];
     // A short retry interval, set in YAML, keeps the recovery wait short.
-    let extra = format!(
-        "rate_limits: {{ backend: redis, url: \"{}\", on_backend_error: local, retry_interval: 300ms }}",
-        via(relay.addr)
+    let extra = on_redis(
+        &routes,
+        RateLimits::redis(&via(relay.addr))
+            .on_backend_error("local")
+            .retry_interval("300ms"),
     );
-    let a = setup_with_metrics(&routes, &extra).await;
-    let b = setup(&routes, &extra).await;
+    let a = setup_with_metrics(&extra).await;
+    let b = setup(&extra).await;
     let client = http_client();
     let before = wait_until_shared(&client, &a, &b, Duration::from_secs(5)).await;
 
@@ -608,22 +592,14 @@ async fn redis_outage_with_fail_open_admits_and_with_fail_closed_refuses() {
     let opened = fresh_route("fail-open");
     let closed = fresh_route("fail-closed");
     let probe = fresh_route("fail-probe");
-    let extra = |mode: &str| {
-        format!(
-            "rate_limits: {{ backend: redis, url: \"{}\", on_backend_error: {mode} }}",
-            via(relay.addr)
+    let extra = |route: &str, mode: &str| {
+        on_redis(
+            &[limited_route(route, "1/m", 2), probe_route(&probe)],
+            RateLimits::redis(&via(relay.addr)).on_backend_error(mode),
         )
     };
-    let o = setup(
-        &(limited_route(&opened, "1/m", 2) + &probe_route(&probe)),
-        &extra("fail_open"),
-    )
-    .await;
-    let c = setup(
-        &(limited_route(&closed, "1/m", 2) + &probe_route(&probe)),
-        &extra("fail_closed"),
-    )
-    .await;
+    let o = setup(&extra(&opened, "fail_open")).await;
+    let c = setup(&extra(&closed, "fail_closed")).await;
     let client = http_client();
     let (probes_c, probes_o) = wait_until_shared(&client, &c, &o, Duration::from_secs(5)).await;
 
@@ -668,11 +644,12 @@ async fn unreachable_redis_falls_back_to_local_limits() {
     let _metrics = BACKEND_METRICS.lock().await;
     let dead = free_port();
     let route = fresh_route("fallback");
-    let routes = limited_route(&route, "1/m", 3);
-    let extra = format!(
-        "rate_limits: {{ backend: redis, url: \"redis://127.0.0.1:{dead}\", on_backend_error: local }}"
+    let routes = [limited_route(&route, "1/m", 3)];
+    let extra = on_redis(
+        &routes,
+        RateLimits::redis(&format!("redis://127.0.0.1:{dead}")).on_backend_error("local"),
     );
-    let s = setup(&routes, &extra).await;
+    let s = setup(&extra).await;
     let client = http_client();
     let mut statuses = Vec::new();
     for _ in 0..8 {
@@ -699,11 +676,12 @@ async fn unreachable_redis_with_fail_closed_refuses_with_503() {
     let _metrics = BACKEND_METRICS.lock().await;
     let dead = free_port();
     let route = fresh_route("fail-closed-dead");
-    let routes = limited_route(&route, "1/m", 3);
-    let extra = format!(
-        "rate_limits: {{ backend: redis, url: \"redis://127.0.0.1:{dead}\", on_backend_error: fail_closed }}"
+    let routes = [limited_route(&route, "1/m", 3)];
+    let extra = on_redis(
+        &routes,
+        RateLimits::redis(&format!("redis://127.0.0.1:{dead}")).on_backend_error("fail_closed"),
     );
-    let s = setup(&routes, &extra).await;
+    let s = setup(&extra).await;
     let client = http_client();
     // Budget is left (burst 3), yet nothing is admitted while the backend is unreachable: a 503
     // that tells an outage from a caller over its limit, asking to retry after the retry

@@ -4,11 +4,9 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
-use common::{TestGateway, free_port};
-use sha2::{Digest, Sha256};
+use common::{ApiKey, Auth, Config, Listener, Route, TestGateway, TikTok, Upstream, free_port};
 use tiktok_gateway::sandbox::tiktok::{self as sandbox, SandboxConfig, SandboxRate};
 
 const US: &str = "7494049642642441621";
@@ -16,60 +14,28 @@ const BR: &str = "7495540735365777507";
 const KEY_ALL: &str = "key-for-all-shops-0001";
 const KEY_US: &str = "key-for-us-shop-only-01";
 
-fn config(dir: &Path, port: u16, sb: &SandboxConfig, base: &str, pacing: &str) -> String {
-    std::fs::write(dir.join("app_secret"), sb.app_secret.expose()).unwrap();
-    let mut shops = String::new();
-    for s in &sb.shops {
-        std::fs::write(
-            dir.join(format!("access-{}", s.id)),
-            s.access_token.expose(),
+fn config(port: u16, sb: &SandboxConfig, base: &str, (rate, burst): (&str, u32)) -> Config {
+    Config::new()
+        .listener(Listener::plain("egress", port))
+        .api_key(ApiKey::new(
+            "all-shops",
+            KEY_ALL,
+            &["orders:read", "tiktok:shop:*"],
+        ))
+        .api_key(ApiKey::new(
+            "us-only",
+            KEY_US,
+            &["orders:read", &format!("tiktok:shop:{US}")],
+        ))
+        .upstream(Upstream::tiktok("tiktok_api", base))
+        .tiktok(TikTok::sandbox("main", sb, base).pacing(rate, burst))
+        .route(
+            Route::prefix("tiktok", "egress", "/")
+                .methods(&["GET", "POST", "PUT", "DELETE"])
+                .auth(Auth::api_key().scopes(&["orders:read"]))
+                .tiktok("main", Some("x-tiktok-shop-id"))
+                .upstream("tiktok_api"),
         )
-        .unwrap();
-        std::fs::write(
-            dir.join(format!("refresh-{}", s.id)),
-            s.refresh_token.expose(),
-        )
-        .unwrap();
-        shops.push_str(&format!(
-            "    - {{ id: \"{id}\", app: main, cipher: \"{c}\", access_token: \"${{file:access-{id}}}\", access_token_expires_at: {ae}, refresh_token: \"${{file:refresh-{id}}}\", refresh_token_expires_at: {re} }}\n",
-            id = s.id,
-            c = s.cipher,
-            ae = s.access_token_expires_at,
-            re = s.refresh_token_expires_at,
-        ));
-    }
-    let sha = |k: &str| hex::encode(Sha256::digest(k.as_bytes()));
-    let addr = base.trim_start_matches("http://");
-    format!(
-        r#"listeners:
-  egress:
-    address: "127.0.0.1:{port}"
-identity:
-  api_keys:
-    - {{ name: all-shops, sha256: "{all}", scopes: ["orders:read", "tiktok:shop:*"] }}
-    - {{ name: us-only, sha256: "{us}", scopes: ["orders:read", "tiktok:shop:{US}"] }}
-upstreams:
-  tiktok_api: {{ targets: ["{addr}"] }}
-tiktok:
-  apps:
-    main: {{ app_key: "{app_key}", app_secret: "${{file:app_secret}}", api_base: "{base}", auth_base: "{base}" }}
-  shops:
-{shops}  pacing: {pacing}
-routes:
-  - name: tiktok
-    listener: egress
-    match: {{ path_prefix: /, methods: [GET, POST, PUT, DELETE] }}
-    auth: {{ api_key: true, scopes: ["orders:read"] }}
-    tiktok: {{ app: main, shop_header: x-tiktok-shop-id }}
-    upstream: tiktok_api
-logging:
-  access_log: {log}
-"#,
-        all = sha(KEY_ALL),
-        us = sha(KEY_US),
-        app_key = sb.app_key,
-        log = dir.join("access.log").display(),
-    )
 }
 
 struct Setup {
@@ -78,13 +44,14 @@ struct Setup {
     port: u16,
 }
 
-async fn setup(rate: Option<SandboxRate>, pacing: &str) -> Setup {
+/// `pacing`: the gateway's outbound budget, `(rate, burst)`.
+async fn setup(rate: Option<SandboxRate>, pacing: (&str, u32)) -> Setup {
     let mut sb = SandboxConfig::example(7);
     sb.rate = rate;
     let sandbox = sandbox::spawn(sb.clone()).await.unwrap();
     let port = free_port();
     let base = sandbox.base_url();
-    let gw = TestGateway::start(|dir| config(dir, port, &sb, &base, pacing));
+    let gw = TestGateway::with(&config(port, &sb, &base, pacing));
     Setup {
         _gw: gw,
         sandbox,
@@ -114,7 +81,7 @@ async fn json(res: reqwest::Response) -> (u16, serde_json::Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_calls_pass_tiktoks_checks() {
-    let s = setup(None, "{ rate: 100/s, burst: 100 }").await;
+    let s = setup(None, ("100/s", 100)).await;
     let ids = s.sandbox.state().order_ids(US);
     let (a, b) = (&ids[0], &ids[1]);
 
@@ -220,7 +187,7 @@ async fn signed_calls_pass_tiktoks_checks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_credentials_are_replaced_and_foreign_shops_refused() {
-    let s = setup(None, "{ rate: 100/s, burst: 100 }").await;
+    let s = setup(None, ("100/s", 100)).await;
     let ids = s.sandbox.state().order_ids(US);
     let res = client()
         .get(url(
@@ -308,7 +275,7 @@ async fn forged_credentials_are_replaced_and_foreign_shops_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_token_is_refreshed_and_the_call_retried_once() {
-    let s = setup(None, "{ rate: 100/s, burst: 100 }").await;
+    let s = setup(None, ("100/s", 100)).await;
     let ids = s.sandbox.state().order_ids(US);
     assert_eq!(s.sandbox.state().expire_access_tokens(US), 1);
     let res = client()
@@ -348,7 +315,7 @@ async fn throttling_backs_off_and_answers_429_without_exceeding_tiktoks_rate() {
             per_second: 2.0,
             burst: 2,
         }),
-        "{ rate: 50/s, burst: 50 }",
+        ("50/s", 50),
     )
     .await;
     let ids = s.sandbox.state().order_ids(US);

@@ -7,7 +7,10 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{TestGateway, free_port, raw_http, status_of};
+use common::{
+    Auth, Config, Listener, Route, TestGateway, TikTok, Upstream, Webhooks, free_port, raw_http,
+    status_of,
+};
 use tiktok_gateway::config::Secret;
 use tiktok_gateway::sandbox::orders::{Behaviour, OrderService};
 use tiktok_gateway::tiktok::proof;
@@ -19,45 +22,36 @@ const FORWARD_SECRET: &str = "order-service-shared-secret";
 const VECTOR_BODY: &str = r#"{"type":1,"tts_notification_id":"7380066284010030890","shop_id":"7495540735365777507","timestamp":1718305585,"data":{"is_on_hold_order":true,"order_id":"576653688135258178","order_status":"UNPAID","update_time":1718305585}}"#;
 const VECTOR_SIG: &str = "5dec0f11ec2f6783b8deee53c9ffbf8d024302f7c7e7fa55a35d17629031ac05";
 
-fn config(dir: &Path, port: u16, orders: std::net::SocketAddr, queue: &Path) -> String {
-    std::fs::write(dir.join("app_secret"), APP_SECRET).unwrap();
-    std::fs::write(dir.join("forward_secret"), FORWARD_SECRET).unwrap();
-    format!(
-        r#"listeners:
-  public:
-    address: "127.0.0.1:{port}"
-upstreams:
-  orders:
-    targets: ["{orders}"]
-tiktok:
-  apps:
-    main: {{ app_key: {APP_KEY}, app_secret: "${{file:app_secret}}", api_base: "http://127.0.0.1:1", auth_base: "http://127.0.0.1:1" }}
-  developer_apps:
-    dev: {{ client_secret: "${{file:app_secret}}", tolerance: 5m }}
-webhooks:
-  queue_path: {queue}
-  forward_secret: "${{file:forward_secret}}"
-  max_retry_backoff: 1s
-routes:
-  - name: tiktok-webhooks
-    listener: public
-    match: {{ path: /webhooks/tiktok, methods: [POST] }}
-    auth: {{ tiktok_webhook: main }}
-    limits: {{ max_body: 4KiB }}
-    upstream: orders
-    rewrite: {{ path: /internal/tiktok/events }}
-  - name: tiktok-developer-webhooks
-    listener: public
-    match: {{ path: /webhooks/tiktok-developers, methods: [POST] }}
-    auth: {{ tiktok_developer_webhook: dev }}
-    upstream: orders
-    rewrite: {{ path: /internal/tiktok/developer-events }}
-logging:
-  access_log: {log}
-"#,
-        queue = queue.display(),
-        log = dir.join("access.log").display(),
-    )
+/// Both webhook routes, delivering to `orders` (an upstream named `orders`).
+fn config(port: u16, orders: Upstream, queue: &Path) -> Config {
+    Config::new()
+        .listener(Listener::plain("public", port))
+        .upstream(orders)
+        .tiktok(
+            TikTok::new()
+                .app(TikTok::webhook_app("main", APP_KEY, APP_SECRET))
+                .developer_app("dev", APP_SECRET, Some("5m")),
+        )
+        .webhooks(Webhooks::new(FORWARD_SECRET).queue(queue))
+        .route(
+            Route::exact("tiktok-webhooks", "public", "/webhooks/tiktok")
+                .methods(&["POST"])
+                .auth(Auth::tiktok_webhook("main"))
+                .max_body("4KiB")
+                .upstream("orders")
+                .rewrite("/internal/tiktok/events"),
+        )
+        .route(
+            Route::exact(
+                "tiktok-developer-webhooks",
+                "public",
+                "/webhooks/tiktok-developers",
+            )
+            .methods(&["POST"])
+            .auth(Auth::tiktok_developer_webhook("dev"))
+            .upstream("orders")
+            .rewrite("/internal/tiktok/developer-events"),
+        )
 }
 
 fn sign(body: &str) -> String {
@@ -109,7 +103,7 @@ async fn valid_webhook_is_forwarded_once_with_gateway_proof_and_replays_are_not(
     let qdir = tempfile::tempdir().unwrap();
     let queue = qdir.path().join("queue.redb");
     let addr = orders.addr();
-    let _gw = TestGateway::start(|dir| config(dir, port, addr, &queue));
+    let _gw = TestGateway::with(&config(port, Upstream::new("orders", addr), &queue));
 
     assert_eq!(
         sign(VECTOR_BODY),
@@ -152,7 +146,7 @@ async fn bad_signatures_and_oversized_bodies_are_refused_and_never_forwarded() {
     let qdir = tempfile::tempdir().unwrap();
     let queue = qdir.path().join("queue.redb");
     let addr = orders.addr();
-    let gw = TestGateway::start(|dir| config(dir, port, addr, &queue));
+    let gw = TestGateway::with(&config(port, Upstream::new("orders", addr), &queue));
 
     let tampered = VECTOR_BODY.replace("UNPAID", "PAID");
     let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(5000));
@@ -219,7 +213,7 @@ async fn fifty_webhooks_survive_order_service_outage_and_gateway_restart() {
     let qdir = tempfile::tempdir().unwrap();
     let queue = qdir.path().join("queue.redb");
     let addr = orders.addr();
-    let gw = TestGateway::start(|dir| config(dir, port, addr, &queue));
+    let gw = TestGateway::with(&config(port, Upstream::new("orders", addr), &queue));
 
     let bodies: Vec<String> = (0..50)
         .map(|i| format!(r#"{{"type":1,"tts_notification_id":"n-{i}","shop_id":"1","timestamp":1718305585,"data":{{"order_id":"{i}"}}}}"#))
@@ -236,7 +230,7 @@ async fn fifty_webhooks_survive_order_service_outage_and_gateway_restart() {
 
     orders.set_behaviour(Behaviour::Ok);
     let port2 = free_port();
-    let _gw2 = TestGateway::start(|dir| config(dir, port2, addr, &queue));
+    let _gw2 = TestGateway::with(&config(port2, Upstream::new("orders", addr), &queue));
     let delivered = || {
         orders
             .received()
@@ -297,7 +291,7 @@ async fn developer_webhooks_use_their_own_scheme_with_freshness() {
     let qdir = tempfile::tempdir().unwrap();
     let queue = qdir.path().join("queue.redb");
     let addr = orders.addr();
-    let _gw = TestGateway::start(|dir| config(dir, port, addr, &queue));
+    let _gw = TestGateway::with(&config(port, Upstream::new("orders", addr), &queue));
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -361,16 +355,14 @@ async fn webhooks_reach_a_tls_order_service_trusted_through_its_upstream_ca() {
     let port = free_port();
     let qdir = tempfile::tempdir().unwrap();
     let queue = qdir.path().join("queue.redb");
-    let ca = certs.ca_cert.display().to_string();
-    let gw = TestGateway::start(|dir| {
-        config(dir, port, upstream.addr, &queue).replace(
-            &format!("    targets: [\"{}\"]\n", upstream.addr),
-            &format!(
-                "    targets: [\"{}\"]\n    tls: {{ sni: localhost, ca: \"{ca}\" }}\n",
-                upstream.addr
-            ),
+    let trusted = |sni: &str| {
+        config(
+            port,
+            Upstream::new("orders", upstream.addr).tls(sni, Some(&certs.ca_cert)),
+            &queue,
         )
-    });
+    };
+    let gw = TestGateway::with(&trusted("localhost"));
 
     assert_eq!(post(port, VECTOR_BODY, Some(VECTOR_SIG)).await, 200);
     wait_until("delivery over TLS", || !upstream.received().is_empty()).await;
@@ -391,8 +383,7 @@ async fn webhooks_reach_a_tls_order_service_trusted_through_its_upstream_ca() {
     assert_eq!(&got.body[..], VECTOR_BODY.as_bytes());
 
     // The delivery client is built at start: a reload that changes this TLS is refused.
-    let text = std::fs::read_to_string(&gw.config_path).unwrap();
-    let changed = text.replace("sni: localhost", "sni: orders.internal");
+    let changed = trusted("orders.internal").render(gw.dir.path());
     let config = tiktok_gateway::config::load_str(&changed, gw.dir.path(), &gw.config_path)
         .expect("the changed config is valid");
     let err = gw.gateway.apply(config).expect_err("refused").to_string();

@@ -2,6 +2,15 @@
 //! and an order-service sandbox as the upstream.
 #![allow(dead_code)]
 
+pub mod config;
+pub mod env;
+
+// Each test binary uses a different part of these.
+#[allow(unused_imports)]
+pub use self::config::*;
+#[allow(unused_imports)]
+pub use self::env::{database_url, redis_url};
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -70,6 +79,11 @@ impl TestGateway {
             stop,
             thread: Some(thread),
         }
+    }
+
+    /// Starts the gateway on the YAML `config` renders into the gateway's folder.
+    pub fn with(config: &Config) -> TestGateway {
+        TestGateway::start(|dir| config.render(dir))
     }
 
     pub fn access_log(&self) -> String {
@@ -280,17 +294,6 @@ pub async fn metrics_text(port: u16) -> String {
         .text()
         .await
         .expect("metrics body")
-}
-
-/// `REDIS_URL`, or `None` after saying why the calling test is skipped.
-pub fn redis_url() -> Option<String> {
-    match std::env::var("REDIS_URL") {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ => {
-            eprintln!("skipping: REDIS_URL is not set (CI sets it to the local Redis)");
-            None
-        }
-    }
 }
 
 /// `<prefix>-<pid>-<nanos>`: a name no earlier run used, so Redis state under it starts empty.
