@@ -10,6 +10,7 @@ pub mod config;
 pub mod demo;
 pub mod inspect;
 pub mod limit;
+pub mod ops;
 pub mod pipeline;
 pub mod privacy;
 pub mod sandbox;

@@ -2,6 +2,8 @@
 //! and an order-service sandbox as the upstream.
 #![allow(dead_code)]
 
+pub mod schema;
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -48,6 +50,7 @@ impl TestGateway {
         let dir = tempfile::tempdir().expect("tempdir");
         let certs = dev_certs::generate(dir.path()).expect("dev certs");
         let yaml = make_config(dir.path());
+        schema::assert_conforms("test config", &yaml);
         let config_path = dir.path().join("gateway.yaml");
         std::fs::write(&config_path, yaml).expect("write config");
         let config = load_file(&config_path).unwrap_or_else(|e| panic!("test config invalid: {e}"));
