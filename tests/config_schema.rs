@@ -81,6 +81,13 @@ routes:
 #[test]
 fn schema_accepts_a_small_valid_config() {
     assert_conforms("small config", VALID);
+    // The loader reads an unquoted number as the text it spells (`512` bytes, TLS `1.3`).
+    let numbers = VALID.replace(
+        "    upstream: orders\n",
+        "    upstream: orders\n    limits: { max_uri: 512 }\n",
+    );
+    assert_ne!(numbers, VALID);
+    assert_conforms("sizes as numbers", &numbers);
 }
 
 #[test]
