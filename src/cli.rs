@@ -1,6 +1,7 @@
-//! The command line: `run` (default), `validate`, `certs`, `demo`.
+//! The command line: `run` (default), `validate`, `certs`, `schema`, `health`, `demo`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -8,7 +9,10 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "tiktok-gateway",
     version,
-    about = "Security gateway between order services and TikTok Shop"
+    about = "Security gateway between order services and TikTok Shop",
+    long_about = "Security gateway between order services and TikTok Shop.\n\n\
+        Without a subcommand it runs the gateway with ./gateway.yaml (`run`). \
+        `validate` checks a config without starting anything; see `help run` for signals."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -18,19 +22,53 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the gateway with a config file (the default command).
+    #[command(long_about = RUN_LONG_ABOUT)]
     Run {
+        /// The gateway's YAML config; relative paths inside it are taken from its folder.
         #[arg(long, short, default_value = "gateway.yaml")]
         config: PathBuf,
     },
     /// Check a config file: prints every error with its YAML path and line; exit 1 if any.
+    #[command(
+        long_about = "Check a config file exactly as `run` would load it (secret references \
+            resolved, certificate and key files read) without opening a socket. Prints every \
+            problem with its YAML path and line and exits 1 if there is any, 0 otherwise."
+    )]
     Validate {
+        /// The gateway's YAML config; relative paths inside it are taken from its folder.
         #[arg(long, short, default_value = "gateway.yaml")]
         config: PathBuf,
     },
     /// Write a development CA, a server certificate and client certificates into a folder.
+    #[command(long_about = CERTS_LONG_ABOUT)]
     Certs {
+        /// Folder to write into (created if missing).
         #[arg(long, default_value = "certs")]
         out: PathBuf,
+        /// Replace files that already exist (by default nothing is written if any exists).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the JSON Schema of the config file (what gateway.schema.json holds).
+    #[command(
+        long_about = "Print the JSON Schema of gateway.yaml on stdout. Editors with a YAML \
+            language server use it through the `# yaml-language-server: $schema=...` line at the \
+            top of a config; CI checks that the checked-in gateway.schema.json equals this output."
+    )]
+    Schema,
+    /// Probe a health endpoint: exit 0 on a 2xx answer, 1 otherwise (container health checks).
+    #[command(
+        long_about = "Send one HTTP/1.1 GET to a plain-HTTP URL (the metrics listener's /healthz \
+            or /readyz) and exit 0 when it answers 2xx within the timeout, 1 otherwise with the \
+            reason on stderr. Used by the container image's HEALTHCHECK, so no curl is needed."
+    )]
+    Health {
+        /// URL to probe (http only), e.g. http://127.0.0.1:9090/readyz.
+        #[arg(long, default_value = "http://127.0.0.1:9090/healthz")]
+        url: String,
+        /// Deadline for the whole probe (connect, request, status line), e.g. 2s or 500ms.
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
     },
     /// Run the gateway with local TikTok Shop, order-service and identity-provider sandboxes.
     Demo {
@@ -39,3 +77,23 @@ pub enum Command {
         port: u16,
     },
 }
+
+const RUN_LONG_ABOUT: &str = "Run the gateway with a config file (the default command).
+
+The config is validated first; the gateway does not start with an invalid one.
+
+Signals:
+  SIGHUP   reload the config (so does saving the file); an invalid new config is rejected and
+           the running one kept; changes to listeners apply only on restart
+  SIGTERM  graceful stop: stop accepting, let in-flight requests finish for server.grace_period
+  SIGINT   fast stop
+  SIGQUIT  Pingora's graceful upgrade: offer the listening sockets on its upgrade socket
+           (/tmp/pingora_upgrade.sock), then stop like SIGTERM. This binary has no mode that
+           takes the sockets over yet, so today it behaves like SIGTERM";
+
+const CERTS_LONG_ABOUT: &str = "Write development certificates into a folder: ca.crt (the dev CA), \
+gateway.crt/gateway.key (server: localhost and 127.0.0.1), client.crt/client.key (client: \
+order-service.internal, for mTLS) and other-client.crt/other-client.key (a client certificate from \
+an unrelated CA, for tests). The CA is valid for one year, the others for 90 days. Keys are written \
+with mode 0600. Existing files are never replaced unless --force is given. For development only: \
+mount real certificates in production (see certs/README.md).";

@@ -12,6 +12,7 @@ pub mod error;
 pub mod gateway;
 pub mod inspect;
 pub mod limit;
+pub mod ops;
 pub mod pipeline;
 pub mod privacy;
 pub mod sandbox;

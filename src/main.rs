@@ -37,24 +37,43 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Certs { out } => match dev_certs::generate(&out) {
-            Ok(c) => {
-                println!(
-                    "wrote {} {} {} {} {} into {}",
-                    c.ca_cert.display(),
-                    c.server_cert.display(),
-                    c.server_key.display(),
-                    c.client_cert.display(),
-                    c.client_key.display(),
-                    out.display()
-                );
-                ExitCode::SUCCESS
+        Command::Certs { out, force } => {
+            let overwrite = if force {
+                dev_certs::Overwrite::Replace
+            } else {
+                dev_certs::Overwrite::Refuse
+            };
+            match dev_certs::generate_into(&out, overwrite) {
+                Ok(c) => {
+                    let files = c.files();
+                    println!("wrote {} files into {}:", files.len(), out.display());
+                    for f in files {
+                        println!("  {}", f.display());
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
             }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::FAILURE
+        }
+        Command::Schema => {
+            print!("{}", tiktok_gateway::ops::schema::config_schema_json());
+            ExitCode::SUCCESS
+        }
+        Command::Health { url, timeout } => {
+            match tiktok_gateway::ops::health_probe::probe(&url, timeout) {
+                Ok(status) => {
+                    println!("{url}: {status}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{url}: {e}");
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
         Command::Run { config } => {
             let loaded = match load_file(&config) {
                 Ok(c) => c,

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod env;
+pub mod schema;
 
 // Each test binary uses a different part of these.
 #[allow(unused_imports)]
@@ -58,6 +59,7 @@ impl TestGateway {
         let dir = tempfile::tempdir().expect("tempdir");
         let certs = dev_certs::generate(dir.path()).expect("dev certs");
         let yaml = make_config(dir.path());
+        schema::assert_conforms("test config", &yaml);
         let config_path = dir.path().join("gateway.yaml");
         std::fs::write(&config_path, yaml).expect("write config");
         let config = load_file(&config_path).unwrap_or_else(|e| panic!("test config invalid: {e}"));
