@@ -241,6 +241,12 @@ impl Detectors {
     }
 }
 
+/// A member name of lowercase letters and `_` only (`buyer_email`, `create_time`): no detector
+/// can match it, so the per-key scan is skipped (most names in TikTok bodies are like this).
+pub fn is_plain_name(name: &str) -> bool {
+    name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+}
+
 /// Sorts by start (longer, then more specific, first on ties) and drops candidates overlapping an accepted one.
 pub(crate) fn resolve_overlaps(found: &mut Vec<Finding>) {
     if found.len() < 2 {

@@ -11,7 +11,7 @@
 //! body is scanned as text.
 
 use super::catalogue::Ctx;
-use super::detectors::{is_gtin, resolve_overlaps};
+use super::detectors::{is_gtin, is_plain_name, resolve_overlaps};
 use super::engine::PrivacyEngine;
 use super::json_walk::{self, Scalar, ScalarKind, Visitor};
 use super::kind::PiiKind;
@@ -65,7 +65,9 @@ struct LeakVisitor<'e> {
 
 impl Visitor for LeakVisitor<'_> {
     fn key(&mut self, _: Ctx, key: &Scalar<'_>, _: &mut String) -> bool {
-        detector_kinds(self.engine, &key.text(), &mut self.kinds);
+        if !is_plain_name(key.raw) {
+            detector_kinds(self.engine, &key.text(), &mut self.kinds);
+        }
         false
     }
 

@@ -9,7 +9,7 @@ use std::fmt;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use super::catalogue::{Ctx, Treatment};
-use super::detectors::{Finding, SECRET_KEYS, is_gtin, resolve_overlaps};
+use super::detectors::{Finding, SECRET_KEYS, is_gtin, is_plain_name, resolve_overlaps};
 use super::engine::{PrivacyEngine, lower_set};
 use super::error::{MaskError, PrivacyError};
 use super::json_walk::{self, Scalar, ScalarKind, Visitor, push_json_string};
@@ -378,7 +378,7 @@ impl LogVisitor<'_> {
 
 impl Visitor for LogVisitor<'_> {
     fn key(&mut self, _: Ctx, key: &Scalar<'_>, r: &mut String) -> bool {
-        self.redacted_text(key, r)
+        !is_plain_name(key.raw) && self.redacted_text(key, r)
     }
 
     fn scalar(&mut self, ctx: Ctx, s: &Scalar<'_>, r: &mut String) -> bool {

@@ -9,7 +9,7 @@
 //! catalogue does not know are scanned by the detectors and findings replaced inside them.
 
 use super::catalogue::{Ctx, Treatment};
-use super::detectors::{Finding, is_gtin};
+use super::detectors::{Finding, is_gtin, is_plain_name};
 use super::engine::PrivacyEngine;
 use super::error::MaskError;
 use super::json_walk::{self, Scalar, ScalarKind, Visitor, push_json_string};
@@ -38,6 +38,9 @@ struct ResponseVisitor<'e> {
 
 impl Visitor for ResponseVisitor<'_> {
     fn key(&mut self, _: Ctx, key: &Scalar<'_>, r: &mut String) -> bool {
+        if is_plain_name(key.raw) {
+            return false;
+        }
         let text = key.text();
         let found = self.engine.detectors.find_all(&text);
         self.replace_findings(&text, &found, r)
