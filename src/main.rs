@@ -30,6 +30,13 @@ fn main() -> ExitCode {
                     c.routes.len(),
                     &c.hash[..12]
                 );
+                // `validate` accepted the filter, so it parses; say what the cap makes moot.
+                if let Some(note) = tiktok_gateway::privacy::LogFilter::parse(&c.logging.level)
+                    .ok()
+                    .and_then(|f| f.capped_note())
+                {
+                    println!("note: {note}");
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {

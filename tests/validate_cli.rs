@@ -323,3 +323,29 @@ fn settings_that_cannot_apply_to_the_route_kind_are_refused() {
     assert!(out.contains("routes[0].rate_limit[1].key"), "{out}");
     assert!(out.contains("does not accept API keys"), "{out}");
 }
+
+#[test]
+fn the_log_filter_is_parsed_and_dependency_directives_are_named_as_capped() {
+    let with_level =
+        |level: &str| with_egress(&format!("routes: []\nlogging:\n  level: \"{level}\"\n"));
+    // A directive that does not parse is refused with its line, naming the directive.
+    let (ok, out) = validate(&with_level("info,pingora_core=loud"));
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("line 9: logging.level:") && out.contains("`pingora_core=loud`"),
+        "{out}"
+    );
+    // Dependencies at trace: accepted (the same parse start-up uses), and named as capped.
+    let (ok, out) = validate(&with_level(
+        "debug,pingora_core::protocols=trace,h2=trace,tiktok_gateway=trace",
+    ));
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(
+            "note: logging.level: `pingora_core::protocols=trace`, `h2=trace` capped at info"
+        ),
+        "{out}"
+    );
+    let (ok, out) = validate(&with_level("debug,tiktok_gateway::auth=trace"));
+    assert!(ok && !out.contains("capped"), "{out}");
+}

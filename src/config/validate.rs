@@ -1038,6 +1038,10 @@ fn logging(v: &mut V, f: Option<&LoggingFile>) -> LoggingConfig {
         };
     }
     if let Some(level) = &f.level {
+        // The same parse start-up uses: a filter `validate` accepts always installs.
+        if let Err(e) = crate::privacy::LogFilter::parse(&level.value) {
+            v.issues.at("logging.level", level, e.to_string());
+        }
         out.level = level.value.clone();
     }
     out

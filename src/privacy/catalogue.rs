@@ -8,6 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::detectors::SECRET_KEYS;
 use super::error::PrivacyError;
 use super::kind::PiiKind;
 
@@ -29,6 +30,16 @@ pub enum FieldRule {
     Personal { kind: PiiKind, treatment: Treatment },
     /// An object (or array of objects) whose members are all hidden unless sealed-safe.
     Sealed,
+    /// Free text written by TikTok (the envelope `message`): shown, except for the personal data
+    /// the free-text detectors and `key: value` pairs find in it (an error that echoes buyer
+    /// data).
+    FreeText,
+    /// A product identifier (GTIN/EAN/UPC/ISBN): a value with a valid GTIN check digit is a
+    /// barcode, not a phone number; anything else is scanned like an unknown field.
+    ProductCode,
+    /// The seller's own configuration (webhook subscriptions): everything under it is
+    /// non-personal, even names that are sealed elsewhere (a webhook's `address` is its URL).
+    SafeTree,
 }
 
 /// Where a JSON value sits, as far as masking is concerned.
@@ -42,6 +53,12 @@ pub enum Ctx {
     Sealed,
     /// A personal value: replaced (recursively for containers).
     Personal { kind: PiiKind, treatment: Treatment },
+    /// See [`FieldRule::FreeText`].
+    FreeText,
+    /// See [`FieldRule::ProductCode`]; members of an identifier object (`code`, `type`) too.
+    ProductCode,
+    /// See [`FieldRule::SafeTree`]: shown, except fields that are personal wherever they appear.
+    SafeTree,
 }
 
 /// Extensions from `gateway.yaml` (`privacy:` section). Names are JSON field names, matched
@@ -132,6 +149,25 @@ const SEALED: &[&str] = &[
     "contacts",
 ];
 
+/// Free text from TikTok: the envelope's `message` (an error may repeat buyer data in it).
+const FREE_TEXT: &[&str] = &["message", "msg", "error_message", "err_msg"];
+
+/// Product identifiers: barcodes whose digits look like phone numbers to a pattern.
+const PRODUCT_CODES: &[&str] = &[
+    "gtin",
+    "ean",
+    "upc",
+    "isbn",
+    "barcode",
+    "identifier_code",
+    "identifier_codes",
+    "extra_identifier_codes",
+    "product_identifier_code",
+];
+
+/// The seller's own configuration, non-personal throughout.
+const SAFE_TREES: &[&str] = &["webhooks"];
+
 /// Members that stay visible inside sealed objects: labels, not values.
 const SEALED_SAFE: &[&str] = &[
     "address_level_name",
@@ -165,7 +201,6 @@ const PERSONAL_IN_TEXT: &[(&str, PiiKind)] = &[
 const SAFE: &[&str] = &[
     // Envelopes: TikTok responses, webhooks, the gateway's own errors.
     "code",
-    "message",
     "request_id",
     "data",
     "error",
@@ -333,6 +368,12 @@ const SAFE: &[&str] = &[
     "sku_count",
     "product_id",
     "seller_sku",
+    "seller_skus",
+    "external_sku_id",
+    "local_sku_id",
+    "global_sku_id",
+    "external_product_id",
+    "global_product_id",
     "product_name",
     "sku_name",
     "sku_image",
@@ -421,7 +462,6 @@ const SAFE: &[&str] = &[
     "shops",
     "seller_type",
     "permissions",
-    "webhooks",
 ];
 
 /// The compiled catalogue: one hash lookup per field name.
@@ -444,13 +484,30 @@ impl FieldCatalogue {
         for &name in SEALED {
             rules.insert(name.into(), FieldRule::Sealed);
         }
+        for (names, rule) in [
+            (FREE_TEXT, FieldRule::FreeText),
+            (PRODUCT_CODES, FieldRule::ProductCode),
+            (SAFE_TREES, FieldRule::SafeTree),
+        ] {
+            for &name in names {
+                rules.insert(name.into(), rule);
+            }
+        }
         for &(name, kind, treatment) in PERSONAL {
             rules.insert(name.into(), FieldRule::Personal { kind, treatment });
+        }
+        // Credentials are hidden wherever they appear as a field, as in free text.
+        for &name in SECRET_KEYS {
+            rules.entry(name.into()).or_insert(FieldRule::Personal {
+                kind: PiiKind::Secret,
+                treatment: Hide,
+            });
         }
         for name in &settings.extra_safe_fields {
             let name = normalise(name)?;
             match rules.get(name.as_str()) {
-                Some(FieldRule::Personal { .. } | FieldRule::Sealed) => {
+                // Free text is scanned because it may carry personal data: not safe either.
+                Some(FieldRule::Personal { .. } | FieldRule::Sealed | FieldRule::FreeText) => {
                     return Err(PrivacyError::SafeFieldIsPersonal(name));
                 }
                 _ => {
@@ -496,7 +553,10 @@ impl FieldCatalogue {
                         .entry(name.clone())
                         .or_insert((PiiKind::PersonalField, Treatment::Hide));
                 }
-                FieldRule::Safe => {}
+                FieldRule::Safe
+                | FieldRule::FreeText
+                | FieldRule::ProductCode
+                | FieldRule::SafeTree => {}
             }
         }
         Ok(Self {
@@ -522,6 +582,8 @@ impl FieldCatalogue {
         }
         match self.rule(key) {
             Some(FieldRule::Personal { kind, treatment }) => Ctx::Personal { kind, treatment },
+            // Below a safe tree or an identifier object, only personal names change anything.
+            _ if matches!(parent, Ctx::SafeTree | Ctx::ProductCode) => parent,
             Some(FieldRule::Sealed) => Ctx::Sealed,
             _ if parent == Ctx::Sealed => {
                 if self.is_sealed_safe(key) {
@@ -534,6 +596,9 @@ impl FieldCatalogue {
                 }
             }
             Some(FieldRule::Safe) => Ctx::Keep,
+            Some(FieldRule::FreeText) => Ctx::FreeText,
+            Some(FieldRule::ProductCode) => Ctx::ProductCode,
+            Some(FieldRule::SafeTree) => Ctx::SafeTree,
             None => Ctx::Unknown,
         }
     }
@@ -585,11 +650,18 @@ mod tests {
     fn builtin_lists_do_not_contradict_each_other() {
         let personal: HashSet<&str> = PERSONAL.iter().map(|p| p.0).collect();
         let sealed: HashSet<&str> = SEALED.iter().copied().collect();
-        for s in SAFE {
+        let mut seen = HashSet::new();
+        for s in SAFE
+            .iter()
+            .chain(FREE_TEXT)
+            .chain(PRODUCT_CODES)
+            .chain(SAFE_TREES)
+        {
             assert!(
                 !personal.contains(s) && !sealed.contains(s),
                 "{s} is both safe and personal"
             );
+            assert!(seen.insert(s), "{s} has two rules");
         }
         for s in SEALED_SAFE {
             assert!(!personal.contains(s), "{s}");
@@ -627,6 +699,42 @@ mod tests {
         };
         assert_eq!(c.child(p, "id"), p);
         assert_eq!(c.child(top, "never_heard_of_it"), Ctx::Unknown);
+    }
+
+    #[test]
+    fn free_text_product_codes_and_safe_trees() {
+        let c = builtin();
+        let top = Ctx::Unknown;
+        assert_eq!(c.child(top, "message"), Ctx::FreeText);
+        assert_eq!(c.child(Ctx::Keep, "MESSAGE"), Ctx::FreeText);
+        // Inside a sealed object free text is hidden like anything else.
+        assert!(matches!(
+            c.child(Ctx::Sealed, "message"),
+            Ctx::Personal { .. }
+        ));
+        let code = c.child(Ctx::Keep, "identifier_code");
+        assert_eq!(code, Ctx::ProductCode);
+        assert_eq!(c.child(code, "code"), Ctx::ProductCode);
+        assert_eq!(c.child(top, "extra_identifier_codes"), Ctx::ProductCode);
+        // A webhook subscription's `address` is its URL, not a postal address...
+        let hooks = c.child(Ctx::Keep, "webhooks");
+        assert_eq!(hooks, Ctx::SafeTree);
+        assert_eq!(c.child(hooks, "address"), Ctx::SafeTree);
+        // ...but a field personal everywhere stays personal there too.
+        assert!(matches!(
+            c.child(hooks, "buyer_email"),
+            Ctx::Personal { .. }
+        ));
+        assert_eq!(c.child(Ctx::Keep, "address"), Ctx::Sealed);
+        // Free text cannot be declared safe: it is scanned because it may echo buyer data.
+        assert_eq!(
+            FieldCatalogue::new(&CatalogueSettings {
+                extra_safe_fields: vec!["message".into()],
+                ..Default::default()
+            })
+            .err(),
+            Some(PrivacyError::SafeFieldIsPersonal("message".into()))
+        );
     }
 
     #[test]

@@ -65,6 +65,14 @@ pub const SECRET_KEYS: &[&str] = &[
     "label_url",
 ];
 
+/// An extension after a phone number, part of the finding so it is replaced too: `ext. 23`,
+/// `extension 23`, `x23`, `#23`, RFC 3966 `;ext=23`, with optional `,`/`;` before the word.
+macro_rules! phone_extension {
+    () => {
+        r"(?:(?i:[ ]*[,;]?[ ]*(?:extension|extn|ext|x|\#)[ .:=]*)\d{1,6})"
+    };
+}
+
 /// The compiled detectors. Build once (at engine construction) and share.
 #[derive(Debug)]
 pub struct Detectors {
@@ -84,6 +92,8 @@ pub struct Detectors {
     phone_national: Regex,
     phone_trunk: Regex,
     secrets: KeyedValueMatcher,
+    /// Paths and URLs in free text (not a finding by itself: the redactor reads them as URLs).
+    url_like: Regex,
 }
 
 impl Detectors {
@@ -100,9 +110,23 @@ impl Detectors {
             r"(?-u)\b\d{3}\.\d{3}\.\d{3}-\d{2}\b",
             r"(?-u)\b\d{11}\b",
             r"(?-u)\b\d(?:[ \-]?\d){12,18}\b",
-            r"(?-u)(?:\+\d{1,3}|\(\+\d{1,3}\)|\b00\d{1,3})(?:[ .\-]?\(?\d{1,5}\)?){2,6}",
-            r"(?-u)(?:\(\d{2,4}\)|\b\d{2,5})[ .\-]?\d{3,5}[ .\-]\d{3,5}\b",
-            r"(?-u)\b0\d{2,4}[ .\-]?\d{3,4}[ .\-]?\d{3,4}\b",
+            // Phones: international (`+`, `(+..)` or `00`), national with separators, and
+            // trunk-prefixed (`0...`); each may end in an extension (`PHONE_EXTENSION`).
+            concat!(
+                r"(?-u)(?:\+\d{1,3}|\(\+\d{1,3}\)|\b00\d{1,3})(?:[ .\-/]?\(?\d{1,5}\)?){2,6}",
+                phone_extension!(),
+                "?"
+            ),
+            concat!(
+                r"(?-u)(?:\(\d{2,4}\)|\b\d{2,5})[ .\-]?\d{3,5}[ .\-]\d{3,5}",
+                phone_extension!(),
+                r"?\b"
+            ),
+            concat!(
+                r"(?-u)\b0\d{2,4}[ .\-]?\d{3,4}[ .\-]?\d{3,4}",
+                phone_extension!(),
+                r"?\b"
+            ),
         ];
         let re = |i: usize| Regex::new(PATTERNS[i]);
         Ok(Self {
@@ -120,7 +144,17 @@ impl Detectors {
             phone_national: re(10)?,
             phone_trunk: re(11)?,
             secrets: KeyedValueMatcher::new(SECRET_KEYS.iter().copied(), false)?,
+            // An optional scheme and authority, then a path and an optional query, up to
+            // whitespace, a quote, a backslash (JSON escapes) or an angle bracket.
+            url_like: Regex::new(
+                r#"(?:\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s"'<>\\/?]*)?/[^\s"'<>\\?]*(?:\?[^\s"'<>\\#]*)?"#,
+            )?,
         })
+    }
+
+    /// See the `url_like` field.
+    pub(crate) fn url_like(&self) -> &Regex {
+        &self.url_like
     }
 
     /// All findings in `text`, sorted by position and non-overlapping (where candidates overlap,
@@ -205,6 +239,12 @@ impl Detectors {
             }
         }
     }
+}
+
+/// A member name of lowercase letters and `_` only (`buyer_email`, `create_time`): no detector
+/// can match it, so the per-key scan is skipped (most names in TikTok bodies are like this).
+pub fn is_plain_name(name: &str) -> bool {
+    name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
 }
 
 /// Sorts by start (longer, then more specific, first on ties) and drops candidates overlapping an accepted one.
@@ -304,11 +344,37 @@ pub fn cpf_check_digits_ok(s: &str) -> bool {
     check(9) == ds[9] && check(10) == ds[10]
 }
 
-/// A phone candidate is kept when it has a plausible number of digits (7-15, E.164's maximum).
+/// A phone candidate is kept when the number itself (the extension aside) has a plausible
+/// number of digits (7-15, E.164's maximum).
 fn plausible_phone(s: &str) -> bool {
-    let n = digits(s).count();
-    let n = if s.starts_with("00") { n - 2 } else { n };
+    let number = s
+        .find(|c: char| c.is_ascii_alphabetic() || c == '#' || c == ';' || c == ',')
+        .map_or(s, |end| &s[..end]);
+    let n = digits(number).count();
+    let n = if number.starts_with("00") {
+        n.saturating_sub(2)
+    } else {
+        n
+    };
     (7..=15).contains(&n)
+}
+
+/// A GTIN-8, -12 (UPC-A), -13 (EAN/ISBN-13) or -14: only digits, one of those lengths, and a
+/// valid check digit (weights 3 and 1 alternating from the right, the check digit excluded).
+pub fn is_gtin(s: &str) -> bool {
+    let s = s.trim();
+    if !matches!(s.len(), 8 | 12 | 13 | 14) || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return false;
+    }
+    let ds: Vec<u32> = s.bytes().map(|b| u32::from(b - b'0')).collect();
+    let (body, check) = ds.split_at(ds.len() - 1);
+    let sum: u32 = body
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| if i % 2 == 0 { d * 3 } else { d })
+        .sum();
+    (10 - sum % 10) % 10 == check[0]
 }
 
 /// IPv6 candidates must parse and have at least three non-empty groups, which keeps Rust paths
@@ -372,8 +438,65 @@ mod tests {
             "020 7946 0958",
             "07700 900123",
             "(11) 98765-4321",
+            "+49 30/1234567",
         ] {
             one(&format!("call {p} today"), PiiKind::Phone, p);
+        }
+    }
+
+    #[test]
+    fn phones_with_extensions_are_found_whole() {
+        for p in [
+            "+1 415-555-0100 ext. 23",
+            "+1 415-555-0100 Ext 23",
+            "+1 415-555-0100 extension 2301",
+            "+1-415-555-0100;ext=23",
+            "tel:+1-415-555-0100;ext=23",
+            "+14155550100x23",
+            "415-555-0100x23",
+            "(415) 555-0142 x77",
+            "(415) 555-0142, ext. 9",
+            "020 7946 0958 #4411",
+            "07700 900123 ext 5",
+        ] {
+            let text = format!("call {p} today");
+            let expected = p.trim_start_matches("tel:");
+            one(&text, PiiKind::Phone, expected);
+        }
+        // A long extension does not make the number implausible.
+        one(
+            "call +1 415-555-0100 ext. 123456",
+            PiiKind::Phone,
+            "+1 415-555-0100 ext. 123456",
+        );
+        // Not phones: resolutions, multiplications, versions.
+        none("image 1920x1080 at 3 x 4");
+    }
+
+    #[test]
+    fn gtin_check_digits() {
+        for good in [
+            "00012345678905",
+            "9780596520687",
+            "4006381333931",
+            "036000291452",
+            "96385074",
+        ] {
+            assert!(is_gtin(good), "{good}");
+        }
+        for bad in [
+            "00012345678906",
+            // TikTok's own sample value: its check digit is wrong.
+            "10000000000010",
+            "9780596520688",
+            "036000291453",
+            "96385075",
+            "1234567",
+            "123456789012345",
+            "0001234567890a",
+            "",
+        ] {
+            assert!(!is_gtin(bad), "{bad}");
         }
     }
 
@@ -406,6 +529,32 @@ mod tests {
                 .iter()
                 .all(|(k, _)| *k != PiiKind::PaymentCard)
         );
+    }
+
+    #[test]
+    fn the_readme_states_the_card_rule_this_detector_applies() {
+        // Luhn alone is not enough here (a Luhn-valid TikTok id is not a card); the README must
+        // not promise the looser rule.
+        let readme = include_str!("../../README.md").replace('\n', " ");
+        assert!(
+            !readme.contains("Luhn-valid card"),
+            "README still says Luhn alone"
+        );
+        assert!(readme.contains("pass Luhn *and*"), "README card rule");
+        for issuer in [
+            "Visa",
+            "Mastercard",
+            "Amex",
+            "Discover",
+            "JCB",
+            "Diners",
+            "UnionPay",
+            "Maestro",
+        ] {
+            assert!(readme.contains(issuer), "README names {issuer}");
+        }
+        assert!(luhn_ok("4111111111111111") && is_payment_card("4111111111111111"));
+        assert!(luhn_ok("9111111111111110") && !is_payment_card("9111111111111110"));
     }
 
     #[test]

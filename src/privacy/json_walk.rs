@@ -49,6 +49,13 @@ impl<'a> Scalar<'a> {
 /// the scalar (including its quotes) with that text.
 pub trait Visitor {
     fn scalar(&mut self, ctx: Ctx, scalar: &Scalar<'_>, replacement: &mut String) -> bool;
+
+    /// Decides about an object member's name (`object` is the context of the object holding it):
+    /// personal data used as a key (`{"maria@example.com": 1}`) is as personal as a value.
+    /// Classification of the member always uses the original name.
+    fn key(&mut self, _object: Ctx, _key: &Scalar<'_>, _replacement: &mut String) -> bool {
+        false
+    }
 }
 
 /// Walks `src`; with `rewrite` the result holds the rewritten document, otherwise `None`.
@@ -190,9 +197,20 @@ impl<'a, V: Visitor> Walker<'a, '_, '_, V> {
     /// Lets the visitor decide about the scalar at `start..self.pos`.
     fn emit(&mut self, ctx: Ctx, start: usize, scalar: Scalar<'_>) {
         self.scratch.clear();
-        if self.visitor.scalar(ctx, &scalar, &mut self.scratch)
-            && let Some(out) = self.out.as_mut()
-        {
+        let replaced = self.visitor.scalar(ctx, &scalar, &mut self.scratch);
+        self.replace_from(start, replaced);
+    }
+
+    /// Lets the visitor decide about the member name at `start..self.pos`.
+    fn emit_key(&mut self, object: Ctx, start: usize, key: Scalar<'_>) {
+        self.scratch.clear();
+        let replaced = self.visitor.key(object, &key, &mut self.scratch);
+        self.replace_from(start, replaced);
+    }
+
+    /// With `replaced`, the source at `start..self.pos` becomes the visitor's replacement text.
+    fn replace_from(&mut self, start: usize, replaced: bool) {
+        if replaced && let Some(out) = self.out.as_mut() {
             if out.capacity() == 0 {
                 out.reserve(self.bytes.len() + self.bytes.len() / 8);
             }
@@ -214,7 +232,17 @@ impl<'a, V: Visitor> Walker<'a, '_, '_, V> {
             if self.peek() != Some(b'"') {
                 return Err(self.err());
             }
+            let start = self.pos;
             let (raw, has_escapes) = self.string()?;
+            self.emit_key(
+                ctx,
+                start,
+                Scalar {
+                    kind: ScalarKind::Str,
+                    raw,
+                    has_escapes,
+                },
+            );
             let child = if has_escapes {
                 self.catalogue.child(ctx, &unescape(raw))
             } else {

@@ -2,34 +2,53 @@
 //! of personal data a body carries, so the pipeline can count `pii_leak_detected_total{route,kind}`,
 //! log a security event and optionally block. Cheap when there is nothing to find: one validating
 //! pass over the JSON plus the detectors' literal prefilters.
+//!
+//! A JSON body is scanned the way masking reads it: personal fields (and sealed objects) count by
+//! their name; the free-text detectors run over member names and over values whose field is not
+//! known to be safe. Values of safe fields (ids, SKUs, timestamps, amounts, a payment channel's
+//! registry number) are not pattern-scanned: a 19-digit return id that passes Luhn is not a card,
+//! and a GTIN in a product identifier field with a valid check digit is not a phone. Any other
+//! body is scanned as text.
 
 use super::catalogue::Ctx;
-use super::detectors::resolve_overlaps;
+use super::detectors::{is_gtin, is_plain_name, resolve_overlaps};
 use super::engine::PrivacyEngine;
 use super::json_walk::{self, Scalar, ScalarKind, Visitor};
 use super::kind::PiiKind;
 
-/// The kinds of personal data found in `body`, sorted and deduplicated: personal fields with a
-/// non-empty value (JSON bodies) and detector hits anywhere in the text (any body).
+/// The kinds of personal data found in `body`, sorted and deduplicated.
 pub fn scan_for_leaks(body: &[u8], engine: &PrivacyEngine) -> Vec<PiiKind> {
-    let mut v = LeakVisitor { kinds: Vec::new() };
-    // A body that is not JSON still gets the detector scan below.
-    let _ = json_walk::walk(body, &engine.catalogue, &mut v, false);
-    let mut kinds = v.kinds;
-    let text = String::from_utf8_lossy(body);
-    // Overlapping candidates are resolved as redaction would, but a span claimed by two kinds
-    // (a TikTok token that is also an `access_token` value) reports both.
-    let all = engine.detectors.candidates_in(&text);
+    let mut v = LeakVisitor {
+        engine,
+        kinds: Vec::new(),
+    };
+    let mut kinds = if json_walk::walk(body, &engine.catalogue, &mut v, false).is_ok() {
+        v.kinds
+    } else {
+        // Not JSON: the whole text goes through the detectors.
+        let mut kinds = Vec::new();
+        detector_kinds(engine, &String::from_utf8_lossy(body), &mut kinds);
+        kinds
+    };
+    kinds.sort_unstable();
+    kinds.dedup();
+    kinds
+}
+
+/// Detector kinds in `text`. Overlapping candidates are resolved as redaction would, but a span
+/// claimed by two kinds (a TikTok token that is also an `access_token` value) reports both.
+fn detector_kinds(engine: &PrivacyEngine, text: &str, out: &mut Vec<PiiKind>) {
+    let all = engine.detectors.candidates_in(text);
+    if all.is_empty() {
+        return;
+    }
     let mut kept = all.clone();
     resolve_overlaps(&mut kept);
     for f in &all {
         if kept.iter().any(|k| k.start == f.start && k.end == f.end) {
-            kinds.push(f.kind);
+            out.push(f.kind);
         }
     }
-    kinds.sort_unstable();
-    kinds.dedup();
-    kinds
 }
 
 impl PrivacyEngine {
@@ -39,22 +58,40 @@ impl PrivacyEngine {
     }
 }
 
-struct LeakVisitor {
+struct LeakVisitor<'e> {
+    engine: &'e PrivacyEngine,
     kinds: Vec<PiiKind>,
 }
 
-impl Visitor for LeakVisitor {
+impl Visitor for LeakVisitor<'_> {
+    fn key(&mut self, _: Ctx, key: &Scalar<'_>, _: &mut String) -> bool {
+        if !is_plain_name(key.raw) {
+            detector_kinds(self.engine, &key.text(), &mut self.kinds);
+        }
+        false
+    }
+
     fn scalar(&mut self, ctx: Ctx, s: &Scalar<'_>, _: &mut String) -> bool {
         let has_value = matches!(s.kind, ScalarKind::Str | ScalarKind::Num) && !s.is_empty_string();
-        let kind = match ctx {
-            Ctx::Personal { kind, .. } => Some(kind),
-            Ctx::Sealed => Some(PiiKind::PersonalField),
-            Ctx::Keep | Ctx::Unknown => None,
-        };
-        if let (true, Some(kind)) = (has_value, kind)
-            && !self.kinds.contains(&kind)
-        {
-            self.kinds.push(kind);
+        if !has_value {
+            return false;
+        }
+        let text = s.text();
+        match ctx {
+            Ctx::Keep | Ctx::SafeTree => {}
+            Ctx::ProductCode if is_gtin(&text) => {}
+            Ctx::Personal { kind, .. } => {
+                self.kinds.push(kind);
+                detector_kinds(self.engine, &text, &mut self.kinds);
+            }
+            Ctx::Sealed => {
+                self.kinds.push(PiiKind::PersonalField);
+                detector_kinds(self.engine, &text, &mut self.kinds);
+            }
+            Ctx::Unknown | Ctx::ProductCode => detector_kinds(self.engine, &text, &mut self.kinds),
+            Ctx::FreeText => self
+                .kinds
+                .extend(self.engine.text_findings(&text).iter().map(|f| f.kind)),
         }
         false
     }

@@ -9,15 +9,29 @@ use std::fmt;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use super::catalogue::{Ctx, Treatment};
-use super::detectors::{Finding, SECRET_KEYS, resolve_overlaps};
+use super::detectors::{Finding, SECRET_KEYS, is_gtin, is_plain_name, resolve_overlaps};
 use super::engine::{PrivacyEngine, lower_set};
 use super::error::{MaskError, PrivacyError};
-use super::json_walk::{self, Scalar, ScalarKind, Visitor};
+use super::json_walk::{self, Scalar, ScalarKind, Visitor, push_json_string};
 use super::keyed::key_of;
 use super::kind::PiiKind;
 
 /// What replaces a value that is not shown in a log.
 pub const REDACTED: &str = "[redacted]";
+
+/// Characters a decoded path is re-encoded with in a log line: controls, quotes, backslash,
+/// space, `%` itself and the URL delimiters a decoded path may now contain.
+const LOG_PATH_ESCAPES: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'\'')
+    .add(b'\\')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'`')
+    .add(b'?')
+    .add(b'#');
 
 /// Header names whose values may be logged (values still pass the free-text detectors).
 const SAFE_HEADERS: &[&str] = &[
@@ -131,7 +145,80 @@ pub(crate) fn query_allow_list(extra: &[String]) -> Result<QueryAllowList, Priva
 impl PrivacyEngine {
     /// Redacts free text: detector findings and values of personal keys become a pseudonym
     /// (`pii:...`) or a marker (`[redacted:kind]`). Borrowed when nothing was found.
+    ///
+    /// Paths and URLs in the text (a dependency's `POST /orders?email=...` error line) are read
+    /// as such: percent-decoded before the detectors look at them (`maria%40example.com`), and
+    /// their query strings logged like [`Self::redact_query`] does (values only for allow-listed
+    /// keys, names only when they are identifiers).
     pub fn redact_text<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let bytes = text.as_bytes();
+        if (bytes.contains(&b'?') || bytes.contains(&b'%'))
+            && let Some(out) = self.redact_with_urls(text)
+        {
+            return Cow::Owned(out);
+        }
+        self.redact_plain(text)
+    }
+
+    /// `text` with its URL-like tokens (those with a query or a percent escape) rewritten by
+    /// [`Self::redact_url`] and the rest by [`Self::redact_plain`]; `None` if it has none.
+    fn redact_with_urls(&self, text: &str) -> Option<String> {
+        let mut spans = self
+            .detectors
+            .url_like()
+            .find_iter(text)
+            .filter(|m| m.as_str().contains(['?', '%']))
+            .peekable();
+        spans.peek()?;
+        let mut out = String::with_capacity(text.len() + 32);
+        let mut at = 0;
+        for m in spans {
+            out.push_str(&self.redact_plain(&text[at..m.start()]));
+            self.redact_url(m.as_str(), &mut out);
+            at = m.end();
+        }
+        out.push_str(&self.redact_plain(&text[at..]));
+        Some(out)
+    }
+
+    /// A path or URL for a log line: the path decoded, redacted and re-encoded (so a decoded
+    /// `"` or line break cannot break the line), the query redacted as a query.
+    fn redact_url(&self, url: &str, out: &mut String) {
+        let (path, query) = match url.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (url, None),
+        };
+        let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+        out.extend(percent_encoding::utf8_percent_encode(
+            &self.redact_plain(&decoded),
+            LOG_PATH_ESCAPES,
+        ));
+        if let Some(query) = query {
+            out.push('?');
+            out.push_str(&self.redact_query(query));
+        }
+    }
+
+    /// Free text without URL handling: detector findings and personal `key: value` pairs.
+    fn redact_plain<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let found = self.text_findings(text);
+        if found.is_empty() {
+            return Cow::Borrowed(text);
+        }
+        let mut out = String::with_capacity(text.len() + 16 * found.len());
+        let mut at = 0;
+        for f in &found {
+            out.push_str(&text[at..f.start]);
+            self.write_replacement(f.kind, f.treatment, &text[f.start..f.end], &mut out);
+            at = f.end;
+        }
+        out.push_str(&text[at..]);
+        Cow::Owned(out)
+    }
+
+    /// Everything personal in free text: detector findings and the values of personal keys
+    /// (`name: ...`, `"buyer_email":"..."`), sorted and non-overlapping.
+    pub(crate) fn text_findings(&self, text: &str) -> Vec<Finding> {
         let mut found = self.detectors.find_all(text);
         self.personal_keys.for_each(text, |prefix, start, end| {
             if let Some((kind, treatment)) = self.catalogue.text_rule(key_of(prefix)) {
@@ -143,19 +230,8 @@ impl PrivacyEngine {
                 });
             }
         });
-        if found.is_empty() {
-            return Cow::Borrowed(text);
-        }
         resolve_overlaps(&mut found);
-        let mut out = String::with_capacity(text.len() + 16 * found.len());
-        let mut at = 0;
-        for f in &found {
-            out.push_str(&text[at..f.start]);
-            self.write_replacement(f.kind, f.treatment, &text[f.start..f.end], &mut out);
-            at = f.end;
-        }
-        out.push_str(&text[at..]);
-        Cow::Owned(out)
+        found
     }
 
     /// The text that replaces a personal value in a log line.
@@ -202,8 +278,25 @@ impl PrivacyEngine {
     /// look personal (`?maria@example.com`, `?eyJhbGci…`); values are never kept.
     pub fn query_keys_for_log(&self, query: &str) -> Vec<String> {
         form_urlencoded::parse(query.as_bytes())
-            .map(|(key, _)| self.redact_text(&key).into_owned())
+            .map(|(key, _)| self.query_key_for_log(&key).into_owned())
             .collect()
+    }
+
+    /// A query parameter *name* for logs. Parameter names are identifiers (`page_size`,
+    /// `filter[status]`); anything else (an e-mail, a phone with its extension, a name with a
+    /// space, a bare number) is data a client put in the wrong place, and is not shown. An
+    /// identifier-shaped name still goes through the detectors (`?TTP_…`).
+    pub fn query_key_for_log<'a>(&self, key: &'a str) -> Cow<'a, str> {
+        let identifier = (1..=64).contains(&key.len())
+            && key.bytes().any(|b| b.is_ascii_alphabetic())
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.[]".contains(&b));
+        if identifier {
+            self.redact_text(key)
+        } else {
+            Cow::Borrowed(REDACTED)
+        }
     }
 
     /// A request path for the access log: percent-decoded first (`/customers/maria%40x.com`
@@ -225,7 +318,7 @@ impl PrivacyEngine {
                 out.push('&');
             }
             out.extend(form_urlencoded::byte_serialize(
-                self.redact_text(&key).as_bytes(),
+                self.query_key_for_log(&key).as_bytes(),
             ));
             out.push('=');
             if self
@@ -269,16 +362,36 @@ struct LogVisitor<'e> {
     engine: &'e PrivacyEngine,
 }
 
+impl LogVisitor<'_> {
+    /// Free text keeps its wording; what the redactor finds in it is replaced.
+    fn redacted_text(&self, s: &Scalar<'_>, r: &mut String) -> bool {
+        let text = s.text();
+        match self.engine.redact_text(&text) {
+            Cow::Borrowed(_) => false,
+            Cow::Owned(redacted) => {
+                push_json_string(r, &redacted);
+                true
+            }
+        }
+    }
+}
+
 impl Visitor for LogVisitor<'_> {
+    fn key(&mut self, _: Ctx, key: &Scalar<'_>, r: &mut String) -> bool {
+        !is_plain_name(key.raw) && self.redacted_text(key, r)
+    }
+
     fn scalar(&mut self, ctx: Ctx, s: &Scalar<'_>, r: &mut String) -> bool {
         if matches!(s.kind, ScalarKind::Bool | ScalarKind::Null) || s.is_empty_string() {
             return false;
         }
         let (kind, treatment) = match ctx {
-            Ctx::Keep => return false,
+            Ctx::Keep | Ctx::SafeTree => return false,
+            Ctx::ProductCode if is_gtin(&s.text()) => return false,
+            Ctx::FreeText if s.kind == ScalarKind::Str => return self.redacted_text(s, r),
             Ctx::Personal { kind, treatment } => (kind, treatment),
             Ctx::Sealed => (PiiKind::PersonalField, Treatment::Hide),
-            Ctx::Unknown => {
+            Ctx::Unknown | Ctx::ProductCode | Ctx::FreeText => {
                 r.push('"');
                 r.push_str(REDACTED);
                 r.push('"');
@@ -356,6 +469,20 @@ mod tests {
         assert!(!keys.join(",").contains("SECRET"), "{keys:?}");
         assert_eq!(keys[3], "flag");
         assert!(e.query_keys_for_log("").is_empty());
+        // Personal data as parameter names, however it is written, is never shown.
+        let q = "%2B1%20415-555-0100%20ext.%2023=1&%28415%29%20555-0142x77&4155550100=&\
+                 Marisol+Quintanilha=x&filter[status]=1&page_size=5&TTP_abcdefghijklmnopqrstuv=1";
+        let keys = e.query_keys_for_log(q);
+        let joined = keys.join(",");
+        for leaked in ["415", "0142", "Marisol", "TTP_abc"] {
+            assert!(!joined.contains(leaked), "{leaked}: {keys:?}");
+        }
+        assert_eq!(keys[4..6], ["filter[status]", "page_size"]);
+        let redacted = e.redact_query(q);
+        for leaked in ["415", "0142", "Marisol", "TTP_abc"] {
+            assert!(!redacted.contains(leaked), "{leaked}: {redacted}");
+        }
+        assert!(redacted.contains("page_size=5"), "{redacted}");
         let path = e.path_for_log("/customers/maria%40example.com/orders");
         assert!(!path.contains("maria"), "{path}");
         assert!(path.starts_with("/customers/"), "{path}");
@@ -388,6 +515,35 @@ mod tests {
             e.redact_text("again maria@example.com"),
             format!("again {p}")
         );
+    }
+
+    #[test]
+    fn urls_in_free_text_are_decoded_and_their_queries_redacted() {
+        let e = engine();
+        let line = "Fail to proxy: POST /dead/orders?marisol.q%40correio.com.br&%2B1%20415-555-0100%20ext.%2023=1&ship_to=4187+Wintergreen+Terrace&ids=576461413038785752, Host: x \
+                    then GET https://api.example/customers/maria%40example.com/orders?page_size=5 and /a%22b%0Ainjected ok? yes";
+        let out = e.redact_text(line);
+        for leaked in [
+            "marisol",
+            "415-555",
+            "Wintergreen",
+            "maria",
+            "\"b",
+            "\ninjected",
+        ] {
+            assert!(!out.contains(leaked), "{leaked}: {out}");
+        }
+        for kept in [
+            "Fail to proxy: POST /dead/orders?",
+            "ids=576461413038785752",
+            "ship_to=[redacted]",
+            "https://api.example/customers/pii:",
+            "?page_size=5",
+            "/a%22b%0Ainjected",
+            "ok? yes",
+        ] {
+            assert!(out.contains(kept), "{kept}: {out}");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! catalogue does not know are scanned by the detectors and findings replaced inside them.
 
 use super::catalogue::{Ctx, Treatment};
+use super::detectors::{Finding, is_gtin, is_plain_name};
 use super::engine::PrivacyEngine;
 use super::error::MaskError;
 use super::json_walk::{self, Scalar, ScalarKind, Visitor, push_json_string};
@@ -36,15 +37,27 @@ struct ResponseVisitor<'e> {
 }
 
 impl Visitor for ResponseVisitor<'_> {
+    fn key(&mut self, _: Ctx, key: &Scalar<'_>, r: &mut String) -> bool {
+        if is_plain_name(key.raw) {
+            return false;
+        }
+        let text = key.text();
+        let found = self.engine.detectors.find_all(&text);
+        self.replace_findings(&text, &found, r)
+    }
+
     fn scalar(&mut self, ctx: Ctx, s: &Scalar<'_>, r: &mut String) -> bool {
         if matches!(s.kind, ScalarKind::Bool | ScalarKind::Null) || s.is_empty_string() {
             return false;
         }
         let (kind, treatment) = match ctx {
-            Ctx::Keep => return false,
+            Ctx::Keep | Ctx::SafeTree => return false,
             Ctx::Personal { kind, treatment } => (kind, treatment),
             Ctx::Sealed => (PiiKind::PersonalField, Treatment::Hide),
             Ctx::Unknown => return self.scan_unknown(s, r),
+            Ctx::ProductCode if is_gtin(&s.text()) => return false,
+            Ctx::ProductCode => return self.scan_unknown(s, r),
+            Ctx::FreeText => return self.scan_free_text(s, r),
         };
         r.push('"');
         if treatment == Treatment::Pseudonymise && !kind.is_secret() {
@@ -67,14 +80,30 @@ impl ResponseVisitor<'_> {
         }
         let text = s.text();
         let found = self.engine.detectors.find_all(&text);
+        self.replace_findings(&text, &found, r)
+    }
+
+    /// Free text from TikTok (`message`): an error answer may repeat what it was sent, so the
+    /// detectors and personal `key: value` pairs are both applied; `"Success"` stays as it is.
+    fn scan_free_text(&self, s: &Scalar<'_>, r: &mut String) -> bool {
+        if s.kind != ScalarKind::Str {
+            return false;
+        }
+        let text = s.text();
+        let found = self.engine.text_findings(&text);
+        self.replace_findings(&text, &found, r)
+    }
+
+    /// Writes `text` with every finding masked as a JSON string into `r`; false if none.
+    fn replace_findings(&self, text: &str, found: &[Finding], r: &mut String) -> bool {
         if found.is_empty() {
             return false;
         }
         let mut masked = String::with_capacity(text.len());
         let mut at = 0;
-        for f in &found {
+        for f in found {
             masked.push_str(&text[at..f.start]);
-            if f.treatment == Treatment::Pseudonymise {
+            if f.treatment == Treatment::Pseudonymise && !f.kind.is_secret() {
                 self.engine.pseudonymizer.write_pseudonym(
                     f.kind,
                     &text[f.start..f.end],
@@ -355,6 +384,35 @@ mod tests {
             !out.contains("filled.count.soap") && !out.contains("\"Ana\""),
             "{out}"
         );
+    }
+
+    #[test]
+    fn tiktok_error_messages_echoing_buyer_data_are_masked() {
+        let e = engine();
+        let body = br#"{"code":21011001,"message":"Invalid recipient: buyer_email maria.q@example.com, phone +1 415-555-0100 ext. 23, recipient_name: Marisol Quintanilha, full_address: 4187 Wintergreen Terrace","request_id":"2024061110153001","data":{"errors":[{"code":1,"message":"card 4111 1111 1111 1111 refused"}]}}"#;
+        let out = String::from_utf8(mask_tiktok_response(body, &e).expect("masks")).expect("UTF-8");
+        for leaked in [
+            "maria.q",
+            "555-0100",
+            "ext. 23",
+            "Marisol",
+            "Wintergreen",
+            "4111 1111",
+        ] {
+            assert!(!out.contains(leaked), "{leaked}: {out}");
+        }
+        let v: Value = serde_json::from_str(&out).expect("JSON");
+        let message = v["message"].as_str().expect("still a string");
+        assert!(message.starts_with("Invalid recipient: "), "{message}");
+        assert_eq!(v["code"], 21011001);
+        assert_eq!(v["request_id"], "2024061110153001");
+        // A success envelope's message is left alone, as is TikTok's own error wording.
+        for body in [
+            &br#"{"code":0,"message":"Success","request_id":"1","data":{}}"#[..],
+            br#"{"code":36009003,"message":"The order ID 576461413038785752 does not exist.","request_id":"1"}"#,
+        ] {
+            assert_eq!(mask_tiktok_response(body, &e).expect("masks"), body);
+        }
     }
 
     #[test]

@@ -9,13 +9,13 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use tracing::Subscriber;
-use tracing_subscriber::EnvFilter;
-use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use super::engine::{PrivacyEngine, SharedPrivacyEngine};
 use super::error::PrivacyError;
+use super::log_filter::{DependencyCap, LogFilter};
 
 /// Output format of log lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -48,10 +48,9 @@ impl Default for LogSettings {
 pub type BoxedSubscriber = Box<dyn Subscriber + Send + Sync + 'static>;
 
 /// Builds the fmt subscriber writing through the redactor into `writer`. Used by
-/// [`install_global_subscriber`] (stdout) and by tests ([`CapturedLogs`]).
-/// Targets whose verbose levels print raw headers.
-const PINGORA_CAP: &str = "pingora=info,pingora_core=info,pingora_proxy=info,pingora_http=info,pingora_load_balancing=info,pingora_pool=info";
-
+/// [`install_global_subscriber`] (stdout) and by tests ([`CapturedLogs`]). The filter is
+/// `settings.filter` as [`LogFilter::parse`] reads it, behind the [`DependencyCap`]: whatever the
+/// directives say, targets outside the gateway never log above `info`.
 pub fn build_subscriber<W>(
     settings: &LogSettings,
     engine: SharedPrivacyEngine,
@@ -60,33 +59,21 @@ pub fn build_subscriber<W>(
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let directives = if settings.filter.trim().is_empty() {
-        "info"
-    } else {
-        &settings.filter
-    };
-    // Pingora's debug and trace output dumps whole request heads, custom header values included,
-    // which no free-text detector can classify; its crates are therefore capped at `info`
-    // whatever level the rest of the process logs at.
-    // The filter decides what is verbose (`debug`, `DEBUG`, `4`, per-target directives alike),
-    // so ask the parsed filter rather than the text.
-    let parse =
-        |d: &str| EnvFilter::try_new(d).map_err(|e| PrivacyError::BadLogFilter(e.to_string()));
-    let mut filter = parse(directives)?;
-    if filter
-        .max_level_hint()
-        .is_none_or(|max| max > LevelFilter::INFO)
-    {
-        filter = parse(&format!("{directives},{PINGORA_CAP}"))?;
-    }
+    let filter = LogFilter::parse(&settings.filter)?.env_filter()?;
     let writer = RedactingMakeWriter::new(writer, engine);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
         .with_ansi(false);
     Ok(match settings.format {
-        LogFormat::Json => Box::new(builder.json().with_current_span(true).finish()),
-        LogFormat::Text => Box::new(builder.finish()),
+        LogFormat::Json => Box::new(
+            builder
+                .json()
+                .with_current_span(true)
+                .finish()
+                .with(DependencyCap),
+        ),
+        LogFormat::Text => Box::new(builder.finish().with(DependencyCap)),
     })
 }
 
@@ -319,8 +306,18 @@ mod tests {
     }
 
     #[test]
-    fn pingora_stays_at_info_however_verbose_levels_are_spelled() {
-        for filter in ["debug", "DEBUG", "Trace", "5", "warn,tiktok_gateway=debug"] {
+    fn dependencies_stay_at_info_however_verbose_levels_are_spelled() {
+        for filter in [
+            "debug",
+            "DEBUG",
+            "Trace",
+            "5",
+            "warn,tiktok_gateway=debug",
+            "pingora_core=trace",
+            "info,pingora_core::protocols=trace",
+            "pingora_core::protocols=debug,pingora_core::protocols::http=trace,h2=trace",
+            "warn,[req]=trace",
+        ] {
             let logs = CapturedLogs::new();
             let settings = LogSettings {
                 filter: filter.into(),
@@ -330,8 +327,11 @@ mod tests {
                 .subscriber(&settings, engine().into_shared())
                 .expect("builds");
             tracing::subscriber::with_default(sub, || {
+                // Inside a span too, which span-scoped directives (`[req]=trace`) enable.
+                let _req = tracing::info_span!(target: "tiktok_gateway", "req").entered();
                 tracing::debug!(target: "pingora_core::protocols", "x-custom-credential: s3cr3t");
-                tracing::info!(target: "pingora_core::protocols", "listening");
+                tracing::trace!(target: "h2::codec", "x-custom-credential: s3cr3t");
+                tracing::warn!(target: "pingora_core::protocols", "listening");
             });
             let out = logs.contents();
             assert!(!out.contains("s3cr3t"), "{filter}: {out}");
