@@ -24,17 +24,6 @@ pub enum RouteKind {
     WebhookIngress(WebhookPlan),
 }
 
-impl RouteKind {
-    /// A fixed label for logs and errors.
-    pub fn label(&self) -> &'static str {
-        match self {
-            Self::Proxy => "proxy",
-            Self::TikTokEgress(_) => "tiktok_egress",
-            Self::WebhookIngress(_) => "webhook_ingress",
-        }
-    }
-}
-
 /// A TikTok route's app and the shops a caller may name.
 pub struct TikTokPlan {
     pub app: Arc<TikTokApp>,
@@ -86,22 +75,19 @@ impl RouteMetrics {
         }
     }
 
-    /// The request counter for `status` (0 when nothing was answered).
-    pub fn requests(&self, status: u16) -> IntCounter {
-        match status
+    /// Counts one answered request with `status` (0 when nothing was answered).
+    pub fn count_request(&self, status: u16) {
+        let slot = status
             .checked_sub(100)
-            .and_then(|i| self.by_status.get(i as usize))
-        {
-            Some(slot) => slot
-                .get_or_init(|| {
-                    metrics()
-                        .requests_total
-                        .with_label_values(&[&*self.route, &status.to_string()])
-                })
-                .clone(),
-            None => metrics()
+            .and_then(|i| self.by_status.get(usize::from(i)));
+        let labelled = || {
+            metrics()
                 .requests_total
-                .with_label_values(&[&*self.route, &status.to_string()]),
+                .with_label_values(&[&*self.route, &status.to_string()])
+        };
+        match slot {
+            Some(slot) => slot.get_or_init(labelled).inc(),
+            None => labelled().inc(),
         }
     }
 }

@@ -70,10 +70,6 @@ impl Snapshot {
         let blocked = &self.config.identity.blocked_subjects;
         !blocked.is_empty() && blocked.contains(identity.subject())
     }
-
-    pub fn listener_index(&self, name: &str) -> Option<usize> {
-        self.config.listeners.iter().position(|l| l.name == name)
-    }
 }
 
 /// A listener's `connections` settings as the per-request timeouts they set.

@@ -356,7 +356,7 @@ impl ProxyHttp for GatewayProxy {
             .unwrap_or(ctx.status);
         let latency = ctx.started.elapsed();
         if let Some(route) = &ctx.route {
-            route.metrics.requests(status).inc();
+            route.metrics.count_request(status);
             route.metrics.duration.observe(latency.as_secs_f64());
         } else {
             metrics()
