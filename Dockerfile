@@ -5,7 +5,11 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY benches ./benches
-RUN cargo build --release --locked --bin tiktok-gateway
+COPY .ci ./.ci
+# Production build: without the default `demo` feature, so the image holds no sandbox, no demo and
+# no dev identity provider; the check fails the build if a private key or dev code got in anyway.
+RUN cargo build --release --locked --no-default-features --bin tiktok-gateway \
+    && .ci/check-release-binary --binary target/release/tiktok-gateway
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl \
