@@ -26,9 +26,13 @@ RUN mkdir -p src \
               target/release/deps/libtiktok_gateway-* target/release/.fingerprint/tiktok-gateway-*
 
 # 2. The gateway itself. Only the sources above were faked, so only this crate is rebuilt.
+#    Production build: without the default `demo` feature, so the image holds no sandbox, no demo
+#    and no dev identity provider; the check fails the build if a private key or dev code got in.
 COPY src ./src
+COPY .ci ./.ci
 RUN touch src/main.rs src/lib.rs \
     && cargo build --release --locked --no-default-features --bin tiktok-gateway \
+    && .ci/check-release-binary --binary target/release/tiktok-gateway \
     && mkdir -p /out/state \
     && cp target/release/tiktok-gateway /out/tiktok-gateway
 

@@ -1,4 +1,5 @@
-//! The command line: `run` (default), `validate`, `certs`, `schema`, `health`, `demo`.
+//! The command line: `run` (default), `validate`, `certs`, `schema`, `health`, and `demo` when
+//! built with the `demo` feature (development builds only).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -71,6 +72,7 @@ pub enum Command {
         timeout: Duration,
     },
     /// Run the gateway with local TikTok Shop, order-service and identity-provider sandboxes.
+    #[cfg(feature = "demo")]
     Demo {
         /// Port for the demo's egress (TikTok) listener; the others follow it.
         #[arg(long, default_value_t = 8080)]

@@ -1,6 +1,7 @@
 //! `tiktok-gateway demo`: the gateway plus a TikTok Shop sandbox, an order-service sandbox and a
-//! dev identity provider, in one process with no internet. Dev certificates and secrets go to a
-//! temp dir; the printed curl commands work as printed.
+//! dev identity provider, in one process with no internet. Dev certificates, keys and secrets are
+//! generated at start into a temp dir; the printed curl commands work as printed. Built only with
+//! the `demo` feature.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -11,6 +12,7 @@ use crate::config::load_str;
 use crate::gateway::state::Gateway;
 use crate::sandbox::idp::{DevIdp, MintRequest};
 use crate::sandbox::orders::OrderService;
+use crate::sandbox::secret::random_hex;
 use crate::sandbox::tiktok::{self as tiktok_sandbox, SandboxConfig, TikTokSandbox};
 use crate::server::{build, dev_certs};
 
@@ -41,11 +43,9 @@ pub fn demo_config(
     sandbox: &SandboxConfig,
 ) -> std::io::Result<String> {
     std::fs::write(dir.join("tiktok_app_secret"), sandbox.app_secret.expose())?;
-    std::fs::write(
-        dir.join("forward_secret"),
-        "demo-order-service-shared-secret",
-    )?;
-    std::fs::write(dir.join("pseudonym_key"), "demo-pseudonym-key-0123456789")?;
+    // Made up for this run only: no demo secret is a literal in the binary.
+    std::fs::write(dir.join("forward_secret"), random_hex(32))?;
+    std::fs::write(dir.join("pseudonym_key"), random_hex(32))?;
     let mut shops = String::new();
     for s in &sandbox.shops {
         std::fs::write(

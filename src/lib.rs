@@ -1,12 +1,16 @@
 //! tiktok-gateway: a security gateway on Pingora between order-management services and TikTok Shop.
 //!
 //! One folder per concern; `pipeline` decides the order in which they run for each request.
+//!
+//! `demo` and `sandbox` are development code behind the `demo` cargo feature (on by default, off
+//! in production builds). The sandboxes are also built for this crate's own unit tests.
 
 pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod error;
 pub mod gateway;
@@ -15,6 +19,7 @@ pub mod limit;
 pub mod ops;
 pub mod pipeline;
 pub mod privacy;
+#[cfg(any(test, feature = "demo"))]
 pub mod sandbox;
 pub mod server;
 pub mod telemetry;

@@ -113,6 +113,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        #[cfg(feature = "demo")]
         Command::Demo { port } => tiktok_gateway::demo::run(port),
     }
 }

@@ -3,6 +3,9 @@
 //! scope. The admin app has no upstream; the order service behind the proxy route is checked
 //! to stay untouched all the same.
 
+// The sandboxes these tests run against exist only with the `demo` feature (a default one).
+#![cfg(feature = "demo")]
+
 mod common;
 
 use std::net::SocketAddr;

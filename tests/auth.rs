@@ -3,6 +3,9 @@
 //! refusal is checked for its status, its `WWW-Authenticate` challenge and that the order
 //! service never received the request.
 
+// The sandboxes these tests run against exist only with the `demo` feature (a default one).
+#![cfg(feature = "demo")]
+
 mod common;
 
 use std::net::SocketAddr;

@@ -1,6 +1,9 @@
 //! The foundation end to end: TLS listener, routing, body ceiling, path refusals, upstream
 //! failures, request ids, access log hygiene, reload.
 
+// The sandboxes these tests run against exist only with the `demo` feature (a default one).
+#![cfg(feature = "demo")]
+
 mod common;
 
 use std::time::Duration;

@@ -9,6 +9,9 @@
 //! connection) plus the silent upstream. Everything the gateway refuses itself carries its JSON
 //! error body, which also proves the answer did not come from the upstream.
 
+// The sandboxes these tests run against exist only with the `demo` feature (a default one).
+#![cfg(feature = "demo")]
+
 mod common;
 
 use std::net::SocketAddr;

@@ -3,6 +3,9 @@
 //! when the route says so), no seeded personal value or secret in any log line on any path, and
 //! stable client-IP pseudonyms in the access log.
 
+// The sandboxes these tests run against exist only with the `demo` feature (a default one).
+#![cfg(feature = "demo")]
+
 mod common;
 
 use std::net::SocketAddr;

@@ -8,6 +8,9 @@
 //! Counts are checked with slack for the tokens that refill while a burst is being sent; no
 //! assertion depends on how fast the machine is beyond that.
 
+// The sandboxes these tests run against exist only with the `demo` feature (a default one).
+#![cfg(feature = "demo")]
+
 mod common;
 
 use std::net::SocketAddr;

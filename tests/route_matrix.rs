@@ -14,6 +14,8 @@
 //! Developers apps alike). A webhook route cannot take scopes, an `api_key` or `shop` limit
 //! key, or `privacy.on_leak: block` (an acknowledged webhook is never dropped for its content).
 
+#![cfg(feature = "demo")]
+
 mod common;
 
 use std::process::Command;

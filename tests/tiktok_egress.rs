@@ -2,6 +2,9 @@
 //! gateway injects credentials, signs the exact bytes and calls the TikTok sandbox, which checks
 //! everything TikTok checks with its own, independent verifier.
 
+// The sandboxes these tests run against exist only with the `demo` feature (a default one).
+#![cfg(feature = "demo")]
+
 mod common;
 
 use std::time::Duration;

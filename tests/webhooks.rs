@@ -1,6 +1,9 @@
 //! TikTok Shop webhooks end to end: verified over the raw body, stored durably, acknowledged,
 //! delivered to the order service with the gateway's own proof, deduplicated, never lost.
 
+// The sandboxes these tests run against exist only with the `demo` feature (a default one).
+#![cfg(feature = "demo")]
+
 mod common;
 
 use std::collections::HashMap;

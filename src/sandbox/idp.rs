@@ -1,6 +1,6 @@
 //! A development identity provider for the demo and the tests: serves a JWKS at
-//! `/.well-known/jwks.json` on 127.0.0.1 and mints tokens (ES256 with keys generated at start,
-//! RS256 with the TEST-ONLY fixture keys compiled in from `tests/fixtures/auth/`).
+//! `/.well-known/jwks.json` on 127.0.0.1 and mints tokens (ES256 and RS256, with keys generated
+//! when the signer is created or rotated: no key is compiled into any binary).
 //!
 //! Tests steer it directly: mint any claims and headers (including deliberately bad ones),
 //! rotate to a new key, drop a key, go down (503) and come back, and count JWKS fetches.
@@ -26,11 +26,9 @@ use serde_json::{Map, Value, json};
 
 use crate::clock::SharedClock;
 
-/// TEST-ONLY RSA keys, public in this repository: never trust them anywhere.
-const TEST_ONLY_RSA_KEYS: [&str; 2] = [
-    include_str!("../../tests/fixtures/auth/TEST-ONLY-rsa-1.pem"),
-    include_str!("../../tests/fixtures/auth/TEST-ONLY-rsa-2.pem"),
-];
+/// Modulus size of generated RS256 keys: the smallest size verifiers must accept, and the
+/// quickest to generate (every signer and every rotation makes a fresh one).
+const RSA_BITS: usize = 2048;
 
 /// Default audience of minted tokens.
 pub const DEV_AUDIENCE: &str = "tiktok-gateway";
@@ -94,6 +92,8 @@ struct DevKey {
     alg: DevAlg,
     encoding: EncodingKey,
     jwk: Value,
+    /// SubjectPublicKeyInfo DER (RSA keys only), for tests that play an attacker holding it.
+    public_der: Option<Vec<u8>>,
 }
 
 /// Keys and minting, without the HTTP server (benches and unit tests use it directly).
@@ -136,7 +136,7 @@ impl DevSigner {
     /// Older keys stay published until dropped.
     pub fn rotate(&self, alg: DevAlg) -> Result<String, IdpError> {
         let n = self.serial.fetch_add(1, Ordering::Relaxed);
-        let (kid, encoding, mut jwk) = match alg {
+        let (kid, encoding, mut jwk, public_der) = match alg {
             DevAlg::ES256 => {
                 let pair =
                     rcgen::KeyPair::generate().map_err(|e| IdpError::KeyGen(e.to_string()))?;
@@ -150,16 +150,14 @@ impl DevSigner {
                     "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
                 });
                 let key = EncodingKey::from_ec_der(&pair.serialize_der());
-                (format!("es-{n}"), key, jwk)
+                (format!("es-{n}"), key, jwk, None)
             }
             DevAlg::RS256 => {
-                let pem = TEST_ONLY_RSA_KEYS[(n as usize) % TEST_ONLY_RSA_KEYS.len()];
-                let key = EncodingKey::from_rsa_pem(pem.as_bytes())
-                    .map_err(|e| IdpError::KeyGen(e.to_string()))?;
+                let (key, public_der) = generate_rsa()?;
                 let jwk = Jwk::from_encoding_key(&key, Algorithm::RS256)
                     .map_err(|e| IdpError::KeyGen(e.to_string()))?;
                 let jwk = serde_json::to_value(jwk).map_err(|e| IdpError::KeyGen(e.to_string()))?;
-                (format!("rsa-{n}"), key, jwk)
+                (format!("rsa-{n}"), key, jwk, Some(public_der))
             }
         };
         if let Value::Object(m) = &mut jwk {
@@ -175,6 +173,7 @@ impl DevSigner {
             alg,
             encoding,
             jwk,
+            public_der,
         });
         self.current.write()[slot(alg)] = Some(kid.clone());
         Ok(kid)
@@ -202,6 +201,21 @@ impl DevSigner {
     /// Kid of the key currently signing for `alg`.
     pub fn current_kid(&self, alg: DevAlg) -> Option<String> {
         self.current.read()[slot(alg)].clone()
+    }
+
+    /// The public key of RSA key `kid` as a PEM `PUBLIC KEY` block: the form an attacker would
+    /// try as an HMAC secret in an algorithm-confusion attack.
+    pub fn rsa_public_key_pem(&self, kid: &str) -> Option<String> {
+        let keys = self.keys.read();
+        let der = keys.iter().find(|k| k.kid == kid)?.public_der.as_ref()?;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        let mut pem = String::from("-----BEGIN PUBLIC KEY-----\n");
+        for line in b64.as_bytes().chunks(64) {
+            pem.push_str(&String::from_utf8_lossy(line));
+            pem.push('\n');
+        }
+        pem.push_str("-----END PUBLIC KEY-----\n");
+        Some(pem)
     }
 
     /// The published JWKS document.
@@ -272,6 +286,27 @@ impl DevSigner {
             req.alg.algorithm(),
         )
     }
+}
+
+/// A fresh RSA key from the operating system's RNG: the signing key and the public key's
+/// SubjectPublicKeyInfo DER.
+fn generate_rsa() -> Result<(EncodingKey, Vec<u8>), IdpError> {
+    use rsa::pkcs1::EncodeRsaPrivateKey;
+    use rsa::pkcs8::EncodePublicKey;
+
+    let key = rsa::PrivateKey::new(&mut getrandom::SysRng, RSA_BITS)
+        .map_err(|e| IdpError::KeyGen(e.to_string()))?;
+    let private_der = key
+        .to_pkcs1_der()
+        .map_err(|e| IdpError::KeyGen(e.to_string()))?;
+    let public_der = key
+        .to_public_key()
+        .to_public_key_der()
+        .map_err(|e| IdpError::KeyGen(e.to_string()))?;
+    Ok((
+        EncodingKey::from_rsa_der(private_der.as_bytes()),
+        public_der.into_vec(),
+    ))
 }
 
 /// `b64(header).b64(claims).sig` signed with `key`: also used by tests to forge tokens.

@@ -2,12 +2,15 @@
 //! and an order-service sandbox as the upstream.
 #![allow(dead_code)]
 
+// The typed config builder names the sandboxes and the dev identity provider.
+#[cfg(feature = "demo")]
 pub mod config;
 pub mod env;
 pub mod schema;
 
 // Each test binary uses a different part of these.
 #[allow(unused_imports)]
+#[cfg(feature = "demo")]
 pub use self::config::*;
 #[allow(unused_imports)]
 pub use self::env::{database_url, redis_url};

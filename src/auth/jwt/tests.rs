@@ -117,11 +117,7 @@ async fn refuses_hs256_signed_with_the_rsa_public_key() {
         .unwrap()
         .clone();
     let n = URL_SAFE_NO_PAD.decode(rsa["n"].as_str().unwrap()).unwrap();
-    let pem = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/auth/TEST-ONLY-rsa-2.pem"
-    ))
-    .unwrap();
+    let pem = signer.rsa_public_key_pem(&kid).unwrap().into_bytes();
     // Every public form of the key an attacker might try as the HMAC secret.
     for secret in [n, rsa.to_string().into_bytes(), pem] {
         let key = EncodingKey::from_secret(&secret).unwrap();

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Secret;
+use crate::sandbox::secret::{random_hex, random_token};
 
 /// Seven days: how long TikTok's access tokens last.
 pub const ACCESS_TOKEN_LIFETIME_SECS: i64 = 7 * 24 * 3600;
@@ -93,7 +94,8 @@ pub struct SandboxRate {
 
 impl SandboxConfig {
     /// A ready-made sandbox for the demo and tests: one app, a US shop and a Brazilian shop
-    /// (the latter's orders carry CPF numbers), no throttling, the system clock.
+    /// (the latter's orders carry CPF numbers), no throttling, the system clock. The app secret,
+    /// the shops' tokens and their ciphers are made up afresh by every call.
     pub fn example(seed: u64) -> Self {
         Self::example_with_clock(seed, Arc::new(SystemClock))
     }
@@ -101,26 +103,22 @@ impl SandboxConfig {
     /// [`SandboxConfig::example`] on a given clock.
     pub fn example_with_clock(seed: u64, clock: SharedClock) -> Self {
         let now = clock.unix_seconds();
+        let shop = |id: &str, region: &str| {
+            SandboxShop::new(
+                id,
+                region,
+                &random_token(&format!("ROW_sbx{region}_"), 26),
+                &random_token("TTP_", 40),
+                &random_token("TTP_", 40),
+                now,
+            )
+        };
         Self {
             app_key: "6a1b2c3d4e5f6".to_owned(),
-            app_secret: Secret::new("sandbox-app-secret-0123456789abcdef"),
+            app_secret: Secret::new(random_hex(32)),
             shops: vec![
-                SandboxShop::new(
-                    "7494049642642441621",
-                    "US",
-                    "ROW_sbxUS_xkMbgAAAeVAQra0eZWebFQq5",
-                    "TTP_sbx_us_access_0001",
-                    "TTP_sbx_us_refresh_0001",
-                    now,
-                ),
-                SandboxShop::new(
-                    "7495540735365777507",
-                    "BR",
-                    "ROW_sbxBR_Q9pLgAAAAbT7m2uYtR1vC8dK",
-                    "TTP_sbx_br_access_0001",
-                    "TTP_sbx_br_refresh_0001",
-                    now,
-                ),
+                shop("7494049642642441621", "US"),
+                shop("7495540735365777507", "BR"),
             ],
             rate: None,
             clock,

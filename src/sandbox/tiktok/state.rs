@@ -48,7 +48,8 @@ pub(crate) struct Inner {
     pub buckets: HashMap<String, Bucket>,
     pub records: Vec<RecordedRequest>,
     pub counters: Counters,
-    /// For tokens, codes and request ids: seeded, so runs repeat.
+    /// For data made while serving (tracking numbers, label links): seeded, so runs repeat.
+    /// Tokens and codes come from [`crate::sandbox::secret`] instead.
     pub rng: StdRng,
     pub request_seq: u64,
 }
@@ -238,16 +239,10 @@ impl SandboxState {
 }
 
 impl Inner {
-    /// An opaque token with a recognisable prefix.
+    /// An opaque token with a recognisable prefix, from the OS-seeded RNG (not the data seed:
+    /// tokens must not repeat across runs).
     pub(crate) fn new_token(&mut self, prefix: &str) -> String {
-        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-        let mut token = String::with_capacity(prefix.len() + 40);
-        token.push_str(prefix);
-        for _ in 0..40 {
-            let i = self.rng.random_range(0..ALPHABET.len());
-            token.push(char::from(ALPHABET[i]));
-        }
-        token
+        crate::sandbox::secret::random_token(prefix, 40)
     }
 
     /// TikTok-shaped request id: a timestamp-like prefix and a counter.
