@@ -14,7 +14,8 @@
 # Everything is bounded: ROUNDS x 5 wrk runs of DURATION seconds, CONNS connections.
 # Needs nginx, wrk, openssl, curl (apt-get install nginx-light wrk) and a release build:
 #   cargo build --release --examples --bins
-# Usage: bash load-tests/pipeline.sh            (env: DURATION CONNS THREADS ROUNDS BASE_PORT)
+# Usage: bash load-tests/pipeline.sh            (env: DURATION CONNS THREADS ROUNDS BASE_PORT,
+#        GATEWAY_BIN MINIMAL_BIN; PERF_PATH=gw-chain [PERF_OUT=file] adds a perf profile of a path)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${DURATION:-10}"
@@ -251,3 +252,17 @@ for path in "${PATHS[@]}"; do
 done
 echo
 echo "Targets: gw-bare <= 1.15x, gw-chain <= 1.25x the minimal proxy's CPU per request."
+
+# Optional profile of one path under the same load: PERF_PATH=gw-chain PERF_OUT=/tmp/chain.data
+if [ -n "${PERF_PATH:-}" ]; then
+  command -v perf >/dev/null || { echo "missing perf: apt-get install linux-perf" >&2; exit 1; }
+  out="${PERF_OUT:-$PWD/perf-$PERF_PATH.data}"
+  perf record -q -F 499 --call-graph dwarf,16384 -o "$out" \
+    -p "$(pids_of "$PERF_PATH" | xargs | tr ' ' ',')" -- sleep "$DURATION" 2>/dev/null &
+  perf_pid=$!
+  sleep 0.5
+  measure "$PERF_PATH" "$DURATION" >/dev/null
+  wait "$perf_pid" || true
+  echo
+  echo "Profile of $PERF_PATH under load: $out (perf report -i $out --no-children)"
+fi
