@@ -102,9 +102,12 @@ fn main() -> ExitCode {
                 eprintln!("{e}");
                 return ExitCode::FAILURE;
             }
+            let access_log = gateway.access_log.clone();
             match build::build_server(gateway, Some(config)) {
                 Ok(server) => {
                     build::run_with_signals(server);
+                    // The access log is written by its own thread: write out the last lines.
+                    access_log.flush(std::time::Duration::from_secs(5));
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

@@ -17,6 +17,7 @@ pub struct Metrics {
     pub pii_leaks: IntCounterVec,
     pub connections_closed: IntCounterVec,
     pub config_loaded_at: IntGauge,
+    pub access_log_dropped: IntCounterVec,
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -77,6 +78,13 @@ pub fn metrics() -> &'static Metrics {
                 "Connections the gateway closed without an answer, by listener and reason \
                  (over_cap: connection caps; head_timeout: request head too slow)",
                 &["listener", "reason"],
+            ),
+            access_log_dropped: counter(
+                "access_log_dropped_total",
+                "Access-log lines lost instead of slowing requests down, by reason \
+                 (queue_full: the sink fell behind; write_error: the sink refused a batch; \
+                 encode_error: a record could not be encoded)",
+                &["reason"],
             ),
             config_loaded_at: register_int_gauge!(
                 "config_loaded_timestamp_seconds",

@@ -1,6 +1,7 @@
 //! Access log, metrics and request ids.
 
 pub mod access_log;
+pub mod batched_writer;
 mod logging;
 
 pub use logging::install_logging;

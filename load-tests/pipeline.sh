@@ -1,0 +1,268 @@
+#!/usr/bin/env bash
+# What the gateway's request pipeline costs, in one run on 127.0.0.1: req/s and CPU time per
+# request of four TLS reverse proxies in front of the same tiny upstream:
+#   nginx      nginx as a TLS reverse proxy (one worker process)
+#   minimal    the smallest Pingora proxy (examples/minimal_proxy.rs: same Pingora, same rustls)
+#   gw-bare    tiktok-gateway, one `auth: none` route (access log: default stdout, to /dev/null)
+#   gw-chain   tiktok-gateway, the whole chain: TLS, RS256 JWT with a required scope, a rate limit
+#              far above the load, head inspection limits, access log to a file
+# CPU per request = (utime + stime of the proxy's processes, from /proc/PID/stat, over the wrk
+# run) / requests wrk completed; the ratio column divides by the minimal proxy's figure. Each
+# round runs every path once; the summary is the median over ROUNDS rounds. A run fails if any
+# answer is not 2xx or any socket error happens, so a refusal can never pass for a fast request.
+#
+# Everything is bounded: ROUNDS x 5 wrk runs of DURATION seconds, CONNS connections.
+# Needs nginx, wrk, openssl, curl (apt-get install nginx-light wrk) and a release build:
+#   cargo build --release --examples --bins
+# Usage: bash load-tests/pipeline.sh            (env: DURATION CONNS THREADS ROUNDS BASE_PORT,
+#        GATEWAY_BIN MINIMAL_BIN; PERF_PATH=gw-chain [PERF_OUT=file] adds a perf profile of a path)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION="${DURATION:-10}"
+CONNS="${CONNS:-32}"
+THREADS="${THREADS:-2}"
+ROUNDS="${ROUNDS:-3}"
+BASE_PORT="${BASE_PORT:-28100}"
+GW="${GATEWAY_BIN:-target/release/tiktok-gateway}"
+MINIMAL="${MINIMAL_BIN:-target/release/examples/minimal_proxy}"
+
+UP_PORT=$BASE_PORT
+NGINX_PORT=$((BASE_PORT + 1))
+MIN_PORT=$((BASE_PORT + 2))
+BARE_PORT=$((BASE_PORT + 3))
+CHAIN_PORT=$((BASE_PORT + 4))
+
+for tool in nginx wrk openssl curl; do
+  command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install nginx-light wrk openssl curl" >&2; exit 1; }
+done
+for bin in "$GW" "$MINIMAL"; do
+  [ -x "$bin" ] || { echo "missing $bin: cargo build --release --examples --bins" >&2; exit 1; }
+done
+
+work=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for f in "$work"/nginx-*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  wait 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+"$GW" certs --out "$work" >/dev/null
+
+# --- upstream and nginx: two nginx instances, so the proxy's CPU is its own ---------------------
+nginx_conf() { # name, server block
+  cat > "$work/nginx-$1.conf" <<NGINX
+worker_processes 1;
+pid $work/nginx-$1.pid;
+error_log $work/nginx-$1-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  $2
+}
+NGINX
+  nginx -c "$work/nginx-$1.conf" -e "$work/nginx-$1-error.log"
+}
+# The upstream answers a 2-byte 200 from memory: it must never be what limits the proxies.
+nginx_conf upstream "server { listen 127.0.0.1:$UP_PORT; location / { return 200 \"ok\"; } }"
+nginx_conf proxy "
+  upstream backend { server 127.0.0.1:$UP_PORT; keepalive 64; }
+  server {
+    listen 127.0.0.1:$NGINX_PORT ssl;
+    ssl_certificate $work/gateway.crt; ssl_certificate_key $work/gateway.key;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; }
+  }"
+
+# --- minimal Pingora proxy ---------------------------------------------------------------------
+"$MINIMAL" "127.0.0.1:$MIN_PORT" "127.0.0.1:$UP_PORT" "$work/gateway.crt" "$work/gateway.key" \
+  >"$work/minimal.out" 2>&1 &
+MIN_PID=$!; PIDS+=("$MIN_PID")
+
+# --- RS256 issuer: a fresh key, its JWKS, and one token with the route's scope -----------------
+b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$work/jwt.key" 2>/dev/null
+modulus=$(openssl rsa -in "$work/jwt.key" -noout -modulus | cut -d= -f2 | xxd -r -p | b64url)
+printf '{"keys":[{"kty":"RSA","use":"sig","alg":"RS256","kid":"load-test","n":"%s","e":"AQAB"}]}\n' \
+  "$modulus" > "$work/jwks.json"
+now=$(date +%s)
+header=$(printf '{"alg":"RS256","typ":"JWT","kid":"load-test"}' | b64url)
+claims=$(printf '{"iss":"https://idp.load-test","aud":"tiktok-gateway","sub":"load-test-client","scope":"orders:read","iat":%d,"exp":%d}' \
+  "$now" "$((now + 3600))" | b64url)
+signature=$(printf '%s.%s' "$header" "$claims" | openssl dgst -sha256 -sign "$work/jwt.key" -binary | b64url)
+TOKEN="$header.$claims.$signature"
+
+# --- the two gateways (one worker thread each, like the minimal proxy and nginx) ---------------
+cat > "$work/gw-bare.yaml" <<YAML
+version: load-test-bare
+listeners:
+  public:
+    address: "127.0.0.1:$BARE_PORT"
+    tls: { cert: gateway.crt, key: gateway.key }
+upstreams:
+  backend: { targets: ["127.0.0.1:$UP_PORT"] }
+routes:
+  - name: bare
+    listener: public
+    match: { path_prefix: / }
+    auth: none
+    upstream: backend
+logging: { level: warn }
+server: { threads: 1 }
+YAML
+cat > "$work/gw-chain.yaml" <<YAML
+version: load-test-chain
+listeners:
+  public:
+    address: "127.0.0.1:$CHAIN_PORT"
+    tls: { cert: gateway.crt, key: gateway.key }
+    connections: { header_timeout: 10s, max: 10000 }
+identity:
+  jwt:
+    - name: lt
+      issuer: "https://idp.load-test"
+      audiences: ["tiktok-gateway"]
+      jwks: { file: jwks.json }
+      algorithms: [RS256]
+upstreams:
+  backend: { targets: ["127.0.0.1:$UP_PORT"] }
+routes:
+  - name: chain
+    listener: public
+    match: { path_prefix: /, methods: [GET] }
+    auth: { jwt: lt, scopes: ["orders:read"] }
+    # Far above the offered load: this measures the stage, every request is admitted.
+    rate_limit: { key: caller, rate: 1000000/s, burst: 1000000 }
+    limits: { max_headers: 100, max_header_bytes: 32KiB, max_uri: 8KiB, max_query_params: 100 }
+    upstream: backend
+logging: { access_log: $work/gw-chain-access.log, level: warn }
+server: { threads: 1 }
+YAML
+for cfg in gw-bare gw-chain; do
+  "$GW" validate --config "$work/$cfg.yaml" >/dev/null
+  "$GW" run --config "$work/$cfg.yaml" >/dev/null 2>"$work/$cfg.err" &
+  PIDS+=("$!")
+  eval "${cfg//-/_}_PID=$!"
+done
+
+# Waits until a TLS port answers HTTP (any status).
+wait_https() {
+  for _ in $(seq 1 100); do
+    code=$(curl -sk -o /dev/null -w '%{http_code}' "https://127.0.0.1:$1/" || true)
+    [ "$code" != "000" ] && return 0
+    sleep 0.1
+  done
+  echo "nothing answers on port $1" >&2; cat "$work"/*.err "$work"/*.out >&2 2>/dev/null; exit 1
+}
+for port in "$NGINX_PORT" "$MIN_PORT" "$BARE_PORT" "$CHAIN_PORT"; do wait_https "$port"; done
+# The chain is really on: no token is refused, the token is accepted, the line is logged.
+[ "$(curl -sk -o /dev/null -w '%{http_code}' "https://127.0.0.1:$CHAIN_PORT/")" = 401 ] \
+  || { echo "gw-chain did not refuse a request without a token" >&2; exit 1; }
+[ "$(curl -sk -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "https://127.0.0.1:$CHAIN_PORT/")" = 200 ] \
+  || { echo "gw-chain refused the load-test token" >&2; cat "$work/gw-chain.err" >&2; exit 1; }
+
+NGINX_MASTER=$(cat "$work/nginx-proxy.pid")
+# CPU clock ticks (utime + stime) of the given processes and, for nginx, its workers.
+cpu_ticks() {
+  local total=0 pid stat rest
+  for pid in "$@"; do
+    stat=$(cat "/proc/$pid/stat") || { echo "process $pid is gone" >&2; exit 1; }
+    rest=${stat##*) }             # fields from the 3rd on; the name may hold spaces
+    read -r -a f <<<"$rest"
+    total=$((total + f[11] + f[12]))
+  done
+  echo "$total"
+}
+pids_of() {
+  case $1 in
+    nginx) echo "$NGINX_MASTER $(pgrep -P "$NGINX_MASTER" | tr '\n' ' ')" ;;
+    minimal) echo "$MIN_PID" ;;
+    gw-bare) echo "$gw_bare_PID" ;;
+    gw-chain) echo "$gw_chain_PID" ;;
+  esac
+}
+port_of() {
+  case $1 in
+    nginx) echo "$NGINX_PORT" ;; minimal) echo "$MIN_PORT" ;;
+    gw-bare) echo "$BARE_PORT" ;; gw-chain) echo "$CHAIN_PORT" ;;
+  esac
+}
+
+# One bounded wrk run against a path; prints "path rps requests cpu_seconds".
+measure() {
+  local path=$1 duration=$2 url pids before after out requests rps errors
+  url="https://127.0.0.1:$(port_of "$path")/"
+  pids=$(pids_of "$path")
+  before=$(cpu_ticks $pids)
+  if [ "$path" = gw-chain ]; then
+    out=$(wrk -t"$THREADS" -c"$CONNS" -d"${duration}s" -H "Authorization: Bearer $TOKEN" "$url")
+  else
+    out=$(wrk -t"$THREADS" -c"$CONNS" -d"${duration}s" "$url")
+  fi
+  after=$(cpu_ticks $pids)
+  requests=$(awk '/requests in/ {print $1}' <<<"$out")
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  errors=$(awk '/Non-2xx/ {n += $NF} /Socket errors/ {gsub(/,/, ""); n += $4 + $6 + $8 + $10} END {print n + 0}' <<<"$out")
+  if [ "$errors" != 0 ] || [ -z "$requests" ] || [ "$requests" = 0 ]; then
+    echo "$path: $errors failed answers or socket errors, $requests requests:" >&2
+    echo "$out" >&2
+    exit 1
+  fi
+  awk -v p="$path" -v r="$rps" -v n="$requests" -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" \
+    'BEGIN { printf "%s %s %d %.2f\n", p, r, n, t / hz }'
+}
+
+PATHS=(nginx minimal gw-bare gw-chain)
+echo "# pipeline.sh: wrk -t$THREADS -c$CONNS -d${DURATION}s, $ROUNDS rounds, $(nproc) cores, $(date -u '+%F %H:%M UTC')"
+echo "# gateway $($GW --version 2>/dev/null || echo "$GW"), $(nginx -v 2>&1), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
+direct=$(wrk -t"$THREADS" -c"$CONNS" -d3s "http://127.0.0.1:$UP_PORT/" | awk '/Requests\/sec/ {print $2}')
+echo "# upstream alone (plain HTTP, 3 s): $direct req/s"
+for path in "${PATHS[@]}"; do measure "$path" 2 >/dev/null; done   # warm-up: pools, caches
+
+results="$work/results.txt"
+: > "$results"
+for round in $(seq 1 "$ROUNDS"); do
+  echo "# round $round, load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+  for path in "${PATHS[@]}"; do
+    line=$(measure "$path" "$DURATION")
+    echo "$round $line" >> "$results"
+  done
+done
+echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+echo "Per round (CPU µs per request = proxy CPU seconds / requests completed):"
+echo
+echo "| round | path | req/s | requests | CPU s | CPU µs/req |"
+echo "|---|---|---|---|---|---|"
+awk '{ printf "| %s | %s | %s | %s | %s | %.1f |\n", $1, $2, $3, $4, $5, $5 * 1e6 / $4 }' "$results"
+echo
+echo "Median over $ROUNDS rounds (ratio = CPU µs/req divided by the minimal Pingora proxy's):"
+echo
+echo "| path | req/s | CPU µs/req | ratio to minimal |"
+echo "|---|---|---|---|"
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+min_cpu=$(awk '$2 == "minimal" { print $5 * 1e6 / $4 }' "$results" | median)
+for path in "${PATHS[@]}"; do
+  rps=$(awk -v p="$path" '$2 == p { print $3 }' "$results" | median)
+  cpu=$(awk -v p="$path" '$2 == p { print $5 * 1e6 / $4 }' "$results" | median)
+  awk -v p="$path" -v r="$rps" -v c="$cpu" -v m="$min_cpu" \
+    'BEGIN { printf "| %s | %.0f | %.1f | %.2fx |\n", p, r, c, c / m }'
+done
+echo
+echo "Targets: gw-bare <= 1.15x, gw-chain <= 1.25x the minimal proxy's CPU per request."
+
+# Optional profile of one path under the same load: PERF_PATH=gw-chain PERF_OUT=/tmp/chain.data
+if [ -n "${PERF_PATH:-}" ]; then
+  command -v perf >/dev/null || { echo "missing perf: apt-get install linux-perf" >&2; exit 1; }
+  out="${PERF_OUT:-$PWD/perf-$PERF_PATH.data}"
+  perf record -q -F 499 --call-graph dwarf,16384 -o "$out" \
+    -p "$(pids_of "$PERF_PATH" | xargs | tr ' ' ',')" -- sleep "$DURATION" 2>/dev/null &
+  perf_pid=$!
+  sleep 0.5
+  measure "$PERF_PATH" "$DURATION" >/dev/null
+  wait "$perf_pid" || true
+  echo
+  echo "Profile of $PERF_PATH under load: $out (perf report -i $out --no-children)"
+fi
