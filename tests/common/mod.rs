@@ -94,6 +94,22 @@ impl TestGateway {
     pub fn access_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
     }
+
+    /// The access log once `ready` holds for it (bounded): lines are written by a background
+    /// writer a moment after their request, so a check for what a line must NOT carry first
+    /// waits for the line.
+    pub fn access_log_when(&self, ready: impl Fn(&str) -> bool) -> String {
+        for _ in 0..100 {
+            let log = self.access_log();
+            if ready(&log) {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let log = self.access_log();
+        assert!(ready(&log), "the access log never showed the expected lines:\n{log}");
+        log
+    }
 }
 
 impl Drop for TestGateway {
