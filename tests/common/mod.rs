@@ -87,6 +87,7 @@ impl TestGateway {
     }
 
     /// Starts the gateway on the YAML `config` renders into the gateway's folder.
+    #[cfg(feature = "demo")]
     pub fn with(config: &Config) -> TestGateway {
         TestGateway::start(|dir| config.render(dir))
     }
