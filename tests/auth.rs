@@ -92,11 +92,16 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
+    setup_with(|yaml| yaml).await
+}
+
+/// As [`setup`], with the YAML passed through `edit` first.
+async fn setup_with(edit: impl FnOnce(String) -> String) -> Setup {
     let orders = OrderService::spawn(None).await.unwrap();
     let idp = DevIdp::start(Arc::new(SystemClock)).await.unwrap();
     let port = free_port();
     let addr = orders.addr();
-    let gw = TestGateway::start(|dir| config(dir, port, &idp, addr));
+    let gw = TestGateway::start(|dir| edit(config(dir, port, &idp, addr)));
     Setup {
         gw,
         orders,
@@ -400,6 +405,66 @@ async fn tokens_with_bad_claims_are_refused() {
             .await;
     }
     assert_eq!(s.orders.received_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_issued_in_the_future_or_older_than_the_maximum_age_are_refused() {
+    let s = setup_with(|yaml| {
+        let algs = "      algorithms: [ES256, RS256]\n";
+        assert!(yaml.contains(algs));
+        yaml.replace(algs, &format!("{algs}      max_token_age: 10m\n"))
+    })
+    .await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let issued_at = |iat: i64| {
+        s.token(MintRequest {
+            scope: Some("orders:read".into()),
+            exp: Some(now + 24 * 3600),
+            extra_claims: [("iat".to_string(), json!(iat))].into_iter().collect(),
+            ..MintRequest::default()
+        })
+    };
+    // Validly signed by the trusted IdP, unexpired: only `iat` is wrong.
+    for (case, iat, reason) in [
+        ("iat an hour ahead", now + 3600, "token_issued_in_future"),
+        (
+            "iat a year ahead",
+            now + 365 * 24 * 3600,
+            "token_issued_in_future",
+        ),
+        ("older than max_token_age", now - 3600, "token_too_old"),
+    ] {
+        s.refused(
+            case,
+            Some(&format!("Bearer {}", issued_at(iat))),
+            INVALID_TOKEN,
+        )
+        .await;
+        // The access log may be written after the answer: give it a moment.
+        let needle = format!("\"reason\":\"{reason}\"");
+        let mut logged = false;
+        for _ in 0..100 {
+            logged = s.gw.access_log().contains(&needle);
+            if logged {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(logged, "{case}: access log reason {reason}");
+    }
+    assert_eq!(s.orders.received_count(), 0);
+    // Within the age and the leeway: forwarded.
+    let res = https_client(&s.gw.certs)
+        .get(s.url("/orders/1"))
+        .bearer_auth(issued_at(now - 60))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(s.orders.received_count(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -282,3 +282,40 @@ rate_limits:
     );
     assert!(!out.contains("inline-fleet-secret"), "{out}");
 }
+
+#[test]
+fn jwt_max_token_age_is_checked_with_lines() {
+    let issuer = |age: &str| {
+        with_egress(&format!(
+            r#"identity:
+  jwt:
+    - name: idp
+      issuer: "https://idp.example"
+      audiences: [gateway]
+      jwks: {{ url: "https://idp.example/jwks" }}
+      algorithms: [ES256]
+      max_token_age: {age}
+routes:
+  - name: a
+    listener: egress
+    match: {{ path_prefix: /a/ }}
+    auth: {{ jwt: idp }}
+    upstream: orders
+"#
+        ))
+    };
+    let (ok, out) = validate(&issuer("0s"));
+    assert!(!ok);
+    assert!(
+        out.contains("line 14: identity.jwt[0].max_token_age: must be at least 1s"),
+        "{out}"
+    );
+    let (ok, out) = validate(&issuer("soon"));
+    assert!(!ok);
+    assert!(
+        out.contains("line 14: identity.jwt[0].max_token_age:"),
+        "{out}"
+    );
+    let (ok, out) = validate(&issuer("15m"));
+    assert!(ok, "{out}");
+}

@@ -134,6 +134,9 @@ pub struct JwtIssuerFile {
     pub algorithms: Vec<S>,
     #[serde(default)]
     pub leeway: Option<S>,
+    /// Tokens older than this (by `iat`) are refused; `iat` becomes required.
+    #[serde(default)]
+    pub max_token_age: Option<S>,
     #[serde(default)]
     pub scopes_claim: Option<S>,
     #[serde(default)]
