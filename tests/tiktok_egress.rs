@@ -403,12 +403,12 @@ async fn forced_refreshes_back_off_while_the_token_host_refuses() {
         assert_eq!(status, 503, "{body}");
         assert_eq!(body["error"]["code"], "token_refresh_failed", "{body}");
     }
-    assert!(retry_after >= 5, "back-off answers carry Retry-After");
     assert_eq!(
         refresh_calls(&s),
         1,
         "one refresh attempt per back-off interval"
     );
+    assert!(retry_after >= 5, "back-off answers carry Retry-After");
     let expired = s
         .sandbox
         .state()
@@ -471,6 +471,8 @@ async fn relay(
 }
 
 async fn holding_relay() -> HoldingRelay {
+    // Built before the gateway installs its TLS provider: the same one (ring).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let (arrived_tx, arrived) = tokio::sync::oneshot::channel();
     let (release, release_rx) = tokio::sync::oneshot::channel();
     let target = std::sync::Arc::new(parking_lot::Mutex::new(String::new()));
@@ -503,9 +505,15 @@ async fn an_expired_answer_for_an_already_replaced_token_does_not_refresh_again(
         |_| {},
         |yaml, base| {
             *relay.target.lock() = base.to_owned();
-            let api = format!("api_base: \"{base}\"");
-            assert!(yaml.contains(&api));
-            yaml.replace(&api, &format!("api_base: \"{}\"", relay.base))
+            // `api_base` and the upstream's target point at the relay, `auth_base` stays.
+            let auth = format!("auth_base: \"{base}\"");
+            assert!(yaml.contains(&auth));
+            yaml.replace(&auth, "AUTH_BASE_KEPT")
+                .replace(
+                    base.trim_start_matches("http://"),
+                    relay.base.trim_start_matches("http://"),
+                )
+                .replace("AUTH_BASE_KEPT", &auth)
         },
     )
     .await;
