@@ -2,14 +2,15 @@
 //! gateway injects credentials, signs the exact bytes and calls the TikTok sandbox, which checks
 //! everything TikTok checks with its own, independent verifier.
 
-// The sandboxes these tests run against exist only with the `demo` feature (a default one).
 #![cfg(feature = "demo")]
 
 mod common;
 
+use std::path::Path;
 use std::time::Duration;
 
-use common::{ApiKey, Auth, Config, Listener, Route, TestGateway, TikTok, Upstream, free_port};
+use common::{TestGateway, free_port};
+use sha2::{Digest, Sha256};
 use tiktok_gateway::sandbox::tiktok::{self as sandbox, SandboxConfig, SandboxRate};
 
 const US: &str = "7494049642642441621";
@@ -17,28 +18,60 @@ const BR: &str = "7495540735365777507";
 const KEY_ALL: &str = "key-for-all-shops-0001";
 const KEY_US: &str = "key-for-us-shop-only-01";
 
-fn config(port: u16, sb: &SandboxConfig, base: &str, (rate, burst): (&str, u32)) -> Config {
-    Config::new()
-        .listener(Listener::plain("egress", port))
-        .api_key(ApiKey::new(
-            "all-shops",
-            KEY_ALL,
-            &["orders:read", "tiktok:shop:*"],
-        ))
-        .api_key(ApiKey::new(
-            "us-only",
-            KEY_US,
-            &["orders:read", &format!("tiktok:shop:{US}")],
-        ))
-        .upstream(Upstream::tiktok("tiktok_api", base))
-        .tiktok(TikTok::sandbox("main", sb, base).pacing(rate, burst))
-        .route(
-            Route::prefix("tiktok", "egress", "/")
-                .methods(&["GET", "POST", "PUT", "DELETE"])
-                .auth(Auth::api_key().scopes(&["orders:read"]))
-                .tiktok("main", Some("x-tiktok-shop-id"))
-                .upstream("tiktok_api"),
+fn config(dir: &Path, port: u16, sb: &SandboxConfig, base: &str, pacing: &str) -> String {
+    std::fs::write(dir.join("app_secret"), sb.app_secret.expose()).unwrap();
+    let mut shops = String::new();
+    for s in &sb.shops {
+        std::fs::write(
+            dir.join(format!("access-{}", s.id)),
+            s.access_token.expose(),
         )
+        .unwrap();
+        std::fs::write(
+            dir.join(format!("refresh-{}", s.id)),
+            s.refresh_token.expose(),
+        )
+        .unwrap();
+        shops.push_str(&format!(
+            "    - {{ id: \"{id}\", app: main, cipher: \"{c}\", access_token: \"${{file:access-{id}}}\", access_token_expires_at: {ae}, refresh_token: \"${{file:refresh-{id}}}\", refresh_token_expires_at: {re} }}\n",
+            id = s.id,
+            c = s.cipher,
+            ae = s.access_token_expires_at,
+            re = s.refresh_token_expires_at,
+        ));
+    }
+    let sha = |k: &str| hex::encode(Sha256::digest(k.as_bytes()));
+    let addr = base.trim_start_matches("http://");
+    format!(
+        r#"listeners:
+  egress:
+    address: "127.0.0.1:{port}"
+identity:
+  api_keys:
+    - {{ name: all-shops, sha256: "{all}", scopes: ["orders:read", "tiktok:shop:*"] }}
+    - {{ name: us-only, sha256: "{us}", scopes: ["orders:read", "tiktok:shop:{US}"] }}
+upstreams:
+  tiktok_api: {{ targets: ["{addr}"] }}
+tiktok:
+  apps:
+    main: {{ app_key: "{app_key}", app_secret: "${{file:app_secret}}", api_base: "{base}", auth_base: "{base}" }}
+  shops:
+{shops}  pacing: {pacing}
+routes:
+  - name: tiktok
+    listener: egress
+    match: {{ path_prefix: /, methods: [GET, POST, PUT, DELETE] }}
+    auth: {{ api_key: true, scopes: ["orders:read"] }}
+    tiktok: {{ app: main, shop_header: x-tiktok-shop-id }}
+    upstream: tiktok_api
+logging:
+  access_log: {log}
+"#,
+        all = sha(KEY_ALL),
+        us = sha(KEY_US),
+        app_key = sb.app_key,
+        log = dir.join("access.log").display(),
+    )
 }
 
 struct Setup {
@@ -47,14 +80,25 @@ struct Setup {
     port: u16,
 }
 
-/// `pacing`: the gateway's outbound budget, `(rate, burst)`.
-async fn setup(rate: Option<SandboxRate>, pacing: (&str, u32)) -> Setup {
+async fn setup(rate: Option<SandboxRate>, pacing: &str) -> Setup {
+    setup_with(rate, pacing, |_| {}, |yaml, _| yaml).await
+}
+
+/// As [`setup`]; `gateway_view` changes what the gateway is configured with (not the sandbox),
+/// `edit` the YAML (given with the sandbox's base URL).
+async fn setup_with(
+    rate: Option<SandboxRate>,
+    pacing: &str,
+    gateway_view: impl FnOnce(&mut SandboxConfig),
+    edit: impl FnOnce(String, &str) -> String,
+) -> Setup {
     let mut sb = SandboxConfig::example(7);
     sb.rate = rate;
     let sandbox = sandbox::spawn(sb.clone()).await.unwrap();
     let port = free_port();
     let base = sandbox.base_url();
-    let gw = TestGateway::with(&config(port, &sb, &base, pacing));
+    gateway_view(&mut sb);
+    let gw = TestGateway::start(|dir| edit(config(dir, port, &sb, &base, pacing), &base));
     Setup {
         _gw: gw,
         sandbox,
@@ -84,7 +128,7 @@ async fn json(res: reqwest::Response) -> (u16, serde_json::Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_calls_pass_tiktoks_checks() {
-    let s = setup(None, ("100/s", 100)).await;
+    let s = setup(None, "{ rate: 100/s, burst: 100 }").await;
     let ids = s.sandbox.state().order_ids(US);
     let (a, b) = (&ids[0], &ids[1]);
 
@@ -190,7 +234,7 @@ async fn signed_calls_pass_tiktoks_checks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_credentials_are_replaced_and_foreign_shops_refused() {
-    let s = setup(None, ("100/s", 100)).await;
+    let s = setup(None, "{ rate: 100/s, burst: 100 }").await;
     let ids = s.sandbox.state().order_ids(US);
     let res = client()
         .get(url(
@@ -278,7 +322,7 @@ async fn forged_credentials_are_replaced_and_foreign_shops_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_token_is_refreshed_and_the_call_retried_once() {
-    let s = setup(None, ("100/s", 100)).await;
+    let s = setup(None, "{ rate: 100/s, burst: 100 }").await;
     let ids = s.sandbox.state().order_ids(US);
     assert_eq!(s.sandbox.state().expire_access_tokens(US), 1);
     let res = client()
@@ -309,6 +353,220 @@ async fn expired_token_is_refreshed_and_the_call_retried_once() {
     assert_eq!(paths.last().map(|(_, c)| *c), Some(0), "{paths:?}");
 }
 
+/// Refresh calls that reached the sandbox's token host.
+fn refresh_calls(s: &Setup) -> usize {
+    s.sandbox
+        .state()
+        .records()
+        .iter()
+        .filter(|r| r.path == "/api/v2/token/refresh")
+        .count()
+}
+
+async fn get_order(s: &Setup, id: &str) -> reqwest::Response {
+    client()
+        .get(url(s, &format!("/order/202309/orders?ids={id}")))
+        .header("x-api-key", KEY_ALL)
+        .header("x-tiktok-shop-id", US)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forced_refreshes_back_off_while_the_token_host_refuses() {
+    // The gateway holds a refresh token TikTok no longer honours: every refresh fails.
+    let s = setup_with(
+        None,
+        "{ rate: 100/s, burst: 100 }",
+        |sb| {
+            let us = sb.shops.iter_mut().find(|shop| shop.id == US).unwrap();
+            us.refresh_token = tiktok_gateway::config::Secret::new("TTP_revoked_refresh_0001");
+        },
+        |yaml, _| yaml,
+    )
+    .await;
+    let ids = s.sandbox.state().order_ids(US);
+    assert_eq!(s.sandbox.state().expire_access_tokens(US), 1);
+
+    // Five requests meet `105002` at once, then five more one after another, all within the
+    // back-off (60 s) after the first failed refresh.
+    let burst = (0..5).map(|_| get_order(&s, &ids[0]));
+    let mut answers = futures::future::join_all(burst).await;
+    for _ in 0..5 {
+        answers.push(get_order(&s, &ids[0]).await);
+    }
+    let mut retry_after = 0;
+    for res in answers {
+        if res.headers().contains_key("retry-after") {
+            retry_after += 1;
+        }
+        let (status, body) = json(res).await;
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["error"]["code"], "token_refresh_failed", "{body}");
+    }
+    assert_eq!(
+        refresh_calls(&s),
+        1,
+        "one refresh attempt per back-off interval"
+    );
+    assert!(retry_after >= 5, "back-off answers carry Retry-After");
+    let expired = s
+        .sandbox
+        .state()
+        .counters()
+        .rejected_for(sandbox::RejectReason::ExpiredToken);
+    assert_eq!(expired, 10, "each request called TikTok once, never twice");
+}
+
+/// A relay in front of the sandbox's API that holds the first request it receives until
+/// released: that request, signed with the old token, reaches TikTok after the token was
+/// replaced. Its target is set once the sandbox runs.
+struct HoldingRelay {
+    base: String,
+    target: std::sync::Arc<parking_lot::Mutex<String>>,
+    arrived: tokio::sync::oneshot::Receiver<()>,
+    release: tokio::sync::oneshot::Sender<()>,
+}
+
+type Gate = (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::sync::oneshot::Receiver<()>,
+);
+
+struct RelayState {
+    target: std::sync::Arc<parking_lot::Mutex<String>>,
+    client: reqwest::Client,
+    gate: parking_lot::Mutex<Option<Gate>>,
+}
+
+async fn relay(
+    axum::extract::State(r): axum::extract::State<std::sync::Arc<RelayState>>,
+    req: axum::extract::Request,
+) -> axum::response::Response {
+    let gate = r.gate.lock().take();
+    if let Some((arrived, release)) = gate {
+        let _ = arrived.send(());
+        let _ = release.await;
+    }
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+    let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let target = r.target.lock().clone();
+    let mut out = r
+        .client
+        .request(parts.method, format!("{target}{path}"))
+        .body(body);
+    for (name, value) in &parts.headers {
+        if !matches!(name.as_str(), "host" | "content-length" | "connection") {
+            out = out.header(name, value);
+        }
+    }
+    let res = out.send().await.unwrap();
+    let mut answer = axum::response::Response::builder().status(res.status());
+    if let Some(ct) = res.headers().get("content-type") {
+        answer = answer.header("content-type", ct);
+    }
+    answer
+        .body(axum::body::Body::from(res.bytes().await.unwrap()))
+        .unwrap()
+}
+
+async fn holding_relay() -> HoldingRelay {
+    // Built before the gateway installs its TLS provider: the same one (ring).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (arrived_tx, arrived) = tokio::sync::oneshot::channel();
+    let (release, release_rx) = tokio::sync::oneshot::channel();
+    let target = std::sync::Arc::new(parking_lot::Mutex::new(String::new()));
+    let state = std::sync::Arc::new(RelayState {
+        target: target.clone(),
+        client: client(),
+        gate: parking_lot::Mutex::new(Some((arrived_tx, release_rx))),
+    });
+    let app = axum::Router::new().fallback(relay).with_state(state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    HoldingRelay {
+        base,
+        target,
+        arrived,
+        release,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_answer_for_an_already_replaced_token_does_not_refresh_again() {
+    let relay = holding_relay().await;
+    // API calls go through the relay; refreshes straight to the sandbox's token host.
+    let s = setup_with(
+        None,
+        "{ rate: 100/s, burst: 100 }",
+        |_| {},
+        |yaml, base| {
+            *relay.target.lock() = base.to_owned();
+            // `api_base` and the upstream's target point at the relay, `auth_base` stays.
+            let auth = format!("auth_base: \"{base}\"");
+            assert!(yaml.contains(&auth));
+            yaml.replace(&auth, "AUTH_BASE_KEPT")
+                .replace(
+                    base.trim_start_matches("http://"),
+                    relay.base.trim_start_matches("http://"),
+                )
+                .replace("AUTH_BASE_KEPT", &auth)
+        },
+    )
+    .await;
+    let ids = s.sandbox.state().order_ids(US);
+    assert_eq!(s.sandbox.state().expire_access_tokens(US), 1);
+
+    // Request B is signed with the old token and held on its way to TikTok.
+    let late = tokio::spawn({
+        let url = url(&s, &format!("/order/202309/orders?ids={}", ids[1]));
+        async move {
+            client()
+                .get(url)
+                .header("x-api-key", KEY_ALL)
+                .header("x-tiktok-shop-id", US)
+                .send()
+                .await
+                .unwrap()
+        }
+    });
+    relay.arrived.await.unwrap();
+    // Request A meets `105002`, refreshes (one call) and succeeds with the new token.
+    let (status, body) = json(get_order(&s, &ids[0]).await).await;
+    assert_eq!(
+        (status, &body["code"]),
+        (200, &serde_json::json!(0)),
+        "{body}"
+    );
+    assert_eq!(refresh_calls(&s), 1);
+
+    // B now reaches TikTok with the replaced token and meets `105002` too: it is retried with
+    // the current token, and the new refresh token is not spent on a second refresh.
+    relay.release.send(()).unwrap();
+    let (status, body) = json(late.await.unwrap()).await;
+    assert_eq!(
+        (status, &body["code"]),
+        (200, &serde_json::json!(0)),
+        "{body}"
+    );
+    assert_eq!(
+        refresh_calls(&s),
+        1,
+        "a stale 105002 started another refresh"
+    );
+    let expired = s
+        .sandbox
+        .state()
+        .counters()
+        .rejected_for(sandbox::RejectReason::ExpiredToken);
+    assert_eq!(expired, 2, "A and B each met 105002 once");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttling_backs_off_and_answers_429_without_exceeding_tiktoks_rate() {
     // TikTok allows 2/s per shop; the gateway's own budget is higher, so TikTok's 429 is what
@@ -318,7 +576,7 @@ async fn throttling_backs_off_and_answers_429_without_exceeding_tiktoks_rate() {
             per_second: 2.0,
             burst: 2,
         }),
-        ("50/s", 50),
+        "{ rate: 50/s, burst: 50 }",
     )
     .await;
     let ids = s.sandbox.state().order_ids(US);

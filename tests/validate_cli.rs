@@ -349,3 +349,40 @@ fn the_log_filter_is_parsed_and_dependency_directives_are_named_as_capped() {
     let (ok, out) = validate(&with_level("debug,tiktok_gateway::auth=trace"));
     assert!(ok && !out.contains("capped"), "{out}");
 }
+
+#[test]
+fn jwt_max_token_age_is_checked_with_lines() {
+    let issuer = |age: &str| {
+        with_egress(&format!(
+            r#"identity:
+  jwt:
+    - name: idp
+      issuer: "https://idp.example"
+      audiences: [gateway]
+      jwks: {{ url: "https://idp.example/jwks" }}
+      algorithms: [ES256]
+      max_token_age: {age}
+routes:
+  - name: a
+    listener: egress
+    match: {{ path_prefix: /a/ }}
+    auth: {{ jwt: idp }}
+    upstream: orders
+"#
+        ))
+    };
+    let (ok, out) = validate(&issuer("0s"));
+    assert!(!ok);
+    assert!(
+        out.contains("line 14: identity.jwt[0].max_token_age: must be at least 1s"),
+        "{out}"
+    );
+    let (ok, out) = validate(&issuer("soon"));
+    assert!(!ok);
+    assert!(
+        out.contains("line 14: identity.jwt[0].max_token_age:"),
+        "{out}"
+    );
+    let (ok, out) = validate(&issuer("15m"));
+    assert!(ok, "{out}");
+}

@@ -34,6 +34,10 @@ pub enum AuthError {
     Expired,
     #[error("token not yet valid")]
     NotYetValid,
+    #[error("token issued in the future")]
+    IssuedInFuture,
+    #[error("token older than the issuer's maximum age")]
+    TooOld,
     #[error("token issuer not accepted")]
     WrongIssuer,
     #[error("token audience not accepted")]
@@ -70,6 +74,8 @@ impl AuthError {
             Self::BadSignature => "bad_signature",
             Self::Expired => "expired",
             Self::NotYetValid => "not_yet_valid",
+            Self::IssuedInFuture => "token_issued_in_future",
+            Self::TooOld => "token_too_old",
             Self::WrongIssuer => "wrong_issuer",
             Self::WrongAudience => "wrong_audience",
             Self::MissingClaim => "missing_claim",
@@ -157,6 +163,8 @@ mod tests {
             AuthError::BadSignature,
             AuthError::Expired,
             AuthError::NotYetValid,
+            AuthError::IssuedInFuture,
+            AuthError::TooOld,
             AuthError::WrongIssuer,
             AuthError::WrongAudience,
             AuthError::MissingClaim,

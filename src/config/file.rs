@@ -218,6 +218,10 @@ pub struct JwtIssuerFile {
     #[serde(default)]
     #[schemars(with = "Option<Scalar>")]
     pub leeway: Option<S>,
+    /// Duration: tokens older than this (by `iat`) are refused, and `iat` becomes required.
+    #[serde(default)]
+    #[schemars(with = "Option<Scalar>")]
+    pub max_token_age: Option<S>,
     /// Claim holding the scopes, a space-separated string or an array (default `scope`).
     #[serde(default)]
     #[schemars(with = "Option<Scalar>")]

@@ -277,6 +277,7 @@ pub struct JwtIssuerConfig {
     pub hmac_secret: Option<Secret>,
     pub algorithms: Vec<jsonwebtoken::Algorithm>,
     pub leeway: Duration,
+    pub max_token_age: Option<Duration>,
     pub scopes_claim: String,
     pub max_token_size: usize,
 }

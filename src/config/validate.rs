@@ -556,6 +556,24 @@ fn identity(v: &mut V, file: &IdentityFile) -> IdentityConfig {
         }
         let max_token_size = v.size(&format!("{p}.max_token_size"), &jf.max_token_size, 8 << 10);
         let leeway = v.duration(&format!("{p}.leeway"), &jf.leeway, Duration::from_secs(30));
+        let max_token_age =
+            jf.max_token_age
+                .as_ref()
+                .and_then(|age| match parse_duration(&age.value) {
+                    Ok(d) if d >= Duration::from_secs(1) => Some(d),
+                    Ok(_) => {
+                        v.issues.at(
+                            format!("{p}.max_token_age"),
+                            age,
+                            "must be at least 1s (leave it out for no age limit)",
+                        );
+                        None
+                    }
+                    Err(e) => {
+                        v.issues.at(format!("{p}.max_token_age"), age, e);
+                        None
+                    }
+                });
         out.jwt.push(JwtIssuerConfig {
             name: jf.name.value.clone(),
             issuer: jf.issuer.value.clone(),
@@ -564,6 +582,7 @@ fn identity(v: &mut V, file: &IdentityFile) -> IdentityConfig {
             hmac_secret,
             algorithms,
             leeway,
+            max_token_age,
             scopes_claim: jf
                 .scopes_claim
                 .as_ref()

@@ -58,6 +58,7 @@ pub fn jwt_verifiers(
             j.algorithms.clone(),
         );
         settings.leeway = j.leeway;
+        settings.max_token_age = j.max_token_age;
         settings.scopes_claim = j.scopes_claim.clone();
         settings.max_token_bytes = j.max_token_size;
         let verifier = JwtVerifier::new(&settings, clock.clone())

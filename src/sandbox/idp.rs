@@ -26,10 +26,6 @@ use serde_json::{Map, Value, json};
 
 use crate::clock::SharedClock;
 
-/// Modulus size of generated RS256 keys: the smallest size verifiers must accept, and the
-/// quickest to generate (every signer and every rotation makes a fresh one).
-const RSA_BITS: usize = 2048;
-
 /// Default audience of minted tokens.
 pub const DEV_AUDIENCE: &str = "tiktok-gateway";
 
@@ -288,25 +284,32 @@ impl DevSigner {
     }
 }
 
-/// A fresh RSA key from the operating system's RNG: the signing key and the public key's
-/// SubjectPublicKeyInfo DER.
+/// A fresh RSA key from the operating system's RNG (aws-lc): the signing key and the public
+/// key's SubjectPublicKeyInfo DER.
 fn generate_rsa() -> Result<(EncodingKey, Vec<u8>), IdpError> {
-    use rsa::pkcs1::EncodeRsaPrivateKey;
-    use rsa::pkcs8::EncodePublicKey;
+    use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der, PublicKeyX509Der};
+    use aws_lc_rs::rsa::{KeyPair, KeySize};
+    use aws_lc_rs::signature::KeyPair as _;
 
-    let key = rsa::PrivateKey::new(&mut getrandom::SysRng, RSA_BITS)
+    // 2048 bits: the smallest size verifiers must accept, and the quickest to generate (every
+    // signer and every rotation makes a fresh one).
+    let key = KeyPair::generate(KeySize::Rsa2048).map_err(|e| IdpError::KeyGen(e.to_string()))?;
+    let pkcs8: Pkcs8V1Der<'_> = key.as_der().map_err(|e| IdpError::KeyGen(e.to_string()))?;
+    let public: PublicKeyX509Der<'_> = key
+        .public_key()
+        .as_der()
         .map_err(|e| IdpError::KeyGen(e.to_string()))?;
-    let private_der = key
-        .to_pkcs1_der()
-        .map_err(|e| IdpError::KeyGen(e.to_string()))?;
-    let public_der = key
-        .to_public_key()
-        .to_public_key_der()
-        .map_err(|e| IdpError::KeyGen(e.to_string()))?;
-    Ok((
-        EncodingKey::from_rsa_der(private_der.as_bytes()),
-        public_der.into_vec(),
-    ))
+    // jsonwebtoken takes an RSA signing key as PKCS#1, which PEM-wrapped PKCS#8 unwraps to.
+    let body = base64::engine::general_purpose::STANDARD.encode(pkcs8.as_ref());
+    let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
+    for line in body.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str("-----END PRIVATE KEY-----\n");
+    let encoding =
+        EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| IdpError::KeyGen(e.to_string()))?;
+    Ok((encoding, public.as_ref().to_vec()))
 }
 
 /// `b64(header).b64(claims).sig` signed with `key`: also used by tests to forge tokens.

@@ -1,6 +1,12 @@
 //! Shop access tokens: served lock-free on the hot path, refreshed in the background before they
 //! expire, one refresh in flight per shop, persisted to the encrypted [`TokenStore`].
 //!
+//! A refresh forced by TikTok's expired-token answer follows the same rules as the background
+//! one: it joins the refresh in flight, waits out the back-off after a failed refresh (callers
+//! get an error meanwhile, so a failing token host sees one attempt per interval however many
+//! requests meet the error), and happens only if the token that met the error is still the
+//! current one (see [`AccessToken::generation`]).
+//!
 //! Sources, per configured shop: the token store if it holds the shop with a usable refresh token
 //! (it has the newest tokens, since every refresh is saved there), otherwise the tokens from
 //! config secrets. Shops that are not configured are never served, even if the store has them.
@@ -8,7 +14,10 @@
 //! Nothing here logs or returns a token, the app secret or the refresh URL (which carries both):
 //! errors name the shop and what failed.
 
+mod access;
 mod refresh;
+
+pub use access::AccessToken;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -100,6 +109,10 @@ pub enum TokenError {
     NoRefreshToken(String),
     #[error("tiktok tokens: shop {shop}: refresh call {kind}")]
     Transport { shop: String, kind: &'static str },
+    #[error(
+        "tiktok tokens: shop {shop}: the last refresh failed; next attempt allowed in {retry_in_secs}s"
+    )]
+    RefreshBackoff { shop: String, retry_in_secs: u64 },
     #[error("tiktok tokens: shop {shop}: token endpoint answered HTTP {status}")]
     HttpStatus { shop: String, status: u16 },
     #[error("tiktok tokens: shop {shop}: token endpoint refused the refresh (code {code})")]
@@ -120,9 +133,22 @@ pub enum TokenError {
     Metrics(String),
 }
 
+impl TokenError {
+    /// Seconds until a refresh may be tried again, when the error is the back-off after a
+    /// failed refresh (for a `Retry-After`).
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Self::RefreshBackoff { retry_in_secs, .. } => Some(*retry_in_secs),
+            _ => None,
+        }
+    }
+}
+
 /// A shop's tokens as currently known.
 #[derive(Clone, Default)]
 struct Current {
+    /// Bumped by every refresh; tells a caller's token from its replacement.
+    generation: u64,
     access: Option<Secret>,
     access_expires_at: Option<i64>,
     refresh: Option<Secret>,
@@ -130,8 +156,9 @@ struct Current {
 }
 
 impl Current {
-    fn from_set(set: TokenSet) -> Self {
+    fn from_set(set: TokenSet, generation: u64) -> Self {
         Self {
+            generation,
             access: Some(set.access_token),
             access_expires_at: Some(set.access_expires_at),
             refresh: Some(set.refresh_token),
@@ -167,7 +194,7 @@ struct ShopState {
     current: ArcSwap<Current>,
     /// The refresh in flight, shared by every caller that asks meanwhile.
     flight: Mutex<Option<RefreshFlight>>,
-    /// Unix seconds before which the background refresher does not retry after a failure.
+    /// Unix seconds before which no refresh is tried after a failure (background or forced).
     retry_not_before: AtomicI64,
 }
 
@@ -225,13 +252,14 @@ impl TokenManager {
                 }
             };
             let from_config = Current {
+                generation: 0,
                 access: shop.access_token,
                 access_expires_at: shop.access_expires_at,
                 refresh: shop.refresh_token,
                 refresh_expires_at: shop.refresh_expires_at,
             };
             let current = match stored.get(&shop.shop_id) {
-                Some(set) if set.refresh_expires_at > now => Current::from_set(set.clone()),
+                Some(set) if set.refresh_expires_at > now => Current::from_set(set.clone(), 0),
                 _ => from_config,
             };
             let state = ShopState {
@@ -274,23 +302,9 @@ impl TokenManager {
 
     /// The shop's current access token, for `x-tts-access-token`. Lock-free: a map lookup, an
     /// atomic load and a reference-count increment.
-    pub fn access_token(&self, shop_id: &str) -> Result<Secret, TokenError> {
-        let shop = self
-            .inner
-            .shops
-            .get(shop_id)
-            .ok_or_else(|| TokenError::UnknownShop(shop_id.to_string()))?;
-        let current = shop.current.load();
-        let token = current
-            .access
-            .as_ref()
-            .ok_or_else(|| TokenError::NoAccessToken(shop_id.to_string()))?;
-        if let Some(exp) = current.access_expires_at
-            && exp <= self.inner.clock.unix_seconds()
-        {
-            return Err(TokenError::AccessExpired(shop_id.to_string()));
-        }
-        Ok(token.clone())
+    pub fn access_token(&self, shop_id: &str) -> Result<AccessToken, TokenError> {
+        let shop = self.shop(shop_id)?;
+        self.current_token(shop)
     }
 
     /// Unix seconds at which the shop's access token expires, if known.
@@ -303,15 +317,67 @@ impl TokenManager {
             .access_expires_at
     }
 
-    /// Refreshes now (TikTok answered `105002`). Joins a refresh already in flight for the shop
-    /// instead of starting another.
-    pub async fn force_refresh(&self, shop_id: &str) -> Result<(), TokenError> {
-        let shop = self
-            .inner
+    /// TikTok answered `105002` (access token expired) to a call made with the token of
+    /// `used_generation`; returns the token to retry with.
+    ///
+    /// - That token was already replaced: the current one, without a refresh.
+    /// - A refresh is in flight: joins it.
+    /// - The last refresh failed less than the retry interval ago:
+    ///   [`TokenError::RefreshBackoff`], without a call.
+    /// - Otherwise: refreshes now.
+    pub async fn force_refresh(
+        &self,
+        shop_id: &str,
+        used_generation: u64,
+    ) -> Result<AccessToken, TokenError> {
+        let shop = self.shop(shop_id)?;
+        let flight = {
+            // Under the slot lock a finished refresh has already stored its tokens or its
+            // back-off (the task writes them before clearing the slot), so these checks and
+            // the start of a new flight cannot interleave with one ending.
+            let mut slot = shop.flight.lock();
+            if shop.current.load().generation != used_generation {
+                drop(slot);
+                return self.current_token(shop);
+            }
+            match slot.as_ref() {
+                Some(flight) => flight.clone(),
+                None => {
+                    let now = self.inner.clock.unix_seconds();
+                    let not_before = shop.retry_not_before.load(Ordering::Relaxed);
+                    if not_before > now {
+                        return Err(TokenError::RefreshBackoff {
+                            shop: shop.shop_id.clone(),
+                            retry_in_secs: u64::try_from(not_before - now).unwrap_or(u64::MAX),
+                        });
+                    }
+                    self.start_flight(shop, &mut slot)
+                }
+            }
+        };
+        flight.await?;
+        self.current_token(shop)
+    }
+
+    fn shop(&self, shop_id: &str) -> Result<&Arc<ShopState>, TokenError> {
+        self.inner
             .shops
             .get(shop_id)
-            .ok_or_else(|| TokenError::UnknownShop(shop_id.to_string()))?;
-        self.flight(shop).await
+            .ok_or_else(|| TokenError::UnknownShop(shop_id.to_string()))
+    }
+
+    fn current_token(&self, shop: &ShopState) -> Result<AccessToken, TokenError> {
+        let current = shop.current.load();
+        let token = current
+            .access
+            .as_ref()
+            .ok_or_else(|| TokenError::NoAccessToken(shop.shop_id.clone()))?;
+        if let Some(exp) = current.access_expires_at
+            && exp <= self.inner.clock.unix_seconds()
+        {
+            return Err(TokenError::AccessExpired(shop.shop_id.clone()));
+        }
+        Ok(AccessToken::new(token.clone(), current.generation))
     }
 
     /// One pass of the refresher: refreshes, concurrently, every shop whose access token is
@@ -396,15 +462,25 @@ impl TokenManager {
     /// caller that gives up (a cancelled request) does not cancel it for the others.
     fn flight(&self, shop: &Arc<ShopState>) -> RefreshFlight {
         let mut slot = shop.flight.lock();
-        if let Some(flight) = slot.as_ref() {
-            return flight.clone();
+        match slot.as_ref() {
+            Some(flight) => flight.clone(),
+            None => self.start_flight(shop, &mut slot),
         }
+    }
+
+    /// Starts a refresh task and stores it in the shop's (locked, empty) flight slot.
+    fn start_flight(
+        &self,
+        shop: &Arc<ShopState>,
+        slot: &mut Option<RefreshFlight>,
+    ) -> RefreshFlight {
         let inner = self.inner.clone();
         let task_shop = shop.clone();
         let handle = tokio::spawn(async move {
             let result = inner.refresh(&task_shop).await;
-            // The slot lock is held by `flight` until the new flight is stored, so this always
-            // clears the flight this task belongs to.
+            // The slot lock is held by the starter until the new flight is stored, so this
+            // always clears the flight this task belongs to; the new tokens or the back-off
+            // are stored before it.
             *task_shop.flight.lock() = None;
             result
         });
@@ -447,7 +523,8 @@ impl Inner {
         )
         .ok_or_else(|| TokenError::BadAuthBase(shop.shop_id.clone()))?;
         let set = refresh::call(&shop.http, url, &shop.shop_id, now).await?;
-        shop.current.store(Arc::new(Current::from_set(set)));
+        shop.current
+            .store(Arc::new(Current::from_set(set, current.generation + 1)));
         shop.retry_not_before.store(i64::MIN, Ordering::Relaxed);
         // TikTok may already have retired the old refresh token, so a failed save is loud; the
         // new tokens are still used from memory.

@@ -108,7 +108,10 @@ impl TestGateway {
             std::thread::sleep(Duration::from_millis(50));
         }
         let log = self.access_log();
-        assert!(ready(&log), "the access log never showed the expected lines:\n{log}");
+        assert!(
+            ready(&log),
+            "the access log never showed the expected lines:\n{log}"
+        );
         log
     }
 }

@@ -2,7 +2,8 @@
 //! signature check on every request.
 //!
 //! Keyed by SHA-256 of the token (collision-resistant: a forged token cannot land on a cached
-//! entry; the token itself is not kept). An entry expires at the token's `exp`, never later, and
+//! entry; the token itself is not kept). An entry expires at the token's `exp` (or earlier, when
+//! the issuer's maximum token age ends first), never later, and
 //! is ignored once the issuer's key set has changed, so a dropped key does not live on here.
 //! When full, expired entries are swept (at most once a second); if it is still full, new
 //! tokens are simply verified without being cached.
@@ -72,7 +73,7 @@ impl TokenCache {
         None
     }
 
-    /// Remembers a verified token until `expires_at` (its `exp`).
+    /// Remembers a verified token until `expires_at` (its `exp`, or `iat` + maximum age).
     pub fn insert(
         &self,
         hash: TokenHash,

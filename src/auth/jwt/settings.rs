@@ -98,8 +98,12 @@ pub struct JwtIssuerSettings {
     pub keys: KeySource,
     /// Allowed `alg` values. HMAC algorithms only with [`KeySource::HmacSecret`], and then only them.
     pub algorithms: Vec<Algorithm>,
-    /// Clock skew tolerated on `exp` and `nbf` (default 30 s).
+    /// Clock skew tolerated on `exp`, `nbf` and `iat` (default 30 s). A token whose `iat` is
+    /// later than now + leeway is always refused.
     pub leeway: Duration,
+    /// When set, tokens must carry `iat` and are refused once older than this (plus the
+    /// leeway), whatever their `exp`: bounds the life of a token an IdP minted with a long `exp`.
+    pub max_token_age: Option<Duration>,
     /// Claim holding scopes: a space-separated string or an array of strings (default `scope`).
     pub scopes_claim: String,
     /// Tokens longer than this are refused before any decoding (default 8 KiB).
@@ -125,6 +129,7 @@ impl JwtIssuerSettings {
             keys,
             algorithms,
             leeway: Duration::from_secs(30),
+            max_token_age: None,
             scopes_claim: "scope".into(),
             max_token_bytes: 8 * 1024,
             jwks_limits: JwksLimits::default(),
@@ -154,6 +159,15 @@ impl JwtIssuerSettings {
             return Err(JwtConfigError::BadLimit {
                 name: name(),
                 what: "max_token_bytes (1..=64KiB)",
+            });
+        }
+        if self
+            .max_token_age
+            .is_some_and(|age| age < Duration::from_secs(1))
+        {
+            return Err(JwtConfigError::BadLimit {
+                name: name(),
+                what: "max_token_age (at least 1s)",
             });
         }
         if self.jwks_limits.max_bytes == 0 || self.jwks_limits.max_keys == 0 {
@@ -309,6 +323,11 @@ mod tests {
             s.validate(),
             Err(JwtConfigError::NoAlgorithms { .. })
         ));
+        let mut s = base(file.clone(), vec![Algorithm::ES256]);
+        s.max_token_age = Some(Duration::from_millis(500));
+        assert!(matches!(s.validate(), Err(JwtConfigError::BadLimit { .. })));
+        s.max_token_age = Some(Duration::from_secs(1));
+        assert!(s.validate().is_ok());
         let mut s = base(file, vec![Algorithm::ES256]);
         s.issuer.clear();
         assert!(matches!(

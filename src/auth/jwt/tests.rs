@@ -153,6 +153,98 @@ async fn time_claims_with_leeway() {
 }
 
 #[tokio::test]
+async fn iat_beyond_the_leeway_in_the_future_is_refused() {
+    let (_, c) = clock();
+    let signer = DevSigner::new(ISS, Arc::clone(&c)).unwrap();
+    let v = fixed_verifier(&signer, &c);
+    let issued_at = |iat: Value| {
+        mint(&signer, |r| {
+            r.exp = Some(T0 + 24 * 3600);
+            r.extra_claims.insert("iat".into(), iat);
+        })
+    };
+    for (iat, want) in [
+        (json!(T0 + 31), Some(AuthError::IssuedInFuture)),
+        (
+            json!(T0 + 10 * 365 * 24 * 3600),
+            Some(AuthError::IssuedInFuture),
+        ),
+        (json!(i64::MAX), Some(AuthError::IssuedInFuture)),
+        (
+            json!((T0 + 31) as f64 + 0.5),
+            Some(AuthError::IssuedInFuture),
+        ),
+        (json!("tomorrow"), Some(AuthError::Malformed)),
+        (json!(T0 + 30), None),
+        (json!(T0 - 3600), None),
+    ] {
+        let got = v.verify(&issued_at(iat.clone())).await.err();
+        assert_eq!(got, want, "iat {iat}");
+    }
+    assert_eq!(AuthError::IssuedInFuture.reason(), "token_issued_in_future");
+}
+
+/// An HMAC issuer with `max_token_age` (so tests can sign claim sets without `iat`).
+fn aged_verifier(max_age: Option<Duration>, clock: &SharedClock) -> (JwtVerifier, EncodingKey) {
+    let secret = Secret::new("0123456789abcdef0123456789abcdef");
+    let mut s = settings(KeySource::HmacSecret(secret.clone()));
+    s.algorithms = vec![Algorithm::HS256];
+    s.max_token_age = max_age;
+    let v = JwtVerifier::new(&s, Arc::clone(clock)).unwrap();
+    let key = EncodingKey::from_secret(secret.expose().as_bytes()).unwrap();
+    (v, key)
+}
+
+#[tokio::test]
+async fn max_token_age_requires_iat_and_ends_a_long_lived_token() {
+    let (m, c) = clock();
+    let header = json!({"alg": "HS256"});
+    let day = 24 * 3600;
+    let (v, key) = aged_verifier(Some(Duration::from_secs(600)), &c);
+    let claims = |iat: Option<i64>| {
+        let mut claims = good_claims();
+        claims["exp"] = json!(T0 + day);
+        if let Some(iat) = iat {
+            claims["iat"] = json!(iat);
+        }
+        sign_parts(&header, &claims, &key, Algorithm::HS256).unwrap()
+    };
+
+    // Without `iat` the age cannot be known: refused.
+    assert_eq!(
+        v.verify(&claims(None)).await.err(),
+        Some(AuthError::MissingClaim)
+    );
+    // Older than 600 s + 30 s leeway, although `exp` is a day away.
+    assert_eq!(
+        v.verify(&claims(Some(T0 - 630))).await.err(),
+        Some(AuthError::TooOld)
+    );
+    assert_eq!(AuthError::TooOld.reason(), "token_too_old");
+    assert!(v.verify(&claims(Some(T0 - 629))).await.is_ok());
+
+    // A fresh token is cached, but never past its age limit.
+    let t = claims(Some(T0));
+    let first = v.verify(&t).await.unwrap();
+    assert!(Arc::ptr_eq(&first, &v.verify(&t).await.unwrap()), "cached");
+    m.set(T0 + 600);
+    let again = v.verify(&t).await.unwrap();
+    assert!(!Arc::ptr_eq(&first, &again), "the cache ends at iat + age");
+    m.set(T0 + 630);
+    assert_eq!(v.verify(&t).await.err(), Some(AuthError::TooOld));
+
+    // Without the setting, `iat` stays optional and age is not limited.
+    let (plain, key) = aged_verifier(None, &c);
+    let mut no_iat = good_claims();
+    no_iat["exp"] = json!(T0 + day);
+    let t = sign_parts(&header, &no_iat, &key, Algorithm::HS256).unwrap();
+    assert!(plain.verify(&t).await.is_ok());
+    no_iat["iat"] = json!(T0 - 300 * day);
+    let t = sign_parts(&header, &no_iat, &key, Algorithm::HS256).unwrap();
+    assert!(plain.verify(&t).await.is_ok());
+}
+
+#[tokio::test]
 async fn issuer_audience_and_subject() {
     let (_, c) = clock();
     let signer = DevSigner::new(ISS, Arc::clone(&c)).unwrap();

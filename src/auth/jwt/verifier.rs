@@ -3,8 +3,8 @@
 //! Order of checks, cheapest first: size (before any decoding), key freshness, the cache of
 //! verified tokens, then the header (algorithm allow-list, no `crit`; `jwk`/`jku`/`x5u`/`x5c` are
 //! never read), the key by `kid` from the issuer's own key set (never from the token), the
-//! signature and `iss`/`aud`/`exp`/`sub` presence with `jsonwebtoken`, and finally `exp`/`nbf`
-//! against the injected clock with the leeway.
+//! signature and `iss`/`aud`/`exp`/`sub` presence with `jsonwebtoken`, and finally `exp`/`nbf`/
+//! `iat` (and the issuer's maximum token age, if set) against the injected clock with the leeway.
 //!
 //! `jsonwebtoken`'s defaults are not relied on: its `Validation` is built here with every
 //! required claim, issuer and audience set; its own time checks are turned off because they read
@@ -40,6 +40,8 @@ pub struct JwtVerifier {
     scopes_claim: Box<str>,
     max_token_bytes: usize,
     leeway_secs: i64,
+    /// `max_token_age` in seconds: tokens need `iat` and die at `iat` + this.
+    max_age_secs: Option<i64>,
     /// One `Validation` per allowed algorithm: `jsonwebtoken` wants every listed algorithm to be
     /// of the key's family, so a mixed list (RS256 + ES256) must be split.
     validations: Box<[(Algorithm, Validation)]>,
@@ -109,6 +111,9 @@ impl JwtVerifier {
             scopes_claim: settings.scopes_claim.clone().into_boxed_str(),
             max_token_bytes: settings.max_token_bytes,
             leeway_secs: i64::try_from(leeway).unwrap_or(i64::MAX),
+            max_age_secs: settings
+                .max_token_age
+                .map(|age| i64::try_from(age.as_secs()).unwrap_or(i64::MAX)),
             validations,
             store,
             cache: TokenCache::new(settings.cache_capacity),
@@ -196,6 +201,25 @@ impl JwtVerifier {
         {
             return Err(AuthError::NotYetValid);
         }
+        // A token "issued" beyond the leeway in the future comes from a broken or hostile
+        // clock; it would also outlive any maximum age.
+        let iat = numeric_date(claims.get("iat"))?;
+        if let Some(iat) = iat
+            && iat > now.saturating_add(self.leeway_secs)
+        {
+            return Err(AuthError::IssuedInFuture);
+        }
+        // With a maximum age, `iat` + age acts as a second `exp`, leeway included.
+        let dies_at = match self.max_age_secs {
+            None => exp,
+            Some(age) => {
+                let too_old_at = iat.ok_or(AuthError::MissingClaim)?.saturating_add(age);
+                if now >= too_old_at.saturating_add(self.leeway_secs) {
+                    return Err(AuthError::TooOld);
+                }
+                exp.min(too_old_at)
+            }
+        };
 
         let subject = claims
             .get("sub")
@@ -232,7 +256,7 @@ impl JwtVerifier {
         let identity = Arc::new(identity);
         if let Some(h) = hash {
             self.cache
-                .insert(h, Arc::clone(&identity), exp, now, generation);
+                .insert(h, Arc::clone(&identity), dies_at, now, generation);
         }
         Ok(identity)
     }

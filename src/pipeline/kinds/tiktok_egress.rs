@@ -110,16 +110,16 @@ pub async fn send(
     })?;
     req.ctx.shop = Some(shop.clone());
 
+    let mut token = tokens.access_token(&shop.id).map_err(|e| {
+        tracing::error!(shop = %shop.id, error = %e, "no usable TikTok access token");
+        GatewayError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "token_unavailable",
+            "the shop's TikTok authorization is not usable",
+        )
+    })?;
     let mut refreshed = false;
     loop {
-        let token = tokens.access_token(&shop.id).map_err(|e| {
-            tracing::error!(shop = %shop.id, error = %e, "no usable TikTok access token");
-            GatewayError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "token_unavailable",
-                "the shop's TikTok authorization is not usable",
-            )
-        })?;
         let signed = sign_request(
             &EgressRequest {
                 path: &path,
@@ -183,14 +183,23 @@ pub async fn send(
         }
         if code == Some(CODE_TOKEN_EXPIRED) && !refreshed {
             refreshed = true;
-            tokens.force_refresh(&shop.id).await.map_err(|e| {
-                tracing::error!(shop = %shop.id, error = %e, "token refresh after 105002 failed");
-                GatewayError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "token_refresh_failed",
-                    "the shop's TikTok token could not be refreshed",
-                )
-            })?;
+            // Refreshes only if `token` is still the shop's current one, and not during the
+            // back-off after a failed refresh.
+            token = tokens
+                .force_refresh(&shop.id, token.generation())
+                .await
+                .map_err(|e| {
+                    tracing::error!(shop = %shop.id, error = %e, "token refresh after 105002 failed");
+                    let err = GatewayError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "token_refresh_failed",
+                        "the shop's TikTok token could not be refreshed",
+                    );
+                    match e.retry_after_secs() {
+                        Some(secs) => err.with_header("retry-after", secs.max(1).to_string()),
+                        None => err,
+                    }
+                })?;
             continue;
         }
         services.pacer.on_success(&key);

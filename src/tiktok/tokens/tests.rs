@@ -179,21 +179,104 @@ async fn concurrent_force_refreshes_share_one_call() {
     let clock = ManualClock::new(T0);
     let tokens =
         TokenManager::new(settings(), vec![shop(&base)], None, Arc::new(clock.clone())).unwrap();
+    let used = tokens.access_token(SHOP).unwrap();
+    assert_eq!(used.generation(), 0);
     let calls = (0..20).map(|_| {
         let tokens = tokens.clone();
-        async move { tokens.force_refresh(SHOP).await }
+        async move { tokens.force_refresh(SHOP, 0).await }
     });
     let results = futures::future::join_all(calls).await;
-    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    for r in &results {
+        let token = r.as_ref().unwrap();
+        assert_eq!((token.expose(), token.generation()), ("acc-1", 1));
+    }
     assert_eq!(mock.calls.load(Ordering::SeqCst), 1);
     assert_eq!(tokens.access_token(SHOP).unwrap().expose(), "acc-1");
     // The background pass coalesces with a forced refresh too.
     clock.set(T0 + 6 * DAY + 1);
-    let (forced, background) = tokio::join!(tokens.force_refresh(SHOP), tokens.refresh_due());
-    assert_eq!(forced, Ok(()));
+    let (forced, background) = tokio::join!(tokens.force_refresh(SHOP, 1), tokens.refresh_due());
+    assert_eq!(forced.unwrap().expose(), "acc-2");
     assert_eq!(background.len(), 1);
     assert_eq!(mock.calls.load(Ordering::SeqCst), 2);
     // Later refreshes use the newest refresh token.
+    assert_eq!(*mock.presented.lock(), ["ref-0", "ref-1"]);
+}
+
+#[tokio::test]
+async fn forced_refreshes_obey_the_back_off_after_a_failure() {
+    let (mock, base) = mock(T0, Duration::from_millis(50)).await;
+    *mock.mode.lock() = Mode::Http500;
+    let clock = ManualClock::new(T0);
+    let tokens =
+        TokenManager::new(settings(), vec![shop(&base)], None, Arc::new(clock.clone())).unwrap();
+    let used = tokens.access_token(SHOP).unwrap().generation();
+
+    // Five requests meet `105002` at once while the token host fails: one refresh call.
+    let forced = (0..5).map(|_| {
+        let tokens = tokens.clone();
+        async move { tokens.force_refresh(SHOP, used).await }
+    });
+    for r in futures::future::join_all(forced).await {
+        assert!(
+            matches!(r, Err(TokenError::HttpStatus { status: 500, .. })),
+            "{r:?}"
+        );
+    }
+    assert_eq!(mock.calls.load(Ordering::SeqCst), 1);
+
+    // Later ones within the retry interval are told to wait, without a call.
+    for _ in 0..5 {
+        let err = tokens.force_refresh(SHOP, used).await.unwrap_err();
+        assert_eq!(
+            err,
+            TokenError::RefreshBackoff {
+                shop: SHOP.into(),
+                retry_in_secs: 60
+            }
+        );
+        assert_eq!(err.retry_after_secs(), Some(60));
+    }
+    clock.advance(59);
+    let err = tokens.force_refresh(SHOP, used).await.unwrap_err();
+    assert_eq!(err.retry_after_secs(), Some(1));
+    assert!(tokens.refresh_due().await.is_empty());
+    assert_eq!(mock.calls.load(Ordering::SeqCst), 1);
+
+    // After the interval, one new attempt; it succeeds and clears the back-off.
+    clock.advance(1);
+    *mock.mode.lock() = Mode::Ok;
+    let token = tokens.force_refresh(SHOP, used).await.unwrap();
+    assert_eq!((token.expose(), token.generation()), ("acc-2", 1));
+    assert_eq!(mock.calls.load(Ordering::SeqCst), 2);
+    // The refresh token was never spent by the failed call: both presented the original.
+    assert_eq!(*mock.presented.lock(), ["ref-0", "ref-0"]);
+}
+
+#[tokio::test]
+async fn an_expired_answer_for_a_replaced_token_retries_with_the_new_one() {
+    let (mock, base) = mock(T0, Duration::ZERO).await;
+    let clock = ManualClock::new(T0);
+    let tokens =
+        TokenManager::new(settings(), vec![shop(&base)], None, Arc::new(clock.clone())).unwrap();
+    // Two requests took the same token; both will meet `105002`.
+    let first = tokens.access_token(SHOP).unwrap();
+    let second = tokens.access_token(SHOP).unwrap();
+    let new = tokens
+        .force_refresh(SHOP, first.generation())
+        .await
+        .unwrap();
+    assert_eq!(new.expose(), "acc-1");
+    // The second answer arrives after the replacement: no refresh, the current token.
+    let retry = tokens
+        .force_refresh(SHOP, second.generation())
+        .await
+        .unwrap();
+    assert_eq!(retry, new);
+    assert_eq!(mock.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(*mock.presented.lock(), ["ref-0"]);
+    // An answer about the new token itself does refresh, with the new refresh token.
+    let newer = tokens.force_refresh(SHOP, new.generation()).await.unwrap();
+    assert_eq!((newer.expose(), newer.generation()), ("acc-2", 2));
     assert_eq!(*mock.presented.lock(), ["ref-0", "ref-1"]);
 }
 
@@ -213,15 +296,17 @@ async fn failures_keep_the_old_token_and_say_what_failed_without_secrets() {
     };
 
     *mock.mode.lock() = Mode::Http500;
-    let err = tokens.force_refresh(SHOP).await.unwrap_err();
+    let err = tokens.force_refresh(SHOP, 0).await.unwrap_err();
     assert!(
         matches!(err, TokenError::HttpStatus { status: 500, .. }),
         "{err}"
     );
     check(&err);
 
+    // Each later attempt waits out the back-off of the one before.
+    clock.advance(60);
     *mock.mode.lock() = Mode::Refused;
-    let err = tokens.force_refresh(SHOP).await.unwrap_err();
+    let err = tokens.force_refresh(SHOP, 0).await.unwrap_err();
     assert!(
         matches!(err, TokenError::Refused { code: 36004004, .. }),
         "{err}"
@@ -229,8 +314,9 @@ async fn failures_keep_the_old_token_and_say_what_failed_without_secrets() {
     check(&err);
 
     // A duration where an absolute time belongs is refused, not stored as a near-past expiry.
+    clock.advance(60);
     *mock.mode.lock() = Mode::DurationExpiry;
-    let err = tokens.force_refresh(SHOP).await.unwrap_err();
+    let err = tokens.force_refresh(SHOP, 0).await.unwrap_err();
     assert!(matches!(err, TokenError::InvalidResponse { .. }), "{err}");
     check(&err);
     assert_eq!(tokens.access_token(SHOP).unwrap().expose(), "acc-0");
@@ -256,7 +342,7 @@ async fn failures_keep_the_old_token_and_say_what_failed_without_secrets() {
         Arc::new(clock.clone()),
     )
     .unwrap();
-    let err = tokens.force_refresh(SHOP).await.unwrap_err();
+    let err = tokens.force_refresh(SHOP, 0).await.unwrap_err();
     assert!(matches!(err, TokenError::Transport { .. }), "{err}");
     check(&err);
 }
@@ -291,7 +377,7 @@ async fn hot_path_errors_and_unknown_expiry() {
         TokenError::NoAccessToken("empty".into())
     );
     assert_eq!(
-        tokens.force_refresh("no-refresh").await.unwrap_err(),
+        tokens.force_refresh("no-refresh", 0).await.unwrap_err(),
         TokenError::NoRefreshToken("no-refresh".into())
     );
     // Unknown expiry: usable now, refreshed at the first pass to learn it.
@@ -320,7 +406,7 @@ async fn hot_path_errors_and_unknown_expiry() {
     // An expired refresh token cannot refresh.
     clock.set(T0 + 366 * DAY);
     assert_eq!(
-        tokens.force_refresh(SHOP).await.unwrap_err(),
+        tokens.force_refresh(SHOP, 0).await.unwrap_err(),
         TokenError::NoRefreshToken(SHOP.into())
     );
 }
