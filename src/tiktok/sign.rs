@@ -234,8 +234,10 @@ mod properties {
     use super::*;
     use proptest::prelude::*;
 
+    type Params = Vec<(String, String)>;
+
     /// Unique keys (the query module refuses repeats), with `sign` and `access_token` possible.
-    fn params() -> impl Strategy<Value = Vec<(String, String)>> {
+    fn params() -> impl Strategy<Value = Params> {
         prop::collection::btree_map(
             prop_oneof![4 => "[a-z_]{1,10}", 1 => Just("sign".to_string()),
                         1 => Just("access_token".to_string()), 1 => "\\PC{1,6}"],
@@ -245,7 +247,7 @@ mod properties {
         .prop_map(|m| m.into_iter().collect())
     }
 
-    fn permuted() -> impl Strategy<Value = (Vec<(String, String)>, Vec<(String, String)>)> {
+    fn permuted() -> impl Strategy<Value = (Params, Params)> {
         params().prop_flat_map(|p| (Just(p.clone()), Just(p).prop_shuffle()))
     }
 
