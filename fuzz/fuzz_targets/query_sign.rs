@@ -24,7 +24,8 @@ fuzz_target!(|raw: &str| {
         sign(b"k", "/p", &reversed, Some(b"{}"))
     );
 
-    // The same query with its segments in reverse order signs to the same request.
+    // The same query with its segments in reverse order signs to the same request. Only the
+    // outcome is compared for refusals: which of two bad segments is named first depends on order.
     let flipped: Vec<&str> = raw.split('&').rev().collect();
     let flipped = flipped.join("&");
     let request = |q: &str| {
@@ -39,6 +40,7 @@ fuzz_target!(|raw: &str| {
             1_700_000_000,
         )
         .map(|r| r.path_and_query)
+        .ok()
     };
     assert_eq!(request(raw), request(&flipped));
 });
