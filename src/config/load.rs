@@ -48,3 +48,118 @@ pub fn load_str(text: &str, base_dir: &Path, source: &Path) -> Result<GatewayCon
 fn first_line(message: &str) -> String {
     message.lines().next().unwrap_or(message).to_string()
 }
+
+/// The loader is total: any text, YAML or not, ends in a config or a `ConfigError`.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    const SHIPPED: &str = include_str!("../../gateway.yaml");
+
+    /// YAML-ish fragments: the config's own keys, indentation, anchors, tags and scalars of
+    /// every type in places where another type is expected.
+    fn yamlish() -> impl Strategy<Value = String> {
+        let token = prop::sample::select(vec![
+            "listeners:",
+            "routes:",
+            "upstreams:",
+            "identity:",
+            "privacy:",
+            "tiktok:",
+            "webhooks:",
+            "state:",
+            "- ",
+            "  ",
+            "    ",
+            "\n",
+            "\n",
+            ": ",
+            "name: a",
+            "path: /x",
+            "kind: proxy",
+            "auth: none",
+            "addr: 127.0.0.1:0",
+            "timeout: 5s",
+            "timeout: -1s",
+            "max_body: 1MiB",
+            "rate: 99999999999999999999/s",
+            "&a ",
+            "*a",
+            "<<: *a",
+            "!!binary ",
+            "!!str ",
+            "{",
+            "}",
+            "[",
+            "]",
+            ",",
+            "\"",
+            "'",
+            "~",
+            "null",
+            "true",
+            "0x10",
+            "1e999",
+            ".nan",
+            "-",
+            "#",
+            "|",
+            ">",
+            "---",
+            "...",
+            "\t",
+            "%YAML 1.2",
+            "\u{feff}",
+            "é",
+        ]);
+        prop::collection::vec(token, 0..40).prop_map(|t| t.concat())
+    }
+
+    /// The shipped config cut at a random point with random text spliced in.
+    fn mutated_shipped() -> impl Strategy<Value = String> {
+        (
+            0..=SHIPPED.len(),
+            0..=SHIPPED.len(),
+            "\\PC{0,16}|[ :\\-\\n]{0,8}",
+        )
+            .prop_map(|(a, b, insert)| {
+                let (a, b) = (a.min(b), a.max(b));
+                let floor = |mut i: usize| {
+                    while !SHIPPED.is_char_boundary(i) {
+                        i -= 1;
+                    }
+                    i
+                };
+                format!("{}{insert}{}", &SHIPPED[..floor(a)], &SHIPPED[floor(b)..])
+            })
+    }
+
+    fn load(text: &str) {
+        // A base directory that does not exist: nothing relative can be read from disk.
+        let _ = load_str(
+            text,
+            Path::new("/nonexistent-config-property-base"),
+            Path::new("generated.yaml"),
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            load(&String::from_utf8_lossy(&bytes));
+        }
+
+        #[test]
+        fn yamlish_text_never_panics(text in yamlish()) {
+            load(&text);
+        }
+
+        #[test]
+        fn mutated_shipped_config_never_panics(text in mutated_shipped()) {
+            load(&text);
+        }
+    }
+}

@@ -577,3 +577,133 @@ mod tests {
         assert_eq!(check_raw_head(b"GET / HTTP/1.1\r\nHost: a"), Ok(()));
     }
 }
+
+/// Properties over generated header sets: the checks are total (no panic on any input) and
+/// the two classic smuggling shapes are refused however they are spelled.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    const VERSIONS: [Version; 5] = [
+        Version::HTTP_09,
+        Version::HTTP_10,
+        Version::HTTP_11,
+        Version::HTTP_2,
+        Version::HTTP_3,
+    ];
+
+    fn name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => prop::sample::select(vec![
+                "Content-Length", "content-length", "CONTENT-LENGTH", "Transfer-Encoding",
+                "transfer-encoding", "TRANSFER-encoding", "Host", "Connection", "TE", "Trailer",
+            ])
+            .prop_map(str::to_owned),
+            1 => "[A-Za-z0-9!#$%&'*+.^_`|~-]{1,12}",
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            4 => prop::sample::select(vec![
+                "0", "1", "5", "10", "007", "1, 1", "1,2", " 5", "5 ", "\t5", "+5", "-1",
+                "18446744073709551616", "chunked", "Chunked", "gzip, chunked", "chunked ",
+                "chunked, gzip", "identity", "", "close",
+            ])
+            .prop_map(|v| v.as_bytes().to_vec()),
+            1 => prop::collection::vec(any::<u8>(), 0..12),
+        ]
+    }
+
+    fn headers() -> impl Strategy<Value = Vec<(String, Vec<u8>)>> {
+        prop::collection::vec((name(), value()), 0..8)
+    }
+
+    /// The header set as a parsed map; pairs `http` itself refuses are left out.
+    fn to_map(pairs: &[(String, Vec<u8>)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            if let (Ok(k), Ok(v)) = (
+                http::HeaderName::from_bytes(k.as_bytes()),
+                HeaderValue::from_bytes(v),
+            ) {
+                map.append(k, v);
+            }
+        }
+        map
+    }
+
+    /// The header set as a raw HTTP/1 head. Values holding CR or LF are dropped so that each
+    /// pair stays one line (a split line is its own, separately tested, error).
+    fn to_raw(version: &str, pairs: &[(String, Vec<u8>)]) -> Vec<u8> {
+        let mut raw = format!("POST /orders HTTP/{version}\r\n").into_bytes();
+        for (k, v) in pairs {
+            if v.iter().any(|b| matches!(b, b'\r' | b'\n')) {
+                continue;
+            }
+            raw.extend_from_slice(k.as_bytes());
+            raw.extend_from_slice(b": ");
+            raw.extend_from_slice(v);
+            raw.extend_from_slice(b"\r\n");
+        }
+        raw.extend_from_slice(b"\r\n");
+        raw
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn parsed_checks_never_panic(pairs in headers(), v in 0..VERSIONS.len()) {
+            let _ = check_framing(VERSIONS[v], &to_map(&pairs));
+        }
+
+        #[test]
+        fn raw_checks_never_panic(raw in prop::collection::vec(any::<u8>(), 0..256)) {
+            let _ = check_raw_head(&raw);
+        }
+
+        #[test]
+        fn cl_with_te_is_always_refused(
+            pairs in headers(),
+            cl in value(),
+            te in value(),
+            v in 0..VERSIONS.len(),
+            at in any::<prop::sample::Index>(),
+        ) {
+            let mut pairs = pairs;
+            pairs.insert(at.index(pairs.len() + 1), ("Content-Length".into(), cl));
+            pairs.push(("Transfer-Encoding".into(), te));
+            let map = to_map(&pairs);
+            if map.contains_key(header::CONTENT_LENGTH) && map.contains_key(header::TRANSFER_ENCODING) {
+                prop_assert!(check_framing(VERSIONS[v], &map).is_err());
+            }
+            let raw = to_raw(if v < 2 { "1.0" } else { "1.1" }, &pairs);
+            let has = |n: &str| raw.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n.as_bytes()));
+            if has("\r\ncontent-length: ") && has("\r\ntransfer-encoding: ") {
+                prop_assert!(check_raw_head(&raw).is_err());
+            }
+        }
+
+        #[test]
+        fn differing_content_lengths_are_always_refused(
+            pairs in headers(),
+            a in any::<u64>(),
+            b in any::<u64>(),
+            v in 0..VERSIONS.len(),
+        ) {
+            prop_assume!(a != b);
+            let mut pairs = pairs;
+            pairs.push(("content-length".into(), a.to_string().into_bytes()));
+            pairs.push(("Content-Length".into(), b.to_string().into_bytes()));
+            prop_assert!(check_framing(VERSIONS[v], &to_map(&pairs)).is_err());
+            prop_assert!(check_raw_head(&to_raw("1.1", &pairs)).is_err());
+            // Folded into one list value, as some clients send them.
+            let list = format!("{a}, {b}").into_bytes();
+            let folded = [("Content-Length".to_string(), list)];
+            prop_assert!(check_framing(VERSIONS[v], &to_map(&folded)).is_err());
+            prop_assert!(check_raw_head(&to_raw("1.1", &folded)).is_err());
+        }
+    }
+}

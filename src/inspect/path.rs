@@ -514,3 +514,131 @@ mod tests {
         assert_eq!(names.len(), all.len());
     }
 }
+
+/// Properties over generated paths: whatever is accepted is already in its final form and
+/// holds none of the spellings a backend could read as another path.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Pieces that exercise every rule: separators, dot segments, escapes of every kind and
+    /// case, and ordinary characters.
+    fn token() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec![
+            "/",
+            "/",
+            "/",
+            "a",
+            "b",
+            "Z",
+            "0",
+            "-",
+            "_",
+            "~",
+            ".",
+            "..",
+            "%2f",
+            "%2F",
+            "%5c",
+            "%5C",
+            "%2e",
+            "%2E",
+            "%25",
+            "%252e",
+            "%41",
+            "%7e",
+            "%3b",
+            "%3F",
+            "%23",
+            "%20",
+            "%00",
+            "%0a",
+            "%c3%a9",
+            "%C3%A9",
+            "%c0%ae",
+            "%e2%80%a8",
+            "%",
+            "%g1",
+            ";",
+            "\\",
+            " ",
+            "?",
+            "#",
+            "\u{e9}",
+            "*",
+            ":",
+            "@",
+            "!",
+            "$",
+            "&",
+            "'",
+            "(",
+            "+",
+            ",",
+            "=",
+        ])
+    }
+
+    fn path_like() -> impl Strategy<Value = String> {
+        (any::<bool>(), prop::collection::vec(token(), 0..16)).prop_map(|(rooted, tokens)| {
+            let mut s = String::from(if rooted { "/" } else { "" });
+            s.extend(tokens);
+            s
+        })
+    }
+
+    fn any_path() -> impl Strategy<Value = String> {
+        prop_oneof![3 => path_like(), 1 => any::<String>(), 1 => "/[ -~]{0,24}"]
+    }
+
+    fn rules() -> impl Strategy<Value = PathRules> {
+        any::<bool>().prop_map(|allow_non_ascii| PathRules { allow_non_ascii })
+    }
+
+    /// What an accepted path must never contain, whatever the rules.
+    fn assert_unambiguous(out: &str) -> Result<(), TestCaseError> {
+        prop_assert!(out.starts_with('/'), "not origin-form: {out:?}");
+        prop_assert!(!out.contains("//"), "empty segment in {out:?}");
+        for segment in out.split('/') {
+            prop_assert!(segment != ".." && segment != ".", "dot segment in {out:?}");
+        }
+        let lower = out.to_ascii_lowercase();
+        for encoded in ["%2f", "%5c", "%2e"] {
+            prop_assert!(!lower.contains(encoded), "{encoded} in {out:?}");
+        }
+        prop_assert!(!out.contains('\\'), "backslash in {out:?}");
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn accepted_output_is_a_fixed_point(raw in any_path(), rules in rules()) {
+            if let Ok(out) = normalize_path_with(&raw, rules) {
+                let again = normalize_path_with(&out, rules);
+                prop_assert_eq!(again.as_deref(), Ok(out.as_ref()));
+                // A second pass must not even need to rewrite (no lower-case hex left).
+                prop_assert!(matches!(again, Ok(Cow::Borrowed(_))));
+            }
+        }
+
+        #[test]
+        fn accepted_output_holds_no_ambiguous_spelling(raw in any_path(), rules in rules()) {
+            if let Ok(out) = normalize_path_with(&raw, rules) {
+                assert_unambiguous(&out)?;
+                // The only rewrite allowed is the case of percent-escape hex digits.
+                prop_assert!(out.eq_ignore_ascii_case(&raw));
+            }
+        }
+
+        #[test]
+        fn strict_rules_accept_no_more_than_lenient_ones(raw in any_path()) {
+            if let Ok(strict) = normalize_path(&raw) {
+                let lenient = normalize_path_with(&raw, PathRules { allow_non_ascii: true });
+                prop_assert_eq!(lenient.as_deref(), Ok(strict.as_ref()));
+            }
+        }
+    }
+}

@@ -428,3 +428,179 @@ mod tests {
         ));
     }
 }
+
+/// Properties over generated documents: masking only ever replaces scalars, so the shape a
+/// caller parses is the one TikTok sent, and values with nothing personal stay as they were.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::privacy::engine::test_support::engine;
+    use proptest::prelude::*;
+    use serde_json::{Map, Value};
+    use std::sync::LazyLock;
+
+    /// Built once: compiling the detectors per case would dominate the run time.
+    static ENGINE: LazyLock<PrivacyEngine> = LazyLock::new(engine);
+
+    /// Field names the catalogue treats as personal, sealed or free text: a value below one
+    /// of them may be masked. Every other generated name is unknown to the catalogue.
+    const SENSITIVE_KEYS: &[&str] = &[
+        "buyer_email",
+        "user_id",
+        "tracking_number",
+        "recipient_address",
+        "address",
+        "phone_number",
+        "name",
+        "message",
+        "content",
+    ];
+    const NEUTRAL_KEYS: &[&str] = &["zz_alpha", "zz_beta", "zz_count", "zz_items", "zz_flag"];
+
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            2 => prop::sample::select(NEUTRAL_KEYS).prop_map(str::to_owned),
+            1 => prop::sample::select(SENSITIVE_KEYS).prop_map(str::to_owned),
+        ]
+    }
+
+    /// Strings with nothing a detector should flag.
+    fn plain_string() -> impl Strategy<Value = String> {
+        "[a-z]{0,8}"
+    }
+
+    fn leaf(plain_only: bool) -> BoxedStrategy<Value> {
+        let plain = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            (-1.0e9f64..1.0e9).prop_map(Value::from),
+            plain_string().prop_map(Value::String),
+        ];
+        if plain_only {
+            return plain.boxed();
+        }
+        prop_oneof![
+            3 => plain,
+            1 => prop::sample::select(vec![
+                "jane.doe@example.com",
+                "+1 202 555 0143",
+                "4111 1111 1111 1111",
+                "call me at 13800138000",
+                "token=abc123secret",
+            ])
+            .prop_map(|s| Value::String(s.to_owned())),
+            1 => "\\PC{0,16}".prop_map(Value::String),
+        ]
+        .boxed()
+    }
+
+    fn document(plain_only: bool) -> impl Strategy<Value = Value> {
+        leaf(plain_only).prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                prop::collection::vec((key(), inner), 0..6)
+                    .prop_map(|members| Value::Object(members.into_iter().collect::<Map<_, _>>())),
+            ]
+        })
+    }
+
+    /// A masked value: the mask, a pseudonym, or a string with findings replaced inside.
+    fn looks_masked(v: &Value) -> bool {
+        matches!(v, Value::String(s) if s.contains(MASK) || s.contains("pii:"))
+    }
+
+    /// Same keys, same array lengths, same types and values except where a scalar was masked;
+    /// outside a sensitive field, a value with nothing personal in it is never touched.
+    fn compare(orig: &Value, masked: &Value, tainted: bool, at: &str) -> Result<(), TestCaseError> {
+        match (orig, masked) {
+            (Value::Object(a), Value::Object(b)) => {
+                let (ka, kb): (Vec<_>, Vec<_>) = (a.keys().collect(), b.keys().collect());
+                prop_assert_eq!(ka, kb, "{}: keys changed", at);
+                for (k, av) in a {
+                    let t = tainted || SENSITIVE_KEYS.contains(&k.as_str());
+                    compare(av, &b[k], t, &format!("{at}.{k}"))?;
+                }
+            }
+            (Value::Array(a), Value::Array(b)) => {
+                prop_assert_eq!(a.len(), b.len(), "{}: array length changed", at);
+                for (i, (av, bv)) in a.iter().zip(b).enumerate() {
+                    compare(av, bv, tainted, &format!("{at}[{i}]"))?;
+                }
+            }
+            (a, b) if a == b => {}
+            (a, b) => {
+                let maskable =
+                    matches!(a, Value::Number(_)) || matches!(a, Value::String(s) if !s.is_empty());
+                prop_assert!(
+                    maskable && looks_masked(b),
+                    "{}: {:?} became {:?}",
+                    at,
+                    a,
+                    b
+                );
+                let plain = match a {
+                    Value::String(s) => s.bytes().all(|c| c.is_ascii_lowercase()),
+                    _ => true,
+                };
+                prop_assert!(
+                    tainted || !plain,
+                    "{}: non-personal {:?} became {:?}",
+                    at,
+                    a,
+                    b
+                );
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn masking_keeps_the_structure(doc in document(false)) {
+            let body = serde_json::to_vec(&doc).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let masked = ENGINE.mask_response(&body)
+                .map_err(|e| TestCaseError::fail(format!("valid JSON refused: {e}")))?;
+            let masked: Value = serde_json::from_slice(&masked)
+                .map_err(|e| TestCaseError::fail(format!("masked output is not JSON: {e}")))?;
+            compare(&doc, &masked, false, "$")?;
+        }
+
+        #[test]
+        fn nothing_personal_means_nothing_changed(doc in document(true)) {
+            // Only unknown field names and plain values: the bytes must come back unchanged.
+            let doc = strip_sensitive(doc);
+            let body = serde_json::to_vec(&doc).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let masked = ENGINE.mask_response(&body)
+                .map_err(|e| TestCaseError::fail(format!("valid JSON refused: {e}")))?;
+            prop_assert_eq!(String::from_utf8_lossy(&masked), String::from_utf8_lossy(&body));
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..128)) {
+            let _ = ENGINE.mask_response(&body);
+        }
+    }
+
+    /// Renames every sensitive member to a neutral one (keeping its value).
+    fn strip_sensitive(v: Value) -> Value {
+        match v {
+            Value::Object(m) => Value::Object(
+                m.into_iter()
+                    .map(|(k, v)| {
+                        let k = if SENSITIVE_KEYS.contains(&k.as_str()) {
+                            format!("zz_{k}")
+                        } else {
+                            k
+                        };
+                        (k, strip_sensitive(v))
+                    })
+                    .collect(),
+            ),
+            Value::Array(a) => Value::Array(a.into_iter().map(strip_sensitive).collect()),
+            other => other,
+        }
+    }
+}

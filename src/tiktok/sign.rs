@@ -227,3 +227,63 @@ mod tests {
         assert!(!is_multipart(Some("")));
     }
 }
+
+/// The signature depends on the parameter set, never on the order the caller listed it in.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    type Params = Vec<(String, String)>;
+
+    /// Unique keys (the query module refuses repeats), with `sign` and `access_token` possible.
+    fn params() -> impl Strategy<Value = Params> {
+        prop::collection::btree_map(
+            prop_oneof![4 => "[a-z_]{1,10}", 1 => Just("sign".to_string()),
+                        1 => Just("access_token".to_string()), 1 => "\\PC{1,6}"],
+            "\\PC{0,12}",
+            0..40,
+        )
+        .prop_map(|m| m.into_iter().collect())
+    }
+
+    fn permuted() -> impl Strategy<Value = (Params, Params)> {
+        params().prop_flat_map(|p| (Just(p.clone()), Just(p).prop_shuffle()))
+    }
+
+    fn borrowed(p: &[(String, String)]) -> Vec<(&str, &str)> {
+        p.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn signature_is_stable_under_parameter_permutation(
+            (ordered, shuffled) in permuted(),
+            secret in prop::collection::vec(any::<u8>(), 0..48),
+            path in "/[a-z0-9/]{0,30}",
+            body in prop::option::of(prop::collection::vec(any::<u8>(), 0..64)),
+        ) {
+            let a = sign(&secret, &path, &borrowed(&ordered), body.as_deref());
+            let b = sign(&secret, &path, &borrowed(&shuffled), body.as_deref());
+            prop_assert_eq!(a, b);
+        }
+
+        #[test]
+        fn unsigned_keys_do_not_change_the_signature(
+            ordered in params(),
+            token in "\\PC{0,12}",
+            secret in prop::collection::vec(any::<u8>(), 1..48),
+        ) {
+            let mut kept: Vec<(String, String)> = ordered
+                .into_iter()
+                .filter(|(k, _)| !UNSIGNED_KEYS.contains(&k.as_str()))
+                .collect();
+            let without = sign(&secret, "/p", &borrowed(&kept), None);
+            kept.push(("access_token".into(), token.clone()));
+            kept.insert(0, ("sign".into(), token));
+            prop_assert_eq!(without, sign(&secret, "/p", &borrowed(&kept), None));
+        }
+    }
+}
