@@ -962,3 +962,104 @@ async fn the_metrics_listener_has_the_same_connection_limits() {
     assert!(raw.contains("connections_closed_total{listener=\"metrics\",reason=\"head_timeout\"}"));
     assert!(raw.contains("connections_closed_total{listener=\"metrics\",reason=\"over_cap\"}"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_names_that_imitate_framing_or_hop_by_hop_fields_are_refused() {
+    let (_gw, orders, p) = setup().await;
+    let addr = Ports::addr(p.plain);
+    let body = format!("0\r\n\r\n{SMUGGLED}");
+    let len = format!("Content-Length: {}", body.len());
+    for (name, line) in [
+        ("underscore CL", "Content_Length: 5"),
+        ("lower-case underscore CL", "content_length: 5"),
+        ("underscore TE", "Transfer_Encoding: chunked"),
+        ("dotted TE", "Transfer.Encoding: chunked"),
+        ("no hyphen TE", "TransferEncoding: chunked"),
+        ("hop-by-hop", "Keep_Alive: timeout=5"),
+        ("connection", "Proxy_Connection: close"),
+    ] {
+        let req = post_with(&[len.as_str(), line], &body);
+        assert_refused(addr, &orders, name, &req, By::Gateway(400, "bad_framing")).await;
+    }
+    // A real header whose name merely contains one of those passes.
+    let ok = post_with(&["Content-Length: 2", "X_Content_Length_Hint: 2"], "{}");
+    let raw = raw_http(addr, &ok).await;
+    assert_eq!(status_of(&raw), 200, "{raw}");
+    assert_eq!(orders.received_count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_chunk_lines_are_refused() {
+    let (_gw, orders, p) = setup().await;
+    let addr = Ports::addr(p.plain);
+    // Pingora's chunked reader (httparse's chunk-size parser and its CRLF check after the
+    // data) refuses these; the body stage reads JSON bodies whole, so the request ends with an
+    // error before any byte is forwarded.
+    for (name, body) in [
+        ("bare LF after the size", "2\n{}\r\n0\r\n\r\n"),
+        ("bare LF after the data", "2\r\n{}\n0\r\n\r\n"),
+        ("bare CR after the size", "2\r{}\r\n0\r\n\r\n"),
+        ("space inside the size", "1 1\r\n{}\r\n0\r\n\r\n"),
+        ("not hex", "zz\r\n{}\r\n0\r\n\r\n"),
+        ("size too long", "11111111111111111\r\n{}\r\n0\r\n\r\n"),
+    ] {
+        let req = post_with(&["Transfer-Encoding: chunked"], body);
+        let raw = raw_http(addr, &req).await;
+        assert!(
+            status_of(&raw) == 400 || raw.is_empty(),
+            "{name}: expected 400 or a close: {raw}"
+        );
+        assert_eq!(orders.received_count(), 0, "{name}: reached the upstream");
+    }
+    // A well-formed chunked body passes.
+    let ok = post_with(&["Transfer-Encoding: chunked"], "2\r\n{}\r\n0\r\n\r\n");
+    let raw = raw_http(addr, &ok).await;
+    assert_eq!(status_of(&raw), 200, "{raw}");
+    assert_eq!(&orders.received()[0].body[..], b"{}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absolute_form_targets_are_refused_or_rewritten_to_origin_form() {
+    let (_gw, orders, p) = setup().await;
+    let addr = Ports::addr(p.hosted);
+    for (name, req) in [
+        (
+            "other host, matching Host",
+            "GET http://evil.example/orders/1 HTTP/1.1\r\nHost: evil.example\r\n\r\n",
+        ),
+        (
+            "other host, no Host",
+            "GET http://evil.example/orders/1 HTTP/1.1\r\n\r\n",
+        ),
+        (
+            "other scheme",
+            "GET ftp://api.example.test/orders/1 HTTP/1.1\r\nHost: api.example.test\r\n\r\n",
+        ),
+    ] {
+        assert_refused(
+            addr,
+            &orders,
+            name,
+            req.as_bytes(),
+            By::Gateway(400, "bad_target"),
+        )
+        .await;
+    }
+    // A served authority is routed, and the upstream sees origin form and `Host` set to it.
+    for req in [
+        "GET http://api.example.test/orders/1?a=b HTTP/1.1\r\nHost: api.example.test\r\nConnection: close\r\n\r\n",
+        "GET http://api.example.test/orders/1?a=b HTTP/1.1\r\nConnection: close\r\n\r\n",
+    ] {
+        let raw = raw_http(addr, req.as_bytes()).await;
+        assert_eq!(status_of(&raw), 200, "{req}: {raw}");
+    }
+    let received = orders.received();
+    assert_eq!(received.len(), 2);
+    for r in &received {
+        assert_eq!(r.uri, "/orders/1?a=b");
+        assert_eq!(
+            r.headers.get("host").and_then(|h| h.to_str().ok()),
+            Some("api.example.test")
+        );
+    }
+}
