@@ -1063,3 +1063,74 @@ async fn absolute_form_targets_are_refused_or_rewritten_to_origin_form() {
         );
     }
 }
+
+/// Send a POST declaring `len` body bytes (over the route's 4 KiB ceiling) and write the whole
+/// body while reading the answer, as an ordinary client does; returns what was read.
+async fn post_oversized<S>(stream: S, len: usize) -> String
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let writer = tokio::spawn(async move {
+        let head = format!(
+            "POST /orders/1 HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n\r\n"
+        );
+        wr.write_all(head.as_bytes()).await?;
+        let chunk = vec![b'x'; 64 * 1024];
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            wr.write_all(&chunk[..n]).await?;
+            left -= n;
+        }
+        wr.flush().await?;
+        // Keep the write half open (dropping it would close a TLS session early).
+        Ok::<_, std::io::Error>(wr)
+    });
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), rd.read_to_end(&mut out)).await;
+    writer.abort();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_413_reaches_the_client_whatever_the_body_size() {
+    let (gw, orders, p) = setup().await;
+    let connector = tls_connector(&gw);
+    for len in [70 * 1024, 1024 * 1024, 8 * 1024 * 1024] {
+        for tls in [false, true] {
+            let mut tries = Vec::new();
+            for _ in 0..20 {
+                let connector = connector.clone();
+                let port = if tls { p.tls } else { p.plain };
+                tries.push(tokio::spawn(async move {
+                    let tcp = TcpStream::connect(Ports::addr(port))
+                        .await
+                        .expect("connect");
+                    if tls {
+                        let name =
+                            rustls_pki_types::ServerName::try_from("localhost").expect("name");
+                        let s = connector.connect(name, tcp).await.expect("handshake");
+                        post_oversized(s, len).await
+                    } else {
+                        post_oversized(tcp, len).await
+                    }
+                }));
+            }
+            for (i, t) in tries.into_iter().enumerate() {
+                let raw = t.await.expect("client task");
+                assert_eq!(
+                    status_of(&raw),
+                    413,
+                    "{len} bytes, tls {tls}, try {i}: {raw:?}"
+                );
+                assert_eq!(error_code(&raw).as_deref(), Some("body_too_large"));
+            }
+        }
+    }
+    assert_eq!(
+        orders.received_count(),
+        0,
+        "a refused body reached the upstream"
+    );
+}
