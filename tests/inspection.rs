@@ -1064,32 +1064,37 @@ async fn absolute_form_targets_are_refused_or_rewritten_to_origin_form() {
     }
 }
 
-/// Send a POST declaring `len` body bytes (over the route's 4 KiB ceiling) and write the whole
-/// body while reading the answer, as an ordinary client does; returns what was read.
-async fn post_oversized<S>(stream: S, len: usize) -> String
+/// Send a POST declaring `len` body bytes (over the route's 4 KiB ceiling), write the whole body
+/// first and only then read the answer, as simple clients do; returns what was read, or the
+/// write error. Without a lingering close the gateway closes while the body is still arriving,
+/// so the client's send fails with a reset before it ever reads the answer.
+async fn post_oversized<S>(mut stream: S, len: usize) -> String
 where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let (mut rd, mut wr) = tokio::io::split(stream);
-    let writer = tokio::spawn(async move {
-        let head = format!(
-            "POST /orders/1 HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n\r\n"
-        );
-        wr.write_all(head.as_bytes()).await?;
-        let chunk = vec![b'x'; 64 * 1024];
+    let head = format!(
+        "POST /orders/1 HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n\r\n"
+    );
+    let chunk = vec![b'x'; 64 * 1024];
+    let write = async {
+        stream.write_all(head.as_bytes()).await?;
         let mut left = len;
         while left > 0 {
             let n = left.min(chunk.len());
-            wr.write_all(&chunk[..n]).await?;
+            stream.write_all(&chunk[..n]).await?;
             left -= n;
         }
-        wr.flush().await?;
-        // Keep the write half open (dropping it would close a TLS session early).
-        Ok::<_, std::io::Error>(wr)
-    });
+        stream.flush().await
+    };
+    // A client that meets a reset while sending reports the reset, not the answer (Linux would
+    // still hand over bytes queued before it, but most client libraries stop at the write error).
+    match tokio::time::timeout(Duration::from_secs(10), write).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return format!("write failed: {e}"),
+        Err(_) => return "write timed out".to_owned(),
+    }
     let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), rd.read_to_end(&mut out)).await;
-    writer.abort();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
 }
 
