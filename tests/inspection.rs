@@ -965,3 +965,180 @@ async fn the_metrics_listener_has_the_same_connection_limits() {
     assert!(raw.contains("connections_closed_total{listener=\"metrics\",reason=\"head_timeout\"}"));
     assert!(raw.contains("connections_closed_total{listener=\"metrics\",reason=\"over_cap\"}"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_names_that_imitate_framing_or_hop_by_hop_fields_are_refused() {
+    let (_gw, orders, p) = setup().await;
+    let addr = Ports::addr(p.plain);
+    let body = format!("0\r\n\r\n{SMUGGLED}");
+    let len = format!("Content-Length: {}", body.len());
+    for (name, line) in [
+        ("underscore CL", "Content_Length: 5"),
+        ("lower-case underscore CL", "content_length: 5"),
+        ("underscore TE", "Transfer_Encoding: chunked"),
+        ("dotted TE", "Transfer.Encoding: chunked"),
+        ("no hyphen TE", "TransferEncoding: chunked"),
+        ("hop-by-hop", "Keep_Alive: timeout=5"),
+        ("connection", "Proxy_Connection: close"),
+    ] {
+        let req = post_with(&[len.as_str(), line], &body);
+        assert_refused(addr, &orders, name, &req, By::Gateway(400, "bad_framing")).await;
+    }
+    // A real header whose name merely contains one of those passes.
+    let ok = post_with(&["Content-Length: 2", "X_Content_Length_Hint: 2"], "{}");
+    let raw = raw_http(addr, &ok).await;
+    assert_eq!(status_of(&raw), 200, "{raw}");
+    assert_eq!(orders.received_count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_chunk_lines_are_refused() {
+    let (_gw, orders, p) = setup().await;
+    let addr = Ports::addr(p.plain);
+    // Pingora's chunked reader (httparse's chunk-size parser and its CRLF check after the
+    // data) refuses these; the body stage reads JSON bodies whole, so the request ends with an
+    // error before any byte is forwarded.
+    for (name, body) in [
+        ("bare LF after the size", "2\n{}\r\n0\r\n\r\n"),
+        ("bare LF after the data", "2\r\n{}\n0\r\n\r\n"),
+        ("bare CR after the size", "2\r{}\r\n0\r\n\r\n"),
+        ("space inside the size", "1 1\r\n{}\r\n0\r\n\r\n"),
+        ("not hex", "zz\r\n{}\r\n0\r\n\r\n"),
+        ("size too long", "11111111111111111\r\n{}\r\n0\r\n\r\n"),
+    ] {
+        let req = post_with(&["Transfer-Encoding: chunked"], body);
+        let raw = raw_http(addr, &req).await;
+        assert!(
+            status_of(&raw) == 400 || raw.is_empty(),
+            "{name}: expected 400 or a close: {raw}"
+        );
+        assert_eq!(orders.received_count(), 0, "{name}: reached the upstream");
+    }
+    // A well-formed chunked body passes.
+    let ok = post_with(&["Transfer-Encoding: chunked"], "2\r\n{}\r\n0\r\n\r\n");
+    let raw = raw_http(addr, &ok).await;
+    assert_eq!(status_of(&raw), 200, "{raw}");
+    assert_eq!(&orders.received()[0].body[..], b"{}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absolute_form_targets_are_refused_or_rewritten_to_origin_form() {
+    let (_gw, orders, p) = setup().await;
+    let addr = Ports::addr(p.hosted);
+    for (name, req) in [
+        (
+            "other host, matching Host",
+            "GET http://evil.example/orders/1 HTTP/1.1\r\nHost: evil.example\r\n\r\n",
+        ),
+        (
+            "other host, no Host",
+            "GET http://evil.example/orders/1 HTTP/1.1\r\n\r\n",
+        ),
+        (
+            "other scheme",
+            "GET ftp://api.example.test/orders/1 HTTP/1.1\r\nHost: api.example.test\r\n\r\n",
+        ),
+    ] {
+        assert_refused(
+            addr,
+            &orders,
+            name,
+            req.as_bytes(),
+            By::Gateway(400, "bad_target"),
+        )
+        .await;
+    }
+    // A served authority is routed, and the upstream sees origin form and `Host` set to it.
+    for req in [
+        "GET http://api.example.test/orders/1?a=b HTTP/1.1\r\nHost: api.example.test\r\nConnection: close\r\n\r\n",
+        "GET http://api.example.test/orders/1?a=b HTTP/1.1\r\nConnection: close\r\n\r\n",
+    ] {
+        let raw = raw_http(addr, req.as_bytes()).await;
+        assert_eq!(status_of(&raw), 200, "{req}: {raw}");
+    }
+    let received = orders.received();
+    assert_eq!(received.len(), 2);
+    for r in &received {
+        assert_eq!(r.uri, "/orders/1?a=b");
+        assert_eq!(
+            r.headers.get("host").and_then(|h| h.to_str().ok()),
+            Some("api.example.test")
+        );
+    }
+}
+
+/// Send a POST declaring `len` body bytes (over the route's 4 KiB ceiling), write the whole body
+/// first and only then read the answer, as simple clients do; returns what was read, or the
+/// write error. Without a lingering close the gateway closes while the body is still arriving,
+/// so the client's send fails with a reset before it ever reads the answer.
+async fn post_oversized<S>(mut stream: S, len: usize) -> String
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let head = format!(
+        "POST /orders/1 HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n\r\n"
+    );
+    let chunk = vec![b'x'; 64 * 1024];
+    let write = async {
+        stream.write_all(head.as_bytes()).await?;
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            stream.write_all(&chunk[..n]).await?;
+            left -= n;
+        }
+        stream.flush().await
+    };
+    // A client that meets a reset while sending reports the reset, not the answer (Linux would
+    // still hand over bytes queued before it, but most client libraries stop at the write error).
+    match tokio::time::timeout(Duration::from_secs(10), write).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return format!("write failed: {e}"),
+        Err(_) => return "write timed out".to_owned(),
+    }
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_413_reaches_the_client_whatever_the_body_size() {
+    let (gw, orders, p) = setup().await;
+    let connector = tls_connector(&gw);
+    for len in [70 * 1024, 1024 * 1024, 8 * 1024 * 1024] {
+        for tls in [false, true] {
+            let mut tries = Vec::new();
+            for _ in 0..20 {
+                let connector = connector.clone();
+                let port = if tls { p.tls } else { p.plain };
+                tries.push(tokio::spawn(async move {
+                    let tcp = TcpStream::connect(Ports::addr(port))
+                        .await
+                        .expect("connect");
+                    if tls {
+                        let name =
+                            rustls_pki_types::ServerName::try_from("localhost").expect("name");
+                        let s = connector.connect(name, tcp).await.expect("handshake");
+                        post_oversized(s, len).await
+                    } else {
+                        post_oversized(tcp, len).await
+                    }
+                }));
+            }
+            for (i, t) in tries.into_iter().enumerate() {
+                let raw = t.await.expect("client task");
+                assert_eq!(
+                    status_of(&raw),
+                    413,
+                    "{len} bytes, tls {tls}, try {i}: {raw:?}"
+                );
+                assert_eq!(error_code(&raw).as_deref(), Some("body_too_large"));
+            }
+        }
+    }
+    assert_eq!(
+        orders.received_count(),
+        0,
+        "a refused body reached the upstream"
+    );
+}

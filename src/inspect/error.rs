@@ -10,6 +10,7 @@ use super::framing::FramingError;
 use super::host::HostError;
 use super::json::JsonError;
 use super::path::PathError;
+use super::target::TargetError;
 
 /// Why the inspect stage refused a request. `status()` is the answer the pipeline sends,
 /// `code()` the stable machine-readable code for the JSON error body and metrics labels.
@@ -21,6 +22,8 @@ pub enum InspectError {
     Framing(#[from] FramingError),
     #[error("host refused: {}", .0.as_str())]
     Host(#[from] HostError),
+    #[error("request target refused: {}", .0.as_str())]
+    Target(#[from] TargetError),
     #[error("content type refused: {}", .0.as_str())]
     ContentType(#[from] ContentTypeError),
     #[error("json body refused: {}", .0.as_str())]
@@ -47,6 +50,7 @@ impl InspectError {
         match self {
             Self::Path(_) | Self::Framing(_) | Self::TooManyQueryParams => StatusCode::BAD_REQUEST,
             Self::Host(e) => e.status(),
+            Self::Target(e) => e.status(),
             Self::ContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Json(e) => e.status(),
             Self::TooManyHeaders | Self::HeadersTooLarge => {
@@ -65,6 +69,7 @@ impl InspectError {
             Self::Path(_) => "bad_path",
             Self::Framing(_) => "bad_framing",
             Self::Host(_) => "bad_host",
+            Self::Target(_) => "bad_target",
             Self::ContentType(_) => "unsupported_media_type",
             Self::Json(JsonError::TooLarge) => "body_too_large",
             Self::Json(_) => "bad_json",
@@ -84,6 +89,7 @@ impl InspectError {
             Self::Path(e) => e.as_str(),
             Self::Framing(e) => e.as_str(),
             Self::Host(e) => e.as_str(),
+            Self::Target(e) => e.as_str(),
             Self::ContentType(e) => e.as_str(),
             Self::Json(e) => e.as_str(),
             other => other.code(),

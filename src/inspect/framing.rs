@@ -48,6 +48,10 @@ pub enum FramingError {
     InvalidConnectionToken,
     /// More `Connection` options than any real client sends.
     TooManyConnectionTokens,
+    /// A header name that is not a framing or hop-by-hop field but reads as one once case and
+    /// punctuation are ignored (`Content_Length`, `Transfer.Encoding`, `ContentLength`): some
+    /// servers and CGI-style gateways fold `_` into `-`, so it could frame the body there.
+    DisguisedFramingHeader,
 }
 
 impl FramingError {
@@ -67,6 +71,7 @@ impl FramingError {
             Self::ConnectionNominatesProtectedHeader => "connection_nominates_protected_header",
             Self::InvalidConnectionToken => "invalid_connection_token",
             Self::TooManyConnectionTokens => "too_many_connection_tokens",
+            Self::DisguisedFramingHeader => "disguised_framing_header",
         }
     }
 }
@@ -104,6 +109,9 @@ impl BodyFraming {
 /// Check the parsed header map (any HTTP version) and report the body framing.
 pub fn check_framing(version: Version, headers: &HeaderMap) -> Result<BodyFraming, FramingError> {
     check_values(headers.values().map(HeaderValue::as_bytes))?;
+    for name in headers.keys() {
+        check_header_name(name.as_str().as_bytes())?;
+    }
 
     let mut cls = headers.get_all(header::CONTENT_LENGTH).iter();
     let content_length = match (cls.next(), cls.next()) {
@@ -210,6 +218,7 @@ pub fn check_raw_head(raw: &[u8]) -> Result<(), FramingError> {
         if value.iter().any(|&b| is_ctl(b)) {
             return Err(FramingError::ControlCharInHeader);
         }
+        check_header_name(name)?;
         if name.eq_ignore_ascii_case(b"content-length") {
             content_lengths += 1;
             parse_content_length(strict_value(value).ok_or(FramingError::InvalidContentLength)?)?;
@@ -233,6 +242,53 @@ pub fn check_raw_head(raw: &[u8]) -> Result<(), FramingError> {
         }
         if http10 {
             return Err(FramingError::TransferEncodingInHttp10);
+        }
+    }
+    Ok(())
+}
+
+/// Fields that decide framing, routing or the connection; a look-alike name is refused.
+const FRAMING_AND_HOP_BY_HOP: [&str; 13] = [
+    "content-length",
+    "transfer-encoding",
+    "host",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "upgrade",
+    "http2-settings",
+    "expect",
+];
+
+/// Letters and digits in the longest entry of [`FRAMING_AND_HOP_BY_HOP`] (`proxyauthorization`).
+const MAX_FOLDED: usize = 18;
+
+/// Refuse a name that folds onto a framing or hop-by-hop field without being it. Folding keeps
+/// only ASCII letters and digits, lower-cased, so `_`, `.`, doubled or missing `-` and any case
+/// mix all land on the same key; the exact name in any case is the real field and passes.
+/// Names are already RFC 9110 tokens here (whitespace around them is refused elsewhere).
+pub fn check_header_name(name: &[u8]) -> Result<(), FramingError> {
+    let mut folded = [0u8; MAX_FOLDED];
+    let mut len = 0;
+    for &b in name {
+        if b.is_ascii_alphanumeric() {
+            // Longer than every listed name once folded: cannot imitate one.
+            let Some(slot) = folded.get_mut(len) else {
+                return Ok(());
+            };
+            *slot = b.to_ascii_lowercase();
+            len += 1;
+        }
+    }
+    let folded = &folded[..len];
+    for real in FRAMING_AND_HOP_BY_HOP {
+        let real_folded = real.bytes().filter(|b| b.is_ascii_alphanumeric());
+        if folded.iter().copied().eq(real_folded) && !name.eq_ignore_ascii_case(real.as_bytes()) {
+            return Err(FramingError::DisguisedFramingHeader);
         }
     }
     Ok(())
@@ -566,6 +622,53 @@ mod tests {
             check_raw_head(b"GET / HTTP/1.1\r\nX\"A: a\r\n\r\n"),
             Err(FramingError::InvalidHeaderName)
         );
+    }
+
+    #[test]
+    fn names_that_fold_onto_framing_or_hop_by_hop_fields_are_refused() {
+        for name in [
+            "Content_Length",
+            "content_length",
+            "CONTENT_LENGTH",
+            "Transfer_Encoding",
+            "Transfer.Encoding",
+            "TransferEncoding",
+            "Transfer--Encoding",
+            "Keep_Alive",
+            "Proxy_Connection",
+            "T_E",
+            "Ho_st",
+            "Connection_",
+            "_Upgrade",
+            "HTTP2_Settings",
+            "Proxy_Authorization",
+        ] {
+            let line = format!("{name}: 5");
+            assert_eq!(
+                check_raw_head(&head(&[&line])),
+                Err(FramingError::DisguisedFramingHeader),
+                "{name}"
+            );
+            assert_eq!(
+                h11(&[(name.to_ascii_lowercase().as_str(), b"5")]),
+                Err(FramingError::DisguisedFramingHeader),
+                "{name}"
+            );
+        }
+        // The real fields in any case, and names that merely contain one, pass the name check.
+        for name in [
+            "content-length",
+            "CONTENT-LENGTH",
+            "Keep-Alive",
+            "TE",
+            "X-Content-Length",
+            "Content-Lengths",
+            "X_Request_Id",
+            "Proxy-Authorization-Extra",
+            "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        ] {
+            assert_eq!(check_header_name(name.as_bytes()), Ok(()), "{name}");
+        }
     }
 
     #[test]

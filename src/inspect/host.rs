@@ -147,6 +147,11 @@ impl HostAllowList {
         Ok(Self { served })
     }
 
+    /// Whether this listener serves `host` (always, when the list is empty).
+    pub fn serves(&self, host: &HostPort<'_>) -> bool {
+        self.served.is_empty() || self.served.iter().any(|s| s.matches(host))
+    }
+
     /// Check the request's host. For HTTP/2 the authority comes from `:authority` (in `uri`);
     /// for HTTP/1 from `Host`, which must agree with an absolute-form target if there is one.
     pub fn check(&self, version: Version, uri: &Uri, headers: &HeaderMap) -> Result<(), HostError> {
@@ -168,7 +173,7 @@ impl HostAllowList {
             (None, None) if version == Version::HTTP_10 && self.served.is_empty() => return Ok(()),
             (None, None) => return Err(HostError::Missing),
         };
-        if self.served.is_empty() || self.served.iter().any(|s| s.matches(&effective)) {
+        if self.serves(&effective) {
             Ok(())
         } else {
             Err(HostError::NotServed)

@@ -21,6 +21,7 @@ pub mod json;
 pub mod limits;
 pub mod method;
 pub mod path;
+pub mod target;
 pub mod uri;
 
 pub use body::{BodyRate, BodyWatch, check_declared_length};
@@ -36,4 +37,5 @@ pub use limits::{
 };
 pub use method::MethodAllowList;
 pub use path::{PathError, PathRules, normalize_path, normalize_path_with};
+pub use target::{TargetError, TargetForm, check_request_target};
 pub use uri::check_uri_limits;

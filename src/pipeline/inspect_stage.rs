@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use pingora::proxy::Session;
 
 use crate::error::GatewayError;
-use crate::inspect::{HeadVerdict, HostAllowList, InspectError, InspectionSettings};
+use crate::inspect::{HeadVerdict, HostAllowList, InspectError, InspectionSettings, TargetForm};
 
 impl From<InspectError> for GatewayError {
     fn from(e: InspectError) -> Self {
@@ -25,6 +25,32 @@ pub fn check_raw_head(session: &Session) -> Result<(), GatewayError> {
     crate::inspect::check_raw_head(&downstream.to_h1_raw())
         .and_then(|()| crate::inspect::check_connection_header(&session.req_header().headers))
         .map_err(|e| InspectError::from(e).into())
+}
+
+/// HTTP/1 absolute-form targets: refused unless they name a host this listener serves, then
+/// rewritten to origin form with `Host` set to the target's authority, so neither routing nor
+/// the upstream ever sees the absolute form. (HTTP/2 carries the authority in `:authority`.)
+pub fn origin_form_target(
+    hosts: &HostAllowList,
+    session: &mut Session,
+) -> Result<(), GatewayError> {
+    if session.as_downstream().is_http2() {
+        return Ok(());
+    }
+    let head = session.req_header();
+    let authority = match crate::inspect::check_request_target(head.raw_path(), hosts)
+        .map_err(InspectError::from)?
+    {
+        TargetForm::Origin => return Ok(()),
+        TargetForm::Absolute { authority } => authority.to_owned(),
+    };
+    // Pingora keeps only path and query in the parsed URI; setting it back drops the raw
+    // absolute target that would otherwise be serialised to the upstream.
+    let uri = head.uri.clone();
+    let head = session.req_header_mut();
+    head.set_uri(uri);
+    head.insert_header(http::header::HOST, authority)
+        .map_err(|_| InspectError::from(crate::inspect::TargetError::InvalidAuthority).into())
 }
 
 /// The normalised path to route on; ambiguous forms are refused, never guessed.

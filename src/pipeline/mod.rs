@@ -10,6 +10,7 @@ pub mod ctx;
 pub mod inspect_stage;
 pub mod kinds;
 pub mod limit_stage;
+pub mod linger;
 pub mod privacy_stage;
 pub mod proxy;
 pub mod stages;

@@ -49,8 +49,13 @@ impl GatewayProxy {
             .inc();
         // A refused request's unread body must not be parsed as the next request.
         session.set_keepalive(None);
-        if let Err(e) = answer::write_error(session, err, &ctx.request_id).await {
-            tracing::debug!(error = %e, "client went away before the refusal was written");
+        match answer::write_error(session, err, &ctx.request_id).await {
+            // The client may still be sending the body: read it off (bounded) so the close
+            // that follows is not a reset that destroys the answer.
+            Ok(()) => super::linger::discard_unread_body(session).await,
+            Err(e) => {
+                tracing::debug!(error = %e, "client went away before the refusal was written");
+            }
         }
     }
 }

@@ -22,6 +22,7 @@ use crate::gateway::route::{Authenticator, CompiledRoute, RouteKind};
 use crate::gateway::router::RouteMatch;
 use crate::gateway::snapshot::Snapshot;
 use crate::gateway::state::Gateway;
+use crate::inspect::HostAllowList;
 
 /// How the stages ended a request.
 pub enum Flow {
@@ -74,7 +75,10 @@ pub async fn run(req: &mut Request<'_>) -> Result<Flow, GatewayError> {
 fn route(req: &mut Request<'_>) -> Result<Arc<CompiledRoute>, GatewayError> {
     inspect_stage::check_raw_head(req.session)?;
     if let Some(policy) = req.snapshot.listeners.get(req.listener) {
+        inspect_stage::origin_form_target(&policy.hosts, req.session)?;
         inspect_stage::check_host(&policy.hosts, req.session)?;
+    } else {
+        inspect_stage::origin_form_target(&HostAllowList::any(), req.session)?;
     }
     let head = req.session.req_header();
     let path = inspect_stage::normalized_path(head.uri.path())?;
