@@ -1,6 +1,6 @@
 //! The floor for `load-tests/pipeline.sh`: the smallest Pingora proxy the gateway could be.
-//! Same Pingora version, same rustls (ring) TLS with h2 by ALPN, one worker thread, the
-//! scheduler the gateway uses (`work_stealing: false`), plain HTTP to one
+//! Same Pingora version, same rustls (ring) TLS with h2 by ALPN, one worker thread, Pingora's
+//! default scheduler (the gateway leaves `work_stealing` at its default too), plain HTTP to one
 //! upstream over pooled connections. No routing, auth, limits, logs or metrics.
 //!
 //! `cargo run --release --example minimal_proxy -- LISTEN UPSTREAM CERT KEY`
@@ -29,8 +29,6 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let conf = pingora::server::configuration::ServerConf {
         threads: 1,
-        // As the gateway sets it, so the comparison stays like for like.
-        work_stealing: false,
         ..Default::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);

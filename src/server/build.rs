@@ -35,9 +35,6 @@ pub fn build_server(
     let config = &snapshot.config;
     let conf = ServerConf {
         threads: config.server.threads,
-        // Each worker thread keeps its own connections: measured here, work stealing cost about
-        // 14% more CPU per request (DESIGN.md) with no gain for a proxy's short tasks.
-        work_stealing: false,
         grace_period_seconds: Some(config.server.grace_period.as_secs()),
         graceful_shutdown_timeout_seconds: Some(5),
         ..ServerConf::default()
