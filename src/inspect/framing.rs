@@ -247,24 +247,11 @@ pub fn check_raw_head(raw: &[u8]) -> Result<(), FramingError> {
     Ok(())
 }
 
-/// Fields that decide framing, routing or the connection; a look-alike name is refused.
-const FRAMING_AND_HOP_BY_HOP: [&str; 13] = [
-    "content-length",
-    "transfer-encoding",
-    "host",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "upgrade",
-    "http2-settings",
-    "expect",
-];
+/// Fields that decide framing or routing, beyond the hop-by-hop ones (`hop_by_hop::STANDARD`):
+/// together, the fields whose look-alike names are refused.
+const FRAMING_AND_ROUTING: [&str; 3] = ["content-length", "host", "expect"];
 
-/// Letters and digits in the longest entry of [`FRAMING_AND_HOP_BY_HOP`] (`proxyauthorization`).
+/// Letters and digits in the longest name checked (`proxyauthorization`).
 const MAX_FOLDED: usize = 18;
 
 /// Refuse a name that folds onto a framing or hop-by-hop field without being it. Folding keeps
@@ -285,7 +272,10 @@ pub fn check_header_name(name: &[u8]) -> Result<(), FramingError> {
         }
     }
     let folded = &folded[..len];
-    for real in FRAMING_AND_HOP_BY_HOP {
+    for real in FRAMING_AND_ROUTING
+        .iter()
+        .chain(super::hop_by_hop::STANDARD.iter())
+    {
         let real_folded = real.bytes().filter(|b| b.is_ascii_alphanumeric());
         if folded.iter().copied().eq(real_folded) && !name.eq_ignore_ascii_case(real.as_bytes()) {
             return Err(FramingError::DisguisedFramingHeader);

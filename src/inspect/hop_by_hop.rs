@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderName, header};
 use super::framing::{FramingError, is_tchar};
 
 /// Fields that are hop-by-hop whatever `Connection` says.
-const STANDARD: [&str; 10] = [
+pub(super) const STANDARD: [&str; 10] = [
     "connection",
     "keep-alive",
     "proxy-connection",
