@@ -22,7 +22,6 @@ use crate::gateway::route::{Authenticator, CompiledRoute, RouteKind};
 use crate::gateway::router::RouteMatch;
 use crate::gateway::snapshot::Snapshot;
 use crate::gateway::state::Gateway;
-use crate::inspect::HostAllowList;
 
 /// How the stages ended a request.
 pub enum Flow {
@@ -74,12 +73,14 @@ pub async fn run(req: &mut Request<'_>) -> Result<Flow, GatewayError> {
 /// Route: framing and path first, then the listener's hosts, then the match.
 fn route(req: &mut Request<'_>) -> Result<Arc<CompiledRoute>, GatewayError> {
     inspect_stage::check_raw_head(req.session)?;
-    if let Some(policy) = req.snapshot.listeners.get(req.listener) {
-        inspect_stage::origin_form_target(&policy.hosts, req.session)?;
-        inspect_stage::check_host(&policy.hosts, req.session)?;
-    } else {
-        inspect_stage::origin_form_target(&HostAllowList::any(), req.session)?;
-    }
+    // Listener indexes come from the same config as the snapshot; a miss is a bug, not a guess.
+    let policy = req
+        .snapshot
+        .listeners
+        .get(req.listener)
+        .ok_or_else(|| GatewayError::internal("request on an unknown listener"))?;
+    inspect_stage::origin_form_target(&policy.hosts, req.session)?;
+    inspect_stage::check_host(&policy.hosts, req.session)?;
     let head = req.session.req_header();
     let path = inspect_stage::normalized_path(head.uri.path())?;
     let host = inspect_stage::request_host(head);
