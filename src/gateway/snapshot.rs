@@ -235,6 +235,15 @@ fn tiktok_plan(
         }
         _ => {}
     }
+    // API calls trust the upstream's CA, token refreshes the app's: a CA on one side only would
+    // verify one host and fail the other, so both must name the same bundle.
+    let upstream_ca = upstream.tls.as_ref().and_then(|t| t.ca.as_ref());
+    if app.ca.is_some() && upstream_ca != app.ca.as_ref() {
+        return Err(format!(
+            "tiktok.apps.{}.ca is set: set upstreams.{}.tls.ca to the same bundle (API calls go through the upstream)",
+            app.name, upstream.name
+        ));
+    }
     let shop_header = HeaderName::from_bytes(route.shop_header.as_bytes())
         .map_err(|_| format!("`{}` is not a valid header name", route.shop_header))?;
     let shops = tiktok
