@@ -498,6 +498,63 @@ async fn order_pii_is_masked_without_the_scope_and_untouched_with_it() {
     }
 }
 
+/// A TikTok error whose free-text `message` repeats what the caller sent (the sandbox echoes a
+/// bad `sort_field`, as TikTok's parameter errors do) is masked for a caller without the PII
+/// scope and passed through untouched with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiktok_error_messages_repeating_buyer_data_are_masked_without_the_scope() {
+    let s = setup("info").await;
+    let email = "jane.roe@example.com";
+    let phone = "+1 415-555-0134";
+    let echoed = format!("{email} {phone}");
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("page_size", "20")
+        .append_pair("sort_field", &echoed)
+        .finish();
+    let search = |key: &'static str| {
+        let url = s.url(&format!("/order/202309/orders/search?{query}"));
+        async move {
+            let res = client()
+                .post(url)
+                .header("x-api-key", key)
+                .header("x-tiktok-shop-id", US_SHOP)
+                .header("content-type", "application/json")
+                .body("{}")
+                .send()
+                .await
+                .unwrap();
+            Response::read(res).await
+        }
+    };
+
+    let clear = search(PII_KEY).await;
+    let c = clear.json();
+    assert_eq!(clear.status, 400, "{c}");
+    let message = c["message"].as_str().unwrap();
+    assert!(
+        message.contains(email) && message.contains(phone),
+        "the sandbox really repeats the input, and pii:read sees it: {message}"
+    );
+
+    let masked = search(READER_KEY).await;
+    masked.assert_framed();
+    let m = masked.json();
+    assert_eq!(masked.status, 400, "{m}");
+    assert_eq!(m["code"], c["code"], "the error code is TikTok's");
+    let message = m["message"].as_str().unwrap();
+    assert!(
+        !message.contains(email) && !message.contains("415-555-0134"),
+        "buyer data in TikTok's message is masked: {message}"
+    );
+    assert!(
+        message.starts_with("sort_field is invalid: ")
+            && message.ends_with("create_time, update_time."),
+        "the wording around it stays readable: {message}"
+    );
+    let body = String::from_utf8_lossy(&masked.body);
+    assert!(!body.contains(email), "nowhere in the body: {body}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leaks_are_counted_on_routes_not_cleared_and_blocked_when_configured() {
     let s = setup("info").await;

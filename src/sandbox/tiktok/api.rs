@@ -190,7 +190,14 @@ fn sort(items: &mut [Value], params: &Params, fields: &[&str]) -> Result<(), Rep
     let field = match params.get("sort_field") {
         None => fields.first().copied().unwrap_or("create_time"),
         Some(f) if fields.contains(&f) => f,
-        Some(_) => return Err(Reply::invalid("sort_field is invalid.")),
+        // Like TikTok's own parameter errors, the message repeats what it was sent: a caller's
+        // input (which may be buyer data) comes back in the envelope's free-text `message`.
+        Some(other) => {
+            return Err(Reply::invalid(&format!(
+                "sort_field is invalid: {other}. Use one of {}.",
+                fields.join(", ")
+            )));
+        }
     };
     let descending = match params.get("sort_order") {
         None | Some("DESC") => true,
