@@ -52,6 +52,10 @@ pub enum FramingError {
     /// punctuation are ignored (`Content_Length`, `Transfer.Encoding`, `ContentLength`): some
     /// servers and CGI-style gateways fold `_` into `-`, so it could frame the body there.
     DisguisedFramingHeader,
+    /// A chunked body whose chunk lines break RFC 9112's grammar: a bare LF or CR, a control
+    /// character or separator in an extension, a size that is not plain hex, data longer than
+    /// its size (see `chunk_lines`).
+    MalformedChunkLine,
 }
 
 impl FramingError {
@@ -72,6 +76,7 @@ impl FramingError {
             Self::InvalidConnectionToken => "invalid_connection_token",
             Self::TooManyConnectionTokens => "too_many_connection_tokens",
             Self::DisguisedFramingHeader => "disguised_framing_header",
+            Self::MalformedChunkLine => "malformed_chunk_line",
         }
     }
 }

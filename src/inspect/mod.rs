@@ -11,6 +11,7 @@
 //! Connection-level guards (caps, the request-head deadline) live in `crate::transport`.
 
 pub mod body;
+pub mod chunk_lines;
 pub mod content_type;
 pub mod error;
 pub mod framing;
@@ -25,6 +26,7 @@ pub mod target;
 pub mod uri;
 
 pub use body::{BodyRate, BodyWatch, check_declared_length};
+pub use chunk_lines::ChunkLines;
 pub use content_type::{ContentTypeAllowList, ContentTypeError};
 pub use error::InspectError;
 pub use framing::{BodyFraming, FramingError, check_framing, check_raw_head};

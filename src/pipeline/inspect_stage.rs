@@ -7,7 +7,10 @@ use std::borrow::Cow;
 use pingora::proxy::Session;
 
 use crate::error::GatewayError;
-use crate::inspect::{HeadVerdict, HostAllowList, InspectError, InspectionSettings, TargetForm};
+use crate::inspect::{
+    FramingError, HeadVerdict, HostAllowList, InspectError, InspectionSettings, TargetForm,
+};
+use crate::transport::head_deadline;
 
 impl From<InspectError> for GatewayError {
     fn from(e: InspectError) -> Self {
@@ -21,6 +24,9 @@ pub fn check_raw_head(session: &Session) -> Result<(), GatewayError> {
     let downstream = session.as_downstream();
     if downstream.is_http2() {
         return Ok(());
+    }
+    if head_deadline::chunked_body_malformed(downstream.stream()) {
+        return Err(InspectError::from(FramingError::MalformedChunkLine).into());
     }
     crate::inspect::check_raw_head(&downstream.to_h1_raw())
         .and_then(|()| crate::inspect::check_connection_header(&session.req_header().headers))

@@ -74,7 +74,10 @@ impl ProxyHttp for GatewayProxy {
         ctx: &mut Self::CTX,
     ) -> pingora::Result<()> {
         // The head is in: its deadline no longer runs (the body has its own limits).
-        head_deadline::head_received(session.as_downstream().stream());
+        head_deadline::head_received(
+            session.as_downstream().stream(),
+            head_deadline::chunked_head_len(session.as_downstream()),
+        );
         // The one snapshot this request uses to the end; loaded here, once.
         let snapshot = self.gateway.snapshot();
         // Slow-client timeouts apply to every request on the connection, keep-alive ones too.

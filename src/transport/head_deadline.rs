@@ -14,6 +14,9 @@
 //! response is sent. Bodies are not covered here; they have their own read timeout and minimum
 //! rate ([`BodyWatch`](super::BodyWatch)).
 //!
+//! The same wrapper carries the connection's [`ChunkWatch`]: it sees every byte read, so it
+//! checks the lines of chunked request bodies that Pingora parses leniently.
+//!
 //! HTTP/2 connections are never wrapped: many heads share one connection, and Pingora applies
 //! its own HTTP/2 handshake and idle timeouts.
 
@@ -36,6 +39,8 @@ use pingora::protocols::{
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
+use super::chunk_watch::ChunkWatch;
+
 /// Reading a head; the deadline runs.
 const READING_HEAD: u8 = 0;
 /// The head was parsed; the body and the response are not timed here.
@@ -53,6 +58,8 @@ pub struct HeadTimedStream {
     timer: Option<Pin<Box<Sleep>>>,
     /// Called once when a deadline passes (e.g. to count it).
     on_timeout: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// Strict chunk lines for chunked request bodies.
+    chunks: ChunkWatch,
 }
 
 impl HeadTimedStream {
@@ -64,6 +71,7 @@ impl HeadTimedStream {
             phase: AtomicU8::new(READING_HEAD),
             timer: Some(Box::pin(tokio::time::sleep(timeout))),
             on_timeout: None,
+            chunks: ChunkWatch::default(),
         }
     }
 
@@ -78,12 +86,33 @@ impl HeadTimedStream {
     }
 }
 
-/// Tell the stream under an HTTP/1 session that its request head has been parsed.
+/// Tell the stream under an HTTP/1 session that its request head has been parsed, and whether
+/// its body is chunked (`Some(raw head length)`), so the chunk lines are checked.
 /// A no-op for streams that are not wrapped (HTTP/2, other listeners).
-pub fn head_received(stream: Option<&Stream>) {
+pub fn head_received(stream: Option<&Stream>, chunked_head_len: Option<usize>) {
     if let Some(s) = timed(stream) {
+        s.chunks.decide(chunked_head_len);
         s.set_phase(HEAD_RECEIVED);
     }
+}
+
+/// For an HTTP/1 request with `Transfer-Encoding: chunked`, the length of its raw head.
+pub fn chunked_head_len(session: &pingora::protocols::http::ServerSession) -> Option<usize> {
+    if session.is_http2() {
+        return None;
+    }
+    let chunked = session
+        .req_header()
+        .headers
+        .get(http::header::TRANSFER_ENCODING)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked"));
+    chunked.then(|| session.to_h1_raw().len())
+}
+
+/// Whether the chunked body of the current request, as far as it was read, breaks the chunk
+/// grammar (see [`ChunkWatch`]).
+pub fn chunked_body_malformed(stream: Option<&Stream>) -> bool {
+    timed(stream).is_some_and(|s| s.chunks.malformed())
 }
 
 /// Tell the stream that the response is sent, so the next head on it is timed again.
@@ -118,7 +147,17 @@ impl AsyncRead for HeadTimedStream {
         match this.phase.load(Ordering::Acquire) {
             HEAD_RECEIVED => {
                 this.timer = None;
-                Pin::new(&mut this.inner).poll_read(cx, buf)
+                let before = buf.filled().len();
+                let read = Pin::new(&mut this.inner).poll_read(cx, buf);
+                if matches!(read, Poll::Ready(Ok(())))
+                    && !this.chunks.on_body_bytes(&buf.filled()[before..])
+                {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "malformed chunk line in the request body",
+                    )));
+                }
+                read
             }
             BETWEEN_REQUESTS => {
                 let before = buf.filled().len();
@@ -126,6 +165,8 @@ impl AsyncRead for HeadTimedStream {
                 if matches!(read, Poll::Ready(Ok(()))) && buf.filled().len() > before {
                     this.set_phase(READING_HEAD);
                     this.timer = Some(Box::pin(tokio::time::sleep(this.timeout)));
+                    this.chunks.reset();
+                    this.chunks.on_head_bytes(&buf.filled()[before..]);
                 }
                 read
             }
@@ -144,7 +185,12 @@ impl AsyncRead for HeadTimedStream {
                         format!("request head not complete within {timeout:?}"),
                     )));
                 }
-                Pin::new(&mut this.inner).poll_read(cx, buf)
+                let before = buf.filled().len();
+                let read = Pin::new(&mut this.inner).poll_read(cx, buf);
+                if matches!(read, Poll::Ready(Ok(()))) {
+                    this.chunks.on_head_bytes(&buf.filled()[before..]);
+                }
+                read
             }
         }
     }
@@ -307,7 +353,7 @@ mod tests {
         let (mut stream, mut client, timeouts) = wrapped();
         client.write_all(b"H").await.expect("write");
         assert_eq!(read_byte(&mut stream).await.expect("head"), b'H');
-        head_received(Some(&stream));
+        head_received(Some(&stream), None);
         tokio::time::sleep(DEADLINE * 5).await;
         client.write_all(b"B").await.expect("write");
         assert_eq!(read_byte(&mut stream).await.expect("body"), b'B');
@@ -317,7 +363,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_next_head_is_timed_from_its_first_byte() {
         let (mut stream, mut client, timeouts) = wrapped();
-        head_received(Some(&stream));
+        head_received(Some(&stream), None);
         request_finished(Some(&stream));
         // Idle between requests is the keep-alive timeout's business, not this deadline's.
         tokio::time::sleep(DEADLINE * 5).await;
@@ -337,7 +383,7 @@ mod tests {
     async fn signals_on_other_streams_do_nothing() {
         let (server, _client) = duplex(16);
         let plain: Stream = Box::new(server);
-        head_received(Some(&plain));
+        head_received(Some(&plain), None);
         request_finished(None);
     }
 

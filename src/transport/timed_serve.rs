@@ -11,7 +11,8 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
 use super::head_deadline;
-use crate::inspect::SlowClientSettings;
+use crate::error::GatewayError;
+use crate::inspect::{FramingError, InspectError, SlowClientSettings};
 
 /// A `ServeHttp` app under a listener's slow-client settings.
 pub struct TimedServe<SV> {
@@ -28,7 +29,12 @@ impl<SV> TimedServe<SV> {
 #[async_trait]
 impl<SV: ServeHttp + Send + Sync> ServeHttp for TimedServe<SV> {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        head_deadline::head_received(session.stream());
+        head_deadline::head_received(session.stream(), head_deadline::chunked_head_len(session));
+        if head_deadline::chunked_body_malformed(session.stream()) {
+            let refusal: GatewayError = InspectError::from(FramingError::MalformedChunkLine).into();
+            head_deadline::request_finished(session.stream());
+            return refusal.to_http_response("");
+        }
         self.settings.apply(session);
         let response = self.inner.response(session).await;
         head_deadline::request_finished(session.stream());
