@@ -8,7 +8,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -16,9 +15,11 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
-use common::{TestGateway, free_port, https_client, https_client_with_cert};
+use common::{
+    ApiKey, Auth, Config, JwtIssuer, Listener, Route, TestGateway, Upstream, free_port,
+    https_client, https_client_with_cert,
+};
 use tiktok_gateway::clock::SystemClock;
 use tiktok_gateway::sandbox::idp::{DEV_AUDIENCE, DevAlg, DevIdp, MintRequest, sign_parts};
 use tiktok_gateway::sandbox::orders::OrderService;
@@ -26,86 +27,64 @@ use tiktok_gateway::sandbox::orders::OrderService;
 const BATCH_KEY: &str = "tgw-test-batch-key-7f3a9c21d4e8b605";
 const REPORTING_KEY: &str = "tgw-test-reporting-key-0b1c2d3e4f5a6978";
 
-fn sha256_hex(s: &str) -> String {
-    hex::encode(Sha256::digest(s.as_bytes()))
-}
-
-fn config(dir: &Path, port: u16, idp: &DevIdp, orders: SocketAddr) -> String {
-    format!(
-        r#"version: "auth-t1"
-listeners:
-  public:
-    address: "127.0.0.1:{port}"
-    tls: {{ cert: gateway.crt, key: gateway.key, client_ca: ca.crt, client_auth: optional }}
-identity:
-  jwt:
-    - name: dev
-      issuer: "{issuer}"
-      audiences: ["{aud}"]
-      jwks: {{ url: "{jwks}" }}
-      algorithms: [ES256, RS256]
-  api_keys:
-    - name: batch
-      sha256: "{batch}"
-      scopes: ["orders:read"]
-    - name: reporting
-      sha256: "{reporting}"
-      scopes: ["orders:read"]
-  mtls:
-    - name: "dns:order-service.internal"
-      scopes: ["orders:read"]
-upstreams:
-  orders:
-    targets: ["{orders}"]
-    timeouts: {{ connect: 500ms, read: 2s }}
-routes:
-  - name: orders
-    listener: public
-    match: {{ path_prefix: /orders/, methods: [GET, POST] }}
-    auth: {{ jwt: dev, scopes: ["orders:read"] }}
-    upstream: orders
-  - name: keyed
-    listener: public
-    match: {{ path_prefix: /keyed/, methods: [GET] }}
-    auth: {{ api_key: [batch] }}
-    upstream: orders
-  - name: mtls
-    listener: public
-    match: {{ path_prefix: /mtls/, methods: [GET] }}
-    auth: {{ mtls: true }}
-    upstream: orders
-logging:
-  access_log: {log}
-"#,
-        issuer = idp.issuer(),
-        aud = DEV_AUDIENCE,
-        jwks = idp.jwks_url(),
-        batch = sha256_hex(BATCH_KEY),
-        reporting = sha256_hex(REPORTING_KEY),
-        log = dir.join("access.log").display(),
-    )
+/// `issuer` shapes the IdP's entry (`identity.jwt[0]`).
+fn config(
+    port: u16,
+    idp: &DevIdp,
+    orders: SocketAddr,
+    issuer: impl FnOnce(JwtIssuer) -> JwtIssuer,
+) -> Config {
+    Config::new()
+        .version("auth-t1")
+        .listener(Listener::tls("public", port).client_auth("optional"))
+        .jwt(issuer(JwtIssuer::url("dev", idp)))
+        .api_key(ApiKey::new("batch", BATCH_KEY, &["orders:read"]))
+        .api_key(ApiKey::new("reporting", REPORTING_KEY, &["orders:read"]))
+        .mtls("dns:order-service.internal", &["orders:read"])
+        .upstream(Upstream::new("orders", orders).timeouts("500ms", "2s"))
+        .route(
+            Route::prefix("orders", "public", "/orders/")
+                .methods(&["GET", "POST"])
+                .auth(Auth::jwt("dev").scopes(&["orders:read"]))
+                .upstream("orders"),
+        )
+        .route(
+            Route::prefix("keyed", "public", "/keyed/")
+                .methods(&["GET"])
+                .auth(Auth::api_keys(&["batch"]))
+                .upstream("orders"),
+        )
+        .route(
+            Route::prefix("mtls", "public", "/mtls/")
+                .methods(&["GET"])
+                .auth(Auth::mtls())
+                .upstream("orders"),
+        )
 }
 
 struct Setup {
     gw: TestGateway,
+    /// What the gateway was started with, for reloads.
+    config: Config,
     orders: OrderService,
     idp: DevIdp,
     port: u16,
 }
 
 async fn setup() -> Setup {
-    setup_with(|yaml| yaml).await
+    setup_with(|issuer| issuer).await
 }
 
-/// As [`setup`], with the YAML passed through `edit` first.
-async fn setup_with(edit: impl FnOnce(String) -> String) -> Setup {
+/// As [`setup`], with the IdP's issuer entry passed through `issuer` first.
+async fn setup_with(issuer: impl FnOnce(JwtIssuer) -> JwtIssuer) -> Setup {
     let orders = OrderService::spawn(None).await.unwrap();
     let idp = DevIdp::start(Arc::new(SystemClock)).await.unwrap();
     let port = free_port();
-    let addr = orders.addr();
-    let gw = TestGateway::start(|dir| edit(config(dir, port, &idp, addr)));
+    let config = config(port, &idp, orders.addr(), issuer);
+    let gw = TestGateway::with(&config);
     Setup {
         gw,
+        config,
         orders,
         idp,
         port,
@@ -411,12 +390,7 @@ async fn tokens_with_bad_claims_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_issued_in_the_future_or_older_than_the_maximum_age_are_refused() {
-    let s = setup_with(|yaml| {
-        let algs = "      algorithms: [ES256, RS256]\n";
-        assert!(yaml.contains(algs));
-        yaml.replace(algs, &format!("{algs}      max_token_age: 10m\n"))
-    })
-    .await;
+    let s = setup_with(|issuer| issuer.max_token_age("10m")).await;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -842,12 +816,11 @@ async fn the_kill_switch_blocks_a_caller_at_runtime_by_reload() {
     let before = s.orders.received_count();
 
     // Ops block the JWT caller `order-app` and the API key `batch` with a reload; no restart.
-    let text = std::fs::read_to_string(&s.gw.config_path).unwrap();
-    let blocked = text.replacen(
-        "identity:\n",
-        "identity:\n  blocked_subjects: [order-app, batch]\n",
-        1,
-    );
+    let blocked = s
+        .config
+        .clone()
+        .blocked_subjects(&["order-app", "batch"])
+        .render(s.gw.dir.path());
     let config = tiktok_gateway::config::load_str(&blocked, s.gw.dir.path(), &s.gw.config_path)
         .expect("valid config");
     s.gw.gateway

@@ -655,6 +655,7 @@ pub struct JwtIssuer {
     pub audiences: Vec<String>,
     pub jwks: Jwks,
     pub algorithms: Vec<String>,
+    pub max_token_age: Option<String>,
 }
 
 impl JwtIssuer {
@@ -666,6 +667,7 @@ impl JwtIssuer {
             audiences: vec![DEV_AUDIENCE.to_owned()],
             jwks: Jwks::Url(idp.jwks_url()),
             algorithms: vec!["ES256".into(), "RS256".into()],
+            max_token_age: None,
         }
     }
 
@@ -677,7 +679,14 @@ impl JwtIssuer {
             audiences: vec![DEV_AUDIENCE.to_owned()],
             jwks: Jwks::File(signer.jwks()),
             algorithms: vec!["ES256".into(), "RS256".into()],
+            max_token_age: None,
         }
+    }
+
+    /// `max_token_age`: tokens older than this (by `iat`) are refused.
+    pub fn max_token_age(mut self, age: &str) -> Self {
+        self.max_token_age = Some(age.to_owned());
+        self
     }
 
     fn yaml(&self, files: &mut Vec<SideFile>) -> Y {
@@ -692,16 +701,18 @@ impl JwtIssuer {
                 Y::Map(vec![("file".into(), q(name))])
             }
         };
-        Y::Map(vec![
-            ("name".into(), q(&self.name)),
-            ("issuer".into(), q(&self.issuer)),
-            ("audiences".into(), strs(&self.audiences)),
-            ("jwks".into(), jwks),
+        let mut m = vec![
+            ("name".to_owned(), q(&self.name)),
+            ("issuer".to_owned(), q(&self.issuer)),
+            ("audiences".to_owned(), strs(&self.audiences)),
+            ("jwks".to_owned(), jwks),
             (
-                "algorithms".into(),
+                "algorithms".to_owned(),
                 Y::Seq(self.algorithms.iter().map(raw).collect()),
             ),
-        ])
+        ];
+        opt(&mut m, "max_token_age", &self.max_token_age);
+        Y::Map(m)
     }
 }
 
