@@ -6,11 +6,9 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
-use common::{TestGateway, free_port};
-use sha2::{Digest, Sha256};
+use common::{ApiKey, Auth, Config, Listener, Route, TestGateway, TikTok, Upstream, free_port};
 use tiktok_gateway::sandbox::tiktok::{self as sandbox, SandboxConfig, SandboxRate};
 
 const US: &str = "7494049642642441621";
@@ -18,60 +16,40 @@ const BR: &str = "7495540735365777507";
 const KEY_ALL: &str = "key-for-all-shops-0001";
 const KEY_US: &str = "key-for-us-shop-only-01";
 
-fn config(dir: &Path, port: u16, sb: &SandboxConfig, base: &str, pacing: &str) -> String {
-    std::fs::write(dir.join("app_secret"), sb.app_secret.expose()).unwrap();
-    let mut shops = String::new();
-    for s in &sb.shops {
-        std::fs::write(
-            dir.join(format!("access-{}", s.id)),
-            s.access_token.expose(),
+/// `api`: where the gateway calls TikTok's API (the upstream and the app's `api_base`); `auth`:
+/// its token host. `pacing`: the gateway's outbound budget, `(rate, burst)`.
+fn config(
+    port: u16,
+    sb: &SandboxConfig,
+    api: &str,
+    auth: &str,
+    (rate, burst): (&str, u32),
+) -> Config {
+    Config::new()
+        .listener(Listener::plain("egress", port))
+        .api_key(ApiKey::new(
+            "all-shops",
+            KEY_ALL,
+            &["orders:read", "tiktok:shop:*"],
+        ))
+        .api_key(ApiKey::new(
+            "us-only",
+            KEY_US,
+            &["orders:read", &format!("tiktok:shop:{US}")],
+        ))
+        .upstream(Upstream::tiktok("tiktok_api", api))
+        .tiktok(
+            TikTok::sandbox("main", sb, auth)
+                .api_base("main", api)
+                .pacing(rate, burst),
         )
-        .unwrap();
-        std::fs::write(
-            dir.join(format!("refresh-{}", s.id)),
-            s.refresh_token.expose(),
+        .route(
+            Route::prefix("tiktok", "egress", "/")
+                .methods(&["GET", "POST", "PUT", "DELETE"])
+                .auth(Auth::api_key().scopes(&["orders:read"]))
+                .tiktok("main", Some("x-tiktok-shop-id"))
+                .upstream("tiktok_api"),
         )
-        .unwrap();
-        shops.push_str(&format!(
-            "    - {{ id: \"{id}\", app: main, cipher: \"{c}\", access_token: \"${{file:access-{id}}}\", access_token_expires_at: {ae}, refresh_token: \"${{file:refresh-{id}}}\", refresh_token_expires_at: {re} }}\n",
-            id = s.id,
-            c = s.cipher,
-            ae = s.access_token_expires_at,
-            re = s.refresh_token_expires_at,
-        ));
-    }
-    let sha = |k: &str| hex::encode(Sha256::digest(k.as_bytes()));
-    let addr = base.trim_start_matches("http://");
-    format!(
-        r#"listeners:
-  egress:
-    address: "127.0.0.1:{port}"
-identity:
-  api_keys:
-    - {{ name: all-shops, sha256: "{all}", scopes: ["orders:read", "tiktok:shop:*"] }}
-    - {{ name: us-only, sha256: "{us}", scopes: ["orders:read", "tiktok:shop:{US}"] }}
-upstreams:
-  tiktok_api: {{ targets: ["{addr}"] }}
-tiktok:
-  apps:
-    main: {{ app_key: "{app_key}", app_secret: "${{file:app_secret}}", api_base: "{base}", auth_base: "{base}" }}
-  shops:
-{shops}  pacing: {pacing}
-routes:
-  - name: tiktok
-    listener: egress
-    match: {{ path_prefix: /, methods: [GET, POST, PUT, DELETE] }}
-    auth: {{ api_key: true, scopes: ["orders:read"] }}
-    tiktok: {{ app: main, shop_header: x-tiktok-shop-id }}
-    upstream: tiktok_api
-logging:
-  access_log: {log}
-"#,
-        all = sha(KEY_ALL),
-        us = sha(KEY_US),
-        app_key = sb.app_key,
-        log = dir.join("access.log").display(),
-    )
 }
 
 struct Setup {
@@ -80,17 +58,18 @@ struct Setup {
     port: u16,
 }
 
-async fn setup(rate: Option<SandboxRate>, pacing: &str) -> Setup {
-    setup_with(rate, pacing, |_| {}, |yaml, _| yaml).await
+async fn setup(rate: Option<SandboxRate>, pacing: (&str, u32)) -> Setup {
+    setup_with(rate, pacing, |_| {}, str::to_owned).await
 }
 
 /// As [`setup`]; `gateway_view` changes what the gateway is configured with (not the sandbox),
-/// `edit` the YAML (given with the sandbox's base URL).
+/// `api` maps the sandbox's base URL to the one the gateway calls TikTok's API at (its token
+/// host stays the sandbox's).
 async fn setup_with(
     rate: Option<SandboxRate>,
-    pacing: &str,
+    pacing: (&str, u32),
     gateway_view: impl FnOnce(&mut SandboxConfig),
-    edit: impl FnOnce(String, &str) -> String,
+    api: impl FnOnce(&str) -> String,
 ) -> Setup {
     let mut sb = SandboxConfig::example(7);
     sb.rate = rate;
@@ -98,7 +77,8 @@ async fn setup_with(
     let port = free_port();
     let base = sandbox.base_url();
     gateway_view(&mut sb);
-    let gw = TestGateway::start(|dir| edit(config(dir, port, &sb, &base, pacing), &base));
+    let api = api(&base);
+    let gw = TestGateway::with(&config(port, &sb, &api, &base, pacing));
     Setup {
         _gw: gw,
         sandbox,
@@ -128,7 +108,7 @@ async fn json(res: reqwest::Response) -> (u16, serde_json::Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_calls_pass_tiktoks_checks() {
-    let s = setup(None, "{ rate: 100/s, burst: 100 }").await;
+    let s = setup(None, ("100/s", 100)).await;
     let ids = s.sandbox.state().order_ids(US);
     let (a, b) = (&ids[0], &ids[1]);
 
@@ -234,7 +214,7 @@ async fn signed_calls_pass_tiktoks_checks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_credentials_are_replaced_and_foreign_shops_refused() {
-    let s = setup(None, "{ rate: 100/s, burst: 100 }").await;
+    let s = setup(None, ("100/s", 100)).await;
     let ids = s.sandbox.state().order_ids(US);
     let res = client()
         .get(url(
@@ -322,7 +302,7 @@ async fn forged_credentials_are_replaced_and_foreign_shops_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_token_is_refreshed_and_the_call_retried_once() {
-    let s = setup(None, "{ rate: 100/s, burst: 100 }").await;
+    let s = setup(None, ("100/s", 100)).await;
     let ids = s.sandbox.state().order_ids(US);
     assert_eq!(s.sandbox.state().expire_access_tokens(US), 1);
     let res = client()
@@ -378,12 +358,12 @@ async fn forced_refreshes_back_off_while_the_token_host_refuses() {
     // The gateway holds a refresh token TikTok no longer honours: every refresh fails.
     let s = setup_with(
         None,
-        "{ rate: 100/s, burst: 100 }",
+        ("100/s", 100),
         |sb| {
             let us = sb.shops.iter_mut().find(|shop| shop.id == US).unwrap();
             us.refresh_token = tiktok_gateway::config::Secret::new("TTP_revoked_refresh_0001");
         },
-        |yaml, _| yaml,
+        str::to_owned,
     )
     .await;
     let ids = s.sandbox.state().order_ids(US);
@@ -503,19 +483,11 @@ async fn an_expired_answer_for_an_already_replaced_token_does_not_refresh_again(
     // API calls go through the relay; refreshes straight to the sandbox's token host.
     let s = setup_with(
         None,
-        "{ rate: 100/s, burst: 100 }",
+        ("100/s", 100),
         |_| {},
-        |yaml, base| {
+        |base| {
             *relay.target.lock() = base.to_owned();
-            // `api_base` and the upstream's target point at the relay, `auth_base` stays.
-            let auth = format!("auth_base: \"{base}\"");
-            assert!(yaml.contains(&auth));
-            yaml.replace(&auth, "AUTH_BASE_KEPT")
-                .replace(
-                    base.trim_start_matches("http://"),
-                    relay.base.trim_start_matches("http://"),
-                )
-                .replace("AUTH_BASE_KEPT", &auth)
+            relay.base.clone()
         },
     )
     .await;
@@ -576,7 +548,7 @@ async fn throttling_backs_off_and_answers_429_without_exceeding_tiktoks_rate() {
             per_second: 2.0,
             burst: 2,
         }),
-        "{ rate: 50/s, burst: 50 }",
+        ("50/s", 50),
     )
     .await;
     let ids = s.sandbox.state().order_ids(US);

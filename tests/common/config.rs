@@ -858,6 +858,17 @@ impl TikTok {
         self
     }
 
+    /// Points `app`'s API host (`api_base`) at `base`; its token host stays.
+    pub fn api_base(mut self, app: &str, base: &str) -> Self {
+        let a = self
+            .apps
+            .iter_mut()
+            .find(|a| a.name == app)
+            .unwrap_or_else(|| panic!("no TikTok app {app}"));
+        a.api_base = base.to_owned();
+        self
+    }
+
     pub fn pacing(mut self, rate: &str, burst: u32) -> Self {
         self.pacing = Some((rate.to_owned(), burst));
         self
