@@ -9,13 +9,15 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::{TestGateway, free_port};
+use common::{
+    ApiKey, Auth, Config, Listener, Privacy, Route, TestGateway, TikTok, Upstream, Webhooks,
+    free_port,
+};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use tiktok_gateway::privacy::{CapturedLogs, LogFormat, LogSettings};
 use tiktok_gateway::sandbox::orders::{Behaviour, OrderService};
 use tiktok_gateway::sandbox::tiktok::{SandboxConfig, TikTokSandbox, spawn};
@@ -33,135 +35,82 @@ struct Ports {
     metrics: u16,
 }
 
-fn sha256_hex(s: &str) -> String {
-    hex::encode(Sha256::digest(s.as_bytes()))
-}
-
 fn config(
-    dir: &Path,
     p: &Ports,
     sandbox: &SandboxConfig,
     base: &str,
     orders: SocketAddr,
     dead: u16,
     level: &str,
-) -> String {
-    std::fs::write(dir.join("app_secret"), sandbox.app_secret.expose()).unwrap();
-    std::fs::write(dir.join("forward_secret"), FORWARD_SECRET).unwrap();
-    std::fs::write(dir.join("pseudonym_key"), PSEUDONYM_KEY).unwrap();
-    let mut shops = String::new();
-    for s in &sandbox.shops {
-        std::fs::write(dir.join(format!("at_{}", s.id)), s.access_token.expose()).unwrap();
-        std::fs::write(dir.join(format!("rt_{}", s.id)), s.refresh_token.expose()).unwrap();
-        shops.push_str(&format!(
-            "    - {{ id: \"{id}\", app: main, cipher: \"{cipher}\", access_token: \"${{file:at_{id}}}\", access_token_expires_at: {ate}, refresh_token: \"${{file:rt_{id}}}\", refresh_token_expires_at: {rte} }}\n",
-            id = s.id,
-            cipher = s.cipher,
-            ate = s.access_token_expires_at,
-            rte = s.refresh_token_expires_at,
-        ));
-    }
-    format!(
-        r#"listeners:
-  public:
-    address: "127.0.0.1:{public}"
-  secure:
-    address: "127.0.0.1:{secure}"
-    tls: {{ cert: gateway.crt, key: gateway.key }}
-  metrics:
-    address: "127.0.0.1:{metrics}"
-identity:
-  api_keys:
-    - {{ name: reader, sha256: "{reader}", scopes: ["tiktok:shop:*", "orders:write"] }}
-    - {{ name: pii-reader, sha256: "{pii}", scopes: ["tiktok:shop:{US_SHOP}", "tiktok:shop:{BR_SHOP}", "pii:read"] }}
-tiktok:
-  apps:
-    main: {{ app_key: "{app_key}", app_secret: "${{file:app_secret}}", api_base: "{base}", auth_base: "{base}" }}
-  shops:
-{shops}  pacing: {{ rate: 100/s, burst: 100 }}
-upstreams:
-  orders:
-    targets: ["{orders}"]
-    timeouts: {{ connect: 500ms, read: 2s }}
-  tiktok_api:
-    targets: ["{tiktok_addr}"]
-  dead:
-    targets: ["127.0.0.1:{dead}"]
-    timeouts: {{ connect: 500ms, read: 1s }}
-webhooks:
-  queue_path: {queue}
-  forward_secret: "${{file:forward_secret}}"
-  max_retry_backoff: 1s
-privacy:
-  pseudonym_key: "${{file:pseudonym_key}}"
-routes:
-  - name: order-detail
-    listener: public
-    match: {{ path: /order/202309/orders, methods: [GET] }}
-    auth: {{ api_key: true }}
-    tiktok: {{ app: main }}
-    privacy: {{ pii_scope: "pii:read" }}
-    upstream: tiktok_api
-  - name: order-search
-    listener: public
-    match: {{ path: /order/202309/orders/search, methods: [POST] }}
-    auth: {{ api_key: true }}
-    tiktok: {{ app: main }}
-    privacy: {{ pii_scope: "pii:read" }}
-    upstream: tiktok_api
-  - name: leaky-orders
-    listener: public
-    match: {{ path: /leaky/orders, methods: [GET] }}
-    auth: {{ api_key: true }}
-    tiktok: {{ app: main }}
-    upstream: tiktok_api
-    rewrite: {{ path: /order/202309/orders }}
-  - name: blocked-orders
-    listener: public
-    match: {{ path: /blocked/orders, methods: [GET] }}
-    auth: {{ api_key: true }}
-    tiktok: {{ app: main }}
-    privacy: {{ on_leak: block }}
-    upstream: tiktok_api
-    rewrite: {{ path: /order/202309/orders }}
-  - name: tiktok-webhooks
-    listener: public
-    match: {{ path: /webhooks/tiktok, methods: [POST] }}
-    auth: {{ tiktok_webhook: main }}
-    limits: {{ max_body: 16KiB }}
-    upstream: orders
-    rewrite: {{ path: /internal/tiktok/events }}
-  - name: internal
-    listener: public
-    match: {{ path_prefix: /internal/, methods: [GET, POST] }}
-    auth: {{ api_key: true, scopes: ["orders:write"] }}
-    limits: {{ max_body: 2KiB }}
-    upstream: orders
-  - name: dead
-    listener: public
-    match: {{ path_prefix: /dead/ }}
-    auth: {{ api_key: true }}
-    upstream: dead
-  - name: secure-internal
-    listener: secure
-    match: {{ path_prefix: /internal/, methods: [GET, POST] }}
-    auth: {{ api_key: true, scopes: ["orders:write"] }}
-    limits: {{ max_body: 2KiB }}
-    upstream: orders
-logging:
-  access_log: {log}
-  level: "{level}"
-"#,
-        public = p.public,
-        secure = p.secure,
-        metrics = p.metrics,
-        reader = sha256_hex(READER_KEY),
-        pii = sha256_hex(PII_KEY),
-        app_key = sandbox.app_key,
-        tiktok_addr = base.trim_start_matches("http://"),
-        queue = dir.join("queue.redb").display(),
-        log = dir.join("access.log").display(),
-    )
+) -> Config {
+    let tiktok_route = |name: &str, path: &str| {
+        Route::exact(name, "public", path)
+            .methods(&["GET"])
+            .auth(Auth::api_key())
+            .tiktok("main", None)
+            .upstream("tiktok_api")
+    };
+    let internal = |name: &str, listener: &str| {
+        Route::prefix(name, listener, "/internal/")
+            .methods(&["GET", "POST"])
+            .auth(Auth::api_key().scopes(&["orders:write"]))
+            .max_body("2KiB")
+            .upstream("orders")
+    };
+    Config::new()
+        .listener(Listener::plain("public", p.public))
+        .listener(Listener::tls("secure", p.secure))
+        .listener(Listener::plain("metrics", p.metrics))
+        .api_key(ApiKey::new(
+            "reader",
+            READER_KEY,
+            &["tiktok:shop:*", "orders:write"],
+        ))
+        .api_key(ApiKey::new(
+            "pii-reader",
+            PII_KEY,
+            &[
+                &format!("tiktok:shop:{US_SHOP}"),
+                &format!("tiktok:shop:{BR_SHOP}"),
+                "pii:read",
+            ],
+        ))
+        .tiktok(TikTok::sandbox("main", sandbox, base).pacing("100/s", 100))
+        .upstream(Upstream::new("orders", orders).timeouts("500ms", "2s"))
+        .upstream(Upstream::tiktok("tiktok_api", base))
+        .upstream(Upstream::dead("dead", dead).timeouts("500ms", "1s"))
+        .webhooks(Webhooks::new(FORWARD_SECRET))
+        .privacy(Privacy {
+            pseudonym_key: Some(PSEUDONYM_KEY.into()),
+        })
+        .route(tiktok_route("order-detail", "/order/202309/orders").pii_scope("pii:read"))
+        .route(
+            tiktok_route("order-search", "/order/202309/orders/search")
+                .methods(&["POST"])
+                .pii_scope("pii:read"),
+        )
+        .route(tiktok_route("leaky-orders", "/leaky/orders").rewrite("/order/202309/orders"))
+        .route(
+            tiktok_route("blocked-orders", "/blocked/orders")
+                .on_leak("block")
+                .rewrite("/order/202309/orders"),
+        )
+        .route(
+            Route::exact("tiktok-webhooks", "public", "/webhooks/tiktok")
+                .methods(&["POST"])
+                .auth(Auth::tiktok_webhook("main"))
+                .max_body("16KiB")
+                .upstream("orders")
+                .rewrite("/internal/tiktok/events"),
+        )
+        .route(internal("internal", "public"))
+        .route(
+            Route::prefix("dead", "public", "/dead/")
+                .auth(Auth::api_key())
+                .upstream("dead"),
+        )
+        .route(internal("secure-internal", "secure"))
+        .log_level(level)
 }
 
 struct Setup {
@@ -184,8 +133,7 @@ async fn setup(level: &str) -> Setup {
     };
     let dead = free_port();
     let (base, addr) = (sandbox.base_url(), orders.addr());
-    let gw =
-        TestGateway::start(|dir| config(dir, &ports, &sandbox_config, &base, addr, dead, level));
+    let gw = TestGateway::with(&config(&ports, &sandbox_config, &base, addr, dead, level));
     Setup {
         gw,
         sandbox,
