@@ -15,11 +15,13 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{TestGateway, free_port, raw_http, status_of};
+use common::{
+    Config, Connections, Limits, Listener, Route, TestGateway, Upstream, free_port, raw_http,
+    status_of,
+};
 use tiktok_gateway::sandbox::orders::OrderService;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -45,53 +47,57 @@ impl Ports {
     }
 }
 
-fn config(dir: &Path, p: &Ports, orders: SocketAddr) -> String {
-    let limits = "{ max_body: 4KiB, json_max_depth: 8, max_headers: 20, max_header_bytes: 2KiB, max_uri: 512, max_query_params: 5 }";
-    let mut routes = String::new();
-    for listener in ["plain", "hosted", "capped", "slow", "tls"] {
-        routes.push_str(&format!(
-            "  - name: orders-{listener}\n    listener: {listener}\n    match: {{ path_prefix: /orders/ }}\n    auth: none\n    limits: {limits}\n    upstream: orders\n"
-        ));
-    }
-    // A route whose bodies stream to the upstream instead of being read whole first.
-    routes.push_str("  - name: upload-slow\n    listener: slow\n    match: { path_prefix: /upload/ }\n    auth: none\n    limits: { content_types: [application/octet-stream] }\n    upstream: orders\n");
-    format!(
-        r#"version: "inspect"
-listeners:
-  plain:
-    address: "127.0.0.1:{plain}"
-  hosted:
-    address: "127.0.0.1:{hosted}"
-    hosts: [api.example.test]
-  capped:
-    address: "127.0.0.1:{capped}"
-    connections: {{ max_per_ip: 2 }}
-  slow:
-    address: "127.0.0.1:{slow}"
-    connections: {{ header_timeout: 1s, body_timeout: 1s, min_body_rate: 1KiB/s, min_body_rate_after: 1s }}
-  tls:
-    address: "127.0.0.1:{tls}"
-    tls: {{ cert: gateway.crt, key: gateway.key }}
-    connections: {{ header_timeout: 1s }}
-  metrics:
-    address: "127.0.0.1:{metrics}"
-    connections: {{ header_timeout: 1s, max: 2 }}
-upstreams:
-  orders:
-    targets: ["{orders}"]
-    timeouts: {{ connect: 500ms, read: 2s }}
-routes:
-{routes}logging:
-  access_log: {log}
-"#,
-        plain = p.plain,
-        hosted = p.hosted,
-        capped = p.capped,
-        slow = p.slow,
-        tls = p.tls,
-        metrics = p.metrics,
-        log = dir.join("access.log").display(),
-    )
+fn config(p: &Ports, orders: SocketAddr) -> Config {
+    let limits = Limits {
+        max_body: Some("4KiB"),
+        json_max_depth: Some(8),
+        max_headers: Some(20),
+        max_header_bytes: Some("2KiB"),
+        max_uri: Some("512"),
+        max_query_params: Some(5),
+        ..Limits::default()
+    };
+    let routes = ["plain", "hosted", "capped", "slow", "tls"].map(|listener| {
+        Route::prefix(&format!("orders-{listener}"), listener, "/orders/")
+            .limits(limits.clone())
+            .upstream("orders")
+    });
+    Config::new()
+        .version("inspect")
+        .listener(Listener::plain("plain", p.plain))
+        .listener(Listener::plain("hosted", p.hosted).hosts(&["api.example.test"]))
+        .listener(
+            Listener::plain("capped", p.capped).connections(Connections {
+                max_per_ip: Some(2),
+                ..Connections::default()
+            }),
+        )
+        .listener(Listener::plain("slow", p.slow).connections(Connections {
+            header_timeout: Some("1s"),
+            body_timeout: Some("1s"),
+            min_body_rate: Some("1KiB/s"),
+            min_body_rate_after: Some("1s"),
+            ..Connections::default()
+        }))
+        .listener(Listener::tls("tls", p.tls).connections(Connections {
+            header_timeout: Some("1s"),
+            ..Connections::default()
+        }))
+        .listener(
+            Listener::plain("metrics", p.metrics).connections(Connections {
+                header_timeout: Some("1s"),
+                max: Some(2),
+                ..Connections::default()
+            }),
+        )
+        .upstream(Upstream::new("orders", orders).timeouts("500ms", "2s"))
+        .routes(routes)
+        // A route whose bodies stream to the upstream instead of being read whole first.
+        .route(
+            Route::prefix("upload-slow", "slow", "/upload/")
+                .content_types(&["application/octet-stream"])
+                .upstream("orders"),
+        )
 }
 
 async fn setup() -> (TestGateway, OrderService, Ports) {
@@ -105,7 +111,7 @@ async fn setup() -> (TestGateway, OrderService, Ports) {
         metrics: free_port(),
     };
     let addr = orders.addr();
-    let gw = TestGateway::start(|dir| config(dir, &p, addr));
+    let gw = TestGateway::with(&config(&p, addr));
     (gw, orders, p)
 }
 
