@@ -42,6 +42,8 @@ fn config(public: u16, admin: u16, idp: &DevIdp, orders: SocketAddr) -> Config {
 
 struct Setup {
     gw: TestGateway,
+    /// What the gateway was started with, for reloads.
+    config: Config,
     orders: OrderService,
     idp: DevIdp,
     admin: u16,
@@ -52,9 +54,11 @@ async fn setup() -> Setup {
     let idp = DevIdp::start(Arc::new(SystemClock)).await.unwrap();
     let (public, admin) = (free_port(), free_port());
     let addr = orders.addr();
-    let gw = TestGateway::with(&config(public, admin, &idp, addr));
+    let config = config(public, admin, &idp, addr);
+    let gw = TestGateway::with(&config);
     Setup {
         gw,
+        config,
         orders,
         idp,
         admin,
@@ -321,12 +325,11 @@ async fn a_blocked_administrator_is_refused_even_with_mfa_and_certificate() {
     let status = || s.with_cert().get(s.status_url()).bearer_auth(&token).send();
     assert_eq!(status().await.unwrap().status(), 200);
 
-    let text = std::fs::read_to_string(&s.gw.config_path).unwrap();
-    let blocked = text.replacen(
-        "identity:\n",
-        "identity:\n  blocked_subjects: [ops-alice]\n",
-        1,
-    );
+    let blocked = s
+        .config
+        .clone()
+        .blocked_subjects(&["ops-alice"])
+        .render(s.gw.dir.path());
     let config = tiktok_gateway::config::load_str(&blocked, s.gw.dir.path(), &s.gw.config_path)
         .expect("valid config");
     s.gw.gateway.apply(config).expect("applies by reload");
