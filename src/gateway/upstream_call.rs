@@ -62,18 +62,22 @@ pub async fn call(
     max_body: usize,
     trace: &mut CallTrace,
 ) -> Result<Answer, CallError> {
+    let mut previous = None;
+    let mut retry = 0;
     loop {
-        let attempt_no = trace.attempts;
         trace.attempts += 1;
         let Selected { peer, mut attempt } = pool
-            .select(upstream, attempt_no)
+            .select(upstream, previous)
             .map_err(CallError::Unavailable)?;
         trace.addr = Some(attempt.addr());
         let mut session = match connector.get_http_session(&peer).await {
             Ok((s, _reused)) => s,
             Err(e) => {
                 attempt.connect_failed();
-                if attempt_no < upstream.retries {
+                if retry < upstream.retries {
+                    // Another target, where there is one.
+                    retry += 1;
+                    previous = trace.addr;
                     continue;
                 }
                 return Err(CallError::Connect(e));

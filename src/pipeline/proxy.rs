@@ -180,7 +180,9 @@ impl ProxyHttp for GatewayProxy {
         ctx.attempts += 1;
         ctx.upstream_started
             .get_or_insert_with(std::time::Instant::now);
-        match route.pool.select(&route.upstream, attempt) {
+        // A retry goes to another target than the one that just failed, where there is one.
+        let previous = ctx.upstream_addr.filter(|_| attempt > 0);
+        match route.pool.select(&route.upstream, previous) {
             Ok(selected) => {
                 ctx.upstream_addr = Some(selected.attempt.addr());
                 ctx.upstream_attempt = Some(selected.attempt);

@@ -143,10 +143,14 @@ impl Pool {
         }
     }
 
-    /// Picks the next endpoint that may take traffic, round robin; `attempt` moves a retry on
-    /// to another target. When none may, the answer is a fast 503, never a connect to a target
-    /// known to be down.
-    pub fn select(&self, up: &Upstream, attempt: usize) -> Result<Selected, GatewayError> {
+    /// Picks the next endpoint that may take traffic, round robin. A retry names the address
+    /// that just failed (`previous`): it is taken again only when nothing else may. When no
+    /// endpoint may, the answer is a fast 503, never a connect to a target known to be down.
+    pub fn select(
+        &self,
+        up: &Upstream,
+        previous: Option<SocketAddr>,
+    ) -> Result<Selected, GatewayError> {
         let endpoints = self.endpoints.load();
         if endpoints.is_empty() {
             return Err(GatewayError::bad_gateway(
@@ -155,13 +159,13 @@ impl Pool {
             ));
         }
         let n = endpoints.len();
-        let start = self
-            .cursor
-            .fetch_add(1, Ordering::Relaxed)
-            .wrapping_add(attempt);
+        let start = self.cursor.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
-        for i in 0..n {
-            let endpoint = &endpoints[start.wrapping_add(i) % n];
+        let order = (0..n)
+            .map(|i| &endpoints[start.wrapping_add(i) % n])
+            .filter(|e| Some(e.addr) != previous)
+            .chain(endpoints.iter().filter(|e| Some(e.addr) == previous));
+        for endpoint in order {
             let trial = match endpoint.admit(now) {
                 Admit::Yes => false,
                 Admit::Trial => true,
@@ -318,7 +322,7 @@ mod tests {
         let pool = pool_of(&up);
         let mut seen = HashMap::new();
         for i in 0..4 {
-            let s = pool.select(&up, 0).unwrap();
+            let s = pool.select(&up, None).unwrap();
             *seen.entry(s.attempt.addr().port()).or_insert(0) += 1;
             assert_eq!(
                 s.peer._address.to_string(),
@@ -333,7 +337,7 @@ mod tests {
         // Two failed connects to 1001 open its breaker.
         for _ in 0..2 {
             let mut s = loop {
-                let s = pool.select(&up, 0).unwrap();
+                let s = pool.select(&up, None).unwrap();
                 if s.attempt.addr().port() == 1001 {
                     break s;
                 }
@@ -347,24 +351,24 @@ mod tests {
             .get();
         assert_eq!(ejections, 1);
         for _ in 0..10 {
-            assert_eq!(pool.select(&up, 0).unwrap().attempt.addr().port(), 1002);
+            assert_eq!(pool.select(&up, None).unwrap().attempt.addr().port(), 1002);
         }
 
         // After the cool-down one request tries 1001; while it is out, others do not.
         std::thread::sleep(Duration::from_millis(250));
         let mut trial = loop {
-            let s = pool.select(&up, 0).unwrap();
+            let s = pool.select(&up, None).unwrap();
             if s.attempt.addr().port() == 1001 {
                 break s;
             }
         };
         for _ in 0..10 {
-            assert_eq!(pool.select(&up, 0).unwrap().attempt.addr().port(), 1002);
+            assert_eq!(pool.select(&up, None).unwrap().attempt.addr().port(), 1002);
         }
         trial.attempt.connected();
         assert_eq!(healthy("unit-rr", 1001), 1);
         let ports: Vec<u16> = (0..4)
-            .map(|_| pool.select(&up, 0).unwrap().attempt.addr().port())
+            .map(|_| pool.select(&up, None).unwrap().attempt.addr().port())
             .collect();
         assert!(ports.contains(&1001) && ports.contains(&1002), "{ports:?}");
     }
@@ -373,17 +377,17 @@ mod tests {
     fn a_trial_dropped_without_an_outcome_lets_the_next_request_try() {
         let up = upstream("unit-drop", &[1003], breaker(1, Duration::from_millis(100)));
         let pool = pool_of(&up);
-        pool.select(&up, 0).unwrap().attempt.connect_failed();
+        pool.select(&up, None).unwrap().attempt.connect_failed();
         assert_eq!(
-            pool.select(&up, 0).err().unwrap().code,
+            pool.select(&up, None).err().unwrap().code,
             "no_healthy_upstream"
         );
         std::thread::sleep(Duration::from_millis(150));
-        let trial = pool.select(&up, 0).unwrap();
-        assert!(pool.select(&up, 0).is_err(), "one trial at a time");
+        let trial = pool.select(&up, None).unwrap();
+        assert!(pool.select(&up, None).is_err(), "one trial at a time");
         drop(trial);
         assert!(
-            pool.select(&up, 0).is_ok(),
+            pool.select(&up, None).is_ok(),
             "the vanished trial's slot is free"
         );
     }
@@ -397,9 +401,9 @@ mod tests {
         );
         let pool = pool_of(&up);
         for _ in 0..2 {
-            pool.select(&up, 0).unwrap().attempt.connect_failed();
+            pool.select(&up, None).unwrap().attempt.connect_failed();
         }
-        let e = pool.select(&up, 0).err().unwrap();
+        let e = pool.select(&up, None).err().unwrap();
         assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(e.code, "no_healthy_upstream");
         let retry: u64 = e
@@ -415,23 +419,26 @@ mod tests {
     fn answers_count_only_with_count_5xx() {
         let up = upstream("unit-5xx-off", &[1006], breaker(1, Duration::from_secs(30)));
         let pool = pool_of(&up);
-        let mut s = pool.select(&up, 0).unwrap();
+        let mut s = pool.select(&up, None).unwrap();
         s.attempt.connected();
         s.attempt.answered(503);
-        assert!(pool.select(&up, 0).is_ok(), "a 503 does not count");
+        assert!(pool.select(&up, None).is_ok(), "a 503 does not count");
 
         let mut b = breaker(1, Duration::from_secs(30));
         b.count_5xx = true;
         let up = upstream("unit-5xx-on", &[1007], b);
         let pool = pool_of(&up);
-        let mut s = pool.select(&up, 0).unwrap();
+        let mut s = pool.select(&up, None).unwrap();
         s.attempt.connected();
         s.attempt.answered(404);
-        assert!(pool.select(&up, 0).is_ok(), "a 4xx is the caller's problem");
-        let mut s = pool.select(&up, 0).unwrap();
+        assert!(
+            pool.select(&up, None).is_ok(),
+            "a 4xx is the caller's problem"
+        );
+        let mut s = pool.select(&up, None).unwrap();
         s.attempt.connected();
         s.attempt.answered(502);
-        assert!(pool.select(&up, 0).is_err(), "a 5xx counts");
+        assert!(pool.select(&up, None).is_err(), "a 5xx counts");
     }
 
     #[test]
@@ -443,7 +450,7 @@ mod tests {
         );
         let pool = pool_of(&up);
         loop {
-            let mut s = pool.select(&up, 0).unwrap();
+            let mut s = pool.select(&up, None).unwrap();
             if s.attempt.addr().port() == 1008 {
                 s.attempt.connect_failed();
                 break;
@@ -451,7 +458,7 @@ mod tests {
         }
         pool.sync(|t| vec![SocketAddr::new([127, 0, 0, 1].into(), t.port)]);
         for _ in 0..4 {
-            assert_eq!(pool.select(&up, 0).unwrap().attempt.addr().port(), 1009);
+            assert_eq!(pool.select(&up, None).unwrap().attempt.addr().port(), 1009);
         }
         // The pool leaves the config: its targets no longer count as healthy.
         assert_eq!(healthy("unit-sync", 1009), 1);
