@@ -63,12 +63,20 @@ pub async fn call(
     trace: &mut CallTrace,
 ) -> Result<Answer, CallError> {
     let mut previous = None;
+    let mut failed: Option<Box<Error>> = None;
     let mut retry = 0;
     loop {
         trace.attempts += 1;
-        let Selected { peer, mut attempt } = pool
-            .select(upstream, previous)
-            .map_err(CallError::Unavailable)?;
+        let Selected { peer, mut attempt } = match pool.select(upstream, previous) {
+            Ok(s) => s,
+            // A retry with no target left: the caller hears what happened to the attempt made.
+            Err(e) => {
+                return Err(match failed {
+                    Some(connect) => CallError::Connect(connect),
+                    None => CallError::Unavailable(e),
+                });
+            }
+        };
         trace.addr = Some(attempt.addr());
         let mut session = match connector.get_http_session(&peer).await {
             Ok((s, _reused)) => s,
@@ -78,6 +86,7 @@ pub async fn call(
                     // Another target, where there is one.
                     retry += 1;
                     previous = trace.addr;
+                    failed = Some(e);
                     continue;
                 }
                 return Err(CallError::Connect(e));

@@ -188,6 +188,9 @@ impl ProxyHttp for GatewayProxy {
                 ctx.upstream_attempt = Some(selected.attempt);
                 Ok(Box::new(selected.peer))
             }
+            // A retry with no target left: the client hears what happened to the attempt it
+            // made (fail_to_proxy classifies this as the upstream being unreachable).
+            Err(e) if attempt > 0 => Error::e_explain(ErrorType::ConnectNoRoute, e.message),
             // No target may take traffic: answered at once, nothing is dialled.
             Err(e) => {
                 metrics()
