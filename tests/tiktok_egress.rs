@@ -585,3 +585,56 @@ async fn throttling_backs_off_and_answers_429_without_exceeding_tiktoks_rate() {
         "the gateway answered some 429s itself"
     );
 }
+
+/// The egress route's upstream has a dead target next to TikTok: the active probes take it out,
+/// and every signed call reaches TikTok with none failing (no retries, no breaker to hide it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn egress_skips_a_target_its_health_checks_found_dead() {
+    let dead = format!("127.0.0.1:{}", free_port());
+    let s = setup_with(
+        None,
+        "{ rate: 100/s, burst: 100 }",
+        |_| {},
+        |yaml, base| {
+            let addr = base.trim_start_matches("http://");
+            let one = format!(r#"tiktok_api: {{ targets: ["{addr}"] }}"#);
+            assert!(yaml.contains(&one));
+            yaml.replace(
+                &one,
+                &format!(
+                    r#"tiktok_api: {{ targets: ["{dead}", "{addr}"], retries: 0, health_check: {{ type: tcp, interval: 200ms, timeout: 200ms }}, circuit_breaker: {{ failures: 0 }} }}"#
+                ),
+            )
+        },
+    )
+    .await;
+    let gauge = tiktok_gateway::telemetry::metrics::metrics()
+        .upstream_target_healthy
+        .with_label_values(&["tiktok_api", &dead]);
+    for _ in 0..100 {
+        if gauge.get() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(gauge.get(), 0, "the probes found the dead target");
+
+    let ids = s.sandbox.state().order_ids(US);
+    let before = s.sandbox.state().request_count();
+    for i in 0..10 {
+        let res = client()
+            .get(url(&s, &format!("/order/202309/orders?ids={}", ids[0])))
+            .header("x-api-key", KEY_ALL)
+            .header("x-tiktok-shop-id", US)
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = json(res).await;
+        assert_eq!(
+            (status, &body["code"]),
+            (200, &serde_json::json!(0)),
+            "call {i}: {body}"
+        );
+    }
+    assert_eq!(s.sandbox.state().request_count() - before, 10);
+}

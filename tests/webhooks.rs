@@ -392,3 +392,79 @@ async fn webhooks_reach_a_tls_order_service_trusted_through_its_upstream_ca() {
     let err = gw.gateway.apply(config).expect_err("refused").to_string();
     assert!(err.contains("applies on restart"), "{err}");
 }
+
+/// Delivery picks its target like a proxied request: with a dead target first in the list, the
+/// probes take it out and every event reaches the live one (delivery used to go to the first
+/// target only). A target that refuses a delivery's connect is ejected by its breaker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_are_delivered_to_a_healthy_target_of_the_upstream() {
+    use common::{CircuitBreaker, HealthCheck};
+    let orders = OrderService::spawn(None).await.unwrap();
+    let dead = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let port = free_port();
+    let qdir = tempfile::tempdir().unwrap();
+    let queue = qdir.path().join("queue.redb");
+    let m = tiktok_gateway::telemetry::metrics::metrics();
+    let gauge = m
+        .upstream_target_healthy
+        .with_label_values(&["orders", &dead.to_string()]);
+    let upstream = Upstream::new("orders", dead)
+        .target(orders.addr())
+        .retries(0)
+        .health_check(HealthCheck::http("/healthz").every("200ms", "200ms"))
+        .circuit_breaker(CircuitBreaker {
+            failures: Some(0),
+            ..CircuitBreaker::default()
+        });
+    let gw = TestGateway::with(&config(port, upstream, &queue));
+    wait_until("the dead target probed out", || gauge.get() == 0).await;
+
+    let delivered = || {
+        orders
+            .received()
+            .into_iter()
+            .filter(|r| r.uri == "/internal/tiktok/events")
+            .count()
+    };
+    for i in 0..5 {
+        let body = format!(r#"{{"type":1,"tts_notification_id":"health-{i}","shop_id":"1"}}"#);
+        assert_eq!(post(port, &body, Some(&sign(&body))).await, 200);
+    }
+    wait_until("five deliveries", || delivered() == 5).await;
+    let webhooks = gw.gateway.tiktok.webhooks.as_ref().unwrap();
+    wait_until("queue drained", || webhooks.queue.depth() == 0).await;
+    assert_eq!(
+        webhooks.delivery.metrics().failed.get(),
+        0,
+        "no attempt went to the dead target"
+    );
+    drop(gw);
+
+    // No probes: the first delivery that tries the dead target fails to connect, which opens
+    // its breaker (failures: 1); the retry and every later event go to the live target.
+    let qdir = tempfile::tempdir().unwrap();
+    let queue = qdir.path().join("queue.redb");
+    let dead = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let ejections = m
+        .upstream_target_ejections
+        .with_label_values(&["orders", &dead.to_string()]);
+    let upstream = Upstream::new("orders", dead)
+        .target(orders.addr())
+        .retries(1)
+        .circuit_breaker(CircuitBreaker::new(1, "30s"));
+    let port = free_port();
+    let _gw = TestGateway::with(&config(port, upstream, &queue));
+    let already = delivered();
+    for i in 0..4 {
+        let body = format!(r#"{{"type":1,"tts_notification_id":"passive-{i}","shop_id":"1"}}"#);
+        assert_eq!(post(port, &body, Some(&sign(&body))).await, 200);
+    }
+    wait_until("four more deliveries", || delivered() == already + 4).await;
+    assert_eq!(ejections.get(), 1, "the dead target's breaker opened once");
+    assert_eq!(
+        m.upstream_target_healthy
+            .with_label_values(&["orders", &dead.to_string()])
+            .get(),
+        0
+    );
+}

@@ -410,7 +410,8 @@ pub struct PacingFile {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamFile {
-    /// `host:port` targets, used in turn; a target that refuses a connection is skipped for 5 s.
+    /// `host:port` targets, used in turn; a target that is unhealthy (active probes) or ejected
+    /// (circuit breaker) is skipped until it recovers.
     #[schemars(with = "Vec<Scalar>")]
     pub targets: Vec<S>,
     /// Connect, read, write and idle timeouts; a timeout answers 504.
@@ -420,9 +421,14 @@ pub struct UpstreamFile {
     #[serde(default)]
     #[schemars(with = "Option<UpstreamTlsFile>")]
     pub tls: Option<Spanned<UpstreamTlsFile>>,
-    /// Active health checking of the targets.
+    /// Active probes of every target; a target that fails them is skipped until it passes again.
     #[serde(default)]
-    pub health_check: Option<HealthCheckFile>,
+    #[schemars(with = "Option<HealthCheckFile>")]
+    pub health_check: Option<Spanned<HealthCheckFile>>,
+    /// Passive ejection: consecutive failures take a target out for a cool-down (on by default).
+    #[serde(default)]
+    #[schemars(with = "Option<CircuitBreakerFile>")]
+    pub circuit_breaker: Option<Spanned<CircuitBreakerFile>>,
     /// Retries on connect failure for idempotent methods (default 1).
     #[serde(default)]
     pub retries: Option<usize>,
@@ -464,10 +470,49 @@ pub struct UpstreamTlsFile {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheckFile {
-    /// Duration between two probes.
+    /// `http` (default: `GET path`, any 2xx passes) or `tcp` (a connection, plus the verified
+    /// TLS handshake on a TLS upstream).
+    #[serde(default, rename = "type")]
+    #[schemars(with = "Option<Scalar>", extend("enum" = ["http", "tcp"]))]
+    pub probe: Option<S>,
+    /// Path probed by `type: http` (default `/`).
+    #[serde(default)]
+    #[schemars(with = "Option<Scalar>")]
+    pub path: Option<S>,
+    /// Duration between two probes of a target (default `5s`, at least `100ms`).
     #[serde(default)]
     #[schemars(with = "Option<Scalar>")]
     pub interval: Option<S>,
+    /// Duration a probe may take, connect and TLS included (default `1s`, at most `interval`).
+    #[serde(default)]
+    #[schemars(with = "Option<Scalar>")]
+    pub timeout: Option<S>,
+    /// Consecutive passes that bring an unhealthy target back (default 2).
+    #[serde(default)]
+    #[schemars(with = "Option<u32>")]
+    pub healthy_threshold: Option<Spanned<u32>>,
+    /// Consecutive failures that take a healthy target out (default 3).
+    #[serde(default)]
+    #[schemars(with = "Option<u32>")]
+    pub unhealthy_threshold: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitBreakerFile {
+    /// Consecutive failures of a target that open its breaker (default 3; 0 turns it off).
+    #[serde(default)]
+    #[schemars(with = "Option<u32>")]
+    pub failures: Option<Spanned<u32>>,
+    /// How long an open breaker keeps the target out; then one request tries it (default `10s`).
+    #[serde(default)]
+    #[schemars(with = "Option<Scalar>")]
+    pub cool_down: Option<S>,
+    /// Count 5xx answers (and failures after connecting) too, not only failed connects
+    /// (default false).
+    #[serde(default)]
+    #[schemars(with = "Option<bool>")]
+    pub count_5xx: Option<Spanned<bool>>,
 }
 
 // ---------------------------------------------------------------- routes

@@ -124,7 +124,10 @@ pub struct Upstream {
     pub idle_timeout: Duration,
     pub tls: Option<UpstreamTls>,
     pub retries: usize,
-    pub health_interval: Option<Duration>,
+    /// Active probes of every target; `None`: no probes.
+    pub health_check: Option<HealthCheck>,
+    /// Passive ejection of a target after consecutive failures (always present).
+    pub circuit_breaker: CircuitBreaker,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -133,7 +136,60 @@ pub struct Target {
     pub port: u16,
 }
 
-#[derive(Debug, Clone)]
+/// `host:port`, or `[v6]:port`: how a target is written and labelled in metrics.
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// `upstreams.<name>.health_check`: how and how often every target is probed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub probe: Probe,
+    pub interval: Duration,
+    /// Bound on one probe, connect and TLS handshake included.
+    pub timeout: Duration,
+    /// Consecutive passes that bring an unhealthy target back.
+    pub healthy_threshold: u32,
+    /// Consecutive failures that take a healthy target out.
+    pub unhealthy_threshold: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// `GET <path>`; any 2xx passes.
+    Http { path: String },
+    /// A connection (and, on a TLS upstream, a verified handshake).
+    Tcp,
+}
+
+/// `upstreams.<name>.circuit_breaker`: passive ejection per target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CircuitBreaker {
+    /// Consecutive failures that open the breaker; 0 turns it off.
+    pub failures: u32,
+    /// How long an open breaker keeps the target out before one request may try it.
+    pub cool_down: Duration,
+    /// Whether a 5xx answer (or a failure after connecting) counts, not only a failed connect.
+    pub count_5xx: bool,
+}
+
+impl Default for CircuitBreaker {
+    fn default() -> Self {
+        Self {
+            failures: 3,
+            cool_down: Duration::from_secs(10),
+            count_5xx: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamTls {
     pub sni: String,
     /// Extra trust anchors (PEM); `None` uses the system roots.

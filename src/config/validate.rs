@@ -17,6 +17,8 @@ use super::runtime::*;
 use super::secret_ref::resolve_secret;
 use super::units::{parse_byte_rate, parse_duration, parse_size};
 
+mod health;
+
 /// Context shared by the section validators.
 struct V<'a> {
     issues: Issues,
@@ -436,13 +438,11 @@ fn upstreams(v: &mut V, file: &ConfigFile) -> HashMap<String, Arc<Upstream>> {
                 .as_ref()
                 .map(|ca| v.file(&format!("{p}.tls.ca"), ca)),
         });
-        let health_interval = uf.health_check.as_ref().map(|h| {
-            v.duration(
-                &format!("{p}.health_check.interval"),
-                &h.interval,
-                Duration::from_secs(5),
-            )
-        });
+        let health_check = uf
+            .health_check
+            .as_ref()
+            .map(|h| health::health_check(v, &p, h));
+        let circuit_breaker = health::circuit_breaker(v, &p, uf.circuit_breaker.as_ref());
         out.insert(
             name.clone(),
             Arc::new(Upstream {
@@ -454,7 +454,8 @@ fn upstreams(v: &mut V, file: &ConfigFile) -> HashMap<String, Arc<Upstream>> {
                 idle_timeout,
                 tls,
                 retries: uf.retries.unwrap_or(1),
-                health_interval,
+                health_check,
+                circuit_breaker,
             }),
         );
     }

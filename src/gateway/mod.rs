@@ -5,9 +5,12 @@
 //! Nothing here knows about Pingora's request phases (`pipeline/`) or its server (`server/`).
 
 pub mod auth;
+pub mod health;
 pub mod route;
 pub mod router;
 pub mod snapshot;
 pub mod state;
 pub mod tiktok;
+pub mod upstream_call;
 pub mod upstreams;
+pub mod webhook_delivery;

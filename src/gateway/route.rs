@@ -101,6 +101,8 @@ pub struct CompiledRoute {
     /// This route's limits in the snapshot's limiter, in config order.
     pub limit_ids: Box<[LimitId]>,
     pub upstream: Arc<Upstream>,
+    /// The upstream's targets and their health: where this route's requests go.
+    pub pool: Arc<super::upstreams::Pool>,
     pub metrics: RouteMetrics,
 }
 

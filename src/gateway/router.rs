@@ -37,6 +37,11 @@ impl Router {
         Self { by_listener }
     }
 
+    /// The route called `name` (background work such as webhook delivery; requests use `find`).
+    pub fn named(&self, name: &str) -> Option<&Arc<CompiledRoute>> {
+        self.by_listener.iter().flatten().find(|r| &*r.name == name)
+    }
+
     /// `path` must already be normalised; `host` is without port, in any case (route hosts are
     /// lowercase, so no allocation is needed to compare).
     pub fn find(

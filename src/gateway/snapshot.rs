@@ -86,6 +86,8 @@ pub(crate) fn slow_client_settings(c: &ListenerConnections) -> SlowClientSetting
 pub struct CompileInputs<'a> {
     pub jwt: &'a JwtVerifiers,
     pub clock: &'a SharedClock,
+    /// The upstream pools of this config (`UpstreamRegistry::prepare`).
+    pub pools: &'a super::upstreams::Pools,
 }
 
 /// Compiles a validated config. Every failure names the YAML path (and line, where known).
@@ -97,7 +99,10 @@ pub fn compile(config: GatewayConfig, inputs: &CompileInputs<'_>) -> Result<Snap
     let mut routes = Vec::with_capacity(config.routes.len());
     for (i, route) in config.routes.iter().enumerate() {
         let at = format!("routes[{i}]");
-        let Some(upstream) = config.upstreams.get(&route.upstream).cloned() else {
+        let (Some(upstream), Some(pool)) = (
+            config.upstreams.get(&route.upstream).cloned(),
+            inputs.pools.get(&route.upstream).cloned(),
+        ) else {
             issues.add(format!("{at}.upstream"), route.line, "unknown upstream");
             continue;
         };
@@ -147,6 +152,7 @@ pub fn compile(config: GatewayConfig, inputs: &CompileInputs<'_>) -> Result<Snap
             auth: authenticator,
             limit_ids,
             upstream,
+            pool,
             metrics: RouteMetrics::new(&route.name),
         }));
     }
@@ -328,14 +334,15 @@ fn webhook_plan(
 pub fn check(config: GatewayConfig, clock: SharedClock) -> Result<Snapshot, ConfigError> {
     let jwt = super::auth::jwt_verifiers(&config, clock.clone())?;
     super::state::privacy_engine(&config).map_err(|e| ConfigError::single("privacy", None, e))?;
-    super::upstreams::UpstreamRegistry::default()
-        .register(&config.upstreams)
+    let pools = super::upstreams::UpstreamRegistry::default()
+        .prepare(&config.upstreams)
         .map_err(|e| ConfigError::single("upstreams", None, e))?;
     compile(
         config,
         &CompileInputs {
             jwt: &jwt,
             clock: &clock,
+            pools: &pools,
         },
     )
 }

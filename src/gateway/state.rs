@@ -20,11 +20,14 @@ use crate::telemetry::metrics::metrics;
 
 /// State that outlives config reloads.
 pub struct Gateway {
-    snapshot: ArcSwap<Snapshot>,
+    /// Shared with webhook delivery, which follows the running config's routes and upstreams.
+    snapshot: Arc<ArcSwap<Snapshot>>,
     /// Pingora's upstream connector for calls the gateway makes itself (TikTok egress): the same
     /// connection pool, TLS and timeouts machinery as proxied requests.
     pub connector: pingora::connectors::http::Connector,
-    pub upstreams: UpstreamRegistry,
+    /// Resolution and target health per upstream; pools survive reloads that leave their
+    /// upstream as it was.
+    pub upstreams: Arc<UpstreamRegistry>,
     pub access_log: AccessLog,
     pub started: Instant,
     pub clock: Arc<dyn Clock>,
@@ -75,12 +78,10 @@ impl Gateway {
     pub fn new(config: GatewayConfig, clock: Arc<dyn Clock>) -> Result<Arc<Self>, StartError> {
         let access_log =
             AccessLog::open(&config.logging.access_log).map_err(StartError::AccessLog)?;
-        let upstreams = UpstreamRegistry::default();
-        upstreams
-            .register(&config.upstreams)
+        let upstreams = Arc::new(UpstreamRegistry::default());
+        let pools = upstreams
+            .prepare(&config.upstreams)
             .map_err(StartError::Upstreams)?;
-        let tiktok =
-            Arc::new(TikTokServices::start(&config, clock.clone()).map_err(StartError::TikTok)?);
         let privacy = privacy_engine(&config)
             .map_err(StartError::Identity)?
             .into_shared();
@@ -90,12 +91,19 @@ impl Gateway {
             &CompileInputs {
                 jwt: &jwt,
                 clock: &clock,
+                pools: &pools,
             },
         )?;
+        upstreams.commit(pools);
+        let snapshot = Arc::new(ArcSwap::from_pointee(snapshot));
+        let tiktok = Arc::new(
+            TikTokServices::start(&snapshot.load().config, clock.clone(), &snapshot)
+                .map_err(StartError::TikTok)?,
+        );
         metrics().config_loaded_at.set(clock.unix_seconds());
         Ok(Arc::new(Self {
             tiktok,
-            snapshot: ArcSwap::from_pointee(snapshot),
+            snapshot,
             connector: pingora::connectors::http::Connector::new(None),
             jwt,
             privacy,
@@ -165,21 +173,26 @@ impl Gateway {
                 "TLS to the upstreams webhooks are delivered to (sni, ca, first target) applies on restart, so this reload is refused",
             ));
         }
-        self.upstreams
-            .register(&config.upstreams)
-            .map_err(|e| ConfigError::single("upstreams", None, e))?;
         let privacy = if current.config.privacy != config.privacy {
             Some(privacy_engine(&config).map_err(|e| ConfigError::single("privacy", None, e))?)
         } else {
             None
         };
+        // Upstreams the reload leaves as they were keep their pools, and so their targets'
+        // health; nothing changes for the running config unless the whole reload compiles.
+        let pools = self
+            .upstreams
+            .prepare(&config.upstreams)
+            .map_err(|e| ConfigError::single("upstreams", None, e))?;
         let snapshot = compile(
             config,
             &CompileInputs {
                 jwt: &self.jwt,
                 clock: &self.clock,
+                pools: &pools,
             },
         )?;
+        self.upstreams.commit(pools);
         if let Some(engine) = privacy {
             self.privacy.store(Arc::new(engine));
         }

@@ -8,15 +8,20 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use tokio::sync::OnceCell;
 
+use super::snapshot::Snapshot;
+use super::webhook_delivery::UpstreamDelivery;
 use crate::clock::SharedClock;
 use crate::config::{DedupBackend, GatewayConfig, TikTokConfig, WebhooksConfig};
 use crate::limit::OutboundPacer;
-use crate::tiktok::delivery::{DeliverySettings, DeliveryTls, DeliveryWorker, https_origin};
+use crate::tiktok::delivery::{
+    DeliverySettings, DeliveryTls, DeliveryWorker, HttpTransport, https_origin,
+};
 use crate::tiktok::queue::WebhookQueue;
 use crate::tiktok::replay::{
     MemoryReplayCache, RedisReplayCache, RedisReplaySettings, ReplayCache, ReplayError,
@@ -40,13 +45,18 @@ pub struct EgressServices {
 
 pub struct WebhookServices {
     pub queue: Arc<WebhookQueue>,
-    pub delivery: Arc<DeliveryWorker>,
+    pub delivery: Arc<DeliveryWorker<UpstreamDelivery>>,
     pub replay: Arc<dyn ReplayCache>,
     pub dedup_ttl: Duration,
 }
 
 impl TikTokServices {
-    pub fn start(config: &GatewayConfig, clock: SharedClock) -> Result<Self, String> {
+    /// `snapshot` is the running config, which webhook delivery follows across reloads.
+    pub fn start(
+        config: &GatewayConfig,
+        clock: SharedClock,
+        snapshot: &Arc<ArcSwap<Snapshot>>,
+    ) -> Result<Self, String> {
         let tokens = config
             .tiktok
             .as_ref()
@@ -55,7 +65,7 @@ impl TikTokServices {
         let webhooks = config
             .webhooks
             .as_ref()
-            .map(|w| webhook_services(w, config, clock))
+            .map(|w| webhook_services(w, config, clock, snapshot))
             .transpose()?;
         let egress = config.tiktok.as_ref().map(egress_services);
         Ok(Self {
@@ -152,6 +162,7 @@ fn webhook_services(
     w: &WebhooksConfig,
     config: &GatewayConfig,
     clock: SharedClock,
+    snapshot: &Arc<ArcSwap<Snapshot>>,
 ) -> Result<WebhookServices, String> {
     let queue = Arc::new(
         WebhookQueue::open(&w.queue_path, clock.clone())
@@ -161,8 +172,17 @@ fn webhook_services(
     let mut settings = DeliverySettings::new(w.forward_secret.clone());
     settings.backoff_cap = w.max_retry_backoff;
     settings.tls = delivery_tls(config);
+    // Events go through their route's upstream; the plain client only carries events whose
+    // route a reload removed.
+    let direct = HttpTransport::new(
+        settings.connect_timeout,
+        settings.request_timeout,
+        &settings.tls,
+    )
+    .map_err(|e| format!("webhooks: {e}"))?;
+    let transport = UpstreamDelivery::new(snapshot.clone(), direct, settings.request_timeout);
     let delivery = Arc::new(
-        DeliveryWorker::new(queue.clone(), settings, clock)
+        DeliveryWorker::with_transport(queue.clone(), settings, clock, transport)
             .map_err(|e| format!("webhooks: {e}"))?,
     );
     let _ = delivery.metrics().register(prometheus::default_registry());

@@ -1,61 +1,92 @@
-//! Upstream selection: resolved addresses per upstream, round robin, and a short passive
-//! ejection of targets that failed to connect (a light circuit breaker) so one dead target does
-//! not fail every other request. Names are resolved in the background, never on the request path
-//! (Pingora's `HttpPeer::new` would block and panic on a failed lookup).
+//! The upstream registry: resolved addresses per target, trust anchors per CA file, and a
+//! [`Pool`] per upstream that holds its targets' health (active probes, circuit breakers) and
+//! picks the target for each request. Names are resolved in the background, never on the request
+//! path (Pingora's `HttpPeer::new` would block and panic on a failed lookup).
+//!
+//! A config is registered in two steps so a reload that fails to compile changes nothing:
+//! [`UpstreamRegistry::prepare`] builds the pools the config needs (keeping the pool, and so the
+//! health, of every upstream the reload leaves as it was), `compile` hands them to the routes, and
+//! [`UpstreamRegistry::commit`] makes them the ones the resolver and the health checker serve.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use dashmap::DashMap;
-use pingora::upstreams::peer::HttpPeer;
 use pingora::utils::tls::WrappedX509;
+use tokio::sync::Notify;
 
+pub use super::health::pool::{Pool, Selected};
 use crate::config::{Target, Upstream};
-use crate::error::GatewayError;
 
-/// How long a target that refused a connection is skipped.
-const EJECT_FOR: Duration = Duration::from_secs(5);
-
-struct Resolved {
-    /// Per target, its current addresses.
-    addrs: Vec<(Target, Vec<SocketAddr>)>,
-}
+/// Pools by upstream name.
+pub type Pools = HashMap<String, Arc<Pool>>;
 
 /// Shared across config reloads so resolution and health survive a reload.
 #[derive(Default)]
 pub struct UpstreamRegistry {
     resolved: DashMap<Target, Arc<ArcSwap<Vec<SocketAddr>>>>,
-    ejected: DashMap<SocketAddr, Instant>,
-    cursor: DashMap<String, Arc<AtomicUsize>>,
-    ca: DashMap<std::path::PathBuf, Arc<[WrappedX509]>>,
+    ca: DashMap<PathBuf, Arc<[WrappedX509]>>,
+    pools: ArcSwap<Pools>,
+    /// Wakes the health checker when the pools change.
+    changed: Notify,
 }
 
 impl UpstreamRegistry {
-    /// Registers the targets of a config: IP literals resolve at once, names on `refresh`.
-    pub fn register(&self, upstreams: &HashMap<String, Arc<Upstream>>) -> Result<(), String> {
+    /// The pools `upstreams` needs: the current pool of every upstream the config leaves as it
+    /// was, a fresh one for the others. Loads every CA file (the only way this can fail). Nothing
+    /// the running gateway uses changes until [`commit`](Self::commit).
+    pub fn prepare(&self, upstreams: &HashMap<String, Arc<Upstream>>) -> Result<Pools, String> {
+        let current = self.pools.load();
+        let mut out = Pools::new();
         for up in upstreams.values() {
             for t in &up.targets {
-                if let Ok(ip) = t.host.parse::<std::net::IpAddr>() {
-                    self.resolved.entry(t.clone()).or_insert_with(|| {
-                        Arc::new(ArcSwap::from_pointee(vec![SocketAddr::new(ip, t.port)]))
-                    });
-                } else {
-                    self.resolved
-                        .entry(t.clone())
-                        .or_insert_with(|| Arc::new(ArcSwap::from_pointee(Vec::new())));
-                }
+                self.resolved.entry(t.clone()).or_insert_with(|| {
+                    let now = match t.host.parse::<std::net::IpAddr>() {
+                        Ok(ip) => vec![SocketAddr::new(ip, t.port)],
+                        // Resolved by `refresh`, at start and then periodically.
+                        Err(_) => Vec::new(),
+                    };
+                    Arc::new(ArcSwap::from_pointee(now))
+                });
             }
-            if let Some(ca) = up.tls.as_ref().and_then(|t| t.ca.as_ref())
-                && !self.ca.contains_key(ca)
-            {
-                self.ca.insert(ca.clone(), load_ca(ca)?);
+            let ca = match up.tls.as_ref().and_then(|t| t.ca.as_ref()) {
+                Some(path) => Some(self.ca_for(path)?),
+                None => None,
+            };
+            let pool = match current.get(&up.name) {
+                Some(p) if p.serves(up) => p.clone(),
+                _ => Arc::new(Pool::new(up, ca)?),
+            };
+            self.sync(&pool);
+            out.insert(up.name.clone(), pool);
+        }
+        Ok(out)
+    }
+
+    /// Makes `pools` (from [`prepare`](Self::prepare)) the ones resolution and health checks
+    /// serve; pools left out stop counting in the health gauges.
+    pub fn commit(&self, pools: Pools) {
+        let old = self.pools.swap(Arc::new(pools));
+        let new = self.pools.load();
+        for (name, pool) in old.iter() {
+            if !new.get(name).is_some_and(|p| Arc::ptr_eq(p, pool)) {
+                pool.retire();
             }
         }
-        Ok(())
+        self.changed.notify_one();
+    }
+
+    /// The pools the running config uses.
+    pub fn pools(&self) -> Arc<Pools> {
+        self.pools.load_full()
+    }
+
+    /// Resolves when the pools change.
+    pub async fn changed(&self) {
+        self.changed.notified().await
     }
 
     /// Resolves every host name target (run at start and periodically in the background).
@@ -80,91 +111,32 @@ impl UpstreamRegistry {
                 }
             }
         }
-    }
-
-    /// Picks a peer for `up`: round robin over resolved addresses, skipping ejected ones
-    /// unless all are ejected.
-    pub fn select(
-        &self,
-        up: &Upstream,
-        attempt: usize,
-    ) -> Result<(HttpPeer, SocketAddr), GatewayError> {
-        let resolved = Resolved {
-            addrs: up
-                .targets
-                .iter()
-                .map(|t| {
-                    let addrs = self
-                        .resolved
-                        .get(t)
-                        .map(|s| s.load().as_ref().clone())
-                        .unwrap_or_default();
-                    (t.clone(), addrs)
-                })
-                .collect(),
-        };
-        let all: Vec<SocketAddr> = resolved
-            .addrs
-            .iter()
-            .flat_map(|(_, a)| a.iter().copied())
-            .collect();
-        if all.is_empty() {
-            return Err(GatewayError::bad_gateway(
-                "upstream_unresolved",
-                "the upstream has no resolved address",
-            ));
+        for pool in self.pools.load().values() {
+            self.sync(pool);
         }
-        let cursor = self
-            .cursor
-            .entry(up.name.clone())
-            .or_insert_with(|| Arc::new(AtomicUsize::new(0)))
-            .clone();
-        let start = cursor.fetch_add(1, Ordering::Relaxed).wrapping_add(attempt);
-        let now = Instant::now();
-        let healthy = |a: &SocketAddr| self.ejected.get(a).is_none_or(|until| *until <= now);
-        let addr = (0..all.len())
-            .map(|i| all[(start + i) % all.len()])
-            .find(|a| healthy(a))
-            .unwrap_or(all[start % all.len()]);
-        let (tls, sni) = match &up.tls {
-            Some(t) => (true, t.sni.clone()),
-            None => (false, String::new()),
-        };
-        let mut peer = HttpPeer::new(addr, tls, sni);
-        // Pingora's connection pool keys on address, SNI and verify flags but not on the trust
-        // anchors: without this, a connection verified under one upstream's `ca` could be
-        // lent to another upstream at the same address that trusts a different CA.
-        peer.group_key = pool_group(&up.name);
-        peer.options.connection_timeout = Some(up.connect_timeout);
-        peer.options.total_connection_timeout = Some(up.connect_timeout * 2);
-        peer.options.read_timeout = Some(up.read_timeout);
-        peer.options.write_timeout = Some(up.write_timeout);
-        peer.options.idle_timeout = Some(up.idle_timeout);
-        if let Some(ca) = up.tls.as_ref().and_then(|t| t.ca.as_ref()) {
-            peer.options.ca = self.ca.get(ca).map(|c| c.clone());
+    }
+
+    fn sync(&self, pool: &Pool) {
+        pool.sync(|t| {
+            self.resolved
+                .get(t)
+                .map(|s| s.load().as_ref().clone())
+                .unwrap_or_default()
+        });
+    }
+
+    fn ca_for(&self, path: &std::path::Path) -> Result<Arc<[WrappedX509]>, String> {
+        if let Some(ca) = self.ca.get(path) {
+            return Ok(ca.clone());
         }
-        Ok((peer, addr))
-    }
-
-    pub fn eject(&self, addr: SocketAddr) {
-        self.ejected.insert(addr, Instant::now() + EJECT_FOR);
-    }
-
-    pub fn restore(&self, addr: &SocketAddr) {
-        self.ejected.remove(addr);
+        let ca = load_ca(path)?;
+        self.ca.insert(path.to_path_buf(), ca.clone());
+        Ok(ca)
     }
 }
 
 /// Reads a PEM bundle into Pingora's CA type, checking every certificate parses (Pingora's own
 /// parser panics on bad DER).
-/// A pool partition per upstream name.
-fn pool_group(upstream: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    upstream.hash(&mut h);
-    h.finish()
-}
-
 fn load_ca(path: &std::path::Path) -> Result<Arc<[WrappedX509]>, String> {
     use rustls_pki_types::pem::PemObject;
     let pem = std::fs::read(path).map_err(|e| format!("cannot read CA {}: {e}", path.display()))?;

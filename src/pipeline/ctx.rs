@@ -35,6 +35,8 @@ pub struct RequestCtx {
     pub refusal: Option<GatewayError>,
     /// Upstream attempts so far (retries go to another target).
     pub attempts: usize,
+    /// The current proxied attempt's ticket: its outcome goes to the target's circuit breaker.
+    pub upstream_attempt: Option<crate::gateway::health::endpoint::Attempt>,
     pub status: u16,
     /// Response body bytes passed to the client so far (against the route's ceiling).
     pub response_bytes: u64,
@@ -63,6 +65,7 @@ impl RequestCtx {
             body_rate: crate::inspect::BodyRate::default(),
             refusal: None,
             attempts: 0,
+            upstream_attempt: None,
             status: 0,
             response_bytes: 0,
             identity: None,

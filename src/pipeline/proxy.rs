@@ -183,12 +183,27 @@ impl ProxyHttp for GatewayProxy {
         ctx.attempts += 1;
         ctx.upstream_started
             .get_or_insert_with(std::time::Instant::now);
-        match self.gateway.upstreams.select(&route.upstream, attempt) {
-            Ok((peer, addr)) => {
-                ctx.upstream_addr = Some(addr);
-                Ok(Box::new(peer))
+        // A retry goes to another target than the one that just failed, where there is one.
+        let previous = ctx.upstream_addr.filter(|_| attempt > 0);
+        match route.pool.select(&route.upstream, previous) {
+            Ok(selected) => {
+                ctx.upstream_addr = Some(selected.attempt.addr());
+                ctx.upstream_attempt = Some(selected.attempt);
+                Ok(Box::new(selected.peer))
             }
-            Err(e) => Error::e_explain(ErrorType::ConnectNoRoute, e.message),
+            // A retry with no target left: the client hears what happened to the attempt it
+            // made (fail_to_proxy classifies this as the upstream being unreachable).
+            Err(e) if attempt > 0 => Error::e_explain(ErrorType::ConnectNoRoute, e.message),
+            // No target may take traffic: answered at once, nothing is dialled.
+            Err(e) => {
+                metrics()
+                    .upstream_errors
+                    .with_label_values(&[&route.upstream.name, "unavailable"])
+                    .inc();
+                let message = e.message.clone();
+                ctx.refusal = Some(e);
+                Error::e_explain(ErrorType::ConnectNoRoute, message)
+            }
         }
     }
 
@@ -275,6 +290,9 @@ impl ProxyHttp for GatewayProxy {
             }
         }
         ctx.status = upstream_response.status.as_u16();
+        if let Some(mut attempt) = ctx.upstream_attempt.take() {
+            attempt.answered(ctx.status);
+        }
         ctx.decision = "forwarded";
         ctx.upstream_latency = ctx.upstream_started.map(|t| t.elapsed());
         Ok(())
@@ -290,8 +308,8 @@ impl ProxyHttp for GatewayProxy {
         _digest: Option<&pingora::protocols::Digest>,
         ctx: &mut Self::CTX,
     ) -> pingora::Result<()> {
-        if let Some(addr) = ctx.upstream_addr {
-            self.gateway.upstreams.restore(&addr);
+        if let Some(attempt) = ctx.upstream_attempt.as_mut() {
+            attempt.connected();
         }
         Ok(())
     }
@@ -303,8 +321,8 @@ impl ProxyHttp for GatewayProxy {
         ctx: &mut Self::CTX,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        if let Some(addr) = ctx.upstream_addr {
-            self.gateway.upstreams.eject(addr);
+        if let Some(mut attempt) = ctx.upstream_attempt.take() {
+            attempt.connect_failed();
         }
         let retries = ctx.route.as_ref().map(|r| r.upstream.retries).unwrap_or(0);
         // Nothing reached the upstream, so another target is safe for idempotent methods, and
@@ -325,6 +343,13 @@ impl ProxyHttp for GatewayProxy {
             .as_ref()
             .map(|r| r.upstream.name.clone())
             .unwrap_or_default();
+        // Failed after connecting: counts for the breaker where answers count. A client that
+        // went away says nothing about the target (dropping the ticket frees a trial).
+        if let Some(mut attempt) = ctx.upstream_attempt.take()
+            && e.esource() == &pingora::ErrorSource::Upstream
+        {
+            attempt.failed_after_connect();
+        }
         // A refusal decided in a phase that could only return a Pingora error wins.
         let err = if let Some(refusal) = ctx.refusal.take() {
             refusal

@@ -14,6 +14,7 @@ use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
+use super::health::HealthCheckService;
 use super::metrics_app::MetricsApp;
 use super::reload::{ReloadService, ResolveService};
 use super::tls::listener_settings;
@@ -114,6 +115,13 @@ pub fn build_server(
     if !refresher.is_empty() {
         server.add_service(background_service("jwks refresh", refresher));
     }
+    // Always running: a reload may add the first upstream with a `health_check`.
+    server.add_service(background_service(
+        "upstream health checks",
+        HealthCheckService {
+            upstreams: gateway.upstreams.clone(),
+        },
+    ));
     server.add_service(background_service(
         "upstream resolver",
         ResolveService {

@@ -3,8 +3,8 @@
 use std::sync::OnceLock;
 
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, register_histogram_vec,
-    register_int_counter_vec, register_int_gauge,
+    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    register_histogram_vec, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
 };
 
 pub struct Metrics {
@@ -18,6 +18,9 @@ pub struct Metrics {
     pub connections_closed: IntCounterVec,
     pub config_loaded_at: IntGauge,
     pub access_log_dropped: IntCounterVec,
+    pub upstream_target_healthy: IntGaugeVec,
+    pub upstream_target_ejections: IntCounterVec,
+    pub upstream_health_checks: IntCounterVec,
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -85,6 +88,26 @@ pub fn metrics() -> &'static Metrics {
                  (queue_full: the sink fell behind; write_error: the sink refused a batch; \
                  encode_error: a record could not be encoded)",
                 &["reason"],
+            ),
+            upstream_target_healthy: register_int_gauge_vec!(
+                Opts::new(
+                    "upstream_target_healthy",
+                    "1 while an upstream target takes traffic (probes pass, breaker closed), 0 \
+                     while it is skipped; a host-name target counts each resolved address"
+                ),
+                &["upstream", "target"]
+            )
+            .expect(STATIC),
+            upstream_target_ejections: counter(
+                "upstream_target_ejections_total",
+                "Times a target's circuit breaker opened (consecutive failures, or a failed \
+                 half-open trial)",
+                &["upstream", "target"],
+            ),
+            upstream_health_checks: counter(
+                "upstream_health_checks_total",
+                "Active probes of upstream targets, by result (pass, fail)",
+                &["upstream", "target", "result"],
             ),
             config_loaded_at: register_int_gauge!(
                 "config_loaded_timestamp_seconds",

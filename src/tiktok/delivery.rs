@@ -111,6 +111,10 @@ pub enum DeliveryError {
 /// One signed POST, as handed to a [`Transport`].
 #[derive(Clone, Copy)]
 pub struct Delivery<'a> {
+    /// The webhook route the event came in on: the transport sends it through that route's
+    /// upstream as the running config defines it.
+    pub route: &'a str,
+    /// Where the event was to go when it was queued (origin of the route's upstream + path).
     pub url: &'a str,
     pub body: &'a Bytes,
     pub timestamp: i64,
@@ -123,6 +127,7 @@ pub struct Delivery<'a> {
 impl std::fmt::Debug for Delivery<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Delivery")
+            .field("route", &self.route)
             .field("url", &self.url)
             .field("body_len", &self.body.len())
             .field("event_id", &self.event_id)
@@ -209,7 +214,7 @@ impl HttpTransport {
 }
 
 /// How much of a response body is read so the connection can be reused.
-const DRAIN_LIMIT: usize = 64 * 1024;
+pub const DRAIN_LIMIT: usize = 64 * 1024;
 
 impl Transport for HttpTransport {
     async fn send(&self, d: Delivery<'_>) -> Result<u16, SendError> {
@@ -401,6 +406,7 @@ impl<T: Transport> DeliveryWorker<T> {
         let result = self
             .transport
             .send(Delivery {
+                route: &event.route,
                 url: &event.target,
                 body: &event.body,
                 timestamp,
@@ -478,6 +484,7 @@ mod tests {
     fn delivery_debug_never_shows_the_body_or_the_signature() {
         let body = Bytes::from_static(br#"{"buyer_email":"maria@example.com"}"#);
         let d = Delivery {
+            route: "tiktok-webhooks",
             url: "https://orders.internal:8443/events",
             body: &body,
             timestamp: 1,

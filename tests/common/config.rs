@@ -525,6 +525,94 @@ pub struct Upstream {
     /// `(sni, ca file)`.
     pub tls: Option<(String, Option<PathBuf>)>,
     pub retries: Option<usize>,
+    pub health_check: Option<HealthCheck>,
+    pub circuit_breaker: Option<CircuitBreaker>,
+}
+
+/// `upstreams.<name>.health_check`: active probes.
+#[derive(Debug, Clone, Default)]
+pub struct HealthCheck {
+    pub probe: Option<String>,
+    pub path: Option<String>,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub healthy_threshold: Option<u32>,
+    pub unhealthy_threshold: Option<u32>,
+}
+
+impl HealthCheck {
+    /// `type: http` probing `path`.
+    pub fn http(path: &str) -> Self {
+        Self {
+            probe: Some("http".into()),
+            path: Some(path.into()),
+            ..Self::default()
+        }
+    }
+
+    /// `type: tcp`.
+    pub fn tcp() -> Self {
+        Self {
+            probe: Some("tcp".into()),
+            ..Self::default()
+        }
+    }
+
+    /// `interval` and `timeout`.
+    pub fn every(mut self, interval: &str, timeout: &str) -> Self {
+        self.interval = Some(interval.into());
+        self.timeout = Some(timeout.into());
+        self
+    }
+
+    /// `healthy_threshold` and `unhealthy_threshold`.
+    pub fn thresholds(mut self, healthy: u32, unhealthy: u32) -> Self {
+        self.healthy_threshold = Some(healthy);
+        self.unhealthy_threshold = Some(unhealthy);
+        self
+    }
+
+    fn yaml(&self) -> Y {
+        let mut m = Vec::new();
+        opt(&mut m, "type", &self.probe);
+        opt(&mut m, "path", &self.path);
+        opt(&mut m, "interval", &self.interval);
+        opt(&mut m, "timeout", &self.timeout);
+        opt(&mut m, "healthy_threshold", &self.healthy_threshold);
+        opt(&mut m, "unhealthy_threshold", &self.unhealthy_threshold);
+        Y::Map(m)
+    }
+}
+
+/// `upstreams.<name>.circuit_breaker`: passive ejection.
+#[derive(Debug, Clone, Default)]
+pub struct CircuitBreaker {
+    pub failures: Option<u32>,
+    pub cool_down: Option<String>,
+    pub count_5xx: Option<bool>,
+}
+
+impl CircuitBreaker {
+    pub fn new(failures: u32, cool_down: &str) -> Self {
+        Self {
+            failures: Some(failures),
+            cool_down: Some(cool_down.into()),
+            count_5xx: None,
+        }
+    }
+
+    pub fn count_5xx(mut self) -> Self {
+        self.count_5xx = Some(true);
+        self
+    }
+
+    fn yaml(&self) -> Y {
+        let mut m = Vec::new();
+        opt(&mut m, "failures", &self.failures);
+        opt(&mut m, "cool_down", &self.cool_down);
+        opt(&mut m, "count_5xx", &self.count_5xx);
+        Y::Map(m)
+    }
 }
 
 impl Upstream {
@@ -538,6 +626,8 @@ impl Upstream {
             idle: None,
             tls: None,
             retries: None,
+            health_check: None,
+            circuit_breaker: None,
         }
     }
 
@@ -575,6 +665,16 @@ impl Upstream {
         self
     }
 
+    pub fn health_check(mut self, h: HealthCheck) -> Self {
+        self.health_check = Some(h);
+        self
+    }
+
+    pub fn circuit_breaker(mut self, c: CircuitBreaker) -> Self {
+        self.circuit_breaker = Some(c);
+        self
+    }
+
     fn yaml(&self) -> Y {
         let mut m = vec![("targets".to_owned(), strs(&self.targets))];
         let mut t = Vec::new();
@@ -591,6 +691,12 @@ impl Upstream {
             m.push(("tls".into(), Y::Map(tls)));
         }
         opt(&mut m, "retries", &self.retries);
+        if let Some(h) = &self.health_check {
+            m.push(("health_check".into(), h.yaml()));
+        }
+        if let Some(c) = &self.circuit_breaker {
+            m.push(("circuit_breaker".into(), c.yaml()));
+        }
         Y::Map(m)
     }
 }

@@ -7,13 +7,13 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::StatusCode;
 use pingora::http::{RequestHeader, ResponseHeader};
-use pingora::{Error, ErrorType};
 
 use crate::error::GatewayError;
 use crate::gateway::route::{CompiledRoute, TikTokPlan};
+use crate::gateway::upstream_call::{Answer, CallError, CallTrace, call};
 use crate::limit::PaceKey;
 use crate::pipeline::stages::{Reply, Request};
 use crate::telemetry::metrics::metrics;
@@ -217,9 +217,8 @@ pub async fn send(
     }
 }
 
-/// One call through the route's upstream: a target chosen like a proxied request's (round robin,
-/// failed targets skipped), Pingora's pooled connection with the upstream's TLS and timeouts, and
-/// another target after a failed connect (nothing was sent, so that is safe) up to `retries`.
+/// One call through the route's upstream (`gateway::upstream_call`: healthy targets only, connect
+/// retries, breaker reports), recorded on the request for the access log.
 async fn exchange(
     req: &mut Request<'_>,
     route: &CompiledRoute,
@@ -227,81 +226,58 @@ async fn exchange(
     body: &Bytes,
 ) -> Result<(ResponseHeader, Bytes), GatewayError> {
     let upstream = &route.upstream;
-    let registry = &req.gateway.upstreams;
-    let connector = &req.gateway.connector;
     let started = Instant::now();
     req.ctx.upstream_started.get_or_insert(started);
-    loop {
-        let attempt = req.ctx.attempts;
-        req.ctx.attempts += 1;
-        let (peer, addr) = registry.select(upstream, attempt)?;
-        req.ctx.upstream_addr = Some(addr);
-        let session = connector.get_http_session(&peer).await;
-        let (mut session, _reused) = match session {
-            Ok(s) => s,
-            Err(e) => {
-                registry.eject(addr);
-                if attempt < upstream.retries {
-                    continue;
-                }
-                return Err(upstream_failure(&e, &upstream.name));
-            }
-        };
-        registry.restore(&addr);
-        let result = async {
-            session.write_request_header(Box::new(head.clone())).await?;
-            if !body.is_empty() {
-                session.write_request_body(body.clone(), true).await?;
-            }
-            session.finish_request_body().await?;
-            session.read_response_header().await?;
-            let answer = session
-                .response_header()
-                .cloned()
-                .ok_or_else(|| Error::explain(ErrorType::InvalidHTTPHeader, "no response head"))?;
-            let limit = route.config.max_response_body;
-            if answer
-                .headers
-                .get(http::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<usize>().ok())
-                .is_some_and(|n| n > limit)
-            {
-                return Ok((answer, None));
-            }
-            let mut out = BytesMut::new();
-            while let Some(chunk) = session.read_response_body().await? {
-                if out.len() + chunk.len() > limit {
-                    return Ok((answer, None));
-                }
-                out.extend_from_slice(&chunk);
-            }
-            Ok::<_, Box<Error>>((answer, Some(out.freeze())))
+    let mut trace = CallTrace {
+        attempts: req.ctx.attempts,
+        addr: None,
+    };
+    let result = call(
+        &req.gateway.connector,
+        upstream,
+        &route.pool,
+        &head,
+        body,
+        route.config.max_response_body,
+        &mut trace,
+    )
+    .await;
+    req.ctx.attempts = trace.attempts;
+    if trace.addr.is_some() {
+        req.ctx.upstream_addr = trace.addr;
+    }
+    match result {
+        Ok(Answer {
+            head,
+            body: Some(bytes),
+        }) => {
+            req.ctx.upstream_latency = Some(started.elapsed());
+            Ok((head, bytes))
         }
-        .await;
-        req.ctx.upstream_latency = Some(started.elapsed());
-        return match result {
-            Ok((answer, Some(bytes))) => {
-                connector
-                    .release_http_session(session, &peer, Some(upstream.idle_timeout))
-                    .await;
-                Ok((answer, bytes))
-            }
-            Ok((_, None)) => Err(GatewayError::bad_gateway(
+        Ok(Answer { body: None, .. }) => {
+            req.ctx.upstream_latency = Some(started.elapsed());
+            Err(GatewayError::bad_gateway(
                 "upstream_response_too_large",
                 "the TikTok response exceeds the route's limit",
-            )),
-            Err(e) => Err(upstream_failure(&e, &upstream.name)),
-        };
+            ))
+        }
+        Err(CallError::Unavailable(e)) => {
+            metrics()
+                .upstream_errors
+                .with_label_values(&[&upstream.name, "unavailable"])
+                .inc();
+            Err(e)
+        }
+        Err(e) => {
+            req.ctx.upstream_latency = Some(started.elapsed());
+            Err(upstream_failure(&e, &upstream.name))
+        }
     }
 }
 
 /// A failed upstream exchange as the client's answer, counted like a proxied request's.
-fn upstream_failure(e: &Error, upstream: &str) -> GatewayError {
-    let timeout = matches!(
-        e.etype(),
-        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
-    );
+fn upstream_failure(e: &CallError, upstream: &str) -> GatewayError {
+    let timeout = e.is_timeout();
     metrics()
         .upstream_errors
         .with_label_values(&[upstream, if timeout { "timeout" } else { "connect" }])
