@@ -16,6 +16,11 @@
 #   cargo build --release --examples --bins
 # Usage: bash load-tests/pipeline.sh            (env: DURATION CONNS THREADS ROUNDS BASE_PORT,
 #        GATEWAY_BIN MINIMAL_BIN; PERF_PATH=gw-chain [PERF_OUT=file] adds a perf profile of a path)
+#
+# MEASURE=instructions runs the three Pingora proxies under valgrind's callgrind instead and
+# reports user-space instructions per request (nginx is left out). Unlike CPU seconds, the count
+# does not depend on what else the machine runs, so it compares builds on a busy machine; it
+# leaves out the kernel's share (TCP, epoll), which is about the same for every proxy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${DURATION:-10}"
@@ -32,6 +37,11 @@ MIN_PORT=$((BASE_PORT + 2))
 BARE_PORT=$((BASE_PORT + 3))
 CHAIN_PORT=$((BASE_PORT + 4))
 
+MEASURE="${MEASURE:-cpu}"
+WRAP=()
+if [ "$MEASURE" = instructions ]; then
+  command -v callgrind_control >/dev/null || { echo "missing valgrind: apt-get install valgrind" >&2; exit 1; }
+fi
 for tool in nginx wrk openssl curl; do
   command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install nginx-light wrk openssl curl" >&2; exit 1; }
 done
@@ -40,6 +50,9 @@ for bin in "$GW" "$MINIMAL"; do
 done
 
 work=$(mktemp -d)
+if [ "$MEASURE" = instructions ]; then
+  WRAP=(valgrind -q --tool=callgrind --collect-atstart=no --callgrind-out-file="$work/cg-%p.out")
+fi
 PIDS=()
 cleanup() {
   for f in "$work"/nginx-*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
@@ -77,7 +90,7 @@ nginx_conf proxy "
   }"
 
 # --- minimal Pingora proxy ---------------------------------------------------------------------
-"$MINIMAL" "127.0.0.1:$MIN_PORT" "127.0.0.1:$UP_PORT" "$work/gateway.crt" "$work/gateway.key" \
+"${WRAP[@]}" "$MINIMAL" "127.0.0.1:$MIN_PORT" "127.0.0.1:$UP_PORT" "$work/gateway.crt" "$work/gateway.key" \
   >"$work/minimal.out" 2>&1 &
 MIN_PID=$!; PIDS+=("$MIN_PID")
 
@@ -142,14 +155,14 @@ server: { threads: 1 }
 YAML
 for cfg in gw-bare gw-chain; do
   "$GW" validate --config "$work/$cfg.yaml" >/dev/null
-  "$GW" run --config "$work/$cfg.yaml" >/dev/null 2>"$work/$cfg.err" &
+  "${WRAP[@]}" "$GW" run --config "$work/$cfg.yaml" >/dev/null 2>"$work/$cfg.err" &
   PIDS+=("$!")
   eval "${cfg//-/_}_PID=$!"
 done
 
 # Waits until a TLS port answers HTTP (any status).
 wait_https() {
-  for _ in $(seq 1 100); do
+  for _ in $(seq 1 900); do
     code=$(curl -sk -o /dev/null -w '%{http_code}' "https://127.0.0.1:$1/" || true)
     [ "$code" != "000" ] && return 0
     sleep 0.1
@@ -195,6 +208,9 @@ measure() {
   local path=$1 duration=$2 url pids before after out requests rps errors
   url="https://127.0.0.1:$(port_of "$path")/"
   pids=$(pids_of "$path")
+  if [ "$MEASURE" = instructions ]; then
+    callgrind_control -z "$pids" >/dev/null && callgrind_control -i on "$pids" >/dev/null
+  fi
   before=$(cpu_ticks $pids)
   if [ "$path" = gw-chain ]; then
     out=$(wrk -t"$THREADS" -c"$CONNS" -d"${duration}s" -H "Authorization: Bearer $TOKEN" "$url")
@@ -202,6 +218,14 @@ measure() {
     out=$(wrk -t"$THREADS" -c"$CONNS" -d"${duration}s" "$url")
   fi
   after=$(cpu_ticks $pids)
+  if [ "$MEASURE" = instructions ]; then
+    callgrind_control -i off "$pids" >/dev/null
+    rm -f "$work/cg-$pids.out".*
+    callgrind_control -d "$pids" >/dev/null
+    # The dump holds only what ran between zeroing and now: the wrk run.
+    after=$(awk '/^(summary|totals):/ { print $2; exit }' "$(ls -t "$work/cg-$pids.out".* | head -1)")
+    before=0
+  fi
   requests=$(awk '/requests in/ {print $1}' <<<"$out")
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   errors=$(awk '/Non-2xx/ {n += $NF} /Socket errors/ {gsub(/,/, ""); n += $4 + $6 + $8 + $10} END {print n + 0}' <<<"$out")
@@ -210,11 +234,20 @@ measure() {
     echo "$out" >&2
     exit 1
   fi
-  awk -v p="$path" -v r="$rps" -v n="$requests" -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" \
+  local hz
+  hz=$(getconf CLK_TCK)
+  # In instructions mode "CPU s" is millions of instructions (divided below as if seconds).
+  [ "$MEASURE" = instructions ] && hz=1000000
+  awk -v p="$path" -v r="$rps" -v n="$requests" -v t=$((after - before)) -v hz="$hz" \
     'BEGIN { printf "%s %s %d %.2f\n", p, r, n, t / hz }'
 }
 
 PATHS=(nginx minimal gw-bare gw-chain)
+UNIT="CPU µs"
+if [ "$MEASURE" = instructions ]; then
+  PATHS=(minimal gw-bare gw-chain)
+  UNIT="instructions"
+fi
 echo "# pipeline.sh: wrk -t$THREADS -c$CONNS -d${DURATION}s, $ROUNDS rounds, $(nproc) cores, $(date -u '+%F %H:%M UTC')"
 echo "# gateway $($GW --version 2>/dev/null || echo "$GW"), $(nginx -v 2>&1), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
 direct=$(wrk -t"$THREADS" -c"$CONNS" -d3s "http://127.0.0.1:$UP_PORT/" | awk '/Requests\/sec/ {print $2}')
@@ -232,15 +265,21 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "Per round (CPU µs per request = proxy CPU seconds / requests completed):"
-echo
-echo "| round | path | req/s | requests | CPU s | CPU µs/req |"
+if [ "$MEASURE" = instructions ]; then
+  echo "Per round (instructions per request = callgrind's count over the run / requests; req/s under valgrind means nothing):"
+  echo
+  echo "| round | path | req/s | requests | M instructions | instructions/req |"
+else
+  echo "Per round (CPU µs per request = proxy CPU seconds / requests completed):"
+  echo
+  echo "| round | path | req/s | requests | CPU s | CPU µs/req |"
+fi
 echo "|---|---|---|---|---|---|"
 awk '{ printf "| %s | %s | %s | %s | %s | %.1f |\n", $1, $2, $3, $4, $5, $5 * 1e6 / $4 }' "$results"
 echo
-echo "Median over $ROUNDS rounds (ratio = CPU µs/req divided by the minimal Pingora proxy's):"
+echo "Median over $ROUNDS rounds (ratio = $UNIT per request divided by the minimal Pingora proxy's):"
 echo
-echo "| path | req/s | CPU µs/req | ratio to minimal |"
+echo "| path | req/s | $UNIT/req | ratio to minimal |"
 echo "|---|---|---|---|"
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 min_cpu=$(awk '$2 == "minimal" { print $5 * 1e6 / $4 }' "$results" | median)
