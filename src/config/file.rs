@@ -75,10 +75,17 @@ pub struct ConfigFile {
     /// Worker threads and the SIGTERM grace period.
     #[serde(default)]
     pub server: Option<ServerFile>,
-    /// CIDRs of proxies whose `X-Forwarded-For` is believed.
+    /// CIDRs of proxies whose `X-Forwarded-For` is believed, and whose forwarding headers
+    /// (`X-Forwarded-*`, `Forwarded`, `X-Real-IP`, ...) reach the upstream; from any other peer
+    /// they are removed.
     #[serde(default)]
     #[schemars(with = "Vec<Scalar>")]
     pub trusted_proxies: Vec<S>,
+    /// How proxied requests tell the upstream about the client: `x-forwarded` (default:
+    /// `X-Forwarded-For`, `-Proto`, `-Host`) or `forwarded` (one RFC 7239 `Forwarded` element).
+    #[serde(default)]
+    #[schemars(with = "Option<Scalar>", extend("enum" = ["x-forwarded", "forwarded"]))]
+    pub forwarded_headers: Option<S>,
 }
 
 // ---------------------------------------------------------------- listeners

@@ -32,6 +32,8 @@ pub struct GatewayConfig {
     pub admin: Option<AdminConfig>,
     pub server: ServerConfig,
     pub trusted_proxies: crate::limit::TrustedProxies,
+    /// How proxied requests carry the gateway's hop (`forwarded_headers`).
+    pub forwarded_headers: crate::inspect::ForwardedStyle,
 }
 
 impl GatewayConfig {

@@ -163,6 +163,17 @@ pub fn build(
         );
         crate::limit::TrustedProxies::default()
     });
+    let forwarded_headers = match &file.forwarded_headers {
+        None => crate::inspect::ForwardedStyle::default(),
+        Some(style) => crate::inspect::ForwardedStyle::parse(&style.value).unwrap_or_else(|| {
+            v.issues.at(
+                "forwarded_headers",
+                style,
+                "expected `x-forwarded` or `forwarded`",
+            );
+            crate::inspect::ForwardedStyle::default()
+        }),
+    };
     let config = GatewayConfig {
         version: file
             .version
@@ -183,6 +194,7 @@ pub fn build(
         admin,
         server,
         trusted_proxies,
+        forwarded_headers,
     };
     v.issues.into_result(config)
 }

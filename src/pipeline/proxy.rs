@@ -203,6 +203,39 @@ impl ProxyHttp for GatewayProxy {
         // gateway adds its own headers.
         crate::inspect::strip_hop_by_hop(upstream_request)
             .map_err(|_| Error::explain(ErrorType::HTTPStatus(400), "bad Connection header"))?;
+        // Who the client is, as the gateway saw it: a caller's own claims to be an earlier hop
+        // pass only from a trusted proxy.
+        {
+            let snapshot = ctx
+                .snapshot
+                .clone()
+                .unwrap_or_else(|| self.gateway.snapshot());
+            let peer = session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip());
+            let head = session.req_header();
+            let host = head
+                .headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .or_else(|| head.uri.authority().map(|a| a.as_str()));
+            let hop = crate::inspect::Hop {
+                peer,
+                tls: snapshot
+                    .listeners
+                    .get(self.listener_index)
+                    .is_some_and(|l| l.tls),
+                host,
+            };
+            let trusted = peer.is_some_and(|ip| snapshot.config.trusted_proxies.is_trusted(ip));
+            crate::inspect::forwarded::apply(
+                upstream_request,
+                snapshot.config.forwarded_headers,
+                trusted,
+                &hop,
+            )?;
+        }
         // Identity headers are the gateway's to set; whatever the caller sent is dropped.
         let spoofed: Vec<http::HeaderName> = upstream_request
             .headers

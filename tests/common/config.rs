@@ -204,6 +204,8 @@ pub struct Config {
     pub privacy: Option<Privacy>,
     pub admin: Option<Admin>,
     pub trusted_proxies: Vec<String>,
+    /// `forwarded_headers`: `x-forwarded` or `forwarded`.
+    pub forwarded_headers: Option<String>,
     /// `logging.access_log`; default: `access.log` in the config's folder (what
     /// `TestGateway::access_log` reads).
     pub access_log: Option<String>,
@@ -295,6 +297,11 @@ impl Config {
         self
     }
 
+    pub fn forwarded_headers(mut self, style: &str) -> Self {
+        self.forwarded_headers = Some(style.to_owned());
+        self
+    }
+
     pub fn log_level(mut self, level: &str) -> Self {
         self.log_level = Some(level.to_owned());
         self
@@ -356,6 +363,7 @@ impl Config {
         if !self.trusted_proxies.is_empty() {
             top.push(("trusted_proxies".into(), strs(&self.trusted_proxies)));
         }
+        opt(&mut top, "forwarded_headers", &self.forwarded_headers);
         if !self.routes.is_empty() {
             top.push((
                 "routes".into(),
