@@ -809,7 +809,8 @@ pub struct ServerFile {
     /// Worker threads per listener (default: the CPU count).
     #[serde(default)]
     pub threads: Option<usize>,
-    /// Duration (default `10s`): on SIGTERM, stop accepting and let in-flight work finish this long.
+    /// Duration (default `10s`): on SIGTERM, stop accepting and let in-flight work finish, at most
+    /// this long (the process exits as soon as nothing is in flight).
     #[serde(default)]
     #[schemars(with = "Option<Scalar>")]
     pub grace_period: Option<S>,

@@ -14,6 +14,7 @@ use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
+use super::lifecycle::{Ended, InFlight, UnixSignals, run_until_drained};
 use super::metrics_app::MetricsApp;
 use super::reload::{ReloadService, ResolveService};
 use super::tls::listener_settings;
@@ -26,11 +27,17 @@ use crate::gateway::tiktok::TikTokBackground;
 use crate::pipeline::proxy::GatewayProxy;
 use crate::transport::{ConnectionCapped, ConnectionLimiter, ConnectionLimits, TimedServe};
 
+/// A built server and the work a graceful stop waits for.
+pub struct GatewayServer {
+    server: Server,
+    in_flight: InFlight,
+}
+
 /// Builds a ready-to-run server. `config_path` enables reload on SIGHUP / file change.
 pub fn build_server(
     gateway: Arc<Gateway>,
     config_path: Option<PathBuf>,
-) -> Result<Server, StartError> {
+) -> Result<GatewayServer, StartError> {
     let snapshot = gateway.snapshot();
     let config = &snapshot.config;
     let conf = ServerConf {
@@ -41,6 +48,7 @@ pub fn build_server(
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     let conf = server.configuration.clone();
+    let mut in_flight = InFlight::default();
 
     for (listener_index, listener) in config.listeners.iter().enumerate() {
         let addr = listener.address.to_string();
@@ -53,6 +61,7 @@ pub fn build_server(
                     gateway: gateway.clone(),
                 };
                 let app = capped(http_proxy(&conf, proxy), listener);
+                in_flight.listener(app.limiter().clone());
                 let mut svc = Service::new(format!("proxy:{}", listener.name), app);
                 match &listener.tls {
                     Some(t) => svc.add_tls_with_settings(&addr, None, tls(t)?),
@@ -67,6 +76,7 @@ pub fn build_server(
                     },
                     listener,
                 );
+                in_flight.listener(app.limiter().clone());
                 add_app(
                     &mut server,
                     &listener.name,
@@ -82,6 +92,7 @@ pub fn build_server(
                     },
                     listener,
                 );
+                in_flight.listener(app.limiter().clone());
                 add_app(
                     &mut server,
                     &listener.name,
@@ -103,11 +114,12 @@ pub fn build_server(
             },
         ));
     }
+    // A stop waits for deliveries in flight and a token refresh under way.
     server.add_service(background_service(
         "tiktok tokens and webhook delivery",
-        TikTokBackground {
+        in_flight.background(TikTokBackground {
             services: gateway.tiktok.clone(),
-        },
+        }),
     ));
     let stores: Vec<_> = gateway.jwt.values().map(|v| v.store().clone()).collect();
     let refresher = JwksRefresher::new(stores);
@@ -121,7 +133,7 @@ pub fn build_server(
             every: Duration::from_secs(30),
         },
     ));
-    Ok(server)
+    Ok(GatewayServer { server, in_flight })
 }
 
 /// A TLS listener's settings: certificate, key and client-certificate verifier, each checked here
@@ -214,14 +226,20 @@ impl ShutdownSignalWatch for NotifyShutdown {
     }
 }
 
-/// Runs until SIGTERM (graceful), SIGINT (fast) or SIGQUIT (hand sockets to a new process).
-pub fn run_with_signals(mut server: Server) {
-    server.bootstrap();
-    server.run(RunArgs::default());
+/// Runs until SIGTERM (graceful: returns as soon as nothing is in flight, at the latest after
+/// the grace period), SIGINT (fast) or SIGQUIT (hand sockets to a new process).
+pub fn run_with_signals(built: GatewayServer) -> Ended {
+    let signals = UnixSignals {
+        on_graceful: Box::new(|| {
+            tracing::info!("graceful stop: listeners close, in-flight work drains")
+        }),
+    };
+    run_until_drained(built.server, signals, built.in_flight)
 }
 
 /// Runs until `stop` is notified.
-pub fn run_until(mut server: Server, stop: Arc<tokio::sync::Notify>) {
+pub fn run_until(built: GatewayServer, stop: Arc<tokio::sync::Notify>) {
+    let mut server = built.server;
     server.bootstrap();
     server.run(RunArgs {
         shutdown_signal: Box::new(NotifyShutdown(stop)),

@@ -1,7 +1,8 @@
-//! Pingora wiring: listeners, TLS, background services, reload.
+//! Pingora wiring: listeners, TLS, background services, reload, start-up and stop.
 
 pub mod build;
 pub mod dev_certs;
+pub mod lifecycle;
 pub mod metrics_app;
 pub mod reload;
 pub mod tls;

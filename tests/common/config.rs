@@ -206,6 +206,8 @@ pub struct Config {
     pub trusted_proxies: Vec<String>,
     /// `forwarded_headers`: `x-forwarded` or `forwarded`.
     pub forwarded_headers: Option<String>,
+    /// `server:`; unset fields keep the gateway's defaults.
+    pub server: Server,
     /// `logging.access_log`; default: `access.log` in the config's folder (what
     /// `TestGateway::access_log` reads).
     pub access_log: Option<String>,
@@ -302,6 +304,11 @@ impl Config {
         self
     }
 
+    pub fn server(mut self, server: Server) -> Self {
+        self.server = server;
+        self
+    }
+
     pub fn log_level(mut self, level: &str) -> Self {
         self.log_level = Some(level.to_owned());
         self
@@ -364,6 +371,9 @@ impl Config {
             top.push(("trusted_proxies".into(), strs(&self.trusted_proxies)));
         }
         opt(&mut top, "forwarded_headers", &self.forwarded_headers);
+        if let Some(server) = self.server.yaml() {
+            top.push(("server".into(), server));
+        }
         if !self.routes.is_empty() {
             top.push((
                 "routes".into(),
@@ -396,6 +406,34 @@ fn file_secret(files: &mut Vec<SideFile>, name: &str, value: &str) -> Y {
         });
     }
     q(format!("${{file:{name}}}"))
+}
+
+// ---------------------------------------------------------------- server
+
+/// `server:` (threads, stop timing).
+#[derive(Debug, Clone, Default)]
+pub struct Server {
+    pub threads: Option<usize>,
+    pub grace_period: Option<String>,
+}
+
+impl Server {
+    pub fn grace_period(mut self, d: &str) -> Self {
+        self.grace_period = Some(d.to_owned());
+        self
+    }
+
+    pub fn threads(mut self, n: usize) -> Self {
+        self.threads = Some(n);
+        self
+    }
+
+    fn yaml(&self) -> Option<Y> {
+        let mut m = Vec::new();
+        opt(&mut m, "threads", &self.threads);
+        opt(&mut m, "grace_period", &self.grace_period);
+        (!m.is_empty()).then_some(Y::Map(m))
+    }
 }
 
 // ---------------------------------------------------------------- listeners
