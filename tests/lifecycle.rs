@@ -1,6 +1,7 @@
 //! Start-up and stop, run as the real binary: an address in use stops start-up at once (exit 1,
 //! the address named); SIGTERM closes the listeners, lets in-flight requests finish and exits as
-//! soon as they have, well inside the grace period.
+//! soon as they have, well inside the grace period; with `server.drain_delay`, `/readyz` answers
+//! 503 `draining` while the gateway still serves, before the listeners close.
 
 #![cfg(feature = "demo")]
 
@@ -211,4 +212,63 @@ async fn sigterm_stops_accepting_drains_in_flight_requests_then_exits() {
         log.lines().any(|l| l.contains("\"path\":\"/orders/slow\"")),
         "{log}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_is_not_ready_while_the_drain_delay_still_serves() {
+    tiktok_gateway::transport::install_crypto_provider();
+    let orders = OrderService::spawn(None).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (port, metrics) = (free_port(), free_port());
+    let cfg = config(port, metrics, orders.addr(), "30s").server(
+        Server::default()
+            .grace_period("30s")
+            .drain_delay("3s")
+            .threads(1),
+    );
+    let mut gw = Running::start(dir.path(), &cfg);
+    wait_listening(&mut gw, loopback(metrics));
+    let client = common::http_client();
+    let get = |path: String| {
+        let client = client.clone();
+        async move {
+            let res = client.get(path).send().await?;
+            let status = res.status().as_u16();
+            res.text().await.map(|t| (status, t))
+        }
+    };
+    let readyz = format!("http://127.0.0.1:{metrics}/readyz");
+    assert_eq!(get(readyz.clone()).await.unwrap().0, 200);
+
+    gw.signal("TERM");
+    let mut draining = None;
+    for _ in 0..100 {
+        let (status, body) = get(readyz.clone()).await.unwrap();
+        if status == 503 {
+            draining = Some(body);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let body: serde_json::Value =
+        serde_json::from_str(&draining.expect("/readyz turned 503")).unwrap();
+    assert_eq!(body["status"], "draining", "{body}");
+    assert_eq!(body["causes"][0]["check"], "draining", "{body}");
+    // Still serving meanwhile: liveness, and requests.
+    let (live, _) = get(format!("http://127.0.0.1:{metrics}/healthz"))
+        .await
+        .unwrap();
+    assert_eq!(live, 200);
+    let (status, _) = get(format!("http://127.0.0.1:{port}/orders/1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        status, 200,
+        "requests are still answered during the drain delay"
+    );
+
+    let exit = gw
+        .wait_exit(Duration::from_secs(15))
+        .unwrap_or_else(|| panic!("still running after the drain:\n{}", gw.output()));
+    assert!(exit.success(), "{exit}:\n{}", gw.output());
 }

@@ -814,4 +814,10 @@ pub struct ServerFile {
     #[serde(default)]
     #[schemars(with = "Option<Scalar>")]
     pub grace_period: Option<S>,
+    /// Duration (default `0s`): on SIGTERM, keep serving this long with `/readyz` answering 503
+    /// before the listeners close, so a load balancer stops sending first (Kubernetes: a few
+    /// seconds, less than `terminationGracePeriodSeconds` minus `grace_period`).
+    #[serde(default)]
+    #[schemars(with = "Option<Scalar>")]
+    pub drain_delay: Option<S>,
 }

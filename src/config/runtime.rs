@@ -399,4 +399,6 @@ pub struct AdminConfig {
 pub struct ServerConfig {
     pub threads: usize,
     pub grace_period: Duration,
+    /// On SIGTERM, how long to keep serving (not ready) before the listeners close.
+    pub drain_delay: Duration,
 }

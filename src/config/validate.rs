@@ -1104,6 +1104,7 @@ fn server(v: &mut V, f: Option<&ServerFile>) -> ServerConfig {
         None => ServerConfig {
             threads: default_threads,
             grace_period: Duration::from_secs(10),
+            drain_delay: Duration::ZERO,
         },
         Some(f) => ServerConfig {
             threads: f.threads.unwrap_or(default_threads).max(1),
@@ -1112,6 +1113,7 @@ fn server(v: &mut V, f: Option<&ServerFile>) -> ServerConfig {
                 &f.grace_period,
                 Duration::from_secs(10),
             ),
+            drain_delay: v.duration("server.drain_delay", &f.drain_delay, Duration::ZERO),
         },
     }
 }

@@ -17,6 +17,7 @@ use crate::config::{ConfigError, GatewayConfig, Secret, load_file};
 use crate::privacy::{PrivacyEngine, PrivacySettings, SharedPrivacyEngine};
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::metrics::metrics;
+use crate::telemetry::readiness::Readiness;
 
 /// State that outlives config reloads.
 pub struct Gateway {
@@ -33,6 +34,8 @@ pub struct Gateway {
     pub jwt: JwtVerifiers,
     /// The redaction/masking engine; swapped on reload when `privacy:` changes.
     pub privacy: SharedPrivacyEngine,
+    /// What keeps the gateway from being ready (`/readyz`); components report into it.
+    pub readiness: Arc<Readiness>,
 }
 
 /// The privacy engine for a config. Without `privacy.pseudonym_key` a random key is used, so
@@ -103,6 +106,7 @@ impl Gateway {
             access_log,
             started: Instant::now(),
             clock,
+            readiness: Arc::new(Readiness::new()),
         }))
     }
 

@@ -16,6 +16,7 @@ use pingora::services::listening::Service;
 
 use super::lifecycle::{Ended, InFlight, UnixSignals, run_until_drained};
 use super::metrics_app::MetricsApp;
+use super::readiness::{ReadinessChecks, checks_for};
 use super::reload::{ReloadService, ResolveService};
 use super::tls::listener_settings;
 use crate::admin::AdminApp;
@@ -31,6 +32,7 @@ use crate::transport::{ConnectionCapped, ConnectionLimiter, ConnectionLimits, Ti
 pub struct GatewayServer {
     server: Server,
     in_flight: InFlight,
+    gateway: Arc<Gateway>,
 }
 
 /// Builds a ready-to-run server. `config_path` enables reload on SIGHUP / file change.
@@ -49,6 +51,7 @@ pub fn build_server(
     let mut server = Server::new_with_opt_and_conf(None, conf);
     let conf = server.configuration.clone();
     let mut in_flight = InFlight::default();
+    let stopping = gateway.clone();
 
     for (listener_index, listener) in config.listeners.iter().enumerate() {
         let addr = listener.address.to_string();
@@ -127,13 +130,21 @@ pub fn build_server(
         server.add_service(background_service("jwks refresh", refresher));
     }
     server.add_service(background_service(
+        "readiness checks",
+        ReadinessChecks::new(gateway.readiness.clone(), checks_for(&gateway)),
+    ));
+    server.add_service(background_service(
         "upstream resolver",
         ResolveService {
             gateway,
             every: Duration::from_secs(30),
         },
     ));
-    Ok(GatewayServer { server, in_flight })
+    Ok(GatewayServer {
+        server,
+        in_flight,
+        gateway: stopping,
+    })
 }
 
 /// A TLS listener's settings: certificate, key and client-certificate verifier, each checked here
@@ -229,9 +240,15 @@ impl ShutdownSignalWatch for NotifyShutdown {
 /// Runs until SIGTERM (graceful: returns as soon as nothing is in flight, at the latest after
 /// the grace period), SIGINT (fast) or SIGQUIT (hand sockets to a new process).
 pub fn run_with_signals(built: GatewayServer) -> Ended {
+    let gateway = built.gateway.clone();
     let signals = UnixSignals {
-        on_graceful: Box::new(|| {
-            tracing::info!("graceful stop: listeners close, in-flight work drains")
+        on_graceful: Box::new(move || {
+            gateway.readiness.begin_draining();
+            tracing::info!(
+                "graceful stop: /readyz answers 503, listeners close, in-flight work drains"
+            );
+            // Read now: a reload may have changed it.
+            gateway.snapshot().config.server.drain_delay
         }),
     };
     run_until_drained(built.server, signals, built.in_flight)

@@ -93,8 +93,10 @@ impl<S: BackgroundService + Send + Sync> BackgroundService for Tracked<S> {
 
 /// Unix signals: `SIGTERM` graceful stop, `SIGINT` fast stop, `SIGQUIT` graceful upgrade.
 pub struct UnixSignals {
-    /// Told when a graceful stop or upgrade begins (readiness turns false).
-    pub on_graceful: Box<dyn Fn() + Send + Sync>,
+    /// Told when a graceful stop or upgrade begins (readiness turns false). Returns the drain
+    /// delay: after `SIGTERM`, how long to go on serving (not ready) before the listeners close,
+    /// so a load balancer sees the readiness change first. `SIGINT` cuts it short.
+    pub on_graceful: Box<dyn Fn() -> Duration + Send + Sync>,
 }
 
 #[async_trait]
@@ -108,8 +110,16 @@ impl ShutdownSignalWatch for UnixSignals {
             _ = recv(&mut int) => ShutdownSignal::FastShutdown,
             _ = recv(&mut quit) => ShutdownSignal::GracefulUpgrade,
         };
-        if !matches!(received, ShutdownSignal::FastShutdown) {
-            (self.on_graceful)();
+        if matches!(received, ShutdownSignal::FastShutdown) {
+            return received;
+        }
+        let delay = (self.on_graceful)();
+        if matches!(received, ShutdownSignal::GracefulTerminate) && !delay.is_zero() {
+            tracing::info!(?delay, "serving on, not ready, before the listeners close");
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = recv(&mut int) => return ShutdownSignal::FastShutdown,
+            }
         }
         received
     }

@@ -4,5 +4,6 @@ pub mod build;
 pub mod dev_certs;
 pub mod lifecycle;
 pub mod metrics_app;
+pub mod readiness;
 pub mod reload;
 pub mod tls;

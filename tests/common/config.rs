@@ -415,9 +415,15 @@ fn file_secret(files: &mut Vec<SideFile>, name: &str, value: &str) -> Y {
 pub struct Server {
     pub threads: Option<usize>,
     pub grace_period: Option<String>,
+    pub drain_delay: Option<String>,
 }
 
 impl Server {
+    pub fn drain_delay(mut self, d: &str) -> Self {
+        self.drain_delay = Some(d.to_owned());
+        self
+    }
+
     pub fn grace_period(mut self, d: &str) -> Self {
         self.grace_period = Some(d.to_owned());
         self
@@ -432,6 +438,7 @@ impl Server {
         let mut m = Vec::new();
         opt(&mut m, "threads", &self.threads);
         opt(&mut m, "grace_period", &self.grace_period);
+        opt(&mut m, "drain_delay", &self.drain_delay);
         (!m.is_empty()).then_some(Y::Map(m))
     }
 }
@@ -701,6 +708,8 @@ pub struct JwtIssuer {
     pub audiences: Vec<String>,
     pub jwks: Jwks,
     pub algorithms: Vec<String>,
+    /// `jwks.refresh` for URL keys.
+    pub refresh: Option<String>,
 }
 
 impl JwtIssuer {
@@ -712,6 +721,7 @@ impl JwtIssuer {
             audiences: vec![DEV_AUDIENCE.to_owned()],
             jwks: Jwks::Url(idp.jwks_url()),
             algorithms: vec!["ES256".into(), "RS256".into()],
+            refresh: None,
         }
     }
 
@@ -723,12 +733,23 @@ impl JwtIssuer {
             audiences: vec![DEV_AUDIENCE.to_owned()],
             jwks: Jwks::File(signer.jwks()),
             algorithms: vec!["ES256".into(), "RS256".into()],
+            refresh: None,
         }
+    }
+
+    /// How often URL keys are fetched (and retried after a failure).
+    pub fn refresh(mut self, every: &str) -> Self {
+        self.refresh = Some(every.to_owned());
+        self
     }
 
     fn yaml(&self, files: &mut Vec<SideFile>) -> Y {
         let jwks = match &self.jwks {
-            Jwks::Url(u) => Y::Map(vec![("url".into(), q(u))]),
+            Jwks::Url(u) => {
+                let mut m = vec![("url".into(), q(u))];
+                opt(&mut m, "refresh", &self.refresh);
+                Y::Map(m)
+            }
             Jwks::File(doc) => {
                 let name = format!("jwks-{}.json", self.name);
                 files.push(SideFile {
