@@ -5,6 +5,7 @@
 //! Nothing here knows about Pingora's request phases (`pipeline/`) or its server (`server/`).
 
 pub mod auth;
+pub mod metrics;
 pub mod route;
 pub mod router;
 pub mod snapshot;

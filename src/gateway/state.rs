@@ -9,6 +9,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 
 use super::auth::{JwtVerifiers, jwt_verifiers};
+use super::metrics::StateGauges;
 use super::snapshot::{CompileInputs, Snapshot, compile};
 use super::tiktok::{TikTokServices, delivery_tls};
 use super::upstreams::UpstreamRegistry;
@@ -96,6 +97,16 @@ impl Gateway {
             },
         )?;
         metrics().config_loaded_at.set(clock.unix_seconds());
+        let readiness = Arc::new(Readiness::new());
+        match StateGauges::new(
+            tiktok.tokens.clone(),
+            jwt.values().map(|v| v.store().clone()).collect(),
+            clock.clone(),
+            readiness.clone(),
+        ) {
+            Ok(gauges) => crate::telemetry::metrics::register(Box::new(gauges), "state gauges"),
+            Err(e) => tracing::error!(error = %e, "token, JWKS and readiness gauges unavailable"),
+        }
         Ok(Arc::new(Self {
             tiktok,
             snapshot: ArcSwap::from_pointee(snapshot),
@@ -106,7 +117,7 @@ impl Gateway {
             access_log,
             started: Instant::now(),
             clock,
-            readiness: Arc::new(Readiness::new()),
+            readiness,
         }))
     }
 

@@ -138,7 +138,9 @@ impl BackgroundService for ReadinessChecks {
                 EVERY_WHILE_FAILING
             };
             tokio::select! {
-                _ = shutdown.changed() => return,
+                // `changed` alone also fires on the watch's first read; wait for `true` (or
+                // for the server to be gone).
+                _ = shutdown.wait_for(|stopping| *stopping) => return,
                 _ = tokio::time::sleep(wait) => {}
             }
         }

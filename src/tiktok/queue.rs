@@ -532,7 +532,7 @@ impl WebhookQueue {
     }
 
     /// Registers `webhook_queue_depth` and `webhook_queue_oldest_age_seconds`, both computed at
-    /// scrape time (pass `prometheus::default_registry()` in production). Register once.
+    /// scrape time (pass `telemetry::metrics::registry()` in production). Register once.
     pub fn register_metrics(
         &self,
         registry: &prometheus::Registry,

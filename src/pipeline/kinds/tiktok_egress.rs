@@ -161,7 +161,21 @@ pub async fn send(
         })();
         built.map_err(|_| GatewayError::internal("the signed request head could not be built"))?;
 
-        let (head, body) = exchange(req, route, upstream_req, &raw).await?;
+        let sent = Instant::now();
+        let exchanged = exchange(req, route, upstream_req, &raw).await;
+        let observe = |outcome: &str| {
+            metrics()
+                .tiktok_duration
+                .with_label_values(&[&*route.name, outcome])
+                .observe(sent.elapsed().as_secs_f64());
+        };
+        let (head, body) = exchanged.inspect_err(|e| {
+            observe(if e.status == StatusCode::GATEWAY_TIMEOUT {
+                "timeout"
+            } else {
+                "unavailable"
+            })
+        })?;
         let status = head.status;
         let retry_after = head
             .headers
@@ -170,6 +184,13 @@ pub async fn send(
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
         let code = tiktok_code(&body);
+        observe(match (status, code) {
+            (StatusCode::TOO_MANY_REQUESTS, _) | (_, Some(CODE_RATE_LIMITED)) => "throttled",
+            (_, Some(CODE_TOKEN_EXPIRED)) => "token_expired",
+            (s, _) if !s.is_success() => "http_error",
+            (_, Some(0) | None) => "ok",
+            (_, Some(_)) => "api_error",
+        });
 
         if status == StatusCode::TOO_MANY_REQUESTS || code == Some(CODE_RATE_LIMITED) {
             let wait = services.pacer.on_throttled(&key, retry_after);
@@ -244,6 +265,8 @@ async fn exchange(
                 if attempt < upstream.retries {
                     continue;
                 }
+                req.ctx.upstream_latency = Some(started.elapsed());
+                req.ctx.upstream_outcome = Some(failure_kind(&e));
                 return Err(upstream_failure(&e, &upstream.name));
             }
         };
@@ -280,6 +303,10 @@ async fn exchange(
         }
         .await;
         req.ctx.upstream_latency = Some(started.elapsed());
+        req.ctx.upstream_outcome = Some(match &result {
+            Ok((answer, _)) => crate::telemetry::metrics::status_class(answer.status.as_u16()),
+            Err(e) => failure_kind(e),
+        });
         return match result {
             Ok((answer, Some(bytes))) => {
                 connector
@@ -296,17 +323,24 @@ async fn exchange(
     }
 }
 
+/// `timeout` or `connect`: the kind of a failed exchange, as proxied requests count it.
+fn failure_kind(e: &Error) -> &'static str {
+    match e.etype() {
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+            "timeout"
+        }
+        _ => "connect",
+    }
+}
+
 /// A failed upstream exchange as the client's answer, counted like a proxied request's.
 fn upstream_failure(e: &Error, upstream: &str) -> GatewayError {
-    let timeout = matches!(
-        e.etype(),
-        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
-    );
+    let kind = failure_kind(e);
     metrics()
         .upstream_errors
-        .with_label_values(&[upstream, if timeout { "timeout" } else { "connect" }])
+        .with_label_values(&[upstream, kind])
         .inc();
-    if timeout {
+    if kind == "timeout" {
         GatewayError::gateway_timeout()
     } else {
         GatewayError::bad_gateway("upstream_unavailable", "TikTok could not be reached")
