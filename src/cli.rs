@@ -87,7 +87,8 @@ The config is validated first; the gateway does not start with an invalid one.
 Signals:
   SIGHUP   reload the config (so does saving the file); an invalid new config is rejected and
            the running one kept; changes to listeners apply only on restart
-  SIGTERM  graceful stop: stop accepting, let in-flight requests finish for server.grace_period
+  SIGTERM  graceful stop: stop accepting, let in-flight work finish, exit as soon as it has
+           (server.grace_period is the longest it may take)
   SIGINT   fast stop
   SIGQUIT  Pingora's graceful upgrade: offer the listening sockets on its upgrade socket
            (/tmp/pingora_upgrade.sock), then stop like SIGTERM. This binary has no mode that

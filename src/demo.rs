@@ -245,7 +245,7 @@ pub fn run(port: u16) -> ExitCode {
          # 400: not a canonical path (over TLS on the public listener)\n\
          curl -si --cacert {ca} --path-as-is 'https://localhost:{public}/orders/../admin'\n\n\
          # metrics and health\n\
-         curl -s http://127.0.0.1:{metrics}/metrics | grep -E '^(requests_total|auth_failures_total)'\n\
+         curl -s http://127.0.0.1:{metrics}/metrics | grep -E '^tiktok_gateway_(requests_total|auth_failures_total)'\n\
          curl -s http://127.0.0.1:{metrics}/healthz\n\n\
          access log: {log}\n",
         tt = tiktok.base_url(),

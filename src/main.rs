@@ -89,6 +89,11 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            // An address in use stops start-up here, before any state is opened.
+            if let Err(e) = tiktok_gateway::server::lifecycle::check_listeners_bind(&loaded) {
+                eprintln!("{}: {e}", config.display());
+                return ExitCode::FAILURE;
+            }
             let level = loaded.logging.level.clone();
             let gateway = match Gateway::new(loaded, Arc::new(SystemClock)) {
                 Ok(g) => g,

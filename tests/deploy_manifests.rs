@@ -18,6 +18,22 @@ const CONFIG_DIR: &str = "/etc/tiktok-gateway/config";
 /// Metric names Prometheus records itself, allowed in rules next to the gateway's own.
 const PROMETHEUS_BUILTIN: &[&str] = &["up"];
 
+/// The standard process metrics the gateway exports under their conventional names (the
+/// prometheus crate's process collector, on Linux).
+const PROCESS_METRICS: &[&str] = &[
+    "process_cpu_seconds_total",
+    "process_open_fds",
+    "process_max_fds",
+    "process_virtual_memory_bytes",
+    "process_virtual_memory_max_bytes",
+    "process_resident_memory_bytes",
+    "process_start_time_seconds",
+    "process_threads",
+];
+
+/// The namespace the gateway's registry puts before every name it registers.
+const NAMESPACE: &str = "tiktok_gateway_";
+
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
@@ -447,8 +463,8 @@ fn edge_is_replicated_with_a_disruption_budget_and_services_reach_declared_ports
 
 // ---------------------------------------------------------------- metrics in rules and dashboards
 
-/// Metric names registered in the gateway's source: the first string argument of every
-/// counter/gauge/histogram constructor under src/.
+/// Metric names the gateway exports: the first string argument of every counter/gauge/histogram
+/// constructor under src/, with the registry's namespace, and the standard process metrics.
 fn exported_metric_names() -> BTreeSet<String> {
     let constructors = [
         "Opts::new(",
@@ -457,9 +473,9 @@ fn exported_metric_names() -> BTreeSet<String> {
         "IntGauge::new(",
         "Gauge::new(",
         "PullingGauge::new(",
-        "register_int_gauge!(",
         "counter(",
         "gauge(",
+        "histogram(",
     ];
     let mut names = BTreeSet::new();
     for file in rust_files(&repo().join("src")) {
@@ -472,12 +488,13 @@ fn exported_metric_names() -> BTreeSet<String> {
                 {
                     let name = &lit[..end];
                     if is_metric_name(name) {
-                        names.insert(name.to_string());
+                        names.insert(format!("{NAMESPACE}{name}"));
                     }
                 }
             }
         }
     }
+    names.extend(PROCESS_METRICS.iter().map(|n| n.to_string()));
     names
 }
 
@@ -650,8 +667,15 @@ fn alerts_and_dashboard_use_only_exported_metrics() {
         "pii_leak_detected_total",
         "webhook_queue_oldest_age_seconds",
         "tiktok_token_refresh_total",
+        "build_info",
+        "upstream_duration_seconds",
+        "tiktok_request_duration_seconds",
+        "tiktok_token_expires_in_seconds",
+        "jwks_refresh_age_seconds",
+        "ready",
     ] {
-        assert!(known.contains(core), "{core} not found in src/: {known:?}");
+        let core = format!("{NAMESPACE}{core}");
+        assert!(known.contains(&core), "{core} not found in src/: {known:?}");
     }
 
     let text = std::fs::read_to_string(repo().join("deploy/prometheus/alerts.yaml")).unwrap();
@@ -672,11 +696,13 @@ fn alerts_and_dashboard_use_only_exported_metrics() {
     // The incident signals of the policy each have a rule.
     let exprs = text.as_str();
     for metric in [
-        "auth_failures_total",
-        "rate_limited_total",
-        "pii_leak_detected_total",
-        "webhook_queue_oldest_age_seconds",
-        "tiktok_token_refresh_total",
+        "tiktok_gateway_auth_failures_total",
+        "tiktok_gateway_rate_limited_total",
+        "tiktok_gateway_pii_leak_detected_total",
+        "tiktok_gateway_webhook_queue_oldest_age_seconds",
+        "tiktok_gateway_tiktok_token_refresh_total",
+        "tiktok_gateway_tiktok_token_expires_in_seconds",
+        "tiktok_gateway_ready",
         "up{",
     ] {
         assert!(exprs.contains(metric), "no alert on {metric}");
@@ -723,7 +749,7 @@ routes:
         .filter_map(|l| l.split_whitespace().next())
         .collect();
     assert!(
-        exported.contains("config_loaded_timestamp_seconds"),
+        exported.contains("tiktok_gateway_config_loaded_timestamp_seconds"),
         "{scrape}"
     );
     for name in exported {

@@ -293,10 +293,10 @@ async fn metrics_and_health() {
         .unwrap();
     let m = common::metrics_text(p.metrics).await;
     assert!(
-        m.contains("requests_total{route=\"orders\",status=\"200\"}"),
+        m.contains("tiktok_gateway_requests_total{route=\"orders\",status=\"200\"}"),
         "{m}"
     );
-    assert!(m.contains("request_duration_seconds_bucket"));
+    assert!(m.contains("tiktok_gateway_request_duration_seconds_bucket"));
     let h = reqwest::get(format!("http://127.0.0.1:{}/healthz", p.metrics))
         .await
         .unwrap();

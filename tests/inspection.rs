@@ -714,9 +714,10 @@ async fn smuggling_over_tls_is_refused_too() {
 
 /// `connections_closed_total{listener, reason}` as the in-process registry has it now.
 fn closed_count(listener: &str, reason: &str) -> u64 {
-    prometheus::gather()
+    tiktok_gateway::telemetry::metrics::registry()
+        .gather()
         .iter()
-        .filter(|f| f.name() == "connections_closed_total")
+        .filter(|f| f.name() == "tiktok_gateway_connections_closed_total")
         .flat_map(|f| f.get_metric().iter())
         .filter(|m| {
             let has = |k: &str, v: &str| {
@@ -968,8 +969,12 @@ async fn the_metrics_listener_has_the_same_connection_limits() {
     assert!(started.elapsed() < Duration::from_millis(3500));
     let raw = raw_http(addr, scrape).await;
     assert_eq!(status_of(&raw), 200, "{raw}");
-    assert!(raw.contains("connections_closed_total{listener=\"metrics\",reason=\"head_timeout\"}"));
-    assert!(raw.contains("connections_closed_total{listener=\"metrics\",reason=\"over_cap\"}"));
+    assert!(raw.contains(
+        "tiktok_gateway_connections_closed_total{listener=\"metrics\",reason=\"head_timeout\"}"
+    ));
+    assert!(raw.contains(
+        "tiktok_gateway_connections_closed_total{listener=\"metrics\",reason=\"over_cap\"}"
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -509,7 +509,9 @@ async fn leaks_are_counted_on_routes_not_cleared_and_blocked_when_configured() {
     let state = s.sandbox.state().clone();
     let ids: Vec<String> = state.order_ids(US_SHOP).into_iter().take(3).collect();
 
-    let before = s.metric("pii_leak_detected_total", "leaky-orders").await;
+    let before = s
+        .metric("tiktok_gateway_pii_leak_detected_total", "leaky-orders")
+        .await;
     let res = s.detail("/leaky/orders", READER_KEY, US_SHOP, &ids).await;
     assert_eq!(res.status, 200, "a route without `block` still answers");
     let body = res.json();
@@ -518,10 +520,14 @@ async fn leaks_are_counted_on_routes_not_cleared_and_blocked_when_configured() {
         body["data"]["orders"][0]["buyer_email"], first["buyer_email"],
         "not masked: the route is not a masking route"
     );
-    let after = s.metric("pii_leak_detected_total", "leaky-orders").await;
+    let after = s
+        .metric("tiktok_gateway_pii_leak_detected_total", "leaky-orders")
+        .await;
     assert!(after > before, "leak counted: {before} -> {after}");
 
-    let before_block = s.metric("pii_leak_detected_total", "blocked-orders").await;
+    let before_block = s
+        .metric("tiktok_gateway_pii_leak_detected_total", "blocked-orders")
+        .await;
     let res = s.detail("/blocked/orders", READER_KEY, US_SHOP, &ids).await;
     assert_eq!(res.status, 502);
     let text = String::from_utf8_lossy(&res.body).into_owned();
@@ -529,18 +535,23 @@ async fn leaks_are_counted_on_routes_not_cleared_and_blocked_when_configured() {
     let email = first["buyer_email"].as_str().unwrap();
     assert!(!text.contains(email), "blocked body carries no PII");
     assert!(
-        s.metric("pii_leak_detected_total", "blocked-orders").await > before_block,
+        s.metric("tiktok_gateway_pii_leak_detected_total", "blocked-orders")
+            .await
+            > before_block,
         "a blocked leak is counted too"
     );
 
     // A response without personal data passes a blocking route and is not counted.
-    let n = s.metric("pii_leak_detected_total", "blocked-orders").await;
+    let n = s
+        .metric("tiktok_gateway_pii_leak_detected_total", "blocked-orders")
+        .await;
     let res = s
         .detail("/blocked/orders", READER_KEY, US_SHOP, &["1".to_owned()])
         .await;
     assert_ne!(res.status, 502, "{}", String::from_utf8_lossy(&res.body));
     assert_eq!(
-        s.metric("pii_leak_detected_total", "blocked-orders").await,
+        s.metric("tiktok_gateway_pii_leak_detected_total", "blocked-orders")
+            .await,
         n
     );
 }

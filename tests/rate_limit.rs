@@ -280,8 +280,8 @@ async fn forwarded_for_from_a_trusted_proxy_sets_the_key() {
 /// meanwhile, so a test reading those metrics sees only its own gateways' doing.
 static BACKEND_METRICS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-const BACKEND_ERRORS: &str = "rate_limit_backend_errors_total{backend=\"redis\"}";
-const BACKEND_UP: &str = "rate_limit_backend_up{backend=\"redis\"}";
+const BACKEND_ERRORS: &str = "tiktok_gateway_rate_limit_backend_errors_total{backend=\"redis\"}";
+const BACKEND_UP: &str = "tiktok_gateway_rate_limit_backend_up{backend=\"redis\"}";
 
 /// `REDIS_URL` and its split for a [`Relay`], or `None` (saying why) to skip.
 fn redis_url_for_relay() -> Option<(String, impl Fn(SocketAddr) -> String)> {

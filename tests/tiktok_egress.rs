@@ -8,7 +8,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{ApiKey, Auth, Config, Listener, Route, TestGateway, TikTok, Upstream, free_port};
+use common::{
+    ApiKey, Auth, CircuitBreaker, Config, HealthCheck, Listener, Route, TestGateway, TikTok,
+    Upstream, free_port,
+};
 use tiktok_gateway::sandbox::tiktok::{self as sandbox, SandboxConfig, SandboxRate};
 
 const US: &str = "7494049642642441621";
@@ -24,6 +27,7 @@ fn config(
     api: &str,
     auth: &str,
     (rate, burst): (&str, u32),
+    api_upstream: impl FnOnce(Upstream) -> Upstream,
 ) -> Config {
     Config::new()
         .listener(Listener::plain("egress", port))
@@ -37,7 +41,7 @@ fn config(
             KEY_US,
             &["orders:read", &format!("tiktok:shop:{US}")],
         ))
-        .upstream(Upstream::tiktok("tiktok_api", api))
+        .upstream(api_upstream(Upstream::tiktok("tiktok_api", api)))
         .tiktok(
             TikTok::sandbox("main", sb, auth)
                 .api_base("main", api)
@@ -59,7 +63,7 @@ struct Setup {
 }
 
 async fn setup(rate: Option<SandboxRate>, pacing: (&str, u32)) -> Setup {
-    setup_with(rate, pacing, |_| {}, str::to_owned).await
+    setup_with(rate, pacing, |_| {}, str::to_owned, |u| u).await
 }
 
 /// As [`setup`]; `gateway_view` changes what the gateway is configured with (not the sandbox),
@@ -70,6 +74,7 @@ async fn setup_with(
     pacing: (&str, u32),
     gateway_view: impl FnOnce(&mut SandboxConfig),
     api: impl FnOnce(&str) -> String,
+    api_upstream: impl FnOnce(Upstream) -> Upstream,
 ) -> Setup {
     let mut sb = SandboxConfig::example(7);
     sb.rate = rate;
@@ -78,7 +83,7 @@ async fn setup_with(
     let base = sandbox.base_url();
     gateway_view(&mut sb);
     let api = api(&base);
-    let gw = TestGateway::with(&config(port, &sb, &api, &base, pacing));
+    let gw = TestGateway::with(&config(port, &sb, &api, &base, pacing, api_upstream));
     Setup {
         _gw: gw,
         sandbox,
@@ -364,6 +369,7 @@ async fn forced_refreshes_back_off_while_the_token_host_refuses() {
             us.refresh_token = tiktok_gateway::config::Secret::new("TTP_revoked_refresh_0001");
         },
         str::to_owned,
+        |u| u,
     )
     .await;
     let ids = s.sandbox.state().order_ids(US);
@@ -489,6 +495,7 @@ async fn an_expired_answer_for_an_already_replaced_token_does_not_refresh_again(
             *relay.target.lock() = base.to_owned();
             relay.base.clone()
         },
+        |u| u,
     )
     .await;
     let ids = s.sandbox.state().order_ids(US);
@@ -593,18 +600,18 @@ async fn egress_skips_a_target_its_health_checks_found_dead() {
     let dead = format!("127.0.0.1:{}", free_port());
     let s = setup_with(
         None,
-        "{ rate: 100/s, burst: 100 }",
+        ("100/s", 100),
         |_| {},
-        |yaml, base| {
-            let addr = base.trim_start_matches("http://");
-            let one = format!(r#"tiktok_api: {{ targets: ["{addr}"] }}"#);
-            assert!(yaml.contains(&one));
-            yaml.replace(
-                &one,
-                &format!(
-                    r#"tiktok_api: {{ targets: ["{dead}", "{addr}"], retries: 0, health_check: {{ type: tcp, interval: 200ms, timeout: 200ms }}, circuit_breaker: {{ failures: 0 }} }}"#
-                ),
-            )
+        str::to_owned,
+        |mut u| {
+            // The dead target first, where it would be picked before the live one.
+            u.targets.insert(0, dead.clone());
+            u.retries(0)
+                .health_check(HealthCheck::tcp().every("200ms", "200ms"))
+                .circuit_breaker(CircuitBreaker {
+                    failures: Some(0),
+                    ..CircuitBreaker::default()
+                })
         },
     )
     .await;

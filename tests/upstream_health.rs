@@ -151,8 +151,10 @@ async fn get(p: &Ports, path: &str) -> (u16, String) {
     (res.status().as_u16(), res.text().await.unwrap())
 }
 
-/// The value of one series on `/metrics`, if it is there.
+/// The value of one series on `/metrics`, if it is there (`name` without the namespace).
 async fn metric(p: &Ports, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let name = format!("tiktok_gateway_{name}");
+    let name = name.as_str();
     let text = client()
         .get(format!("http://127.0.0.1:{}/metrics", p.metrics))
         .send()

@@ -75,10 +75,17 @@ pub struct ConfigFile {
     /// Worker threads and the SIGTERM grace period.
     #[serde(default)]
     pub server: Option<ServerFile>,
-    /// CIDRs of proxies whose `X-Forwarded-For` is believed.
+    /// CIDRs of proxies whose `X-Forwarded-For` is believed, and whose forwarding headers
+    /// (`X-Forwarded-*`, `Forwarded`, `X-Real-IP`, ...) reach the upstream; from any other peer
+    /// they are removed.
     #[serde(default)]
     #[schemars(with = "Vec<Scalar>")]
     pub trusted_proxies: Vec<S>,
+    /// How proxied requests tell the upstream about the client: `x-forwarded` (default:
+    /// `X-Forwarded-For`, `-Proto`, `-Host`) or `forwarded` (one RFC 7239 `Forwarded` element).
+    #[serde(default)]
+    #[schemars(with = "Option<Scalar>", extend("enum" = ["x-forwarded", "forwarded"]))]
+    pub forwarded_headers: Option<S>,
 }
 
 // ---------------------------------------------------------------- listeners
@@ -847,8 +854,15 @@ pub struct ServerFile {
     /// Worker threads per listener (default: the CPU count).
     #[serde(default)]
     pub threads: Option<usize>,
-    /// Duration (default `10s`): on SIGTERM, stop accepting and let in-flight work finish this long.
+    /// Duration (default `10s`): on SIGTERM, stop accepting and let in-flight work finish, at most
+    /// this long (the process exits as soon as nothing is in flight).
     #[serde(default)]
     #[schemars(with = "Option<Scalar>")]
     pub grace_period: Option<S>,
+    /// Duration (default `0s`): on SIGTERM, keep serving this long with `/readyz` answering 503
+    /// before the listeners close, so a load balancer stops sending first (Kubernetes: a few
+    /// seconds, less than `terminationGracePeriodSeconds` minus `grace_period`).
+    #[serde(default)]
+    #[schemars(with = "Option<Scalar>")]
+    pub drain_delay: Option<S>,
 }

@@ -32,6 +32,8 @@ pub struct GatewayConfig {
     pub admin: Option<AdminConfig>,
     pub server: ServerConfig,
     pub trusted_proxies: crate::limit::TrustedProxies,
+    /// How proxied requests carry the gateway's hop (`forwarded_headers`).
+    pub forwarded_headers: crate::inspect::ForwardedStyle,
 }
 
 impl GatewayConfig {
@@ -453,4 +455,6 @@ pub struct AdminConfig {
 pub struct ServerConfig {
     pub threads: usize,
     pub grace_period: Duration,
+    /// On SIGTERM, how long to keep serving (not ready) before the listeners close.
+    pub drain_delay: Duration,
 }

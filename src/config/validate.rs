@@ -165,6 +165,17 @@ pub fn build(
         );
         crate::limit::TrustedProxies::default()
     });
+    let forwarded_headers = match &file.forwarded_headers {
+        None => crate::inspect::ForwardedStyle::default(),
+        Some(style) => crate::inspect::ForwardedStyle::parse(&style.value).unwrap_or_else(|| {
+            v.issues.at(
+                "forwarded_headers",
+                style,
+                "expected `x-forwarded` or `forwarded`",
+            );
+            crate::inspect::ForwardedStyle::default()
+        }),
+    };
     let config = GatewayConfig {
         version: file
             .version
@@ -185,6 +196,7 @@ pub fn build(
         admin,
         server,
         trusted_proxies,
+        forwarded_headers,
     };
     v.issues.into_result(config)
 }
@@ -1093,6 +1105,7 @@ fn server(v: &mut V, f: Option<&ServerFile>) -> ServerConfig {
         None => ServerConfig {
             threads: default_threads,
             grace_period: Duration::from_secs(10),
+            drain_delay: Duration::ZERO,
         },
         Some(f) => ServerConfig {
             threads: f.threads.unwrap_or(default_threads).max(1),
@@ -1101,6 +1114,7 @@ fn server(v: &mut V, f: Option<&ServerFile>) -> ServerConfig {
                 &f.grace_period,
                 Duration::from_secs(10),
             ),
+            drain_delay: v.duration("server.drain_delay", &f.drain_delay, Duration::ZERO),
         },
     }
 }

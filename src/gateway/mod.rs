@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod health;
+pub mod metrics;
 pub mod route;
 pub mod router;
 pub mod snapshot;

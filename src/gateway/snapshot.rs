@@ -38,6 +38,8 @@ pub struct Snapshot {
 pub struct ListenerPolicy {
     pub hosts: HostAllowList,
     pub slow_clients: SlowClientSettings,
+    /// Whether the listener speaks TLS (the `proto` the upstream is told).
+    pub tls: bool,
 }
 
 /// The rate limiter is built on first use inside the serving runtime (Redis connections belong
@@ -162,6 +164,7 @@ pub fn compile(config: GatewayConfig, inputs: &CompileInputs<'_>) -> Result<Snap
         .map(|l| ListenerPolicy {
             hosts: l.hosts.clone(),
             slow_clients: slow_client_settings(&l.connections),
+            tls: l.tls.is_some(),
         })
         .collect();
     let router = Router::new(&config, &routes);

@@ -9,6 +9,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 
 use super::auth::{JwtVerifiers, jwt_verifiers};
+use super::metrics::StateGauges;
 use super::snapshot::{CompileInputs, Snapshot, compile};
 use super::tiktok::{TikTokServices, delivery_tls};
 use super::upstreams::UpstreamRegistry;
@@ -17,6 +18,7 @@ use crate::config::{ConfigError, GatewayConfig, Secret, load_file};
 use crate::privacy::{PrivacyEngine, PrivacySettings, SharedPrivacyEngine};
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::metrics::metrics;
+use crate::telemetry::readiness::Readiness;
 
 /// State that outlives config reloads.
 pub struct Gateway {
@@ -36,6 +38,8 @@ pub struct Gateway {
     pub jwt: JwtVerifiers,
     /// The redaction/masking engine; swapped on reload when `privacy:` changes.
     pub privacy: SharedPrivacyEngine,
+    /// What keeps the gateway from being ready (`/readyz`); components report into it.
+    pub readiness: Arc<Readiness>,
 }
 
 /// The privacy engine for a config. Without `privacy.pseudonym_key` a random key is used, so
@@ -101,6 +105,16 @@ impl Gateway {
                 .map_err(StartError::TikTok)?,
         );
         metrics().config_loaded_at.set(clock.unix_seconds());
+        let readiness = Arc::new(Readiness::new());
+        match StateGauges::new(
+            tiktok.tokens.clone(),
+            jwt.values().map(|v| v.store().clone()).collect(),
+            clock.clone(),
+            readiness.clone(),
+        ) {
+            Ok(gauges) => crate::telemetry::metrics::register(Box::new(gauges), "state gauges"),
+            Err(e) => tracing::error!(error = %e, "token, JWKS and readiness gauges unavailable"),
+        }
         Ok(Arc::new(Self {
             tiktok,
             snapshot,
@@ -111,6 +125,7 @@ impl Gateway {
             access_log,
             started: Instant::now(),
             clock,
+            readiness,
         }))
     }
 

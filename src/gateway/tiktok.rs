@@ -125,7 +125,7 @@ fn token_manager(t: &TikTokConfig, clock: SharedClock) -> Result<TokenManager, S
     let manager = TokenManager::new(settings, shops, store, clock)
         .map_err(|e| format!("tiktok tokens: {e}"))?;
     // A second gateway in the same process (tests) finds the names taken; its numbers still count.
-    let _ = manager.register_metrics(prometheus::default_registry());
+    let _ = manager.register_metrics(crate::telemetry::metrics::registry());
     Ok(manager)
 }
 
@@ -168,7 +168,7 @@ fn webhook_services(
         WebhookQueue::open(&w.queue_path, clock.clone())
             .map_err(|e| format!("webhooks.queue_path: {e}"))?,
     );
-    let _ = queue.register_metrics(prometheus::default_registry());
+    let _ = queue.register_metrics(crate::telemetry::metrics::registry());
     let mut settings = DeliverySettings::new(w.forward_secret.clone());
     settings.backoff_cap = w.max_retry_backoff;
     settings.tls = delivery_tls(config);
@@ -185,7 +185,9 @@ fn webhook_services(
         DeliveryWorker::with_transport(queue.clone(), settings, clock, transport)
             .map_err(|e| format!("webhooks: {e}"))?,
     );
-    let _ = delivery.metrics().register(prometheus::default_registry());
+    let _ = delivery
+        .metrics()
+        .register(crate::telemetry::metrics::registry());
     let replay: Arc<dyn ReplayCache> = match &w.dedup_backend {
         DedupBackend::Memory => Arc::new(MemoryReplayCache::new(1_000_000)),
         DedupBackend::Redis { url } => Arc::new(LazyRedisReplay {

@@ -5,7 +5,7 @@
 //!    [`HostAllowList::check`];
 //! 2. after routing: [`InspectionSettings::check_head`], then per body chunk
 //!    [`BodyWatch::on_chunk`] and on the complete body [`check_json`] for JSON routes;
-//! 3. on the upstream request: [`strip_hop_by_hop`].
+//! 3. on the upstream request: [`strip_hop_by_hop`], then [`forwarded::apply`].
 //!
 //! Every refusal is an [`InspectError`] carrying its HTTP status and a stable code.
 //! Connection-level guards (caps, the request-head deadline) live in `crate::transport`.
@@ -14,6 +14,7 @@ pub mod body;
 pub mod chunk_lines;
 pub mod content_type;
 pub mod error;
+pub mod forwarded;
 pub mod framing;
 pub mod headers;
 pub mod hop_by_hop;
@@ -29,6 +30,7 @@ pub use body::{BodyRate, BodyWatch, check_declared_length};
 pub use chunk_lines::ChunkLines;
 pub use content_type::{ContentTypeAllowList, ContentTypeError};
 pub use error::InspectError;
+pub use forwarded::{ForwardedStyle, Hop};
 pub use framing::{BodyFraming, FramingError, check_framing, check_raw_head};
 pub use headers::check_header_limits;
 pub use hop_by_hop::{check_connection_header, strip_hop_by_hop};

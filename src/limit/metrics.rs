@@ -1,5 +1,5 @@
 //! Prometheus counters for rate limiting and TikTok pacing, registered once per process in the
-//! default registry (which the metrics listener serves). Registering lazily and only once keeps
+//! gateway's registry (which the metrics listener serves, as `tiktok_gateway_<name>`). Registering lazily and only once keeps
 //! repeated limiter construction (config reloads, tests) from failing on duplicates.
 //!
 //! Labels are route names, key kinds, backend names, shop ids and endpoint names: all bounded by
@@ -70,9 +70,7 @@ fn gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
 }
 
 fn register(collector: Box<dyn prometheus::core::Collector>, name: &str) {
-    if let Err(e) = prometheus::register(collector) {
-        tracing::warn!(metric = name, error = %e, "metric not registered; it will not be exported");
-    }
+    crate::telemetry::metrics::register(collector, name);
 }
 
 #[cfg(test)]
@@ -85,10 +83,15 @@ mod tests {
         m.backend_errors.with_label_values(&["redis"]).inc();
         let again = metrics();
         assert!(again.backend_errors.with_label_values(&["redis"]).get() >= 1);
-        let names: Vec<String> = prometheus::gather()
+        let names: Vec<String> = crate::telemetry::metrics::registry()
+            .gather()
             .iter()
             .map(|f| f.name().to_owned())
             .collect();
-        assert!(names.iter().any(|n| n == "rate_limit_backend_errors_total"));
+        assert!(
+            names
+                .iter()
+                .any(|n| n == "tiktok_gateway_rate_limit_backend_errors_total")
+        );
     }
 }

@@ -25,6 +25,9 @@ pub struct RequestCtx {
     /// When the first upstream attempt started; with `upstream_done`, the upstream latency.
     pub upstream_started: Option<Instant>,
     pub upstream_latency: Option<Duration>,
+    /// How the upstream exchange ended, for `upstream_duration_seconds`: the answer's status
+    /// class, or the failure's kind (`connect`, `timeout`, `protocol`).
+    pub upstream_outcome: Option<&'static str>,
     /// The whole request body, when the pipeline needed it before contacting the upstream.
     pub body: Option<Bytes>,
     /// Ceiling and minimum rate for a body streamed to the upstream.
@@ -60,6 +63,7 @@ impl RequestCtx {
             upstream_addr: None,
             upstream_started: None,
             upstream_latency: None,
+            upstream_outcome: None,
             body: None,
             body_watch: None,
             body_rate: crate::inspect::BodyRate::default(),
@@ -74,8 +78,12 @@ impl RequestCtx {
         }
     }
 
+    /// The route's name for metric labels; `(none)` when no route matched.
     pub fn route_name(&self) -> &str {
-        self.route.as_ref().map(|r| &*r.name).unwrap_or("")
+        self.route
+            .as_ref()
+            .map(|r| &*r.name)
+            .unwrap_or(crate::telemetry::metrics::NO_ROUTE)
     }
 }
 

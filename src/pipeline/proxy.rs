@@ -221,6 +221,39 @@ impl ProxyHttp for GatewayProxy {
         // gateway adds its own headers.
         crate::inspect::strip_hop_by_hop(upstream_request)
             .map_err(|_| Error::explain(ErrorType::HTTPStatus(400), "bad Connection header"))?;
+        // Who the client is, as the gateway saw it: a caller's own claims to be an earlier hop
+        // pass only from a trusted proxy.
+        {
+            let snapshot = ctx
+                .snapshot
+                .clone()
+                .unwrap_or_else(|| self.gateway.snapshot());
+            let peer = session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip());
+            let head = session.req_header();
+            let host = head
+                .headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .or_else(|| head.uri.authority().map(|a| a.as_str()));
+            let hop = crate::inspect::Hop {
+                peer,
+                tls: snapshot
+                    .listeners
+                    .get(self.listener_index)
+                    .is_some_and(|l| l.tls),
+                host,
+            };
+            let trusted = peer.is_some_and(|ip| snapshot.config.trusted_proxies.is_trusted(ip));
+            crate::inspect::forwarded::apply(
+                upstream_request,
+                snapshot.config.forwarded_headers,
+                trusted,
+                &hop,
+            )?;
+        }
         // Identity headers are the gateway's to set; whatever the caller sent is dropped.
         let spoofed: Vec<http::HeaderName> = upstream_request
             .headers
@@ -295,6 +328,7 @@ impl ProxyHttp for GatewayProxy {
         }
         ctx.decision = "forwarded";
         ctx.upstream_latency = ctx.upstream_started.map(|t| t.elapsed());
+        ctx.upstream_outcome = Some(crate::telemetry::metrics::status_class(ctx.status));
         Ok(())
     }
 
@@ -354,7 +388,12 @@ impl ProxyHttp for GatewayProxy {
         let err = if let Some(refusal) = ctx.refusal.take() {
             refusal
         } else {
-            classify_failure(e, &upstream)
+            let (err, kind) = classify_failure(e, &upstream);
+            if kind.is_some() {
+                ctx.upstream_outcome = kind;
+                ctx.upstream_latency = ctx.upstream_started.map(|t| t.elapsed());
+            }
+            err
         };
         let client_gone = matches!(e.esource(), pingora::ErrorSource::Downstream)
             && matches!(
@@ -391,10 +430,17 @@ impl ProxyHttp for GatewayProxy {
         if let Some(route) = &ctx.route {
             route.metrics.count_request(status);
             route.metrics.duration.observe(latency.as_secs_f64());
+            if let (Some(outcome), Some(spent)) = (ctx.upstream_outcome, ctx.upstream_latency) {
+                crate::telemetry::metrics::observe_upstream(
+                    &route.upstream.name,
+                    outcome,
+                    spent.as_secs_f64(),
+                );
+            }
         } else {
             metrics()
                 .requests_total
-                .with_label_values(&["", &status.to_string()])
+                .with_label_values(&[crate::telemetry::metrics::NO_ROUTE, &status.to_string()])
                 .inc();
         }
         let req = session.req_header();
@@ -450,18 +496,23 @@ fn response_too_large() -> GatewayError {
     )
 }
 
-/// Maps a Pingora failure to the gateway's answer, counting upstream errors.
-fn classify_failure(e: &Error, upstream: &str) -> GatewayError {
+/// Maps a Pingora failure to the gateway's answer, counting upstream errors; with the upstream
+/// failure's kind when the upstream failed.
+fn classify_failure(e: &Error, upstream: &str) -> (GatewayError, Option<&'static str>) {
+    let failed = |kind: &'static str, err: GatewayError| {
+        metrics()
+            .upstream_errors
+            .with_label_values(&[upstream, kind])
+            .inc();
+        (err, Some(kind))
+    };
     match e.etype() {
-        ErrorType::HTTPStatus(400) => {
-            GatewayError::bad_request("bad_connection_header", "the Connection header is refused")
-        }
+        ErrorType::HTTPStatus(400) => (
+            GatewayError::bad_request("bad_connection_header", "the Connection header is refused"),
+            None,
+        ),
         ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
-            metrics()
-                .upstream_errors
-                .with_label_values(&[upstream, "timeout"])
-                .inc();
-            GatewayError::gateway_timeout()
+            failed("timeout", GatewayError::gateway_timeout())
         }
         ErrorType::ConnectRefused
         | ErrorType::ConnectNoRoute
@@ -472,24 +523,27 @@ fn classify_failure(e: &Error, upstream: &str) -> GatewayError {
             if e.esource() == &pingora::ErrorSource::Upstream
                 || matches!(e.etype(), ErrorType::ConnectNoRoute) =>
         {
-            metrics()
-                .upstream_errors
-                .with_label_values(&[upstream, "connect"])
-                .inc();
-            GatewayError::bad_gateway("upstream_unavailable", "the upstream could not be reached")
+            failed(
+                "connect",
+                GatewayError::bad_gateway(
+                    "upstream_unavailable",
+                    "the upstream could not be reached",
+                ),
+            )
         }
         _ => match e.esource() {
-            pingora::ErrorSource::Upstream => {
-                metrics()
-                    .upstream_errors
-                    .with_label_values(&[upstream, "protocol"])
-                    .inc();
-                GatewayError::bad_gateway("upstream_error", "the upstream failed")
-            }
-            pingora::ErrorSource::Downstream => {
-                GatewayError::bad_request("bad_request", "the request could not be read")
-            }
-            _ => GatewayError::internal("the gateway failed to handle the request"),
+            pingora::ErrorSource::Upstream => failed(
+                "protocol",
+                GatewayError::bad_gateway("upstream_error", "the upstream failed"),
+            ),
+            pingora::ErrorSource::Downstream => (
+                GatewayError::bad_request("bad_request", "the request could not be read"),
+                None,
+            ),
+            _ => (
+                GatewayError::internal("the gateway failed to handle the request"),
+                None,
+            ),
         },
     }
 }

@@ -15,7 +15,9 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use super::health::HealthCheckService;
+use super::lifecycle::{Ended, InFlight, UnixSignals, run_until_drained};
 use super::metrics_app::MetricsApp;
+use super::readiness::{ReadinessChecks, checks_for};
 use super::reload::{ReloadService, ResolveService};
 use super::tls::listener_settings;
 use crate::admin::AdminApp;
@@ -27,11 +29,18 @@ use crate::gateway::tiktok::TikTokBackground;
 use crate::pipeline::proxy::GatewayProxy;
 use crate::transport::{ConnectionCapped, ConnectionLimiter, ConnectionLimits, TimedServe};
 
+/// A built server and the work a graceful stop waits for.
+pub struct GatewayServer {
+    server: Server,
+    in_flight: InFlight,
+    gateway: Arc<Gateway>,
+}
+
 /// Builds a ready-to-run server. `config_path` enables reload on SIGHUP / file change.
 pub fn build_server(
     gateway: Arc<Gateway>,
     config_path: Option<PathBuf>,
-) -> Result<Server, StartError> {
+) -> Result<GatewayServer, StartError> {
     let snapshot = gateway.snapshot();
     let config = &snapshot.config;
     let conf = ServerConf {
@@ -42,6 +51,8 @@ pub fn build_server(
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     let conf = server.configuration.clone();
+    let mut in_flight = InFlight::default();
+    let stopping = gateway.clone();
 
     for (listener_index, listener) in config.listeners.iter().enumerate() {
         let addr = listener.address.to_string();
@@ -54,6 +65,7 @@ pub fn build_server(
                     gateway: gateway.clone(),
                 };
                 let app = capped(http_proxy(&conf, proxy), listener);
+                in_flight.listener(app.limiter().clone());
                 let mut svc = Service::new(format!("proxy:{}", listener.name), app);
                 match &listener.tls {
                     Some(t) => svc.add_tls_with_settings(&addr, None, tls(t)?),
@@ -68,6 +80,7 @@ pub fn build_server(
                     },
                     listener,
                 );
+                in_flight.listener(app.limiter().clone());
                 add_app(
                     &mut server,
                     &listener.name,
@@ -83,6 +96,7 @@ pub fn build_server(
                     },
                     listener,
                 );
+                in_flight.listener(app.limiter().clone());
                 add_app(
                     &mut server,
                     &listener.name,
@@ -104,11 +118,12 @@ pub fn build_server(
             },
         ));
     }
+    // A stop waits for deliveries in flight and a token refresh under way.
     server.add_service(background_service(
         "tiktok tokens and webhook delivery",
-        TikTokBackground {
+        in_flight.background(TikTokBackground {
             services: gateway.tiktok.clone(),
-        },
+        }),
     ));
     let stores: Vec<_> = gateway.jwt.values().map(|v| v.store().clone()).collect();
     let refresher = JwksRefresher::new(stores);
@@ -123,13 +138,21 @@ pub fn build_server(
         },
     ));
     server.add_service(background_service(
+        "readiness checks",
+        ReadinessChecks::new(gateway.readiness.clone(), checks_for(&gateway)),
+    ));
+    server.add_service(background_service(
         "upstream resolver",
         ResolveService {
             gateway,
             every: Duration::from_secs(30),
         },
     ));
-    Ok(server)
+    Ok(GatewayServer {
+        server,
+        in_flight,
+        gateway: stopping,
+    })
 }
 
 /// A TLS listener's settings: certificate, key and client-certificate verifier, each checked here
@@ -222,14 +245,26 @@ impl ShutdownSignalWatch for NotifyShutdown {
     }
 }
 
-/// Runs until SIGTERM (graceful), SIGINT (fast) or SIGQUIT (hand sockets to a new process).
-pub fn run_with_signals(mut server: Server) {
-    server.bootstrap();
-    server.run(RunArgs::default());
+/// Runs until SIGTERM (graceful: returns as soon as nothing is in flight, at the latest after
+/// the grace period), SIGINT (fast) or SIGQUIT (hand sockets to a new process).
+pub fn run_with_signals(built: GatewayServer) -> Ended {
+    let gateway = built.gateway.clone();
+    let signals = UnixSignals {
+        on_graceful: Box::new(move || {
+            gateway.readiness.begin_draining();
+            tracing::info!(
+                "graceful stop: /readyz answers 503, listeners close, in-flight work drains"
+            );
+            // Read now: a reload may have changed it.
+            gateway.snapshot().config.server.drain_delay
+        }),
+    };
+    run_until_drained(built.server, signals, built.in_flight)
 }
 
 /// Runs until `stop` is notified.
-pub fn run_until(mut server: Server, stop: Arc<tokio::sync::Notify>) {
+pub fn run_until(built: GatewayServer, stop: Arc<tokio::sync::Notify>) {
+    let mut server = built.server;
     server.bootstrap();
     server.run(RunArgs {
         shutdown_signal: Box::new(NotifyShutdown(stop)),

@@ -1,5 +1,6 @@
-//! The metrics listener: `/metrics` (Prometheus text), `/healthz` (the process is up) and
-//! `/readyz` (a config is loaded and proxy listeners are configured).
+//! The metrics listener: `/metrics` (Prometheus text), `/healthz` (the process is up: no check
+//! beyond answering) and `/readyz` (200 when nothing keeps the gateway from its job, else 503
+//! with the causes; see `telemetry::readiness` and `server::readiness`).
 
 use std::sync::Arc;
 
@@ -40,17 +41,22 @@ impl ServeHttp for MetricsApp {
             ),
             "/readyz" => {
                 let rt = self.gateway.snapshot();
+                let readiness = self.gateway.readiness.report_now();
+                let (status, word) = match (readiness.ready, self.gateway.readiness.is_draining()) {
+                    (true, _) => (StatusCode::OK, "ready"),
+                    (false, true) => (StatusCode::SERVICE_UNAVAILABLE, "draining"),
+                    (false, false) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
+                };
                 let body = serde_json::json!({
-                    "status": "ready",
+                    "status": word,
+                    "causes": readiness.causes,
+                    "degraded": readiness.degraded,
+                    "checks": readiness.checks,
                     "config_version": rt.config.version,
                     "config_hash": rt.config.hash,
                     "routes": rt.config.routes.len(),
                 });
-                reply(
-                    StatusCode::OK,
-                    "application/json",
-                    body.to_string().into_bytes(),
-                )
+                reply(status, "application/json", body.to_string().into_bytes())
             }
             _ => crate::error::GatewayError::not_found().to_http_response(""),
         }

@@ -1,16 +1,45 @@
-//! Prometheus metrics, registered once in the default registry (which `/metrics` serves).
+//! Prometheus metrics. Every gateway metric lives in one registry whose namespace makes each name
+//! `tiktok_gateway_<name>`; `/metrics` serves it together with the standard `process_*` metrics
+//! (CPU, memory, file descriptors, start time), which keep their conventional names.
 
 use std::sync::OnceLock;
 
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    register_histogram_vec, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
+    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
+
+/// The prefix of every gateway metric (`tiktok_gateway_requests_total`).
+pub const NAMESPACE: &str = "tiktok_gateway";
+
+/// The label value of requests no route matched.
+pub const NO_ROUTE: &str = "(none)";
+
+/// The gateway's registry: what is registered here is exported with the [`NAMESPACE`] prefix.
+pub fn registry() -> &'static Registry {
+    static REGISTRY: OnceLock<Registry> = OnceLock::new();
+    REGISTRY.get_or_init(|| {
+        // A literal, valid prefix: this cannot fail.
+        Registry::new_custom(Some(NAMESPACE.to_owned()), None).unwrap_or_default()
+    })
+}
+
+/// Registers `collector` in the gateway's registry; a duplicate (a second gateway in one
+/// process, as in tests) is logged and the first registration stays.
+pub fn register(collector: Box<dyn prometheus::core::Collector>, name: &str) {
+    if let Err(e) = registry().register(collector) {
+        tracing::debug!(metric = name, error = %e, "metric not registered again");
+    }
+}
 
 pub struct Metrics {
     pub requests_total: IntCounterVec,
     pub request_duration: HistogramVec,
     pub upstream_errors: IntCounterVec,
+    /// From the first upstream attempt to the response head (proxied) or the whole answer (the
+    /// gateway's own calls), by upstream and outcome.
+    pub upstream_duration: HistogramVec,
+    /// One TikTok API exchange, by endpoint (the route) and outcome.
+    pub tiktok_duration: HistogramVec,
     pub config_reloads: IntCounterVec,
     pub auth_failures: IntCounterVec,
     pub refusals: IntCounterVec,
@@ -18,6 +47,7 @@ pub struct Metrics {
     pub connections_closed: IntCounterVec,
     pub config_loaded_at: IntGauge,
     pub access_log_dropped: IntCounterVec,
+    pub build_info: IntGaugeVec,
     pub upstream_target_healthy: IntGaugeVec,
     pub upstream_target_ejections: IntCounterVec,
     pub upstream_health_checks: IntCounterVec,
@@ -25,36 +55,86 @@ pub struct Metrics {
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
 
-// Names and labels below are constants: registering them can only fail on a programming error
-// (a duplicate name), never on input, so failing loudly at first use is right.
+// Names and labels below are constants: building them can only fail on a programming error,
+// never on input, so failing loudly at first use is right.
 const STATIC: &str = "static metric definition";
+
+/// Latency buckets, seconds: from sub-millisecond local answers to slow upstreams.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let vec = IntCounterVec::new(Opts::new(name, help), labels).expect(STATIC);
+    register(Box::new(vec.clone()), name);
+    vec
+}
+
+fn gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let vec = IntGaugeVec::new(Opts::new(name, help), labels).expect(STATIC);
+    register(Box::new(vec.clone()), name);
+    vec
+}
+
+fn histogram(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
+    let vec = HistogramVec::new(opts, labels).expect(STATIC);
+    register(Box::new(vec.clone()), name);
+    vec
+}
 
 /// The process-wide metrics.
 pub fn metrics() -> &'static Metrics {
     METRICS.get_or_init(|| {
-        let counter = |name: &str, help: &str, labels: &[&str]| {
-            register_int_counter_vec!(Opts::new(name, help), labels).expect(STATIC)
-        };
+        let config_loaded_at = IntGauge::new(
+            "config_loaded_timestamp_seconds",
+            "Unix time the running config was applied",
+        )
+        .expect(STATIC);
+        register(
+            Box::new(config_loaded_at.clone()),
+            "config_loaded_timestamp_seconds",
+        );
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "build_info",
+                "Always 1; the labels say which build is running",
+            ),
+            &["version"],
+        )
+        .expect(STATIC);
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        register(Box::new(build_info.clone()), "build_info");
+        register_process_metrics();
         Metrics {
             requests_total: counter(
                 "requests_total",
-                "Requests answered, by route and status",
+                "Requests answered, by route and status (route=\"(none)\": no route matched)",
                 &["route", "status"],
             ),
-            request_duration: register_histogram_vec!(
-                HistogramOpts::new("request_duration_seconds", "Request latency by route").buckets(
-                    vec![
-                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-                        5.0, 10.0
-                    ]
-                ),
-                &["route"]
-            )
-            .expect(STATIC),
+            request_duration: histogram(
+                "request_duration_seconds",
+                "Request latency by route",
+                &["route"],
+            ),
             upstream_errors: counter(
                 "upstream_errors_total",
                 "Upstream failures by upstream and kind",
                 &["upstream", "kind"],
+            ),
+            upstream_duration: histogram(
+                "upstream_duration_seconds",
+                "Time spent on the upstream by upstream and outcome (2xx..5xx by the answer's \
+                 status; connect, timeout, protocol when there was none)",
+                &["upstream", "outcome"],
+            ),
+            tiktok_duration: histogram(
+                "tiktok_request_duration_seconds",
+                "One TikTok API exchange by endpoint (the route) and outcome (ok, api_error, \
+                 throttled, token_expired, http_error, timeout, unavailable)",
+                &["endpoint", "outcome"],
             ),
             config_reloads: counter(
                 "config_reloads_total",
@@ -89,15 +169,14 @@ pub fn metrics() -> &'static Metrics {
                  encode_error: a record could not be encoded)",
                 &["reason"],
             ),
-            upstream_target_healthy: register_int_gauge_vec!(
-                Opts::new(
-                    "upstream_target_healthy",
-                    "1 while an upstream target takes traffic (probes pass, breaker closed), 0 \
-                     while it is skipped; a host-name target counts each resolved address"
-                ),
-                &["upstream", "target"]
-            )
-            .expect(STATIC),
+            config_loaded_at,
+            build_info,
+            upstream_target_healthy: gauge(
+                "upstream_target_healthy",
+                "1 while an upstream target takes traffic (probes pass, breaker closed), 0 \
+                 while it is skipped; a host-name target counts each resolved address",
+                &["upstream", "target"],
+            ),
             upstream_target_ejections: counter(
                 "upstream_target_ejections_total",
                 "Times a target's circuit breaker opened (consecutive failures, or a failed \
@@ -109,19 +188,83 @@ pub fn metrics() -> &'static Metrics {
                 "Active probes of upstream targets, by result (pass, fail)",
                 &["upstream", "target", "result"],
             ),
-            config_loaded_at: register_int_gauge!(
-                "config_loaded_timestamp_seconds",
-                "Unix time the running config was applied"
-            )
-            .expect(STATIC),
         }
     })
 }
 
-/// Text exposition of the default registry.
+/// The standard `process_*` metrics, in the default registry so they keep their usual names.
+fn register_process_metrics() {
+    #[cfg(target_os = "linux")]
+    {
+        let collector = prometheus::process_collector::ProcessCollector::for_self();
+        if let Err(e) = prometheus::default_registry().register(Box::new(collector)) {
+            tracing::debug!(error = %e, "process metrics not registered again");
+        }
+    }
+}
+
+/// One upstream exchange's latency, by the answer's status class (or the failure's kind).
+pub fn observe_upstream(upstream: &str, outcome: &str, seconds: f64) {
+    metrics()
+        .upstream_duration
+        .with_label_values(&[upstream, outcome])
+        .observe(seconds);
+}
+
+/// The `outcome` label of an upstream answer with `status`.
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// Text exposition: the gateway's registry, then the process metrics.
 pub fn render() -> String {
     let _ = metrics();
+    let mut families = registry().gather();
+    families.extend(prometheus::gather());
     prometheus::TextEncoder::new()
-        .encode_to_string(&prometheus::gather())
+        .encode_to_string(&families)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_gateway_metric_is_prefixed_and_build_info_is_set() {
+        metrics()
+            .requests_total
+            .with_label_values(&[NO_ROUTE, "404"])
+            .inc();
+        let text = render();
+        assert!(text.contains(&format!(
+            "tiktok_gateway_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )));
+        assert!(text.contains("tiktok_gateway_requests_total{route=\"(none)\",status=\"404\"}"));
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            assert!(
+                line.starts_with("tiktok_gateway_") || line.starts_with("process_"),
+                "unprefixed metric: {line}"
+            );
+        }
+        #[cfg(target_os = "linux")]
+        assert!(text.contains("process_resident_memory_bytes"));
+    }
+
+    #[test]
+    fn status_classes() {
+        assert_eq!(status_class(204), "2xx");
+        assert_eq!(status_class(503), "5xx");
+        assert_eq!(status_class(404), "4xx");
+    }
 }

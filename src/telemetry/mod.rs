@@ -6,4 +6,5 @@ mod logging;
 
 pub use logging::install_logging;
 pub mod metrics;
+pub mod readiness;
 pub mod request_id;

@@ -274,7 +274,7 @@ impl DeliveryMetrics {
         })
     }
 
-    /// Registers both counters (pass `prometheus::default_registry()` in production).
+    /// Registers both counters (pass `telemetry::metrics::registry()` in production).
     pub fn register(&self, registry: &prometheus::Registry) -> Result<(), prometheus::Error> {
         registry.register(Box::new(self.delivered.clone()))?;
         registry.register(Box::new(self.failed.clone()))?;

@@ -32,6 +32,8 @@ const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("webhook_events
 const META: TableDefinition<&str, u64> = TableDefinition::new("webhook_meta");
 const META_NEXT_SEQ: &str = "next_seq";
 const META_INSTANCE: &str = "instance";
+/// Written by [`WebhookQueue::probe_write`] (readiness): the last probe's unix time.
+const META_PROBE: &str = "readiness_probe";
 
 /// Largest body the queue stores; the route's body limit is normally far smaller.
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -355,6 +357,20 @@ impl WebhookQueue {
         .await
     }
 
+    /// Commits one small write (a probe value in the meta table), proving the file still takes
+    /// commits the way a new event would. For readiness checks; never touches events.
+    pub async fn probe_write(&self) -> Result<(), QueueError> {
+        let db = self.db.clone();
+        let now = u64::try_from(self.clock.unix_seconds()).unwrap_or(0);
+        blocking(move || -> Result<(), QueueError> {
+            let txn = db.begin_write()?;
+            txn.open_table(META)?.insert(META_PROBE, now)?;
+            txn.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Takes up to `limit` events that are due now and marks them in flight.
     pub async fn take_due(&self, limit: usize) -> Result<Vec<QueuedEvent>, QueueError> {
         let now = Instant::now();
@@ -516,7 +532,7 @@ impl WebhookQueue {
     }
 
     /// Registers `webhook_queue_depth` and `webhook_queue_oldest_age_seconds`, both computed at
-    /// scrape time (pass `prometheus::default_registry()` in production). Register once.
+    /// scrape time (pass `telemetry::metrics::registry()` in production). Register once.
     pub fn register_metrics(
         &self,
         registry: &prometheus::Registry,

@@ -307,6 +307,21 @@ impl TokenManager {
         self.current_token(shop)
     }
 
+    /// The configured shops' ids.
+    pub fn shop_ids(&self) -> impl Iterator<Item = &str> {
+        self.inner.shops.keys().map(|k| &**k)
+    }
+
+    /// Unix seconds at which the shop's refresh token expires, if known.
+    pub fn refresh_expires_at(&self, shop_id: &str) -> Option<i64> {
+        self.inner
+            .shops
+            .get(shop_id)?
+            .current
+            .load()
+            .refresh_expires_at
+    }
+
     /// Unix seconds at which the shop's access token expires, if known.
     pub fn access_expires_at(&self, shop_id: &str) -> Option<i64> {
         self.inner

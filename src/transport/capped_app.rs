@@ -94,7 +94,9 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionCapped<A> {
         let session: Stream = match self.head_timeout {
             // HTTP/2 multiplexes many heads on one connection; Pingora times those itself.
             Some(t) if !matches!(session.selected_alpn_proto(), Some(ALPN::H2)) => Box::new(
-                HeadTimedStream::new(session, t).on_timeout(Arc::clone(&self.on_head_timeout)),
+                HeadTimedStream::new(session, t)
+                    .on_timeout(Arc::clone(&self.on_head_timeout))
+                    .closing_on(shutdown),
             ),
             _ => session,
         };

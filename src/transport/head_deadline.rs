@@ -19,6 +19,11 @@
 //!
 //! HTTP/2 connections are never wrapped: many heads share one connection, and Pingora applies
 //! its own HTTP/2 handshake and idle timeouts.
+//!
+//! Given the server's shutdown watch ([`HeadTimedStream::closing_on`]), an idle connection (no
+//! byte of a next head has arrived) reads as closed once a graceful stop begins, so a kept-alive
+//! connection does not hold the stop back until its idle timeout. Pingora's proxy does this for
+//! its own listeners; the gateway's own apps (metrics, admin) need it here.
 
 use std::any::Any;
 use std::fmt;
@@ -60,6 +65,12 @@ pub struct HeadTimedStream {
     on_timeout: Option<Arc<dyn Fn() + Send + Sync>>,
     /// Strict chunk lines for chunked request bodies.
     chunks: ChunkWatch,
+    /// Resolves when a graceful stop begins; taken once it has.
+    stopping: Option<Pin<Box<dyn Future<Output = ()> + Send + Sync>>>,
+    /// The graceful stop has begun: idle reads end the connection.
+    stopped: bool,
+    /// A byte of the current head has arrived (a fresh connection is idle until then).
+    head_started: bool,
 }
 
 impl HeadTimedStream {
@@ -72,7 +83,32 @@ impl HeadTimedStream {
             timer: Some(Box::pin(tokio::time::sleep(timeout))),
             on_timeout: None,
             chunks: ChunkWatch::default(),
+            stopping: None,
+            stopped: false,
+            head_started: false,
         }
+    }
+
+    /// End the connection at its next idle moment once `shutdown` turns true.
+    pub fn closing_on(mut self, shutdown: &pingora::server::ShutdownWatch) -> Self {
+        let mut shutdown = shutdown.clone();
+        self.stopping = Some(Box::pin(async move {
+            // A dropped sender means the server is gone: stop as well.
+            let _ = shutdown.wait_for(|stopping| *stopping).await;
+        }));
+        self
+    }
+
+    /// Whether a graceful stop has begun (registers the waker while it has not).
+    fn stop_begun(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.stopped
+            && let Some(f) = self.stopping.as_mut()
+            && f.as_mut().poll(cx).is_ready()
+        {
+            self.stopped = true;
+            self.stopping = None;
+        }
+        self.stopped
     }
 
     /// Run `f` each time a head misses its deadline.
@@ -164,9 +200,14 @@ impl AsyncRead for HeadTimedStream {
                 let read = Pin::new(&mut this.inner).poll_read(cx, buf);
                 if matches!(read, Poll::Ready(Ok(()))) && buf.filled().len() > before {
                     this.set_phase(READING_HEAD);
+                    this.head_started = true;
                     this.timer = Some(Box::pin(tokio::time::sleep(this.timeout)));
                     this.chunks.reset();
                     this.chunks.on_head_bytes(&buf.filled()[before..]);
+                }
+                if read.is_pending() && this.stop_begun(cx) {
+                    // Idle while the server stops: read as a clean close.
+                    return Poll::Ready(Ok(()));
                 }
                 read
             }
@@ -187,8 +228,12 @@ impl AsyncRead for HeadTimedStream {
                 }
                 let before = buf.filled().len();
                 let read = Pin::new(&mut this.inner).poll_read(cx, buf);
-                if matches!(read, Poll::Ready(Ok(()))) {
+                if matches!(read, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+                    this.head_started = true;
                     this.chunks.on_head_bytes(&buf.filled()[before..]);
+                }
+                if read.is_pending() && !this.head_started && this.stop_begun(cx) {
+                    return Poll::Ready(Ok(()));
                 }
                 read
             }
@@ -377,6 +422,44 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         assert_eq!(started.elapsed(), DEADLINE);
         assert_eq!(timeouts.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_connections_read_as_closed_once_a_stop_begins() {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let (server, mut client) = duplex(1024);
+        let mut stream: Stream =
+            Box::new(HeadTimedStream::new(Box::new(server), DEADLINE).closing_on(&rx));
+        // A request in progress is not cut: its head's bytes are read.
+        client.write_all(b"G").await.expect("write");
+        assert_eq!(read_byte(&mut stream).await.expect("head"), b'G');
+        head_received(Some(&stream), None);
+        tx.send(true).expect("stop");
+        client.write_all(b"B").await.expect("write");
+        assert_eq!(read_byte(&mut stream).await.expect("body"), b'B');
+        request_finished(Some(&stream));
+        // Between requests, with nothing sent: end of stream, at once.
+        let mut b = [0u8; 1];
+        assert_eq!(stream.read(&mut b).await.expect("clean close"), 0);
+
+        // A fresh connection that has sent nothing is idle as well.
+        let (server, _client) = duplex(16);
+        let mut fresh: Stream =
+            Box::new(HeadTimedStream::new(Box::new(server), DEADLINE).closing_on(&rx));
+        assert_eq!(fresh.read(&mut b).await.expect("clean close"), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bytes_already_sent_are_read_even_while_stopping() {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let (server, mut client) = duplex(1024);
+        let mut stream: Stream =
+            Box::new(HeadTimedStream::new(Box::new(server), DEADLINE).closing_on(&rx));
+        head_received(Some(&stream), None);
+        request_finished(Some(&stream));
+        client.write_all(b"N").await.expect("write");
+        tx.send(true).expect("stop");
+        assert_eq!(read_byte(&mut stream).await.expect("next head"), b'N');
     }
 
     #[tokio::test]

@@ -204,6 +204,10 @@ pub struct Config {
     pub privacy: Option<Privacy>,
     pub admin: Option<Admin>,
     pub trusted_proxies: Vec<String>,
+    /// `forwarded_headers`: `x-forwarded` or `forwarded`.
+    pub forwarded_headers: Option<String>,
+    /// `server:`; unset fields keep the gateway's defaults.
+    pub server: Server,
     /// `logging.access_log`; default: `access.log` in the config's folder (what
     /// `TestGateway::access_log` reads).
     pub access_log: Option<String>,
@@ -295,6 +299,16 @@ impl Config {
         self
     }
 
+    pub fn forwarded_headers(mut self, style: &str) -> Self {
+        self.forwarded_headers = Some(style.to_owned());
+        self
+    }
+
+    pub fn server(mut self, server: Server) -> Self {
+        self.server = server;
+        self
+    }
+
     pub fn log_level(mut self, level: &str) -> Self {
         self.log_level = Some(level.to_owned());
         self
@@ -356,6 +370,10 @@ impl Config {
         if !self.trusted_proxies.is_empty() {
             top.push(("trusted_proxies".into(), strs(&self.trusted_proxies)));
         }
+        opt(&mut top, "forwarded_headers", &self.forwarded_headers);
+        if let Some(server) = self.server.yaml() {
+            top.push(("server".into(), server));
+        }
         if !self.routes.is_empty() {
             top.push((
                 "routes".into(),
@@ -388,6 +406,41 @@ fn file_secret(files: &mut Vec<SideFile>, name: &str, value: &str) -> Y {
         });
     }
     q(format!("${{file:{name}}}"))
+}
+
+// ---------------------------------------------------------------- server
+
+/// `server:` (threads, stop timing).
+#[derive(Debug, Clone, Default)]
+pub struct Server {
+    pub threads: Option<usize>,
+    pub grace_period: Option<String>,
+    pub drain_delay: Option<String>,
+}
+
+impl Server {
+    pub fn drain_delay(mut self, d: &str) -> Self {
+        self.drain_delay = Some(d.to_owned());
+        self
+    }
+
+    pub fn grace_period(mut self, d: &str) -> Self {
+        self.grace_period = Some(d.to_owned());
+        self
+    }
+
+    pub fn threads(mut self, n: usize) -> Self {
+        self.threads = Some(n);
+        self
+    }
+
+    fn yaml(&self) -> Option<Y> {
+        let mut m = Vec::new();
+        opt(&mut m, "threads", &self.threads);
+        opt(&mut m, "grace_period", &self.grace_period);
+        opt(&mut m, "drain_delay", &self.drain_delay);
+        (!m.is_empty()).then_some(Y::Map(m))
+    }
 }
 
 // ---------------------------------------------------------------- listeners
@@ -762,6 +815,8 @@ pub struct JwtIssuer {
     pub jwks: Jwks,
     pub algorithms: Vec<String>,
     pub max_token_age: Option<String>,
+    /// `jwks.refresh` for URL keys.
+    pub refresh: Option<String>,
 }
 
 impl JwtIssuer {
@@ -774,6 +829,7 @@ impl JwtIssuer {
             jwks: Jwks::Url(idp.jwks_url()),
             algorithms: vec!["ES256".into(), "RS256".into()],
             max_token_age: None,
+            refresh: None,
         }
     }
 
@@ -786,6 +842,7 @@ impl JwtIssuer {
             jwks: Jwks::File(signer.jwks()),
             algorithms: vec!["ES256".into(), "RS256".into()],
             max_token_age: None,
+            refresh: None,
         }
     }
 
@@ -795,9 +852,19 @@ impl JwtIssuer {
         self
     }
 
+    /// How often URL keys are fetched (and retried after a failure).
+    pub fn refresh(mut self, every: &str) -> Self {
+        self.refresh = Some(every.to_owned());
+        self
+    }
+
     fn yaml(&self, files: &mut Vec<SideFile>) -> Y {
         let jwks = match &self.jwks {
-            Jwks::Url(u) => Y::Map(vec![("url".into(), q(u))]),
+            Jwks::Url(u) => {
+                let mut m = vec![("url".into(), q(u))];
+                opt(&mut m, "refresh", &self.refresh);
+                Y::Map(m)
+            }
             Jwks::File(doc) => {
                 let name = format!("jwks-{}.json", self.name);
                 files.push(SideFile {

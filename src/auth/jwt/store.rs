@@ -181,6 +181,12 @@ impl JwksStore {
         self.keys.load().kids().map(str::to_owned).collect()
     }
 
+    /// Unix seconds of the last successful fetch, for URL keys that were fetched at least once.
+    pub fn last_refreshed_at(&self) -> Option<i64> {
+        let last = self.remote.as_ref()?.last_success.load(Ordering::Acquire);
+        (last != NEVER).then_some(last)
+    }
+
     /// Fetch attempts and failed attempts so far (for metrics and tests).
     pub fn fetch_counts(&self) -> (u64, u64) {
         self.remote.as_ref().map_or((0, 0), |r| {

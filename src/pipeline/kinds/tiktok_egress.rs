@@ -161,7 +161,21 @@ pub async fn send(
         })();
         built.map_err(|_| GatewayError::internal("the signed request head could not be built"))?;
 
-        let (head, body) = exchange(req, route, upstream_req, &raw).await?;
+        let sent = Instant::now();
+        let exchanged = exchange(req, route, upstream_req, &raw).await;
+        let observe = |outcome: &str| {
+            metrics()
+                .tiktok_duration
+                .with_label_values(&[&*route.name, outcome])
+                .observe(sent.elapsed().as_secs_f64());
+        };
+        let (head, body) = exchanged.inspect_err(|e| {
+            observe(if e.status == StatusCode::GATEWAY_TIMEOUT {
+                "timeout"
+            } else {
+                "unavailable"
+            })
+        })?;
         let status = head.status;
         let retry_after = head
             .headers
@@ -170,6 +184,13 @@ pub async fn send(
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
         let code = tiktok_code(&body);
+        observe(match (status, code) {
+            (StatusCode::TOO_MANY_REQUESTS, _) | (_, Some(CODE_RATE_LIMITED)) => "throttled",
+            (_, Some(CODE_TOKEN_EXPIRED)) => "token_expired",
+            (s, _) if !s.is_success() => "http_error",
+            (_, Some(0) | None) => "ok",
+            (_, Some(_)) => "api_error",
+        });
 
         if status == StatusCode::TOO_MANY_REQUESTS || code == Some(CODE_RATE_LIMITED) {
             let wait = services.pacer.on_throttled(&key, retry_after);
@@ -246,6 +267,13 @@ async fn exchange(
     if trace.addr.is_some() {
         req.ctx.upstream_addr = trace.addr;
     }
+    req.ctx.upstream_outcome = match &result {
+        Ok(answer) => Some(crate::telemetry::metrics::status_class(
+            answer.head.status.as_u16(),
+        )),
+        Err(CallError::Unavailable(_)) => None,
+        Err(e) => Some(failure_kind(e)),
+    };
     match result {
         Ok(Answer {
             head,
@@ -275,14 +303,19 @@ async fn exchange(
     }
 }
 
+/// `timeout` or `connect`: the kind of a failed exchange, as proxied requests count it.
+fn failure_kind(e: &CallError) -> &'static str {
+    if e.is_timeout() { "timeout" } else { "connect" }
+}
+
 /// A failed upstream exchange as the client's answer, counted like a proxied request's.
 fn upstream_failure(e: &CallError, upstream: &str) -> GatewayError {
-    let timeout = e.is_timeout();
+    let kind = failure_kind(e);
     metrics()
         .upstream_errors
-        .with_label_values(&[upstream, if timeout { "timeout" } else { "connect" }])
+        .with_label_values(&[upstream, kind])
         .inc();
-    if timeout {
+    if kind == "timeout" {
         GatewayError::gateway_timeout()
     } else {
         GatewayError::bad_gateway("upstream_unavailable", "TikTok could not be reached")

@@ -242,3 +242,27 @@ async fn exposes_depth_and_oldest_age_as_metrics() {
     assert_eq!(value("webhook_queue_oldest_age_seconds"), 12.0);
     assert_eq!(q.oldest_age_seconds(), 12);
 }
+
+#[tokio::test]
+async fn a_probe_write_commits_without_touching_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("queue.redb");
+    let clock = ManualClock::new(T0);
+    {
+        let q = open(&path, &clock);
+        let id = q.enqueue(event(0)).await.unwrap();
+        q.probe_write().await.unwrap();
+        assert_eq!(q.depth(), 1);
+        // Event ids keep counting from where they were.
+        let next = q.enqueue(event(1)).await.unwrap();
+        assert!(next > id);
+    }
+    let q = open(&path, &clock);
+    assert_eq!(q.depth(), 2, "the probe is not an event");
+    let read = q.db.begin_read().unwrap();
+    let meta = read.open_table(META).unwrap();
+    assert_eq!(
+        meta.get(META_PROBE).unwrap().map(|v| v.value()),
+        Some(T0 as u64)
+    );
+}

@@ -1,0 +1,274 @@
+//! Start-up and stop, run as the real binary: an address in use stops start-up at once (exit 1,
+//! the address named); SIGTERM closes the listeners, lets in-flight requests finish and exits as
+//! soon as they have, well inside the grace period; with `server.drain_delay`, `/readyz` answers
+//! 503 `draining` while the gateway still serves, before the listeners close.
+
+#![cfg(feature = "demo")]
+
+mod common;
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Config, Listener, Route, Server, Upstream, free_port};
+use tiktok_gateway::sandbox::orders::{Behaviour, OrderService};
+
+/// The gateway binary running `dir/gateway.yaml`; its output goes to `dir/out.log`.
+struct Running {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Running {
+    fn start(dir: &Path, config: &Config) -> Running {
+        let yaml = config.render(dir);
+        std::fs::write(dir.join("gateway.yaml"), yaml).unwrap();
+        let out = std::fs::File::create(dir.join("out.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_tiktok-gateway"))
+            .args(["run", "--config"])
+            .arg(dir.join("gateway.yaml"))
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        Running {
+            child,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn output(&self) -> String {
+        std::fs::read_to_string(self.dir.join("out.log")).unwrap_or_default()
+    }
+
+    fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .args(["-s", name, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -s {name}");
+    }
+
+    /// The exit status, if the process ends within `limit`.
+    fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let until = Instant::now() + limit;
+        while Instant::now() < until {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        None
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn listening(addr: SocketAddr) -> bool {
+    TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok()
+}
+
+fn wait_listening(gw: &mut Running, addr: SocketAddr) {
+    for _ in 0..400 {
+        if listening(addr) {
+            return;
+        }
+        if let Some(status) = gw.child.try_wait().unwrap() {
+            panic!("gateway exited ({status}):\n{}", gw.output());
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("gateway never listened on {addr}:\n{}", gw.output());
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// A proxy listener on `port` forwarding `/orders/` to `orders`, and a metrics listener.
+fn config(port: u16, metrics: u16, orders: SocketAddr, grace: &str) -> Config {
+    Config::new()
+        .listener(Listener::plain("plain", port))
+        .listener(Listener::plain("metrics", metrics))
+        .upstream(Upstream::new("orders", orders).timeouts("1s", "20s"))
+        .route(Route::prefix("orders", "plain", "/orders/").upstream("orders"))
+        .server(Server::default().grace_period(grace).threads(1))
+}
+
+#[test]
+fn an_address_in_use_stops_start_up_at_once_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let metrics = free_port();
+    let mut gw = Running::start(
+        dir.path(),
+        &config(metrics, port, loopback(free_port()), "10s"),
+    );
+    // Pingora alone retries for seconds, then panics in a task and never exits.
+    let status = gw
+        .wait_exit(Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("still running:\n{}", gw.output()));
+    assert_eq!(status.code(), Some(1), "{}", gw.output());
+    let out = gw.output();
+    assert!(
+        out.contains(&format!("127.0.0.1:{port}")),
+        "the address is named in clear:\n{out}"
+    );
+    assert!(out.contains("`metrics`"), "the listener is named:\n{out}");
+    assert!(!listening(loopback(metrics)), "no listener was left open");
+    drop(taken);
+}
+
+#[test]
+fn sigterm_with_nothing_in_flight_exits_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, metrics) = (free_port(), free_port());
+    let mut gw = Running::start(
+        dir.path(),
+        &config(port, metrics, loopback(free_port()), "60s"),
+    );
+    wait_listening(&mut gw, loopback(port));
+    wait_listening(&mut gw, loopback(metrics));
+    // A kept-alive connection that is idle holds nothing in flight.
+    let mut idle = TcpStream::connect(loopback(metrics)).unwrap();
+    std::io::Write::write_all(&mut idle, b"GET /healthz HTTP/1.1\r\nHost: m\r\n\r\n").unwrap();
+    let mut buf = [0u8; 512];
+    assert!(idle.read(&mut buf).unwrap() > 0);
+
+    gw.signal("TERM");
+    // The grace period (60 s) is a ceiling, not a wait.
+    let status = gw
+        .wait_exit(Duration::from_secs(15))
+        .unwrap_or_else(|| panic!("still running after SIGTERM:\n{}", gw.output()));
+    assert!(status.success(), "{status}:\n{}", gw.output());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_accepting_drains_in_flight_requests_then_exits() {
+    tiktok_gateway::transport::install_crypto_provider();
+    let orders = OrderService::spawn(None).await.unwrap();
+    orders.set_behaviour(Behaviour::Stall(Duration::from_secs(2)));
+    let dir = tempfile::tempdir().unwrap();
+    let (port, metrics) = (free_port(), free_port());
+    let mut gw = Running::start(dir.path(), &config(port, metrics, orders.addr(), "60s"));
+    wait_listening(&mut gw, loopback(port));
+
+    let in_flight = tokio::spawn(async move {
+        let res = common::http_client()
+            .get(format!("http://127.0.0.1:{port}/orders/slow"))
+            .send()
+            .await?;
+        let status = res.status().as_u16();
+        res.text().await.map(|body| (status, body))
+    });
+    for _ in 0..200 {
+        if orders.received_count() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        orders.received_count(),
+        1,
+        "the request reached the upstream"
+    );
+
+    gw.signal("TERM");
+    // New connections are refused while the request is still being answered.
+    let mut refused = false;
+    for _ in 0..100 {
+        if !listening(loopback(port)) {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(refused, "the listener still accepts after SIGTERM");
+    assert!(
+        gw.child.try_wait().unwrap().is_none(),
+        "exited with a request in flight"
+    );
+
+    let (status, body) = in_flight.await.unwrap().expect("the in-flight request");
+    assert_eq!(status, 200, "{body}");
+    let exit = gw
+        .wait_exit(Duration::from_secs(15))
+        .unwrap_or_else(|| panic!("still running after the drain:\n{}", gw.output()));
+    assert!(exit.success(), "{exit}:\n{}", gw.output());
+    // The access log was written out before the exit.
+    let log = std::fs::read_to_string(dir.path().join("access.log")).unwrap();
+    assert!(
+        log.lines().any(|l| l.contains("\"path\":\"/orders/slow\"")),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_is_not_ready_while_the_drain_delay_still_serves() {
+    tiktok_gateway::transport::install_crypto_provider();
+    let orders = OrderService::spawn(None).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (port, metrics) = (free_port(), free_port());
+    let cfg = config(port, metrics, orders.addr(), "30s").server(
+        Server::default()
+            .grace_period("30s")
+            .drain_delay("3s")
+            .threads(1),
+    );
+    let mut gw = Running::start(dir.path(), &cfg);
+    wait_listening(&mut gw, loopback(metrics));
+    let client = common::http_client();
+    let get = |path: String| {
+        let client = client.clone();
+        async move {
+            let res = client.get(path).send().await?;
+            let status = res.status().as_u16();
+            res.text().await.map(|t| (status, t))
+        }
+    };
+    let readyz = format!("http://127.0.0.1:{metrics}/readyz");
+    assert_eq!(get(readyz.clone()).await.unwrap().0, 200);
+
+    gw.signal("TERM");
+    let mut draining = None;
+    for _ in 0..100 {
+        let (status, body) = get(readyz.clone()).await.unwrap();
+        if status == 503 {
+            draining = Some(body);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let body: serde_json::Value =
+        serde_json::from_str(&draining.expect("/readyz turned 503")).unwrap();
+    assert_eq!(body["status"], "draining", "{body}");
+    assert_eq!(body["causes"][0]["check"], "draining", "{body}");
+    // Still serving meanwhile: liveness, and requests.
+    let (live, _) = get(format!("http://127.0.0.1:{metrics}/healthz"))
+        .await
+        .unwrap();
+    assert_eq!(live, 200);
+    let (status, _) = get(format!("http://127.0.0.1:{port}/orders/1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        status, 200,
+        "requests are still answered during the drain delay"
+    );
+
+    let exit = gw
+        .wait_exit(Duration::from_secs(15))
+        .unwrap_or_else(|| panic!("still running after the drain:\n{}", gw.output()));
+    assert!(exit.success(), "{exit}:\n{}", gw.output());
+}
