@@ -326,6 +326,10 @@ fn validate_with_mounts(what: &str, config: &str) {
         .args(["validate", "--config"])
         .arg(&path)
         .env("REDIS_URL", "redis://127.0.0.1:6379/")
+        .env(
+            "DATABASE_URL",
+            "postgres://gateway@postgres.example:5432/gateway?sslmode=require",
+        )
         .output()
         .unwrap();
     assert!(
@@ -458,6 +462,8 @@ fn exported_metric_names() -> BTreeSet<String> {
         "Gauge::new(",
         "PullingGauge::new(",
         "register_int_gauge!(",
+        "register_int_gauge_vec!(",
+        "register_int_counter!(",
         "counter(",
         "gauge(",
     ];

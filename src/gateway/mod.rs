@@ -9,5 +9,6 @@ pub mod route;
 pub mod router;
 pub mod snapshot;
 pub mod state;
+pub mod state_services;
 pub mod tiktok;
 pub mod upstreams;

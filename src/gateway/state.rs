@@ -10,6 +10,7 @@ use arc_swap::ArcSwap;
 
 use super::auth::{JwtVerifiers, jwt_verifiers};
 use super::snapshot::{CompileInputs, Snapshot, compile};
+use super::state_services::StateServices;
 use super::tiktok::{TikTokServices, delivery_tls};
 use super::upstreams::UpstreamRegistry;
 use crate::clock::Clock;
@@ -29,6 +30,8 @@ pub struct Gateway {
     pub started: Instant,
     pub clock: Arc<dyn Clock>,
     pub tiktok: Arc<TikTokServices>,
+    /// Durable state: the store, its health and the runtime block list.
+    pub state: Arc<StateServices>,
     /// JWT verifiers per issuer; their key stores and caches live as long as the process.
     pub jwt: JwtVerifiers,
     /// The redaction/masking engine; swapped on reload when `privacy:` changes.
@@ -65,6 +68,8 @@ pub enum StartError {
     Upstreams(String),
     #[error("{0}")]
     TikTok(String),
+    #[error("state: {0}")]
+    State(#[from] crate::state::StateError),
     #[error("{0}")]
     Identity(String),
     #[error("listener {listener}: {reason}")]
@@ -79,8 +84,10 @@ impl Gateway {
         upstreams
             .register(&config.upstreams)
             .map_err(StartError::Upstreams)?;
-        let tiktok =
-            Arc::new(TikTokServices::start(&config, clock.clone()).map_err(StartError::TikTok)?);
+        let state = Arc::new(StateServices::start(&config.state, clock.clone())?);
+        let tiktok = Arc::new(
+            TikTokServices::start(&config, clock.clone(), &state).map_err(StartError::TikTok)?,
+        );
         let privacy = privacy_engine(&config)
             .map_err(StartError::Identity)?
             .into_shared();
@@ -95,6 +102,7 @@ impl Gateway {
         metrics().config_loaded_at.set(clock.unix_seconds());
         Ok(Arc::new(Self {
             tiktok,
+            state,
             snapshot: ArcSwap::from_pointee(snapshot),
             connector: pingora::connectors::http::Connector::new(None),
             jwt,
@@ -156,6 +164,13 @@ impl Gateway {
                 "tiktok",
                 None,
                 "TikTok apps, shops, tokens and webhook settings apply on restart, so this reload is refused",
+            ));
+        }
+        if current.config.state != config.state {
+            return Err(ConfigError::single(
+                "state",
+                None,
+                "the state backend applies on restart, so this reload is refused",
             ));
         }
         if delivery_tls(&current.config) != delivery_tls(&config) {

@@ -1,5 +1,5 @@
 //! The metrics listener: `/metrics` (Prometheus text), `/healthz` (the process is up) and
-//! `/readyz` (a config is loaded and proxy listeners are configured).
+//! `/readyz` (a config is loaded and the state backend answers; 503 naming the cause when not).
 
 use std::sync::Arc;
 
@@ -40,17 +40,29 @@ impl ServeHttp for MetricsApp {
             ),
             "/readyz" => {
                 let rt = self.gateway.snapshot();
-                let body = serde_json::json!({
-                    "status": "ready",
-                    "config_version": rt.config.version,
-                    "config_hash": rt.config.hash,
-                    "routes": rt.config.routes.len(),
-                });
-                reply(
-                    StatusCode::OK,
-                    "application/json",
-                    body.to_string().into_bytes(),
-                )
+                let health = &self.gateway.state.health;
+                let (status, body) = match health.cause() {
+                    None => (
+                        StatusCode::OK,
+                        serde_json::json!({
+                            "status": "ready",
+                            "config_version": rt.config.version,
+                            "config_hash": rt.config.hash,
+                            "routes": rt.config.routes.len(),
+                            "state_backend": health.backend(),
+                        }),
+                    ),
+                    Some(cause) => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        serde_json::json!({
+                            "status": "not_ready",
+                            "cause": cause,
+                            "config_version": rt.config.version,
+                            "state_backend": health.backend(),
+                        }),
+                    ),
+                };
+                reply(status, "application/json", body.to_string().into_bytes())
             }
             _ => crate::error::GatewayError::not_found().to_http_response(""),
         }

@@ -3,8 +3,9 @@
 use std::sync::OnceLock;
 
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, register_histogram_vec,
-    register_int_counter_vec, register_int_gauge,
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge,
+    register_int_gauge_vec,
 };
 
 pub struct Metrics {
@@ -18,6 +19,17 @@ pub struct Metrics {
     pub connections_closed: IntCounterVec,
     pub config_loaded_at: IntGauge,
     pub access_log_dropped: IntCounterVec,
+    /// 1 while the state backend answers, by backend.
+    pub state_backend_up: IntGaugeVec,
+    /// Failed state operations, by backend and operation.
+    pub state_errors: IntCounterVec,
+    /// Webhooks stored and not yet acknowledged (fleet-wide on a shared backend).
+    pub webhook_queue_depth: IntGauge,
+    pub webhook_queue_oldest_age: IntGauge,
+    /// Webhooks in the dead-letter state (fleet-wide on a shared backend).
+    pub webhook_dead_letter_depth: IntGauge,
+    /// Webhooks this process moved to the dead-letter state.
+    pub webhook_dead_lettered: IntCounter,
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -86,6 +98,37 @@ pub fn metrics() -> &'static Metrics {
                  encode_error: a record could not be encoded)",
                 &["reason"],
             ),
+            state_backend_up: register_int_gauge_vec!(
+                "state_backend_up",
+                "1 while the state backend (embedded or postgres) answers, 0 while it does not",
+                &["backend"]
+            )
+            .expect(STATIC),
+            state_errors: counter(
+                "state_errors_total",
+                "Failed state operations, by backend and operation",
+                &["backend", "op"],
+            ),
+            webhook_queue_depth: register_int_gauge!(
+                "webhook_queue_depth",
+                "Accepted webhooks not yet acknowledged by the order service (all replicas on a shared backend)"
+            )
+            .expect(STATIC),
+            webhook_queue_oldest_age: register_int_gauge!(
+                "webhook_queue_oldest_age_seconds",
+                "Age of the oldest webhook not yet acknowledged by the order service (0 when empty)"
+            )
+            .expect(STATIC),
+            webhook_dead_letter_depth: register_int_gauge!(
+                "webhook_dead_letter_depth",
+                "Webhooks given up on after webhooks.dead_letter_after and kept in the dead-letter state"
+            )
+            .expect(STATIC),
+            webhook_dead_lettered: register_int_counter!(
+                "webhook_dead_lettered_total",
+                "Webhooks this gateway moved to the dead-letter state"
+            )
+            .expect(STATIC),
             config_loaded_at: register_int_gauge!(
                 "config_loaded_timestamp_seconds",
                 "Unix time the running config was applied"
