@@ -71,9 +71,45 @@ pub const MAX_KEY_LEN: usize = 256;
 /// redb's page cache; the store is write-mostly, so a small cache is enough.
 const CACHE_BYTES: usize = 32 * 1024 * 1024;
 
+/// Where the database lives, so it can be opened again after an I/O failure.
+#[derive(Clone)]
+enum Source {
+    Memory,
+    File(PathBuf),
+    /// Tests: a database over a storage backend they control (a disk that fills up).
+    #[cfg(test)]
+    Custom(Arc<dyn Fn() -> Result<Database, StateError> + Send + Sync>),
+}
+
+impl Source {
+    fn open(&self) -> Result<Database, StateError> {
+        match self {
+            Self::Memory => open_db(None),
+            Self::File(path) => open_db(Some(path)),
+            #[cfg(test)]
+            Self::Custom(open) => open(),
+        }
+    }
+
+    fn reopenable(&self) -> bool {
+        !matches!(self, Self::Memory)
+    }
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Memory => f.write_str("memory"),
+            Self::File(path) => write!(f, "{}", path.display()),
+            #[cfg(test)]
+            Self::Custom(_) => f.write_str("custom"),
+        }
+    }
+}
+
 /// The embedded store.
 pub struct EmbeddedStore {
-    path: Option<PathBuf>,
+    source: Source,
     /// `None` between closing a failed file and reopening it.
     db: Mutex<Option<Arc<Database>>>,
     /// Set after an I/O failure: the next operation reopens the file first.
@@ -85,7 +121,7 @@ pub struct EmbeddedStore {
 impl std::fmt::Debug for EmbeddedStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EmbeddedStore")
-            .field("path", &self.path)
+            .field("source", &self.source)
             .finish_non_exhaustive()
     }
 }
@@ -98,11 +134,19 @@ impl EmbeddedStore {
     /// Opens (or creates) the file, migrates an older layout, refuses a newer one, and gives back
     /// every claim a previous process held. `None`: an in-memory store. Blocking.
     pub fn open(path: Option<&Path>, clock: SharedClock) -> Result<Self, StateError> {
-        let db = open_db(path)?;
+        let source = match path {
+            Some(path) => Source::File(path.to_path_buf()),
+            None => Source::Memory,
+        };
+        Self::open_source(source, clock)
+    }
+
+    fn open_source(source: Source, clock: SharedClock) -> Result<Self, StateError> {
+        let db = source.open()?;
         let now = clock.unix_seconds().saturating_mul(1000);
         let instance = migrate(&db, now)?;
         Ok(Self {
-            path: path.map(Path::to_path_buf),
+            source,
             db: Mutex::new(Some(Arc::new(db))),
             reopen: AtomicBool::new(false),
             instance,
@@ -113,9 +157,7 @@ impl EmbeddedStore {
     /// The database, reopened first if a previous operation failed on I/O.
     fn db(&self) -> Result<Arc<Database>, StateError> {
         let mut slot = self.db.lock();
-        if let Some(path) = &self.path
-            && (self.reopen.load(Ordering::SeqCst) || slot.is_none())
-        {
+        if self.source.reopenable() && (self.reopen.load(Ordering::SeqCst) || slot.is_none()) {
             if let Some(old) = slot.take() {
                 match Arc::try_unwrap(old) {
                     // The last handle: dropping it releases the file lock.
@@ -129,8 +171,8 @@ impl EmbeddedStore {
                     }
                 }
             }
-            let fresh = open_db(Some(path))?;
-            tracing::info!(path = %path.display(), "state file reopened after an I/O failure");
+            let fresh = self.source.open()?;
+            tracing::info!(source = ?self.source, "state file reopened after an I/O failure");
             *slot = Some(Arc::new(fresh));
             self.reopen.store(false, Ordering::SeqCst);
         }
@@ -796,5 +838,121 @@ impl StateStore for EmbeddedStore {
             Ok(())
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use bytes::Bytes;
+    use redb::StorageBackend;
+    use redb::backends::InMemoryBackend;
+
+    use super::*;
+    use crate::clock::SystemClock;
+
+    /// A disk that can fill up: writes, growth and syncs fail with "no space" while `full`.
+    #[derive(Debug)]
+    struct FillingDisk {
+        data: Arc<InMemoryBackend>,
+        full: Arc<AtomicBool>,
+    }
+
+    impl FillingDisk {
+        fn check(&self) -> Result<(), std::io::Error> {
+            if self.full.load(Ordering::SeqCst) {
+                return Err(std::io::Error::from_raw_os_error(28));
+            }
+            Ok(())
+        }
+    }
+
+    impl StorageBackend for FillingDisk {
+        fn len(&self) -> Result<u64, std::io::Error> {
+            self.data.len()
+        }
+        fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), std::io::Error> {
+            self.data.read(offset, out)
+        }
+        fn set_len(&self, len: u64) -> Result<(), std::io::Error> {
+            self.check()?;
+            self.data.set_len(len)
+        }
+        fn sync_data(&self) -> Result<(), std::io::Error> {
+            self.check()?;
+            self.data.sync_data()
+        }
+        fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
+            self.check()?;
+            self.data.write(offset, data)
+        }
+    }
+
+    fn event(n: usize) -> NewEvent {
+        NewEvent {
+            route: "r".into(),
+            target: "http://127.0.0.1:9/e".into(),
+            dedup_key: format!("k{n}"),
+            request_id: format!("q{n}"),
+            // Large enough that every insert needs new pages.
+            body: Bytes::from(vec![b'x'; 64 * 1024]),
+            received_at: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_fails_writes_and_the_store_recovers_once_space_returns() {
+        let data = Arc::new(InMemoryBackend::new());
+        let full = Arc::new(AtomicBool::new(false));
+        let (d, f) = (data.clone(), full.clone());
+        let source = Source::Custom(Arc::new(move || {
+            Database::builder()
+                .create_with_backend(FillingDisk {
+                    data: d.clone(),
+                    full: f.clone(),
+                })
+                .map_err(unavailable)
+        }));
+        let store = EmbeddedStore::open_source(source, Arc::new(SystemClock)).unwrap();
+        assert_eq!(
+            store.enqueue(event(1), i64::MAX, 0).await.unwrap(),
+            Accepted::Stored(1)
+        );
+
+        full.store(true, Ordering::SeqCst);
+        for n in 2..5 {
+            let err = store.enqueue(event(n), i64::MAX, 0).await.unwrap_err();
+            assert!(err.is_backend_failure(), "{err}");
+        }
+        assert!(store.ping().await.is_err());
+        assert!(
+            store.reopen.load(Ordering::SeqCst),
+            "an I/O failure schedules a reopen"
+        );
+
+        // Space returns: the store reopens by itself; what was committed is all there.
+        full.store(false, Ordering::SeqCst);
+        let mut recovered = false;
+        for _ in 0..10 {
+            if store.ping().await.is_ok() {
+                recovered = true;
+                break;
+            }
+        }
+        assert!(recovered, "the store did not recover");
+        assert!(!store.reopen.load(Ordering::SeqCst), "reopened");
+        assert_eq!(
+            store.enqueue(event(1), i64::MAX, 0).await.unwrap(),
+            Accepted::Duplicate,
+            "the event accepted before the disk filled is still recorded"
+        );
+        assert!(matches!(
+            store.enqueue(event(2), i64::MAX, 0).await.unwrap(),
+            Accepted::Stored(_)
+        ));
+        let claimed = store.claim(10, 0, 1_000).await.unwrap();
+        let keys: Vec<&str> = claimed.iter().map(|e| e.dedup_key.as_str()).collect();
+        assert_eq!(keys, ["k1", "k2"], "nothing refused while full was stored");
     }
 }
