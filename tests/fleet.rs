@@ -593,3 +593,72 @@ async fn an_unreachable_database_answers_503_and_fails_readyz_then_recovers_by_i
     drop(gw);
     drop_schema(&url, &schema).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn signed_calls_go_on_with_the_tokens_held_while_the_database_is_unreachable() {
+    let Some(url) = database_url() else { return };
+    let target = {
+        let parsed = reqwest::Url::parse(&url).unwrap();
+        format!(
+            "{}:{}",
+            parsed.host_str().unwrap_or("127.0.0.1"),
+            parsed.port().unwrap_or(5432)
+        )
+    };
+    let relay = Relay::start(target).await;
+    let Some(relayed) = via(&url, relay.addr) else {
+        common::env::skip("needs a postgres:// DATABASE_URL with a host");
+        return;
+    };
+    let schema = schema_name();
+    let sb = SandboxConfig::example(12);
+    let tiktok = sandbox::spawn(sb.clone()).await.unwrap();
+    let base = tiktok.base_url();
+    let mut view = TikTok::sandbox("main", &sb, &base);
+    view.token_store = Some((None, "cd".repeat(32)));
+    let port = free_port();
+    let gw = TestGateway::with(
+        &Config::new()
+            .listener(Listener::plain("egress", port))
+            .upstream(Upstream::tiktok("tiktok_api", &base))
+            .api_key(ApiKey::new(
+                "svc",
+                "svc-key-0001",
+                &["orders:read", "tiktok:shop:*"],
+            ))
+            .tiktok(view)
+            .state(State::postgres(&relayed, &schema).timeout("1s"))
+            .route(
+                Route::prefix("tiktok", "egress", "/")
+                    .auth(Auth::api_key().scopes(&["orders:read"]))
+                    .tiktok("main", Some("x-tiktok-shop-id"))
+                    .upstream("tiktok_api"),
+            ),
+    );
+    let client = http_client();
+    let call = || {
+        let client = client.clone();
+        let shop = sb.shops[0].id.clone();
+        async move {
+            client
+                .get(format!(
+                    "http://127.0.0.1:{port}/authorization/202309/shops"
+                ))
+                .header("x-api-key", "svc-key-0001")
+                .header("x-tiktok-shop-id", shop)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        }
+    };
+    assert_eq!(call().await, 200);
+    relay.cut_and_wait().await;
+    // The store is only needed to refresh: calls with the token held go on.
+    for _ in 0..5 {
+        assert_eq!(call().await, 200);
+    }
+    relay.restore();
+    drop(gw);
+    drop_schema(&url, &schema).await;
+}
