@@ -8,6 +8,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// timestamps that leave the process (TikTok `timestamp`, JWT `exp`, webhook freshness).
 pub trait Clock: Send + Sync + 'static {
     fn unix_seconds(&self) -> i64;
+
+    /// Unix milliseconds, for state-layer due times and leases; clocks that only know seconds
+    /// give whole seconds.
+    fn unix_millis(&self) -> i64 {
+        self.unix_seconds().saturating_mul(1000)
+    }
 }
 
 /// The real clock.
@@ -19,6 +25,13 @@ impl Clock for SystemClock {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    }
+
+    fn unix_millis(&self) -> i64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
             .unwrap_or(0)
     }
 }

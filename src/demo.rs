@@ -93,8 +93,10 @@ tiktok:
     main: {{ app_key: "{app_key}", app_secret: "${{file:tiktok_app_secret}}", api_base: "{base}", auth_base: "{base}" }}
   shops:
 {shops}  pacing: {{ rate: 10/s, burst: 10 }}
+state:
+  backend: embedded
+  path: state.redb
 webhooks:
-  queue_path: webhook-queue.redb
   forward_secret: "${{file:forward_secret}}"
 privacy:
   pseudonym_key: "${{file:pseudonym_key}}"

@@ -22,6 +22,7 @@ pub mod privacy;
 #[cfg(any(test, feature = "demo"))]
 pub mod sandbox;
 pub mod server;
+pub mod state;
 pub mod telemetry;
 pub mod tiktok;
 pub mod transport;

@@ -342,6 +342,10 @@ fn validate_with_mounts(what: &str, config: &str) {
         .args(["validate", "--config"])
         .arg(&path)
         .env("REDIS_URL", "redis://127.0.0.1:6379/")
+        .env(
+            "DATABASE_URL",
+            "postgres://gateway@postgres.example:5432/gateway?sslmode=require",
+        )
         .output()
         .unwrap();
     assert!(

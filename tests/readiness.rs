@@ -137,9 +137,9 @@ async fn a_shop_without_a_usable_token_keeps_the_gateway_not_ready() {
             );
         }
     }
-    // The queue took its probe write.
-    assert!(listed.contains(&"webhook_queue".to_owned()), "{body}");
-    assert!(cause(&body, "causes", "webhook_queue").is_none(), "{body}");
+    // The state store (webhook queue) answered its ping.
+    assert!(listed.contains(&"state_backend".to_owned()), "{body}");
+    assert!(cause(&body, "causes", "state_backend").is_none(), "{body}");
     assert_eq!(body["causes"].as_array().map(Vec::len), Some(1), "{body}");
 }
 

@@ -725,21 +725,19 @@ async fn assert_nothing_queued(gw: &TestGateway, kind: Kind, what: &str) {
     if !is_webhook(kind) {
         return;
     }
-    let depth = || {
-        gw.gateway
-            .tiktok
-            .webhooks
-            .as_ref()
-            .map(|w| w.queue.depth())
-            .unwrap_or(0)
+    let depth = || async {
+        match gw.gateway.tiktok.webhooks.as_ref() {
+            Some(w) => w.queue.refresh_stats().await.map(|s| s.live).unwrap_or(0),
+            None => 0,
+        }
     };
     for _ in 0..40 {
-        if depth() == 0 {
+        if depth().await == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(depth(), 0, "{what}: a refused webhook was queued");
+    assert_eq!(depth().await, 0, "{what}: a refused webhook was queued");
 }
 
 async fn refused_then_control(

@@ -386,3 +386,97 @@ routes:
     let (ok, out) = validate(&issuer("15m"));
     assert!(ok, "{out}");
 }
+
+#[test]
+fn the_state_section_is_checked_at_load_and_urls_never_echoed() {
+    let with = |state: &str| with_egress(&format!("routes: []\nstate:\n{state}"));
+    for (state, expected) in [
+        (
+            "  backend: postgres\n",
+            "state.url: `backend: postgres` needs `url`",
+        ),
+        (
+            "  backend: postgres\n  url: \"postgres://gw:hunter2@127.0.0.1/db\"\n",
+            "line 10: state.url: this URL carries a password: secrets are never inline",
+        ),
+        (
+            "  backend: postgres\n  url: \"postgres://gw@db.internal:5432/db\"\n",
+            "line 10: state.url: a PostgreSQL server outside loopback must be reached over TLS",
+        ),
+        (
+            "  backend: postgres\n  url: \"postgres://gw@127.0.0.1/db\"\n  schema: \"Bad-Name\"\n",
+            "line 11: state.schema: a schema name is 1-63 of a-z, 0-9 and _",
+        ),
+        (
+            "  backend: postgres\n  url: \"postgres://gw@127.0.0.1/db\"\n  path: state.redb\n",
+            "line 11: state.path: applies to `backend: embedded` only",
+        ),
+        (
+            "  backend: embedded\n  path: state.redb\n  schema: tgw\n",
+            "line 11: state.schema: applies to `backend: postgres` only",
+        ),
+        (
+            "  backend: sqlite\n",
+            "line 9: state.backend: `sqlite`: use embedded or postgres",
+        ),
+        (
+            "  path: state.redb\n  lease: 10ms\n",
+            "line 10: state.lease: must be at least 1s",
+        ),
+    ] {
+        let (ok, out) = validate(&with(state));
+        assert!(!ok, "{state}: {out}");
+        assert!(
+            out.contains(expected),
+            "{state}: missing `{expected}` in:\n{out}"
+        );
+        assert!(!out.contains("hunter2"), "the secret was echoed:\n{out}");
+    }
+    let (ok, out) = validate(&with(
+        "  backend: postgres\n  url: \"postgres://gw@db.internal:5432/db?sslmode=require\"\n",
+    ));
+    assert!(ok, "{out}");
+}
+
+#[test]
+fn webhook_keys_the_state_layer_replaced_are_refused_with_what_to_do() {
+    let webhooks = |extra: &str| {
+        with_egress(&format!(
+            r#"tiktok:
+  apps:
+    main: {{ app_key: k, app_secret: "${{env:PATH}}", api_base: "http://127.0.0.1:1", auth_base: "http://127.0.0.1:1" }}
+webhooks:
+  forward_secret: "${{env:PATH}}"
+{extra}routes:
+  - name: hooks
+    listener: egress
+    match: {{ path: /webhooks }}
+    auth: {{ tiktok_webhook: main }}
+    upstream: orders
+"#
+        ))
+    };
+    let (ok, out) = validate(&webhooks("  dedup_backend: redis\n"));
+    assert!(!ok);
+    assert!(
+        out.contains(
+            "webhooks.dedup_backend: no longer used: replays are deduplicated in the state store"
+        ),
+        "{out}"
+    );
+    // Webhook routes need somewhere durable to keep their queue.
+    let (ok, out) = validate(&webhooks(""));
+    assert!(!ok);
+    assert!(out.contains("state: webhook routes"), "{out}");
+    // The older name of the file still works alone, and is refused next to `state:`.
+    let (ok, out) = validate(&webhooks("  queue_path: q.redb\n"));
+    assert!(ok, "{out}");
+    let (ok, out) = validate(&webhooks(
+        "  queue_path: q.redb\nstate:\n  backend: embedded\n  path: s.redb\n",
+    ));
+    assert!(!ok);
+    assert!(
+        out.contains("webhooks.queue_path: the queue lives in the state store"),
+        "{out}"
+    );
+}

@@ -114,7 +114,15 @@ impl ServeHttp for AdminApp {
                 );
             }
         };
-        if snapshot.is_blocked(&identity) {
+        let runtime_blocked = {
+            let list = self.gateway.state.blocks.current();
+            let client_ip = session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip());
+            list.blocks(&identity, client_ip, self.gateway.clock.unix_seconds())
+        };
+        if snapshot.is_blocked(&identity) || runtime_blocked {
             metrics()
                 .auth_failures
                 .with_label_values(&["admin", "caller_blocked"])
@@ -134,6 +142,10 @@ impl ServeHttp for AdminApp {
             ("GET", "/admin/status") => {
                 tracing::info!(target: "audit", event = "admin_status", request_id = %rid);
                 let config = &snapshot.config;
+                let depth = match &self.gateway.tiktok.webhooks {
+                    Some(w) => w.queue.refresh_stats().await.ok().map(|s| s.live),
+                    None => None,
+                };
                 let issuers: serde_json::Map<String, serde_json::Value> = self
                     .gateway
                     .jwt
@@ -147,7 +159,8 @@ impl ServeHttp for AdminApp {
                         "routes": config.routes.iter().map(|r| json!({"name": r.name, "listener": r.listener, "upstream": r.upstream})).collect::<Vec<_>>(),
                         "jwt_key_ids": issuers,
                         "uptime_seconds": self.gateway.started.elapsed().as_secs(),
-                        "webhook_queue_depth": self.gateway.tiktok.webhooks.as_ref().map(|w| w.queue.depth()),
+                        "webhook_queue_depth": depth,
+                        "state_backend": self.gateway.state.health.backend(),
                     }),
                     &[],
                     &rid,

@@ -69,6 +69,10 @@ pub struct ConfigFile {
     /// Durable queue and delivery of verified TikTok webhooks.
     #[serde(default)]
     pub webhooks: Option<WebhooksFile>,
+    /// Durable state: the webhook queue and its dedupe index, runtime block list, refreshed shop
+    /// tokens. `embedded` (one local file, the default) or `postgres` (shared by a fleet).
+    #[serde(default)]
+    pub state: Option<StateFile>,
     /// Who may use the admin listener (mTLS and an MFA-proven JWT).
     #[serde(default)]
     pub admin: Option<AdminFile>,
@@ -392,10 +396,13 @@ pub struct TikTokShopFile {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenStoreFile {
-    /// Path of the encrypted token file (written atomically, mode 0600).
-    #[schemars(with = "Scalar")]
-    pub path: S,
-    /// Secret reference (`${env:NAME}` or `${file:/path}`) to a 32-byte key, hex or base64.
+    /// Path of an encrypted token file written by earlier versions: read once at start-up and
+    /// imported into the state store for shops it does not hold yet; never written.
+    #[serde(default)]
+    #[schemars(with = "Option<Scalar>")]
+    pub path: Option<S>,
+    /// Secret reference (`${env:NAME}` or `${file:/path}`) to a 32-byte key, hex or base64: seals
+    /// the tokens kept in the state store (ChaCha20-Poly1305, the shop id as associated data).
     #[schemars(with = "Scalar")]
     pub key: S,
 }
@@ -810,18 +817,21 @@ pub struct PrivacyFile {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhooksFile {
-    /// Durable queue file (accepted webhooks are stored here before TikTok gets its 200).
-    #[schemars(with = "Scalar")]
-    pub queue_path: S,
+    /// Older name of `state.path` (embedded backend): the file accepted webhooks are stored in
+    /// before TikTok gets its 200. Use `state:` instead; both at once are refused.
+    #[serde(default)]
+    #[schemars(with = "Option<Scalar>")]
+    pub queue_path: Option<S>,
     /// Duration (default `72h`): how long a `tts_notification_id` is remembered.
     #[serde(default)]
     #[schemars(with = "Option<Scalar>")]
     pub dedup_ttl: Option<S>,
-    /// `memory` (default) or `redis` (uses `rate_limits.url` or `redis_url`).
+    /// No longer used: replays are deduplicated in the state store, in the same transaction as
+    /// the queue insert. Refused with a message saying so.
     #[serde(default)]
-    #[schemars(with = "Option<Scalar>", extend("enum" = ["memory", "redis"]))]
+    #[schemars(with = "Option<Scalar>")]
     pub dedup_backend: Option<S>,
-    /// Redis URL or a secret reference for `dedup_backend: redis` (default: `rate_limits.url`).
+    /// No longer used (see `dedup_backend`). Refused with a message saying so.
     #[serde(default)]
     #[schemars(with = "Option<Scalar>")]
     pub redis_url: Option<S>,
@@ -832,6 +842,66 @@ pub struct WebhooksFile {
     #[serde(default)]
     #[schemars(with = "Option<Scalar>")]
     pub max_retry_backoff: Option<S>,
+    /// Duration (default `72h`): an event still undelivered this long after it arrived stops
+    /// being retried and is kept in the dead-letter state.
+    #[serde(default)]
+    #[schemars(with = "Option<Scalar>")]
+    pub dead_letter_after: Option<S>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StateFile {
+    /// `embedded` (default: one local redb file) or `postgres` (shared by a fleet of gateways).
+    #[serde(default)]
+    #[schemars(with = "Option<Scalar>", extend("enum" = ["embedded", "postgres"]))]
+    pub backend: Option<S>,
+    /// `embedded` only: path of the state file (relative paths from the config file's folder).
+    #[serde(default)]
+    #[schemars(with = "Option<Scalar>")]
+    pub path: Option<S>,
+    /// `postgres` only: secret reference to the connection URL (`${env:DATABASE_URL}`); a
+    /// non-loopback server needs `sslmode=require`.
+    #[serde(default)]
+    #[schemars(with = "Option<Scalar>")]
+    pub url: Option<S>,
+    /// `postgres` only: the database schema the gateway creates and uses (default `tiktok_gateway`).
+    #[serde(default)]
+    #[schemars(with = "Option<Scalar>")]
+    pub schema: Option<S>,
+    /// `postgres` only: connections per gateway (default 8).
+    #[serde(default)]
+    pub pool_size: Option<usize>,
+    /// `postgres` only: duration (default `5s`) to establish a connection.
+    #[serde(default)]
+    #[schemars(with = "Option<Scalar>")]
+    pub connect_timeout: Option<S>,
+    /// `postgres` only: TLS settings (used when the URL's `sslmode` asks for TLS).
+    #[serde(default)]
+    pub tls: Option<StateTlsFile>,
+    /// Duration (default `30s`): how long a replica holds a claimed webhook or a token refresh
+    /// before another may take it over.
+    #[serde(default)]
+    #[schemars(with = "Option<Scalar>")]
+    pub lease: Option<S>,
+    /// Duration (default `500ms`): how often due webhooks and block-list changes are polled.
+    #[serde(default)]
+    #[schemars(with = "Option<Scalar>")]
+    pub poll_interval: Option<S>,
+    /// Duration (default `2s`): upper bound on one state operation (TikTok wants its answer
+    /// within 3 s).
+    #[serde(default)]
+    #[schemars(with = "Option<Scalar>")]
+    pub timeout: Option<S>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StateTlsFile {
+    /// PEM bundle the PostgreSQL server certificate is verified against (default: web PKI roots).
+    #[serde(default)]
+    #[schemars(with = "Option<Scalar>")]
+    pub ca: Option<S>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

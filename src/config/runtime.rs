@@ -29,6 +29,7 @@ pub struct GatewayConfig {
     pub logging: LoggingConfig,
     pub privacy: PrivacyConfig,
     pub webhooks: Option<WebhooksConfig>,
+    pub state: StateConfig,
     pub admin: Option<AdminConfig>,
     pub server: ServerConfig,
     pub trusted_proxies: crate::limit::TrustedProxies,
@@ -390,7 +391,8 @@ pub struct TikTokShop {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenStoreConfig {
-    pub path: PathBuf,
+    /// A token file of earlier versions, imported at start-up (never written).
+    pub path: Option<PathBuf>,
     pub key: Secret,
 }
 
@@ -430,18 +432,50 @@ pub struct PrivacyConfig {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum DedupBackend {
-    Memory,
-    Redis { url: Secret },
+pub struct WebhooksConfig {
+    pub dedup_ttl: Duration,
+    pub forward_secret: Secret,
+    pub max_retry_backoff: Duration,
+    pub dead_letter_after: Duration,
+}
+
+/// `state:`: where durable state lives, and the timing of the fleet's leases and polls.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateConfig {
+    pub backend: StateBackendConfig,
+    pub lease: Duration,
+    pub poll_interval: Duration,
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct WebhooksConfig {
-    pub queue_path: PathBuf,
-    pub dedup_ttl: Duration,
-    pub dedup_backend: DedupBackend,
-    pub forward_secret: Secret,
-    pub max_retry_backoff: Duration,
+pub enum StateBackendConfig {
+    /// One local redb file; `None`: in memory (allowed only when nothing must outlive the process).
+    Embedded {
+        path: Option<PathBuf>,
+    },
+    Postgres(PostgresSettings),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PostgresSettings {
+    /// The connection URL (may hold a password: never printed).
+    pub url: Secret,
+    pub schema: String,
+    pub pool_size: usize,
+    pub connect_timeout: Duration,
+    pub ca: Option<PathBuf>,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        Self {
+            backend: StateBackendConfig::Embedded { path: None },
+            lease: Duration::from_secs(30),
+            poll_interval: Duration::from_millis(500),
+            timeout: Duration::from_secs(2),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

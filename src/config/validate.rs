@@ -134,13 +134,23 @@ pub fn build(
             tiktok: tiktok.as_ref(),
         },
     );
-    if routes.iter().any(|r| r.auth.webhook().is_some()) && webhooks.is_none() {
+    let has_webhook_routes = routes.iter().any(|r| r.auth.webhook().is_some());
+    if has_webhook_routes && webhooks.is_none() {
         v.issues.add(
             "webhooks",
             None,
-            "routes verify TikTok webhooks but no `webhooks:` section configures the durable queue",
+            "routes verify TikTok webhooks but no `webhooks:` section configures their delivery",
         );
     }
+    let has_token_store = tiktok.as_ref().is_some_and(|t| t.token_store.is_some());
+    let needs_durable = if has_webhook_routes {
+        Some("webhook routes (their queue and dedupe index)")
+    } else if has_token_store {
+        Some("`tiktok.token_store` (refreshed tokens)")
+    } else {
+        None
+    };
+    let state = state(&mut v, file, needs_durable);
     let admin = file.admin.as_ref().map(|a| admin(&mut v, a, &identity));
     if listeners.iter().any(|l| l.role == ListenerRole::Admin) && admin.is_none() {
         v.issues.add(
@@ -193,6 +203,7 @@ pub fn build(
         logging,
         privacy,
         webhooks,
+        state,
         admin,
         server,
         trusted_proxies,
@@ -799,8 +810,12 @@ fn tiktok(v: &mut V, file: &TikTokFile) -> TikTokConfig {
     }
     let token_store = file.token_store.as_ref().and_then(|ts| {
         let key = v.secret("tiktok.token_store.key", &ts.value.key)?;
+        if let Err(e) = crate::tiktok::token_seal::TokenSealer::new(&key) {
+            v.issues
+                .at("tiktok.token_store.key", &ts.value.key, e.to_string());
+        }
         Some(TokenStoreConfig {
-            path: v.base_dir.join(&ts.value.path.value),
+            path: ts.value.path.as_ref().map(|p| v.base_dir.join(&p.value)),
             key,
         })
     });
@@ -991,45 +1006,246 @@ fn webhooks(v: &mut V, f: &WebhooksFile) -> WebhooksConfig {
     let forward_secret = v
         .secret("webhooks.forward_secret", &f.forward_secret)
         .unwrap_or_else(|| Secret::new(""));
-    let dedup_backend = match f.dedup_backend.as_ref().map(|s| s.value.as_str()) {
-        None | Some("memory") => DedupBackend::Memory,
-        Some("redis") => match &f.redis_url {
-            Some(url) => match v.redis_url("webhooks.redis_url", url) {
-                Some(url) => DedupBackend::Redis { url },
-                None => DedupBackend::Memory,
-            },
-            None => {
-                v.issues.add(
-                    "webhooks.redis_url",
-                    f.dedup_backend.as_ref().and_then(line_of),
-                    "the redis dedup backend needs `redis_url`",
-                );
-                DedupBackend::Memory
-            }
-        },
-        Some(other) => {
-            v.issues.add(
-                "webhooks.dedup_backend",
-                f.dedup_backend.as_ref().and_then(line_of),
-                format!("`{other}`: use memory or redis"),
+    for (key, value) in [
+        ("dedup_backend", &f.dedup_backend),
+        ("redis_url", &f.redis_url),
+    ] {
+        if let Some(value) = value {
+            v.issues.at(
+                format!("webhooks.{key}"),
+                value,
+                "no longer used: replays are deduplicated in the state store (`state:`), in the same transaction as the queue insert; remove this key",
             );
-            DedupBackend::Memory
         }
-    };
+    }
+    let dead_letter_after = v.duration(
+        "webhooks.dead_letter_after",
+        &f.dead_letter_after,
+        Duration::from_secs(72 * 3600),
+    );
+    if dead_letter_after < Duration::from_secs(1) {
+        v.issues.add(
+            "webhooks.dead_letter_after",
+            f.dead_letter_after.as_ref().and_then(line_of),
+            "must be at least 1s",
+        );
+    }
     WebhooksConfig {
-        queue_path: v.base_dir.join(&f.queue_path.value),
         dedup_ttl: v.duration(
             "webhooks.dedup_ttl",
             &f.dedup_ttl,
             Duration::from_secs(72 * 3600),
         ),
-        dedup_backend,
         forward_secret,
         max_retry_backoff: v.duration(
             "webhooks.max_retry_backoff",
             &f.max_retry_backoff,
             Duration::from_secs(300),
         ),
+        dead_letter_after,
+    }
+}
+
+/// `state:`, with `webhooks.queue_path` as the older name of the embedded file. What needs to
+/// be durable (webhook routes, a token store) needs a file or a database.
+fn state(v: &mut V, file: &ConfigFile, needs_durable: Option<&'static str>) -> StateConfig {
+    let defaults = StateConfig::default();
+    let queue_path = file.webhooks.as_ref().and_then(|w| w.queue_path.as_ref());
+    let Some(f) = &file.state else {
+        let path = queue_path.map(|p| v.base_dir.join(&p.value));
+        if path.is_none()
+            && let Some(what) = needs_durable
+        {
+            v.issues.add(
+                "state",
+                None,
+                format!("{what} need durable state: add `state: {{ backend: embedded, path: ... }}` (or `backend: postgres`)"),
+            );
+        }
+        return StateConfig {
+            backend: StateBackendConfig::Embedded { path },
+            ..defaults
+        };
+    };
+    if let Some(q) = queue_path {
+        v.issues.at(
+            "webhooks.queue_path",
+            q,
+            "the queue lives in the state store: with a `state:` section, remove `webhooks.queue_path` (an embedded file is `state.path`)",
+        );
+    }
+    let lease = v.duration("state.lease", &f.lease, defaults.lease);
+    let poll_interval = v.duration(
+        "state.poll_interval",
+        &f.poll_interval,
+        defaults.poll_interval,
+    );
+    let timeout = v.duration("state.timeout", &f.timeout, defaults.timeout);
+    for (key, value, at_least) in [
+        ("lease", &f.lease, Duration::from_secs(1)),
+        ("poll_interval", &f.poll_interval, Duration::from_millis(10)),
+        ("timeout", &f.timeout, Duration::from_millis(10)),
+    ] {
+        let got = match key {
+            "lease" => lease,
+            "poll_interval" => poll_interval,
+            _ => timeout,
+        };
+        if got < at_least {
+            v.issues.add(
+                format!("state.{key}"),
+                value.as_ref().and_then(line_of),
+                format!("must be at least {}", humantime::format_duration(at_least)),
+            );
+        }
+    }
+    let backend_name = f
+        .backend
+        .as_ref()
+        .map(|b| b.value.as_str())
+        .unwrap_or("embedded");
+    let postgres_only: [(&str, bool, Option<u64>); 5] = [
+        ("url", f.url.is_some(), f.url.as_ref().and_then(line_of)),
+        (
+            "schema",
+            f.schema.is_some(),
+            f.schema.as_ref().and_then(line_of),
+        ),
+        ("pool_size", f.pool_size.is_some(), None),
+        (
+            "connect_timeout",
+            f.connect_timeout.is_some(),
+            f.connect_timeout.as_ref().and_then(line_of),
+        ),
+        ("tls", f.tls.is_some(), None),
+    ];
+    let backend = match backend_name {
+        "embedded" => {
+            for (key, set, line) in postgres_only {
+                if set {
+                    v.issues.add(
+                        format!("state.{key}"),
+                        line,
+                        "applies to `backend: postgres` only",
+                    );
+                }
+            }
+            let path = f.path.as_ref().map(|p| v.base_dir.join(&p.value));
+            if path.is_none()
+                && let Some(what) = needs_durable
+            {
+                v.issues.add(
+                    "state.path",
+                    f.backend.as_ref().and_then(line_of),
+                    format!("{what} need durable state: set `path` (or use `backend: postgres`)"),
+                );
+            }
+            StateBackendConfig::Embedded { path }
+        }
+        "postgres" => {
+            if let Some(p) = &f.path {
+                v.issues
+                    .at("state.path", p, "applies to `backend: embedded` only");
+            }
+            match postgres(v, f) {
+                Some(settings) => StateBackendConfig::Postgres(settings),
+                None => StateBackendConfig::Embedded { path: None },
+            }
+        }
+        other => {
+            v.issues.add(
+                "state.backend",
+                f.backend.as_ref().and_then(line_of),
+                format!("`{other}`: use embedded or postgres"),
+            );
+            StateBackendConfig::Embedded { path: None }
+        }
+    };
+    StateConfig {
+        backend,
+        lease,
+        poll_interval,
+        timeout,
+    }
+}
+
+fn postgres(v: &mut V, f: &StateFile) -> Option<PostgresSettings> {
+    let Some(url_ref) = &f.url else {
+        v.issues.add(
+            "state.url",
+            f.backend.as_ref().and_then(line_of),
+            "`backend: postgres` needs `url` (a secret reference such as \"${env:DATABASE_URL}\")",
+        );
+        return None;
+    };
+    let inline = !url_ref.value.trim_start().starts_with("${");
+    let url = Secret::new(v.literal_or_secret("state.url", url_ref)?);
+    let schema = f
+        .schema
+        .as_ref()
+        .map(|s| s.value.clone())
+        .unwrap_or_else(|| "tiktok_gateway".into());
+    let valid_schema = !schema.is_empty()
+        && schema.len() <= 63
+        && schema
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && !schema.as_bytes()[0].is_ascii_digit()
+        && !schema.starts_with("pg_");
+    if !valid_schema {
+        v.issues.add(
+            "state.schema",
+            f.schema.as_ref().and_then(line_of),
+            "a schema name is 1-63 of a-z, 0-9 and _, not starting with a digit or pg_",
+        );
+    }
+    let pool_size = f.pool_size.unwrap_or(8);
+    if pool_size == 0 {
+        v.issues.add("state.pool_size", None, "must be at least 1");
+    }
+    let connect_timeout = v.duration(
+        "state.connect_timeout",
+        &f.connect_timeout,
+        Duration::from_secs(5),
+    );
+    let ca = f
+        .tls
+        .as_ref()
+        .and_then(|t| t.ca.as_ref())
+        .map(|ca| v.file("state.tls.ca", ca));
+    let settings = PostgresSettings {
+        url,
+        schema,
+        pool_size,
+        connect_timeout,
+        ca,
+    };
+    // Messages never echo the URL: it may carry a password.
+    match crate::state::postgres::pg_config(&settings) {
+        Err(e) => {
+            v.issues.at("state.url", url_ref, e);
+            None
+        }
+        Ok(config) => {
+            if inline && config.get_password().is_some() {
+                v.issues.at(
+                    "state.url",
+                    url_ref,
+                    "this URL carries a password: secrets are never inline, use \"${env:NAME}\" or \"${file:/path}\"",
+                );
+                return None;
+            }
+            let tls = config.get_ssl_mode() == tokio_postgres::config::SslMode::Require;
+            if !tls && !crate::state::postgres::all_local(&config) {
+                v.issues.at(
+                    "state.url",
+                    url_ref,
+                    "a PostgreSQL server outside loopback must be reached over TLS: add `sslmode=require` to the URL (policy §7)",
+                );
+                return None;
+            }
+            Some(settings)
+        }
     }
 }
 

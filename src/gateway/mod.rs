@@ -11,6 +11,7 @@ pub mod route;
 pub mod router;
 pub mod snapshot;
 pub mod state;
+pub mod state_services;
 pub mod tiktok;
 pub mod upstream_call;
 pub mod upstreams;

@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 use super::auth::{JwtVerifiers, jwt_verifiers};
 use super::metrics::StateGauges;
 use super::snapshot::{CompileInputs, Snapshot, compile};
+use super::state_services::StateServices;
 use super::tiktok::{TikTokServices, delivery_tls};
 use super::upstreams::UpstreamRegistry;
 use crate::clock::Clock;
@@ -34,6 +35,8 @@ pub struct Gateway {
     pub started: Instant,
     pub clock: Arc<dyn Clock>,
     pub tiktok: Arc<TikTokServices>,
+    /// Durable state: the store, its health and the runtime block list.
+    pub state: Arc<StateServices>,
     /// JWT verifiers per issuer; their key stores and caches live as long as the process.
     pub jwt: JwtVerifiers,
     /// The redaction/masking engine; swapped on reload when `privacy:` changes.
@@ -72,6 +75,8 @@ pub enum StartError {
     Upstreams(String),
     #[error("{0}")]
     TikTok(String),
+    #[error("state: {0}")]
+    State(#[from] crate::state::StateError),
     #[error("{0}")]
     Identity(String),
     #[error("listener {listener}: {reason}")]
@@ -86,6 +91,7 @@ impl Gateway {
         let pools = upstreams
             .prepare(&config.upstreams)
             .map_err(StartError::Upstreams)?;
+        let state = Arc::new(StateServices::start(&config.state, clock.clone())?);
         let privacy = privacy_engine(&config)
             .map_err(StartError::Identity)?
             .into_shared();
@@ -101,7 +107,7 @@ impl Gateway {
         upstreams.commit(pools);
         let snapshot = Arc::new(ArcSwap::from_pointee(snapshot));
         let tiktok = Arc::new(
-            TikTokServices::start(&snapshot.load().config, clock.clone(), &snapshot)
+            TikTokServices::start(&snapshot.load().config, clock.clone(), &snapshot, &state)
                 .map_err(StartError::TikTok)?,
         );
         metrics().config_loaded_at.set(clock.unix_seconds());
@@ -117,6 +123,7 @@ impl Gateway {
         }
         Ok(Arc::new(Self {
             tiktok,
+            state,
             snapshot,
             connector: pingora::connectors::http::Connector::new(None),
             jwt,
@@ -179,6 +186,13 @@ impl Gateway {
                 "tiktok",
                 None,
                 "TikTok apps, shops, tokens and webhook settings apply on restart, so this reload is refused",
+            ));
+        }
+        if current.config.state != config.state {
+            return Err(ConfigError::single(
+                "state",
+                None,
+                "the state backend applies on restart, so this reload is refused",
             ));
         }
         if delivery_tls(&current.config) != delivery_tls(&config) {

@@ -6,29 +6,26 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
-use tokio::sync::OnceCell;
 
 use super::snapshot::Snapshot;
+use super::state_services::StateServices;
 use super::webhook_delivery::UpstreamDelivery;
 use crate::clock::SharedClock;
-use crate::config::{DedupBackend, GatewayConfig, TikTokConfig, WebhooksConfig};
+use crate::config::{GatewayConfig, TikTokConfig, WebhooksConfig};
 use crate::limit::OutboundPacer;
 use crate::tiktok::delivery::{
     DeliverySettings, DeliveryTls, DeliveryWorker, HttpTransport, https_origin,
 };
-use crate::tiktok::queue::WebhookQueue;
-use crate::tiktok::replay::{
-    MemoryReplayCache, RedisReplayCache, RedisReplaySettings, ReplayCache, ReplayError,
-};
+use crate::tiktok::queue::{QueueSettings, WebhookQueue};
+use crate::tiktok::token_seal::TokenSealer;
 use crate::tiktok::token_store::TokenStore;
 use crate::tiktok::tokens::{
-    AppCredentials, ShopTokenSettings, TokenManager, TokenManagerSettings,
+    AppCredentials, ShopTokenSettings, TokenManager, TokenManagerSettings, TokenVault,
 };
 
 pub struct TikTokServices {
@@ -46,26 +43,26 @@ pub struct EgressServices {
 pub struct WebhookServices {
     pub queue: Arc<WebhookQueue>,
     pub delivery: Arc<DeliveryWorker<UpstreamDelivery>>,
-    pub replay: Arc<dyn ReplayCache>,
-    pub dedup_ttl: Duration,
 }
 
 impl TikTokServices {
-    /// `snapshot` is the running config, which webhook delivery follows across reloads.
+    /// `snapshot` is the running config, which webhook delivery follows across reloads; `state`
+    /// holds the queue and the tokens.
     pub fn start(
         config: &GatewayConfig,
         clock: SharedClock,
         snapshot: &Arc<ArcSwap<Snapshot>>,
+        state: &StateServices,
     ) -> Result<Self, String> {
         let tokens = config
             .tiktok
             .as_ref()
-            .map(|t| token_manager(t, clock.clone()))
+            .map(|t| token_manager(t, clock.clone(), state))
             .transpose()?;
         let webhooks = config
             .webhooks
             .as_ref()
-            .map(|w| webhook_services(w, config, clock, snapshot))
+            .map(|w| webhook_services(w, config, clock, snapshot, state))
             .transpose()?;
         let egress = config.tiktok.as_ref().map(egress_services);
         Ok(Self {
@@ -82,7 +79,11 @@ fn egress_services(t: &TikTokConfig) -> EgressServices {
     }
 }
 
-fn token_manager(t: &TikTokConfig, clock: SharedClock) -> Result<TokenManager, String> {
+fn token_manager(
+    t: &TikTokConfig,
+    clock: SharedClock,
+    state: &StateServices,
+) -> Result<TokenManager, String> {
     let apps: HashMap<&str, Arc<AppCredentials>> = t
         .apps
         .values()
@@ -112,17 +113,40 @@ fn token_manager(t: &TikTokConfig, clock: SharedClock) -> Result<TokenManager, S
             })
         })
         .collect();
-    let store = t
-        .token_store
-        .as_ref()
-        .map(|s| TokenStore::new(&s.path, &s.key))
-        .transpose()
-        .map_err(|e| format!("tiktok.token_store: {e}"))?;
+    // Tokens live in the state store, sealed with the token store key; a token file of earlier
+    // versions is only read, to import what the store does not hold yet.
+    let vault = match &t.token_store {
+        Some(ts) => {
+            let sealer =
+                TokenSealer::new(&ts.key).map_err(|e| format!("tiktok.token_store.key: {e}"))?;
+            let legacy = match &ts.path {
+                Some(path) => TokenStore::new(path, &ts.key)
+                    .and_then(|file| file.load())
+                    .map_err(|e| format!("tiktok.token_store.path: {e}"))?,
+                None => HashMap::new(),
+            };
+            Some((
+                TokenVault::new(
+                    state.store.clone(),
+                    state.health.clone(),
+                    sealer,
+                    state.config.lease,
+                    state.config.timeout,
+                ),
+                legacy,
+            ))
+        }
+        None => None,
+    };
+    let defaults = TokenManagerSettings::default();
     let settings = TokenManagerSettings {
         refresh_margin: t.token_refresh_margin,
-        ..TokenManagerSettings::default()
+        // A refresh call ends well inside the refresh lease, so no other replica takes over a
+        // refresh that still runs.
+        request_timeout: defaults.request_timeout.min(state.config.lease / 2),
+        ..defaults
     };
-    let manager = TokenManager::new(settings, shops, store, clock)
+    let manager = TokenManager::new(settings, shops, vault, clock)
         .map_err(|e| format!("tiktok tokens: {e}"))?;
     // A second gateway in the same process (tests) finds the names taken; its numbers still count.
     let _ = manager.register_metrics(crate::telemetry::metrics::registry());
@@ -163,15 +187,27 @@ fn webhook_services(
     config: &GatewayConfig,
     clock: SharedClock,
     snapshot: &Arc<ArcSwap<Snapshot>>,
+    state: &StateServices,
 ) -> Result<WebhookServices, String> {
-    let queue = Arc::new(
-        WebhookQueue::open(&w.queue_path, clock.clone())
-            .map_err(|e| format!("webhooks.queue_path: {e}"))?,
-    );
-    let _ = queue.register_metrics(crate::telemetry::metrics::registry());
+    let queue = Arc::new(WebhookQueue::new(
+        state.store.clone(),
+        state.health.clone(),
+        clock.clone(),
+        QueueSettings {
+            dedup_ttl: w.dedup_ttl,
+            lease: state.config.lease,
+            timeout: state.config.timeout,
+        },
+    ));
     let mut settings = DeliverySettings::new(w.forward_secret.clone());
     settings.backoff_cap = w.max_retry_backoff;
     settings.tls = delivery_tls(config);
+    settings.poll_interval = state.config.poll_interval;
+    settings.dead_letter_after = w.dead_letter_after;
+    // An attempt ends well inside its claim's lease, so no other replica starts the same event
+    // while it still runs.
+    settings.request_timeout = settings.request_timeout.min(state.config.lease / 2);
+    settings.connect_timeout = settings.connect_timeout.min(settings.request_timeout);
     // Events go through their route's upstream; the plain client only carries events whose
     // route a reload removed.
     let direct = HttpTransport::new(
@@ -188,37 +224,7 @@ fn webhook_services(
     let _ = delivery
         .metrics()
         .register(crate::telemetry::metrics::registry());
-    let replay: Arc<dyn ReplayCache> = match &w.dedup_backend {
-        DedupBackend::Memory => Arc::new(MemoryReplayCache::new(1_000_000)),
-        DedupBackend::Redis { url } => Arc::new(LazyRedisReplay {
-            settings: RedisReplaySettings::new(url.clone()),
-            cache: OnceCell::new(),
-        }),
-    };
-    Ok(WebhookServices {
-        queue,
-        delivery,
-        replay,
-        dedup_ttl: w.dedup_ttl,
-    })
-}
-
-/// Connects to Redis on first use, on the runtime that serves requests (a connection made on a
-/// start-up runtime would die with it).
-struct LazyRedisReplay {
-    settings: RedisReplaySettings,
-    cache: OnceCell<RedisReplayCache>,
-}
-
-#[async_trait]
-impl ReplayCache for LazyRedisReplay {
-    async fn first_seen(&self, key: &str, ttl: Duration) -> Result<bool, ReplayError> {
-        let cache = self
-            .cache
-            .get_or_try_init(|| RedisReplayCache::connect(&self.settings))
-            .await?;
-        cache.first_seen(key, ttl).await
-    }
+    Ok(WebhookServices { queue, delivery })
 }
 
 /// Runs the token refresher and the webhook delivery worker.

@@ -137,15 +137,35 @@ fn authorize(req: &mut Request<'_>, route: &CompiledRoute) -> Result<(), Gateway
     Ok(())
 }
 
-/// Kill switch: a blocked caller is refused whatever its credentials.
+/// Kill switch: a blocked caller is refused whatever its credentials, by the YAML list or by
+/// the runtime block list in the state store (subject, API-key name, client address).
 fn kill_switch(req: &mut Request<'_>, route: &CompiledRoute) -> Result<(), GatewayError> {
-    match &req.ctx.identity {
-        Some(identity) if req.snapshot.is_blocked(identity) => {
-            req.ctx.reason = Some("caller_blocked");
-            Err(auth_stage::blocked(&route.name))
+    let Some(identity) = &req.ctx.identity else {
+        return Ok(());
+    };
+    let blocked = req.snapshot.is_blocked(identity) || {
+        let list = req.gateway.state.blocks.current();
+        !list.is_empty() && {
+            let client_ip = list.has_networks().then(|| {
+                let peer = req
+                    .session
+                    .client_addr()
+                    .and_then(|a| a.as_inet())
+                    .map(|a| a.ip())
+                    .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+                req.snapshot
+                    .config
+                    .trusted_proxies
+                    .client_ip_from_headers(peer, &req.session.req_header().headers)
+            });
+            list.blocks(identity, client_ip, req.gateway.clock.unix_seconds())
         }
-        _ => Ok(()),
+    };
+    if blocked {
+        req.ctx.reason = Some("caller_blocked");
+        return Err(auth_stage::blocked(&route.name));
     }
+    Ok(())
 }
 
 /// Rate-limit: the route's limits.

@@ -25,6 +25,7 @@ use crate::auth::{ClientAuthMode, JwksRefresher, build_client_verifier};
 use crate::config::{ClientAuth, ConfigError, GatewayConfig, Listener, ListenerRole, ListenerTls};
 use crate::gateway::snapshot::{Snapshot, slow_client_settings};
 use crate::gateway::state::{Gateway, StartError};
+use crate::gateway::state_services::StateBackground;
 use crate::gateway::tiktok::TikTokBackground;
 use crate::pipeline::proxy::GatewayProxy;
 use crate::transport::{ConnectionCapped, ConnectionLimiter, ConnectionLimits, TimedServe};
@@ -119,6 +120,12 @@ pub fn build_server(
         ));
     }
     // A stop waits for deliveries in flight and a token refresh under way.
+    server.add_service(background_service(
+        "state health, block list and change listener",
+        StateBackground {
+            services: gateway.state.clone(),
+        },
+    ));
     server.add_service(background_service(
         "tiktok tokens and webhook delivery",
         in_flight.background(TikTokBackground {

@@ -1,6 +1,7 @@
 //! The metrics listener: `/metrics` (Prometheus text), `/healthz` (the process is up: no check
 //! beyond answering) and `/readyz` (200 when nothing keeps the gateway from its job, else 503
-//! with the causes; see `telemetry::readiness` and `server::readiness`).
+//! with the causes; see `telemetry::readiness` and `server::readiness`; the state backend's
+//! health is read at the moment of the request).
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use pingora::protocols::http::ServerSession;
 
 use crate::gateway::state::Gateway;
 use crate::telemetry::metrics;
+use crate::telemetry::readiness::Weight;
 
 pub struct MetricsApp {
     pub gateway: Arc<Gateway>,
@@ -41,6 +43,14 @@ impl ServeHttp for MetricsApp {
             ),
             "/readyz" => {
                 let rt = self.gateway.snapshot();
+                // The state store's health is known at once (every operation reports it); the
+                // background check only adds a ping when there is no traffic.
+                let health = &self.gateway.state.health;
+                self.gateway.readiness.report(
+                    "state_backend",
+                    Weight::Blocking,
+                    health.cause().map_or(Ok(()), Err),
+                );
                 let readiness = self.gateway.readiness.report_now();
                 let (status, word) = match (readiness.ready, self.gateway.readiness.is_draining()) {
                     (true, _) => (StatusCode::OK, "ready"),
@@ -55,6 +65,7 @@ impl ServeHttp for MetricsApp {
                     "config_version": rt.config.version,
                     "config_hash": rt.config.hash,
                     "routes": rt.config.routes.len(),
+                    "state_backend": health.backend(),
                 });
                 reply(status, "application/json", body.to_string().into_bytes())
             }

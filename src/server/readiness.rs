@@ -4,12 +4,10 @@
 //! `/readyz` never says ready before each has passed once.
 //!
 //! - `jwt:<issuer>`: the issuer has keys, and (URL keys) they are within `stale_if_error`;
-//! - `webhook_queue`: the queue file takes a commit;
+//! - `state_backend`: the state store (queue, dedupe, tokens, block list) answers a ping;
 //! - `tiktok_token:<shop>`: the shop has an access token that has not expired;
 //! - `redis:rate_limits`: Redis answers `PING` (blocking only with `on_backend_error:
-//!   fail_closed`; with a fallback the gateway keeps working, so it is listed as degraded);
-//! - `redis:webhook_dedup`: the replay cache's Redis answers (degraded: events are delivered
-//!   without dedup meanwhile).
+//!   fail_closed`; with a fallback the gateway keeps working, so it is listed as degraded).
 //!
 //! Another component adds a check by implementing [`Check`] and pushing it in [`checks_for`].
 
@@ -21,7 +19,7 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
 use crate::auth::JwksStore;
-use crate::config::{DedupBackend, RateLimitBackend, Secret};
+use crate::config::{RateLimitBackend, Secret};
 use crate::gateway::state::Gateway;
 use crate::limit::OnBackendError;
 use crate::telemetry::readiness::{Readiness, Weight};
@@ -57,11 +55,9 @@ pub fn checks_for(gateway: &Arc<Gateway>) -> Vec<Box<dyn Check>> {
             gateway: gateway.clone(),
         }));
     }
-    if gateway.tiktok.webhooks.is_some() {
-        checks.push(Box::new(QueueWritable {
-            gateway: gateway.clone(),
-        }));
-    }
+    checks.push(Box::new(StateBackend {
+        gateway: gateway.clone(),
+    }));
     if let Some(tokens) = &gateway.tiktok.tokens {
         let mut shops: Vec<&str> = tokens.shop_ids().collect();
         shops.sort_unstable();
@@ -84,12 +80,6 @@ pub fn checks_for(gateway: &Arc<Gateway>) -> Vec<Box<dyn Check>> {
             gateway: gateway.clone(),
             ping: RedisPing::default(),
             weight,
-        }));
-    }
-    if let Some(DedupBackend::Redis { url }) = config.webhooks.as_ref().map(|w| &w.dedup_backend) {
-        checks.push(Box::new(DedupRedis {
-            url: url.clone(),
-            ping: RedisPing::default(),
         }));
     }
     checks
@@ -172,27 +162,26 @@ impl Check for JwtKeys {
     }
 }
 
-struct QueueWritable {
+/// The state store (webhook queue, dedupe, tokens, block list) answers a ping within its
+/// timeout: embedded or PostgreSQL.
+struct StateBackend {
     gateway: Arc<Gateway>,
 }
 
 #[async_trait]
-impl Check for QueueWritable {
+impl Check for StateBackend {
     fn name(&self) -> &str {
-        "webhook_queue"
+        "state_backend"
     }
     fn weight(&self) -> Weight {
         Weight::Blocking
     }
     async fn run(&self) -> Result<(), String> {
-        let Some(webhooks) = &self.gateway.tiktok.webhooks else {
-            return Ok(());
-        };
-        webhooks
-            .queue
-            .probe_write()
-            .await
-            .map_err(|e| format!("cannot write: {e}"))
+        let state = &self.gateway.state;
+        let result =
+            crate::state::health::with_timeout(state.config.timeout, state.store.ping()).await;
+        state.health.observe("ping", &result);
+        result.map_err(|e| format!("{} backend {}", state.health.backend(), e.kind()))
     }
 }
 
@@ -245,24 +234,6 @@ impl Check for RateLimitRedis {
             RateLimitBackend::Redis(settings) => self.ping.ping(&settings.url).await,
             RateLimitBackend::Local => Ok(()),
         }
-    }
-}
-
-struct DedupRedis {
-    url: Secret,
-    ping: RedisPing,
-}
-
-#[async_trait]
-impl Check for DedupRedis {
-    fn name(&self) -> &str {
-        "redis:webhook_dedup"
-    }
-    fn weight(&self) -> Weight {
-        Weight::Degraded
-    }
-    async fn run(&self) -> Result<(), String> {
-        self.ping.ping(&self.url).await
     }
 }
 

@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 /// The prefix of every gateway metric (`tiktok_gateway_requests_total`).
@@ -51,6 +51,17 @@ pub struct Metrics {
     pub upstream_target_healthy: IntGaugeVec,
     pub upstream_target_ejections: IntCounterVec,
     pub upstream_health_checks: IntCounterVec,
+    /// 1 while the state backend answers, by backend.
+    pub state_backend_up: IntGaugeVec,
+    /// Failed state operations, by backend and operation.
+    pub state_errors: IntCounterVec,
+    /// Webhooks stored and not yet acknowledged (fleet-wide on a shared backend).
+    pub webhook_queue_depth: IntGauge,
+    pub webhook_queue_oldest_age: IntGauge,
+    /// Webhooks in the dead-letter state (fleet-wide on a shared backend).
+    pub webhook_dead_letter_depth: IntGauge,
+    /// Webhooks this process moved to the dead-letter state.
+    pub webhook_dead_lettered: IntCounter,
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -74,6 +85,18 @@ fn gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let vec = IntGaugeVec::new(Opts::new(name, help), labels).expect(STATIC);
     register(Box::new(vec.clone()), name);
     vec
+}
+
+fn single_gauge(name: &str, help: &str) -> IntGauge {
+    let gauge = IntGauge::new(name, help).expect(STATIC);
+    register(Box::new(gauge.clone()), name);
+    gauge
+}
+
+fn single_counter(name: &str, help: &str) -> IntCounter {
+    let counter = IntCounter::new(name, help).expect(STATIC);
+    register(Box::new(counter.clone()), name);
+    counter
 }
 
 fn histogram(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
@@ -187,6 +210,35 @@ pub fn metrics() -> &'static Metrics {
                 "upstream_health_checks_total",
                 "Active probes of upstream targets, by result (pass, fail)",
                 &["upstream", "target", "result"],
+            ),
+            state_backend_up: gauge(
+                "state_backend_up",
+                "1 while the state backend (embedded or postgres) answers, 0 while it does not",
+                &["backend"],
+            ),
+            state_errors: counter(
+                "state_errors_total",
+                "Failed state operations, by backend and operation",
+                &["backend", "op"],
+            ),
+            webhook_queue_depth: single_gauge(
+                "webhook_queue_depth",
+                "Accepted webhooks not yet acknowledged by the order service (all replicas on a \
+                 shared backend)",
+            ),
+            webhook_queue_oldest_age: single_gauge(
+                "webhook_queue_oldest_age_seconds",
+                "Age of the oldest webhook not yet acknowledged by the order service (0 when \
+                 empty)",
+            ),
+            webhook_dead_letter_depth: single_gauge(
+                "webhook_dead_letter_depth",
+                "Webhooks given up on after webhooks.dead_letter_after and kept in the \
+                 dead-letter state",
+            ),
+            webhook_dead_lettered: single_counter(
+                "webhook_dead_lettered_total",
+                "Webhooks this gateway moved to the dead-letter state",
             ),
         }
     })

@@ -244,7 +244,7 @@ fn set_owner_only(_file: &fs::File) -> std::io::Result<()> {
     Ok(())
 }
 
-fn decode_key(text: &str) -> Result<[u8; 32], TokenStoreError> {
+pub(crate) fn decode_key(text: &str) -> Result<[u8; 32], TokenStoreError> {
     let text = text.trim();
     let bytes = if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
         hex::decode(text).map_err(|_| TokenStoreError::BadKey)?

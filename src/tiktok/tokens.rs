@@ -1,5 +1,12 @@
 //! Shop access tokens: served lock-free on the hot path, refreshed in the background before they
-//! expire, one refresh in flight per shop, persisted to the encrypted [`TokenStore`].
+//! expire, one refresh in flight per shop, kept sealed in the state store ([`TokenVault`]).
+//!
+//! On a shared state backend the refresh is single-flight across the fleet: a replica first
+//! reads the stored tokens (another replica may have refreshed already), then takes the shop's
+//! refresh lease; only the holder calls TikTok, stores the answer under a higher generation and
+//! gives the lease back, while the others wait for that generation and use it. Tokens held in
+//! memory keep serving calls while the store is unreachable; an answer TikTok gave that could
+//! not be stored is kept and stored again until the store takes it.
 //!
 //! A refresh forced by TikTok's expired-token answer follows the same rules as the background
 //! one: it joins the refresh in flight, waits out the back-off after a failed refresh (callers
@@ -7,21 +14,25 @@
 //! requests meet the error), and happens only if the token that met the error is still the
 //! current one (see [`AccessToken::generation`]).
 //!
-//! Sources, per configured shop: the token store if it holds the shop with a usable refresh token
+//! Sources, per configured shop: the state store if it holds the shop with a usable refresh token
 //! (it has the newest tokens, since every refresh is saved there), otherwise the tokens from
 //! config secrets. Shops that are not configured are never served, even if the store has them.
+//! A token file of earlier versions (`tiktok.token_store.path`) is imported into the store at
+//! start for shops the store does not hold.
 //!
 //! Nothing here logs or returns a token, the app secret or the refresh URL (which carries both):
 //! errors name the shop and what failed.
 
 mod access;
 mod refresh;
+mod vault;
 
 pub use access::AccessToken;
+pub use vault::TokenVault;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -32,7 +43,7 @@ use prometheus::IntCounterVec;
 use thiserror::Error;
 use tokio::sync::watch;
 
-use super::token_store::{TokenSet, TokenStore};
+use super::token_store::TokenSet;
 use crate::clock::SharedClock;
 use crate::config::Secret;
 
@@ -129,6 +140,10 @@ pub enum TokenError {
     Ca { path: String, reason: String },
     #[error("tiktok tokens: refresh task failed")]
     Task,
+    #[error(
+        "tiktok tokens: shop {0}: another gateway is refreshing; its tokens are not stored yet"
+    )]
+    RefreshElsewhere(String),
     #[error("tiktok tokens: metrics: {0}")]
     Metrics(String),
 }
@@ -139,6 +154,7 @@ impl TokenError {
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
             Self::RefreshBackoff { retry_in_secs, .. } => Some(*retry_in_secs),
+            Self::RefreshElsewhere(_) => Some(1),
             _ => None,
         }
     }
@@ -196,13 +212,21 @@ struct ShopState {
     flight: Mutex<Option<RefreshFlight>>,
     /// Unix seconds before which no refresh is tried after a failure (background or forced).
     retry_not_before: AtomicI64,
+    /// The current tokens came from TikTok but are not in the store yet.
+    unsaved: AtomicBool,
+}
+
+/// Why a refresh runs: to stay ahead of expiry, or because TikTok refused the token of this
+/// generation.
+#[derive(Debug, Clone, Copy)]
+enum Need {
+    Due,
+    Replace(u64),
 }
 
 struct Inner {
     shops: HashMap<Box<str>, Arc<ShopState>>,
-    store: Option<Arc<TokenStore>>,
-    /// Serialises store writes so two shops refreshing at once cannot lose each other's update.
-    save_lock: tokio::sync::Mutex<()>,
+    vault: Option<TokenVault>,
     clock: SharedClock,
     settings: TokenManagerSettings,
     refreshes: IntCounterVec,
@@ -223,16 +247,47 @@ impl std::fmt::Debug for TokenManager {
 }
 
 impl TokenManager {
-    /// Builds the manager from config and, if given, the store (read here: blocking, so call at
-    /// startup or in `spawn_blocking`).
+    /// Builds the manager from config and, if given, the vault and the tokens of a legacy token
+    /// file to import (the store is read here, on a runtime of its own: call at start-up).
     pub fn new(
         settings: TokenManagerSettings,
         shops: Vec<ShopTokenSettings>,
-        store: Option<TokenStore>,
+        vault: Option<(TokenVault, HashMap<String, TokenSet>)>,
         clock: SharedClock,
     ) -> Result<Self, TokenError> {
-        let stored = match &store {
-            Some(store) => store.load().map_err(|e| TokenError::Store(e.to_string()))?,
+        let (vault, legacy) = match vault {
+            Some((vault, legacy)) => (Some(vault), legacy),
+            None => (None, HashMap::new()),
+        };
+        let stored = match &vault {
+            Some(vault) => {
+                let ids: Vec<String> = shops.iter().map(|s| s.shop_id.clone()).collect();
+                let now_ms = clock.unix_millis();
+                let load = async {
+                    let mut out = HashMap::new();
+                    for id in ids {
+                        match vault.load(&id).await? {
+                            Some((generation, set)) => {
+                                out.insert(id, (generation, set));
+                            }
+                            None => {
+                                // Import a legacy file's tokens once, as generation 1.
+                                if let Some(set) = legacy.get(&id) {
+                                    vault.save(&id, 1, set, now_ms).await?;
+                                    out.insert(id, (1, set.clone()));
+                                }
+                            }
+                        }
+                    }
+                    Ok(out)
+                };
+                crate::state::block_on_startup(async {
+                    load.await.map_err(|e: TokenError| {
+                        crate::state::StateError::Unavailable(e.to_string())
+                    })
+                })
+                .map_err(|e| TokenError::Store(e.to_string()))?
+            }
             None => HashMap::new(),
         };
         let now = clock.unix_seconds();
@@ -259,7 +314,9 @@ impl TokenManager {
                 refresh_expires_at: shop.refresh_expires_at,
             };
             let current = match stored.get(&shop.shop_id) {
-                Some(set) if set.refresh_expires_at > now => Current::from_set(set.clone(), 0),
+                Some((generation, set)) if set.refresh_expires_at > now => {
+                    Current::from_set(set.clone(), *generation)
+                }
                 _ => from_config,
             };
             let state = ShopState {
@@ -269,6 +326,7 @@ impl TokenManager {
                 current: ArcSwap::from_pointee(current),
                 flight: Mutex::new(None),
                 retry_not_before: AtomicI64::new(i64::MIN),
+                unsaved: AtomicBool::new(false),
             };
             map.insert(shop.shop_id.into_boxed_str(), Arc::new(state));
         }
@@ -283,8 +341,7 @@ impl TokenManager {
         Ok(Self {
             inner: Arc::new(Inner {
                 shops: map,
-                store: store.map(Arc::new),
-                save_lock: tokio::sync::Mutex::new(()),
+                vault,
                 clock,
                 settings,
                 refreshes,
@@ -366,7 +423,7 @@ impl TokenManager {
                             retry_in_secs: u64::try_from(not_before - now).unwrap_or(u64::MAX),
                         });
                     }
-                    self.start_flight(shop, &mut slot)
+                    self.start_flight(shop, &mut slot, Need::Replace(used_generation))
                 }
             }
         };
@@ -427,6 +484,7 @@ impl TokenManager {
             if *shutdown.borrow() {
                 return;
             }
+            self.inner.save_unsaved().await;
             for (shop, result) in self.refresh_due().await {
                 match result {
                     Ok(()) => tracing::info!(shop = %shop, "tiktok access token refreshed"),
@@ -479,7 +537,7 @@ impl TokenManager {
         let mut slot = shop.flight.lock();
         match slot.as_ref() {
             Some(flight) => flight.clone(),
-            None => self.start_flight(shop, &mut slot),
+            None => self.start_flight(shop, &mut slot, Need::Due),
         }
     }
 
@@ -488,11 +546,12 @@ impl TokenManager {
         &self,
         shop: &Arc<ShopState>,
         slot: &mut Option<RefreshFlight>,
+        need: Need,
     ) -> RefreshFlight {
         let inner = self.inner.clone();
         let task_shop = shop.clone();
         let handle = tokio::spawn(async move {
-            let result = inner.refresh(&task_shop).await;
+            let result = inner.refresh(&task_shop, need).await;
             // The slot lock is held by the starter until the new flight is stored, so this
             // always clears the flight this task belongs to; the new tokens or the back-off
             // are stored before it.
@@ -508,23 +567,99 @@ impl TokenManager {
 }
 
 impl Inner {
-    async fn refresh(&self, shop: &ShopState) -> Result<(), TokenError> {
-        let result = self.refresh_once(shop).await;
-        let outcome = if result.is_ok() { "ok" } else { "error" };
-        self.refreshes
-            .with_label_values(&[shop.shop_id.as_str(), outcome])
-            .inc();
-        if result.is_err() {
-            let retry = self
-                .clock
-                .unix_seconds()
-                .saturating_add(secs(self.settings.retry_interval));
-            shop.retry_not_before.store(retry, Ordering::Relaxed);
+    async fn refresh(&self, shop: &ShopState, need: Need) -> Result<(), TokenError> {
+        let result = match &self.vault {
+            Some(vault) => self.refresh_fleet(shop, need, vault).await,
+            None => self.refresh_once(shop).await.map(|_| ()),
+        };
+        match &result {
+            Ok(()) => {}
+            // Waiting for another replica is not a failed refresh: no back-off, no count.
+            Err(TokenError::RefreshElsewhere(_)) => return result,
+            Err(_) => {
+                let retry = self
+                    .clock
+                    .unix_seconds()
+                    .saturating_add(secs(self.settings.retry_interval));
+                shop.retry_not_before.store(retry, Ordering::Relaxed);
+            }
         }
         result
     }
 
-    async fn refresh_once(&self, shop: &ShopState) -> Result<(), TokenError> {
+    /// Whether the shop still needs a refresh for `need` with the tokens it holds now.
+    fn needed(&self, shop: &ShopState, need: Need) -> bool {
+        let current = shop.current.load();
+        match need {
+            Need::Replace(generation) => current.generation == generation,
+            Need::Due => {
+                let now = self.clock.unix_seconds();
+                let margin = secs(self.settings.refresh_margin);
+                current
+                    .access_expires_at
+                    .is_none_or(|exp| exp.saturating_sub(margin) <= now)
+            }
+        }
+    }
+
+    /// Takes newer tokens from the store if it has them; `true` when it did.
+    async fn adopt_stored(&self, shop: &ShopState, vault: &TokenVault) -> Result<bool, TokenError> {
+        let Some((generation, set)) = vault.load(&shop.shop_id).await? else {
+            return Ok(false);
+        };
+        if generation <= shop.current.load().generation {
+            return Ok(false);
+        }
+        shop.current
+            .store(Arc::new(Current::from_set(set, generation)));
+        shop.unsaved.store(false, Ordering::Relaxed);
+        shop.retry_not_before.store(i64::MIN, Ordering::Relaxed);
+        Ok(true)
+    }
+
+    /// The fleet-wide refresh: newer stored tokens first, then the lease; the holder calls
+    /// TikTok, the others wait for what it stores.
+    async fn refresh_fleet(
+        &self,
+        shop: &ShopState,
+        need: Need,
+        vault: &TokenVault,
+    ) -> Result<(), TokenError> {
+        if self.adopt_stored(shop, vault).await? && !self.needed(shop, need) {
+            return Ok(());
+        }
+        if !vault.lease(&shop.shop_id, self.clock.unix_millis()).await? {
+            // Another replica refreshes: use what it stores, polling for up to one lease.
+            let deadline = tokio::time::Instant::now() + vault.lease;
+            while tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if self.adopt_stored(shop, vault).await.unwrap_or(false) {
+                    return Ok(());
+                }
+            }
+            return Err(TokenError::RefreshElsewhere(shop.shop_id.clone()));
+        }
+        // A holder before us may have finished between the read and the lease.
+        let result = match self.adopt_stored(shop, vault).await {
+            Ok(true) if !self.needed(shop, need) => Ok(()),
+            Err(e) => Err(e),
+            Ok(_) => self.refresh_once(shop).await.map(|_| ()),
+        };
+        vault.release(&shop.shop_id).await;
+        result
+    }
+
+    /// Calls TikTok with the shop's refresh token and installs (and stores) the answer.
+    async fn refresh_once(&self, shop: &ShopState) -> Result<u64, TokenError> {
+        let result = self.call_refresh(shop).await;
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        self.refreshes
+            .with_label_values(&[shop.shop_id.as_str(), outcome])
+            .inc();
+        result
+    }
+
+    async fn call_refresh(&self, shop: &ShopState) -> Result<u64, TokenError> {
         let now = self.clock.unix_seconds();
         let current = shop.current.load_full();
         let refresh_token = current
@@ -538,33 +673,64 @@ impl Inner {
         )
         .ok_or_else(|| TokenError::BadAuthBase(shop.shop_id.clone()))?;
         let set = refresh::call(&shop.http, url, &shop.shop_id, now).await?;
+        let generation = current.generation + 1;
         shop.current
-            .store(Arc::new(Current::from_set(set, current.generation + 1)));
+            .store(Arc::new(Current::from_set(set, generation)));
         shop.retry_not_before.store(i64::MIN, Ordering::Relaxed);
-        // TikTok may already have retired the old refresh token, so a failed save is loud; the
-        // new tokens are still used from memory.
-        if let Err(e) = self.save().await {
-            tracing::error!(shop = %shop.shop_id, error = %e, "tiktok tokens refreshed but not saved");
+        // TikTok may already have retired the old refresh token: what it answered must reach
+        // the store. Tried a few times now; if the store is still down, the background loop
+        // keeps trying, and the new tokens are used from memory meanwhile.
+        shop.unsaved.store(true, Ordering::Relaxed);
+        for attempt in 0..3 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            if self.save(shop).await.is_ok() {
+                break;
+            }
+        }
+        if shop.unsaved.load(Ordering::Relaxed) {
+            tracing::error!(shop = %shop.shop_id, "tiktok tokens refreshed but not stored yet; will keep trying");
+        }
+        Ok(generation)
+    }
+
+    /// Stores the shop's current tokens if they are not stored yet.
+    async fn save(&self, shop: &ShopState) -> Result<(), TokenError> {
+        let Some(vault) = &self.vault else {
+            shop.unsaved.store(false, Ordering::Relaxed);
+            return Ok(());
+        };
+        if !shop.unsaved.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let current = shop.current.load_full();
+        let Some(set) = current.to_set() else {
+            shop.unsaved.store(false, Ordering::Relaxed);
+            return Ok(());
+        };
+        vault
+            .save(
+                &shop.shop_id,
+                current.generation,
+                &set,
+                self.clock.unix_millis(),
+            )
+            .await?;
+        // Unless a newer refresh replaced them meanwhile, these are now stored.
+        if shop.current.load().generation == current.generation {
+            shop.unsaved.store(false, Ordering::Relaxed);
         }
         Ok(())
     }
 
-    /// Writes every shop's complete tokens to the store (a snapshot taken under the lock, so
-    /// the last writer always writes the newest state).
-    async fn save(&self) -> Result<(), TokenError> {
-        let Some(store) = self.store.clone() else {
-            return Ok(());
-        };
-        let _guard = self.save_lock.lock().await;
-        let snapshot: HashMap<String, TokenSet> = self
-            .shops
-            .values()
-            .filter_map(|shop| Some((shop.shop_id.clone(), shop.current.load().to_set()?)))
-            .collect();
-        tokio::task::spawn_blocking(move || store.save(&snapshot))
-            .await
-            .map_err(|_| TokenError::Task)?
-            .map_err(|e| TokenError::Store(e.to_string()))
+    /// Stores every refreshed token set the store missed.
+    async fn save_unsaved(&self) {
+        for shop in self.shops.values() {
+            if shop.unsaved.load(Ordering::Relaxed) && self.save(shop).await.is_ok() {
+                tracing::info!(shop = %shop.shop_id, "refreshed tiktok tokens stored");
+            }
+        }
     }
 }
 

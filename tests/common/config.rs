@@ -201,6 +201,7 @@ pub struct Config {
     pub routes: Vec<Route>,
     pub rate_limits: Option<RateLimits>,
     pub webhooks: Option<Webhooks>,
+    pub state: Option<State>,
     pub privacy: Option<Privacy>,
     pub admin: Option<Admin>,
     pub trusted_proxies: Vec<String>,
@@ -276,6 +277,11 @@ impl Config {
 
     pub fn webhooks(mut self, w: Webhooks) -> Self {
         self.webhooks = Some(w);
+        self
+    }
+
+    pub fn state(mut self, s: State) -> Self {
+        self.state = Some(s);
         self
     }
 
@@ -355,8 +361,12 @@ impl Config {
                 ),
             ));
         }
+        if let Some(st) = &self.state {
+            top.push(("state".into(), st.yaml(files)));
+        }
         if let Some(w) = &self.webhooks {
-            top.push(("webhooks".into(), w.yaml(dir, files)));
+            // With a `state:` section the queue lives there, not in `webhooks.queue_path`.
+            top.push(("webhooks".into(), w.yaml(dir, files, self.state.is_none())));
         }
         if let Some(r) = &self.rate_limits {
             top.push(("rate_limits".into(), r.yaml()));
@@ -934,8 +944,8 @@ pub struct TikTok {
     /// `(rate, burst)`.
     pub pacing: Option<(String, u32)>,
     pub token_refresh_margin: Option<String>,
-    /// `(path, 32-byte key as hex)`.
-    pub token_store: Option<(PathBuf, String)>,
+    /// `(legacy file path, 32-byte key as hex)`.
+    pub token_store: Option<(Option<PathBuf>, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -1116,14 +1126,10 @@ impl TikTok {
         }
         opt(&mut m, "token_refresh_margin", &self.token_refresh_margin);
         if let Some((path, key)) = &self.token_store {
-            let key = file_secret(files, "token_store_key", key);
-            m.push((
-                "token_store".into(),
-                Y::Map(vec![
-                    ("path".into(), q(path.display().to_string())),
-                    ("key".into(), key),
-                ]),
-            ));
+            let mut ts = Vec::new();
+            opt(&mut ts, "path", path);
+            ts.push(("key".into(), file_secret(files, "token_store_key", key)));
+            m.push(("token_store".into(), Y::Map(ts)));
         }
         Y::Map(m)
     }
@@ -1155,20 +1161,88 @@ impl Webhooks {
         self
     }
 
-    fn yaml(&self, dir: &Path, files: &mut Vec<SideFile>) -> Y {
-        let queue = self
-            .queue_path
-            .clone()
-            .unwrap_or_else(|| dir.join("queue.redb"));
-        let mut m = vec![
-            ("queue_path".to_owned(), q(queue.display().to_string())),
-            (
-                "forward_secret".to_owned(),
-                file_secret(files, "forward_secret", &self.forward_secret),
-            ),
-        ];
+    fn yaml(&self, dir: &Path, files: &mut Vec<SideFile>, with_queue_path: bool) -> Y {
+        let mut m = Vec::new();
+        if with_queue_path {
+            let queue = self
+                .queue_path
+                .clone()
+                .unwrap_or_else(|| dir.join("queue.redb"));
+            m.push(("queue_path".to_owned(), q(queue.display().to_string())));
+        }
+        m.push((
+            "forward_secret".to_owned(),
+            file_secret(files, "forward_secret", &self.forward_secret),
+        ));
         opt(&mut m, "max_retry_backoff", &self.max_retry_backoff);
         opt(&mut m, "dedup_ttl", &self.dedup_ttl);
+        Y::Map(m)
+    }
+}
+
+/// `state`: the backend and its timing.
+#[derive(Debug, Clone)]
+pub struct State {
+    pub backend: String,
+    pub path: Option<PathBuf>,
+    /// The Postgres URL, written as a secret file.
+    pub url: Option<String>,
+    pub schema: Option<String>,
+    pub lease: Option<String>,
+    pub poll_interval: Option<String>,
+    pub timeout: Option<String>,
+}
+
+impl State {
+    pub fn embedded(path: &Path) -> Self {
+        Self {
+            backend: "embedded".into(),
+            path: Some(path.to_path_buf()),
+            url: None,
+            schema: None,
+            lease: None,
+            poll_interval: None,
+            timeout: None,
+        }
+    }
+
+    pub fn postgres(url: &str, schema: &str) -> Self {
+        Self {
+            backend: "postgres".into(),
+            path: None,
+            url: Some(url.to_owned()),
+            schema: Some(schema.to_owned()),
+            lease: None,
+            poll_interval: None,
+            timeout: None,
+        }
+    }
+
+    pub fn lease(mut self, d: &str) -> Self {
+        self.lease = Some(d.to_owned());
+        self
+    }
+
+    pub fn poll_interval(mut self, d: &str) -> Self {
+        self.poll_interval = Some(d.to_owned());
+        self
+    }
+
+    pub fn timeout(mut self, d: &str) -> Self {
+        self.timeout = Some(d.to_owned());
+        self
+    }
+
+    fn yaml(&self, files: &mut Vec<SideFile>) -> Y {
+        let mut m = vec![("backend".to_owned(), q(&self.backend))];
+        opt(&mut m, "path", &self.path);
+        if let Some(url) = &self.url {
+            m.push(("url".into(), file_secret(files, "database_url", url)));
+        }
+        opt(&mut m, "schema", &self.schema);
+        opt(&mut m, "lease", &self.lease);
+        opt(&mut m, "poll_interval", &self.poll_interval);
+        opt(&mut m, "timeout", &self.timeout);
         Y::Map(m)
     }
 }

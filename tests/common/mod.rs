@@ -135,6 +135,79 @@ impl Drop for TestGateway {
     }
 }
 
+/// The gateway binary running as a process of its own, so a test can kill it the hard way
+/// (`SIGKILL`: no shutdown, no cleanup), as a lost pod or a crashed host would.
+pub struct ChildGateway {
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl ChildGateway {
+    /// Writes `make_config(dir)` as the config and runs `tiktok-gateway run` on it; returns once
+    /// every listener accepts connections. Its output goes to `gateway.out` in `dir`.
+    pub fn start(make_config: impl FnOnce(&Path) -> String) -> ChildGateway {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let yaml = make_config(dir.path());
+        let config_path = dir.path().join("gateway.yaml");
+        std::fs::write(&config_path, yaml).expect("write config");
+        let config = load_file(&config_path).unwrap_or_else(|e| panic!("test config invalid: {e}"));
+        let addrs: Vec<SocketAddr> = config.listeners.iter().map(|l| l.address).collect();
+        let out = std::fs::File::create(dir.path().join("gateway.out")).expect("output file");
+        let err = out.try_clone().expect("output file");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_tiktok-gateway"))
+            .args(["run", "--config"])
+            .arg(&config_path)
+            .stdin(std::process::Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("start the gateway binary");
+        let mut gw = ChildGateway {
+            dir,
+            config_path,
+            child: Some(child),
+        };
+        for addr in addrs {
+            for attempt in 0.. {
+                if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(50)).is_ok() {
+                    break;
+                }
+                if attempt > 400 || gw.exited() {
+                    panic!("gateway process did not listen on {addr}:\n{}", gw.output());
+                }
+                std::thread::sleep(Duration::from_millis(25));
+            }
+        }
+        gw
+    }
+
+    fn exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_none_or(|c| c.try_wait().ok().flatten().is_some())
+    }
+
+    /// What the process printed so far (application log, errors).
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("gateway.out")).unwrap_or_default()
+    }
+
+    /// `SIGKILL`, and waits for the process to be gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for ChildGateway {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 fn wait_listening(addr: SocketAddr) {
     for _ in 0..200 {
         if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(50)).is_ok() {

@@ -1,6 +1,7 @@
 //! TikTok webhooks in: the authenticate stage reads the raw body (bounded) and verifies TikTok's
-//! signature over it before anything parses it (`verify`); this handler stores the event durably,
-//! then answers 200. Delivery to the order service happens
+//! signature over it before anything parses it (`verify`); this handler records its dedupe key
+//! and stores the event in one step of the state store, then answers 200 (a replay within
+//! `dedup_ttl` is answered 200 and stored nowhere). Delivery to the order service happens
 //! from the queue, so TikTok gets its answer in time even when the order service is down, and an
 //! acknowledged event is never lost (policy §9).
 
@@ -13,10 +14,11 @@ use crate::gateway::route::{CompiledRoute, WebhookPlan, WebhookVerifier};
 use crate::pipeline::ctx::RequestCtx;
 use crate::pipeline::privacy_stage;
 use crate::pipeline::stages::{Reply, Request};
+use crate::state::Accepted;
 use crate::telemetry::metrics::metrics;
 use crate::telemetry::readiness::Weight;
 use crate::tiktok::developer_webhook::DeveloperWebhookError;
-use crate::tiktok::queue::NewEvent;
+use crate::tiktok::queue::IncomingEvent;
 use crate::tiktok::webhook::{WebhookError, dedup_key};
 
 /// TikTok expects this body on success.
@@ -54,19 +56,19 @@ pub async fn accept(
         .rewrite_path
         .as_deref()
         .unwrap_or(req.session.req_header().uri.path());
-    let event = NewEvent {
+    let event = IncomingEvent {
         route: route.config.name.clone(),
         target: format!("{}{path}", plan.delivery_origin),
-        dedup_key: key.clone(),
+        dedup_key: key,
         request_id: req.ctx.request_id.clone(),
         body: raw,
     };
-    // Stored before it is marked seen: a crash in between can duplicate, never lose.
-    let held = services.queue.enqueue_held(event).await.map_err(|e| {
-        tracing::error!(route = %route.name, error = %e, "webhook queue write failed");
+    // Committed before the 200: a crash afterwards loses nothing, and a replay is recognised.
+    let accepted = services.queue.accept(event).await.map_err(|e| {
+        tracing::error!(route = %route.name, error = %e, "webhook could not be stored");
         // Not ready at once; the readiness probe clears it when writes succeed again.
         req.gateway.readiness.report(
-            "webhook_queue",
+            "state_backend",
             Weight::Blocking,
             Err(format!("cannot write: {e}")),
         );
@@ -76,27 +78,12 @@ pub async fn accept(
             "queue_unavailable",
             "the webhook could not be stored",
         )
+        .with_header("retry-after", "5")
     })?;
-    let ctx = &mut *req.ctx;
-    match services.replay.first_seen(&key, services.dedup_ttl).await {
-        Ok(true) => {
-            held.release();
-            ctx.reason = Some("accepted");
-        }
-        Ok(false) => {
-            if let Err(e) = held.discard().await {
-                tracing::warn!(route = %route.name, error = %e, "could not drop a duplicate webhook; it may be delivered twice");
-            }
-            ctx.reason = Some("duplicate");
-        }
-        Err(e) => {
-            // Delivering a possible duplicate beats losing an event; the event id lets the
-            // receiver deduplicate.
-            tracing::warn!(route = %route.name, error = %e, "replay cache unavailable; delivering without dedup");
-            held.release();
-            ctx.reason = Some("accepted_unchecked");
-        }
-    }
+    req.ctx.reason = Some(match accepted {
+        Accepted::Stored(_) => "accepted",
+        Accepted::Duplicate => "duplicate",
+    });
     Ok(Reply::json(
         StatusCode::OK,
         Bytes::from_static(ACK_BODY.as_bytes()),

@@ -126,20 +126,41 @@ fn settings() -> TokenManagerSettings {
     }
 }
 
-fn store(dir: &tempfile::TempDir) -> TokenStore {
-    TokenStore::new(dir.path().join("tokens.enc"), &Secret::new(STORE_KEY)).unwrap()
+fn legacy_file(dir: &tempfile::TempDir) -> crate::tiktok::token_store::TokenStore {
+    crate::tiktok::token_store::TokenStore::new(
+        dir.path().join("tokens.enc"),
+        &Secret::new(STORE_KEY),
+    )
+    .unwrap()
+}
+
+fn state_store() -> crate::state::SharedState {
+    Arc::new(
+        crate::state::embedded::EmbeddedStore::open(None, Arc::new(crate::clock::SystemClock))
+            .unwrap(),
+    )
+}
+
+fn vault(store: &crate::state::SharedState) -> TokenVault {
+    TokenVault::new(
+        store.clone(),
+        crate::state::health::StateHealth::new("embedded"),
+        crate::tiktok::token_seal::TokenSealer::new(&Secret::new(STORE_KEY)).unwrap(),
+        Duration::from_secs(5),
+        Duration::from_secs(2),
+    )
 }
 
 #[tokio::test]
 async fn refreshes_within_the_margin_and_persists() {
     // The endpoint's clock is at the refresh time: new tokens last 7 days from then.
     let (mock, base) = mock(T0 + 6 * DAY, Duration::ZERO).await;
-    let dir = tempfile::tempdir().unwrap();
+    let store = state_store();
     let clock = ManualClock::new(T0);
     let tokens = TokenManager::new(
         settings(),
         vec![shop(&base)],
-        Some(store(&dir)),
+        Some((vault(&store), HashMap::new())),
         Arc::new(clock.clone()),
     )
     .unwrap();
@@ -155,10 +176,14 @@ async fn refreshes_within_the_margin_and_persists() {
     assert_eq!(tokens.access_token(SHOP).unwrap().expose(), "acc-1");
     // The endpoint's absolute expiry is taken as is.
     assert_eq!(tokens.access_expires_at(SHOP), Some(T0 + 13 * DAY));
-    let saved = store(&dir).load().unwrap();
-    assert_eq!(saved[SHOP].access_token.expose(), "acc-1");
-    assert_eq!(saved[SHOP].refresh_token.expose(), "ref-1");
-    assert_eq!(saved[SHOP].refresh_expires_at, T0 + 371 * DAY);
+    let (generation, saved) = vault(&store).load(SHOP).await.unwrap().unwrap();
+    assert_eq!(generation, 1);
+    assert_eq!(saved.access_token.expose(), "acc-1");
+    assert_eq!(saved.refresh_token.expose(), "ref-1");
+    assert_eq!(saved.refresh_expires_at, T0 + 371 * DAY);
+    // Sealed at rest: the store never holds the tokens in clear.
+    let sealed = store.load_tokens(SHOP).await.unwrap().unwrap();
+    assert!(!String::from_utf8_lossy(&sealed.sealed).contains("acc-1"));
     // Fresh again: nothing due.
     assert!(tokens.refresh_due().await.is_empty());
 
@@ -166,11 +191,47 @@ async fn refreshes_within_the_margin_and_persists() {
     let restarted = TokenManager::new(
         settings(),
         vec![shop(&base)],
-        Some(store(&dir)),
+        Some((vault(&store), HashMap::new())),
         Arc::new(clock.clone()),
     )
     .unwrap();
     assert_eq!(restarted.access_token(SHOP).unwrap().expose(), "acc-1");
+}
+
+#[tokio::test]
+async fn replicas_sharing_a_store_refresh_once_and_all_use_the_new_tokens() {
+    let (mock, base) = mock(T0 + 6 * DAY, Duration::from_millis(200)).await;
+    let store = state_store();
+    let clock = ManualClock::new(T0 + 6 * DAY);
+    let replicas: Vec<TokenManager> = (0..3)
+        .map(|_| {
+            TokenManager::new(
+                settings(),
+                vec![shop(&base)],
+                Some((vault(&store), HashMap::new())),
+                Arc::new(clock.clone()),
+            )
+            .unwrap()
+        })
+        .collect();
+    let results = futures::future::join_all(replicas.iter().map(|r| r.refresh_due())).await;
+    assert!(
+        results.iter().flatten().all(|(_, r)| r.is_ok()),
+        "{results:?}"
+    );
+    assert_eq!(
+        mock.calls.load(Ordering::SeqCst),
+        1,
+        "one call for the fleet"
+    );
+    for r in &replicas {
+        assert_eq!(r.access_token(SHOP).unwrap().expose(), "acc-1");
+        assert_eq!(r.access_token(SHOP).unwrap().generation(), 1);
+    }
+    // A replica told the old token expired reads the new one instead of refreshing again.
+    let again = replicas[1].force_refresh(SHOP, 0).await.unwrap();
+    assert_eq!(again.expose(), "acc-1");
+    assert_eq!(mock.calls.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
@@ -420,22 +481,38 @@ async fn unconfigured_shops_in_the_store_are_ignored_and_bad_bases_refused() {
         refresh_token: Secret::new("stranger-refresh"),
         refresh_expires_at: T0 + 300 * DAY,
     };
-    store(&dir)
-        .save(&HashMap::from([("999".to_string(), stranger)]))
+    let imported = TokenSet {
+        access_token: Secret::new("imported-access"),
+        access_expires_at: T0 + 5 * DAY,
+        refresh_token: Secret::new("imported-refresh"),
+        refresh_expires_at: T0 + 300 * DAY,
+    };
+    legacy_file(&dir)
+        .save(&HashMap::from([
+            ("999".to_string(), stranger),
+            (SHOP.to_string(), imported),
+        ]))
         .unwrap();
+    let store = state_store();
     let clock = ManualClock::new(T0);
     let tokens = TokenManager::new(
         settings(),
         vec![shop("http://127.0.0.1:9")],
-        Some(store(&dir)),
+        Some((vault(&store), legacy_file(&dir).load().unwrap())),
         Arc::new(clock.clone()),
     )
     .unwrap();
+    // The legacy file's tokens of a configured shop are imported into the store.
+    assert_eq!(
+        tokens.access_token(SHOP).unwrap().expose(),
+        "imported-access"
+    );
+    assert!(store.load_tokens(SHOP).await.unwrap().is_some());
+    assert!(store.load_tokens("999").await.unwrap().is_none());
     assert!(matches!(
         tokens.access_token("999"),
         Err(TokenError::UnknownShop(_))
     ));
-    assert_eq!(tokens.access_token(SHOP).unwrap().expose(), "acc-0");
 
     let err = TokenManager::new(
         settings(),

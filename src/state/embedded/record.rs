@@ -3,18 +3,29 @@
 //! Hand-written rather than JSON so the raw body is stored byte for byte (it is what the order
 //! service will receive and what the gateway's proof signs) without base64 or escaping, and so a
 //! damaged record is detected (truncation, trailing bytes, bad UTF-8) instead of half-read.
+//!
+//! Version 2 (this one) adds the claim's lease token, the dead-letter time and millisecond
+//! due times. Version 1 records (the queue file before the state layer) are still read, once,
+//! by the migration that moves them into the state file's tables.
 
 use bytes::Bytes;
 
-/// Bumped if the layout changes; older records are then refused with a typed error.
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
+const VERSION_1: u8 = 1;
 
 /// Everything the gateway keeps about an accepted webhook until the order service acknowledges it.
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) struct Record {
     pub attempts: u32,
+    /// Unix seconds.
     pub received_at: i64,
+    /// Unix milliseconds: when it is due (or, while claimed, when the claim's lease ends). The
+    /// due index holds exactly this value for live events.
     pub next_attempt_at: i64,
+    /// The current claim's lease token; 0 when unclaimed.
+    pub lease: u64,
+    /// Unix milliseconds at which it was dead-lettered; 0 while live.
+    pub dead_at: i64,
     pub route: String,
     pub target: String,
     pub dedup_key: String,
@@ -29,12 +40,14 @@ pub(crate) struct Malformed;
 impl Record {
     pub fn encode(&self) -> Vec<u8> {
         let strings = [&self.route, &self.target, &self.dedup_key, &self.request_id];
-        let len = 1 + 4 + 8 + 8 + strings.iter().map(|s| 4 + s.len()).sum::<usize>() + 4;
+        let len = 1 + 4 + 8 + 8 + 8 + 8 + strings.iter().map(|s| 4 + s.len()).sum::<usize>() + 4;
         let mut out = Vec::with_capacity(len + self.body.len());
         out.push(VERSION);
         out.extend_from_slice(&self.attempts.to_le_bytes());
         out.extend_from_slice(&self.received_at.to_le_bytes());
         out.extend_from_slice(&self.next_attempt_at.to_le_bytes());
+        out.extend_from_slice(&self.lease.to_le_bytes());
+        out.extend_from_slice(&self.dead_at.to_le_bytes());
         for s in strings {
             put_bytes(&mut out, s.as_bytes());
         }
@@ -50,43 +63,48 @@ impl Record {
         let attempts = u32::from_le_bytes(r.array()?);
         let received_at = i64::from_le_bytes(r.array()?);
         let next_attempt_at = i64::from_le_bytes(r.array()?);
-        let route = r.string()?;
-        let target = r.string()?;
-        let dedup_key = r.string()?;
-        let request_id = r.string()?;
-        let body = Bytes::copy_from_slice(r.prefixed()?);
-        if !r.0.is_empty() {
-            return Err(Malformed);
-        }
-        Ok(Self {
+        let lease = u64::from_le_bytes(r.array()?);
+        let dead_at = i64::from_le_bytes(r.array()?);
+        r.rest(Self {
             attempts,
             received_at,
             next_attempt_at,
-            route,
-            target,
-            dedup_key,
-            request_id,
-            body,
+            lease,
+            dead_at,
+            route: String::new(),
+            target: String::new(),
+            dedup_key: String::new(),
+            request_id: String::new(),
+            body: Bytes::new(),
         })
     }
 
-    /// Rewrites the retry bookkeeping in an encoded record without decoding the rest.
-    pub fn patch_retry(
-        bytes: &mut [u8],
-        attempts: u32,
-        next_attempt_at: i64,
-    ) -> Result<(), Malformed> {
-        if bytes.len() < 21 || bytes[0] != VERSION {
+    /// A version 1 record (the queue file's): retry time in seconds, no lease, never dead.
+    pub fn decode_v1(bytes: &[u8]) -> Result<Self, Malformed> {
+        let mut r = Reader(bytes);
+        if r.take(1)? != [VERSION_1] {
             return Err(Malformed);
         }
-        bytes[1..5].copy_from_slice(&attempts.to_le_bytes());
-        bytes[13..21].copy_from_slice(&next_attempt_at.to_le_bytes());
-        Ok(())
+        let attempts = u32::from_le_bytes(r.array()?);
+        let received_at = i64::from_le_bytes(r.array()?);
+        let next_attempt_at = i64::from_le_bytes(r.array()?).saturating_mul(1000);
+        r.rest(Self {
+            attempts,
+            received_at,
+            next_attempt_at,
+            lease: 0,
+            dead_at: 0,
+            route: String::new(),
+            target: String::new(),
+            dedup_key: String::new(),
+            request_id: String::new(),
+            body: Bytes::new(),
+        })
     }
 }
 
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    // Bodies are bounded far below 4 GiB by the route's body limit; the queue checks it too.
+    // Bodies are bounded far below 4 GiB by the route's body limit; the store checks it too.
     out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
     out.extend_from_slice(bytes);
 }
@@ -116,6 +134,19 @@ impl<'a> Reader<'a> {
         let bytes = self.prefixed()?;
         String::from_utf8(bytes.to_vec()).map_err(|_| Malformed)
     }
+
+    /// The strings and the body, which both versions share, and nothing after them.
+    fn rest(mut self, mut record: Record) -> Result<Record, Malformed> {
+        record.route = self.string()?;
+        record.target = self.string()?;
+        record.dedup_key = self.string()?;
+        record.request_id = self.string()?;
+        record.body = Bytes::copy_from_slice(self.prefixed()?);
+        if !self.0.is_empty() {
+            return Err(Malformed);
+        }
+        Ok(record)
+    }
 }
 
 #[cfg(test)]
@@ -126,7 +157,9 @@ mod tests {
         Record {
             attempts: 3,
             received_at: 1_718_305_585,
-            next_attempt_at: 1_718_305_600,
+            next_attempt_at: 1_718_305_600_123,
+            lease: 77,
+            dead_at: 0,
             route: "tiktok-webhooks".into(),
             target: "http://127.0.0.1:9001/internal/tiktok/events".into(),
             dedup_key: "7380066284010030890".into(),
@@ -142,18 +175,29 @@ mod tests {
     }
 
     #[test]
-    fn patches_retry_fields_in_place() {
-        let mut bytes = sample().encode();
-        Record::patch_retry(&mut bytes, 4, 42).unwrap();
-        let r = Record::decode(&bytes).unwrap();
-        assert_eq!((r.attempts, r.next_attempt_at), (4, 42));
-        assert_eq!(r.body, sample().body);
+    fn reads_version_1_records() {
+        // attempts 2, received 10, next attempt 20 s, then the four strings and the body.
+        let mut v1 = vec![1u8];
+        v1.extend_from_slice(&2u32.to_le_bytes());
+        v1.extend_from_slice(&10i64.to_le_bytes());
+        v1.extend_from_slice(&20i64.to_le_bytes());
+        for s in ["r", "http://x/e", "k", "q", "{}"] {
+            put_bytes(&mut v1, s.as_bytes());
+        }
+        let r = Record::decode_v1(&v1).unwrap();
+        assert_eq!(
+            (r.attempts, r.received_at, r.next_attempt_at),
+            (2, 10, 20_000)
+        );
+        assert_eq!((r.lease, r.dead_at), (0, 0));
+        assert_eq!(&r.body[..], b"{}");
+        assert!(Record::decode(&v1).is_err());
     }
 
     #[test]
     fn refuses_damaged_records() {
         let bytes = sample().encode();
-        for cut in [0, 1, 10, 21, 30, bytes.len() - 1] {
+        for cut in [0, 1, 10, 21, 30, 40, bytes.len() - 1] {
             assert!(Record::decode(&bytes[..cut]).is_err(), "cut at {cut}");
         }
         let mut trailing = bytes.clone();
@@ -162,11 +206,10 @@ mod tests {
         let mut version = bytes.clone();
         version[0] = 9;
         assert!(Record::decode(&version).is_err());
-        assert!(Record::patch_retry(&mut version, 1, 1).is_err());
         let mut utf8 = sample();
         utf8.route = "r".into();
         let mut enc = utf8.encode();
-        enc[25] = 0xff; // the single byte of `route`
+        enc[41] = 0xff; // the single byte of `route`
         assert!(Record::decode(&enc).is_err());
     }
 }

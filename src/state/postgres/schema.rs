@@ -1,0 +1,255 @@
+//! The schema: its migrations, the recorded version, and every statement the store runs. The
+//! schema name is a validated identifier (`validate` checks it), so it is safe to write into the
+//! statements; values always travel as parameters.
+
+use super::{BLOCKS_CHANNEL, unavailable};
+use crate::state::StateError;
+
+/// The version this gateway writes; a database recording a larger one is refused at start-up.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Every replica takes this advisory lock while it creates or migrates a schema, so replicas
+/// starting together do not race (the value is arbitrary but fixed).
+const MIGRATION_LOCK: i64 = 0x7467_775f_7374_6174; // "tgw_stat"
+
+/// Migration `n` (1-based) moves the schema from version `n - 1` to `n`. `{s}` is the schema.
+const MIGRATIONS: &[&str] = &[
+    // 1: queue with dedupe, tokens, leases, block list.
+    r#"
+    CREATE TABLE {s}.webhook_events (
+        id              bigserial PRIMARY KEY,
+        route           text    NOT NULL,
+        target          text    NOT NULL,
+        dedup_key       text    NOT NULL,
+        request_id      text    NOT NULL,
+        body            bytea   NOT NULL,
+        received_at     bigint  NOT NULL,
+        attempts        integer NOT NULL DEFAULT 0,
+        next_attempt_at bigint  NOT NULL,
+        lease           bigint,
+        dead_at         bigint
+    );
+    CREATE INDEX webhook_events_due ON {s}.webhook_events (next_attempt_at) WHERE dead_at IS NULL;
+    CREATE TABLE {s}.webhook_dedupe (
+        key        text   PRIMARY KEY,
+        expires_at bigint NOT NULL
+    );
+    CREATE INDEX webhook_dedupe_expiry ON {s}.webhook_dedupe (expires_at);
+    CREATE TABLE {s}.shop_tokens (
+        shop_id    text   PRIMARY KEY,
+        generation bigint NOT NULL,
+        sealed     bytea  NOT NULL,
+        updated_at bigint NOT NULL
+    );
+    CREATE TABLE {s}.leases (
+        name       text   PRIMARY KEY,
+        owner      text   NOT NULL,
+        expires_at bigint NOT NULL
+    );
+    CREATE TABLE {s}.blocks (
+        id         bigserial PRIMARY KEY,
+        kind       text   NOT NULL,
+        value      text   NOT NULL,
+        reason     text   NOT NULL,
+        expires_at bigint,
+        created_at bigint NOT NULL
+    );
+    INSERT INTO {s}.meta (key, value) VALUES ('block_version', 0) ON CONFLICT DO NOTHING;
+    "#,
+];
+
+fn quoted(schema: &str) -> String {
+    format!("\"{schema}\"")
+}
+
+/// Creates the schema or brings it to [`SCHEMA_VERSION`], in one transaction; returns the
+/// store's instance id. Refuses a schema whose recorded version is newer.
+pub async fn migrate(client: &mut tokio_postgres::Client, schema: &str) -> Result<u64, StateError> {
+    let s = quoted(schema);
+    let txn = client.transaction().await.map_err(unavailable)?;
+    txn.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(unavailable)?;
+    txn.batch_execute(&format!(
+        "CREATE SCHEMA IF NOT EXISTS {s};
+         CREATE TABLE IF NOT EXISTS {s}.meta (key text PRIMARY KEY, value bigint NOT NULL);"
+    ))
+    .await
+    .map_err(unavailable)?;
+    let found: i64 = txn
+        .query_opt(
+            &format!("SELECT value FROM {s}.meta WHERE key = 'schema_version'"),
+            &[],
+        )
+        .await
+        .map_err(unavailable)?
+        .map(|row| row.try_get(0))
+        .transpose()
+        .map_err(unavailable)?
+        .unwrap_or(0);
+    if found > SCHEMA_VERSION {
+        return Err(StateError::NewerSchema {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (i, migration) in MIGRATIONS.iter().enumerate() {
+        let version = i as i64 + 1;
+        if version > found {
+            txn.batch_execute(&migration.replace("{s}", &s))
+                .await
+                .map_err(unavailable)?;
+            tracing::info!(schema, version, "state schema migrated");
+        }
+    }
+    let instance = (rand::random::<u64>() >> 1) as i64;
+    txn.execute(
+        &format!(
+            "INSERT INTO {s}.meta (key, value) VALUES ('schema_version', $1)
+             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+        ),
+        &[&SCHEMA_VERSION],
+    )
+    .await
+    .map_err(unavailable)?;
+    txn.execute(
+        &format!(
+            "INSERT INTO {s}.meta (key, value) VALUES ('instance', $1) ON CONFLICT (key) DO NOTHING"
+        ),
+        &[&instance],
+    )
+    .await
+    .map_err(unavailable)?;
+    let instance: i64 = txn
+        .query_one(
+            &format!("SELECT value FROM {s}.meta WHERE key = 'instance'"),
+            &[],
+        )
+        .await
+        .map_err(unavailable)?
+        .try_get(0)
+        .map_err(unavailable)?;
+    txn.commit().await.map_err(unavailable)?;
+    Ok(instance as u64)
+}
+
+/// Every statement the store runs, written once for its schema.
+pub struct Sql {
+    pub ping: String,
+    pub enqueue: String,
+    pub claim: String,
+    pub ack: String,
+    pub retry: String,
+    pub dead_letter: String,
+    pub release: String,
+    pub stats: String,
+    pub purge_dedupe: String,
+    pub add_block: String,
+    pub remove_block: String,
+    pub block_version: String,
+    pub blocks: String,
+    pub load_tokens: String,
+    pub store_tokens: String,
+    pub try_lease: String,
+    pub release_lease: String,
+}
+
+impl Sql {
+    pub fn new(schema: &str) -> Self {
+        let s = quoted(schema);
+        Self {
+            ping: "SELECT 1".into(),
+            // The dedupe key is recorded (or an expired one renewed) and the event inserted in
+            // one statement: no row back means the key was already seen.
+            enqueue: format!(
+                "WITH seen AS (
+                    INSERT INTO {s}.webhook_dedupe (key, expires_at) VALUES ($1, $2)
+                    ON CONFLICT (key) DO UPDATE SET expires_at = EXCLUDED.expires_at
+                        WHERE {s}.webhook_dedupe.expires_at <= $3
+                    RETURNING 1
+                 )
+                 INSERT INTO {s}.webhook_events
+                    (route, target, dedup_key, request_id, body, received_at, next_attempt_at)
+                 SELECT $4, $5, $1, $6, $7, $8, $3 FROM seen
+                 RETURNING id"
+            ),
+            // A claim moves the due time to the lease's end: a claim nobody finishes is due
+            // again then, on any replica.
+            claim: format!(
+                "UPDATE {s}.webhook_events SET next_attempt_at = $1, lease = $2
+                 WHERE id IN (
+                    SELECT id FROM {s}.webhook_events
+                    WHERE dead_at IS NULL AND next_attempt_at <= $3
+                    ORDER BY next_attempt_at, id
+                    LIMIT $4
+                    FOR UPDATE SKIP LOCKED
+                 )
+                 RETURNING id, route, target, dedup_key, request_id, body, received_at, attempts"
+            ),
+            ack: format!("DELETE FROM {s}.webhook_events WHERE id = $1"),
+            retry: format!(
+                "UPDATE {s}.webhook_events SET attempts = $3, next_attempt_at = $4, lease = NULL
+                 WHERE id = $1 AND lease = $2 AND dead_at IS NULL"
+            ),
+            dead_letter: format!(
+                "UPDATE {s}.webhook_events SET attempts = $3, dead_at = $4, lease = NULL
+                 WHERE id = $1 AND lease = $2 AND dead_at IS NULL"
+            ),
+            release: format!(
+                "UPDATE {s}.webhook_events SET next_attempt_at = $3, lease = NULL
+                 WHERE id = $1 AND lease = $2 AND dead_at IS NULL"
+            ),
+            stats: format!(
+                "SELECT count(*) FILTER (WHERE dead_at IS NULL),
+                        min(received_at) FILTER (WHERE dead_at IS NULL),
+                        count(*) FILTER (WHERE dead_at IS NOT NULL)
+                 FROM {s}.webhook_events"
+            ),
+            purge_dedupe: format!(
+                "DELETE FROM {s}.webhook_dedupe WHERE key IN (
+                    SELECT key FROM {s}.webhook_dedupe WHERE expires_at < $1 LIMIT $2
+                 )"
+            ),
+            add_block: format!(
+                "WITH added AS (
+                    INSERT INTO {s}.blocks (kind, value, reason, expires_at, created_at)
+                    VALUES ($1, $2, $3, $4, $5) RETURNING id
+                 ), bumped AS (
+                    UPDATE {s}.meta SET value = value + 1 WHERE key = 'block_version'
+                 )
+                 SELECT id, pg_notify('{BLOCKS_CHANNEL}', $6) FROM added"
+            ),
+            remove_block: format!(
+                "WITH removed AS (
+                    DELETE FROM {s}.blocks WHERE id = $1 RETURNING id
+                 ), bumped AS (
+                    UPDATE {s}.meta SET value = value + 1
+                    WHERE key = 'block_version' AND EXISTS (SELECT 1 FROM removed)
+                 )
+                 SELECT id, pg_notify('{BLOCKS_CHANNEL}', $2) FROM removed"
+            ),
+            block_version: format!("SELECT value FROM {s}.meta WHERE key = 'block_version'"),
+            blocks: format!(
+                "SELECT id, kind, value, reason, expires_at, created_at FROM {s}.blocks ORDER BY id"
+            ),
+            load_tokens: format!(
+                "SELECT generation, sealed FROM {s}.shop_tokens WHERE shop_id = $1"
+            ),
+            store_tokens: format!(
+                "INSERT INTO {s}.shop_tokens (shop_id, generation, sealed, updated_at)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (shop_id) DO UPDATE
+                    SET generation = EXCLUDED.generation, sealed = EXCLUDED.sealed,
+                        updated_at = EXCLUDED.updated_at
+                    WHERE {s}.shop_tokens.generation < EXCLUDED.generation"
+            ),
+            try_lease: format!(
+                "INSERT INTO {s}.leases (name, owner, expires_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (name) DO UPDATE SET owner = EXCLUDED.owner,
+                    expires_at = EXCLUDED.expires_at
+                    WHERE {s}.leases.expires_at <= $4 OR {s}.leases.owner = EXCLUDED.owner"
+            ),
+            release_lease: format!("DELETE FROM {s}.leases WHERE name = $1 AND owner = $2"),
+        }
+    }
+}
