@@ -32,6 +32,9 @@ pub struct GatewayConfig {
     pub admin: Option<AdminConfig>,
     pub server: ServerConfig,
     pub trusted_proxies: crate::limit::TrustedProxies,
+    /// What `validate` and start-up print but accept: routes that can never match, settings that
+    /// have no effect.
+    pub warnings: Vec<super::ConfigIssue>,
 }
 
 impl GatewayConfig {
