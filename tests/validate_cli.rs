@@ -120,6 +120,19 @@ fn cases() -> Vec<Case> {
             )],
         },
         Case {
+            what: "a listener's setting left at the level of the names: once, not also the listener empty",
+            yaml: "listeners:\n  egress:\n  address: \"127.0.0.1:8080\"\n".into(),
+            ok: false,
+            expected: vec![(
+                "error",
+                "listeners.address",
+                3,
+                3,
+                "`address` belongs under `egress`",
+                Some("indent it under `egress:`, which is empty as written"),
+            )],
+        },
+        Case {
             what: "a duplicate key, without library advice",
             yaml: "listeners:\n  egress:\n    address: \"127.0.0.1:8080\"\n    address: \"127.0.0.1:8081\"\n".into(),
             ok: false,
@@ -142,7 +155,7 @@ fn cases() -> Vec<Case> {
                 3,
                 14,
                 "not an IP:port address (e.g. 127.0.0.1:8080)",
-                None,
+                Some("the port is a number from 1 to 65535"),
             )],
         },
         Case {

@@ -220,6 +220,43 @@ impl<'s> Checker<'s> {
             );
             path.pop();
         }
+        // The same in a map of names (`listeners`, `upstreams`): a setting written at the level
+        // of the names, after a name left empty.
+        if let Some(named) = additional.filter(|a| a.is_object()) {
+            for (i, entry) in entries.iter().enumerate() {
+                if entry.merged
+                    || entry.value.kind() == Kind::Map
+                    || !self.object_has(named, &entry.key)
+                {
+                    continue;
+                }
+                let Some(owner) = entries[..i]
+                    .iter()
+                    .rev()
+                    .find(|e| !e.merged && e.value.kind() == Kind::Null)
+                else {
+                    continue;
+                };
+                skip.push(i);
+                emptied.push(owner.key.as_str());
+                path.push(Step::Key(entry.key.clone()));
+                self.issues.push(
+                    ConfigIssue::error(
+                        path_string(path),
+                        format!("`{}` belongs under `{}`", entry.key, owner.key),
+                    )
+                    .hint(format!(
+                        "indent it under `{}:`, which is empty as written",
+                        owner.key
+                    ))
+                    .at_line_col(
+                        pos_line(entry.key_span.start),
+                        pos_col(entry.key_span.start),
+                    ),
+                );
+                path.pop();
+            }
+        }
 
         frames.push(Frame {
             node,
@@ -258,7 +295,9 @@ impl<'s> Checker<'s> {
                     self.node(&entry.value, property, path, Some(entry.key_span), frames);
                 }
             } else if let Some(additional) = additional.filter(|a| additional_allows(Some(a))) {
-                self.node(&entry.value, additional, path, Some(entry.key_span), frames);
+                if !(emptied.contains(&entry.key.as_str()) && entry.value.kind() == Kind::Null) {
+                    self.node(&entry.value, additional, path, Some(entry.key_span), frames);
+                }
             } else {
                 self.unknown_key(entry, properties, path, frames);
             }
@@ -312,12 +351,18 @@ impl<'s> Checker<'s> {
         // `frames` ends with this map; look at the maps above it, nearest first.
         let depth = frames.len().saturating_sub(1);
         for frame in frames[..depth].iter_mut().rev() {
-            let has_property = self
+            // It belongs there if that map has the key, lacks it, and would take its value.
+            let fits = self
                 .resolve(frame.schema)
                 .get("properties")
                 .and_then(Json::as_object)
-                .is_some_and(|p| p.contains_key(&entry.key));
-            if !has_property || frame.node.get(&entry.key).is_some() {
+                .and_then(|p| p.get(&entry.key))
+                .is_some_and(|s| {
+                    self.branches(s)
+                        .iter()
+                        .any(|b| accepts_kind(b, entry.value.kind()))
+                });
+            if !fits || frame.node.get(&entry.key).is_some() {
                 continue;
             }
             frame.claimed.push(entry.key.clone());
@@ -761,6 +806,16 @@ mod tests {
         assert_eq!(
             issues(""),
             ["1:1: : the config is empty [it needs at least a `listeners:` section]"]
+        );
+    }
+
+    #[test]
+    fn a_setting_left_at_the_level_of_names_is_reported_once() {
+        assert_eq!(
+            issues("listeners:\n  egress:\n  address: \"127.0.0.1:8080\"\n"),
+            [
+                "3:3: listeners.address: `address` belongs under `egress` [indent it under `egress:`, which is empty as written]"
+            ]
         );
     }
 

@@ -205,18 +205,22 @@ fn listeners(v: &mut V, file: &ConfigFile) -> Vec<Listener> {
         let p = format!("listeners.{name}");
         let line = line_of(l);
         let lf = &l.value;
-        let address = match lf.address.value.parse::<SocketAddr>() {
-            Ok(a) => a,
-            Err(_) => {
-                v.issues.at(
+        // A bad address is reported, and the rest of the listener still checked; the checks
+        // that depend on the address are skipped rather than guessed.
+        let address = lf.address.value.parse::<SocketAddr>().ok();
+        if address.is_none() {
+            v.issues.push(
+                ConfigIssue::error(
                     format!("{p}.address"),
-                    &lf.address,
                     "not an IP:port address (e.g. 127.0.0.1:8080)",
-                );
-                continue;
-            }
-        };
-        if !addresses.insert(address) {
+                )
+                .maybe_hint(address_hint(&lf.address.value))
+                .at(&lf.address),
+            );
+        }
+        if let Some(address) = address
+            && !addresses.insert(address)
+        {
             v.issues.at(
                 format!("{p}.address"),
                 &lf.address,
@@ -242,7 +246,8 @@ fn listeners(v: &mut V, file: &ConfigFile) -> Vec<Listener> {
             },
         };
         let tls = lf.tls.as_ref().map(|t| listener_tls(v, &p, t));
-        if tls.is_none() && !address.ip().is_loopback() && !lf.allow_plaintext {
+        let loopback = address.is_some_and(|a| a.ip().is_loopback());
+        if tls.is_none() && address.is_some() && !loopback && !lf.allow_plaintext {
             v.issues.add(
                 p.clone(),
                 line,
@@ -260,7 +265,7 @@ fn listeners(v: &mut V, file: &ConfigFile) -> Vec<Listener> {
         }
         let mut connections = ConnectionLimits::default();
         // Every internal caller shares 127.0.0.1: a per-IP cap there would cap the whole fleet.
-        if address.ip().is_loopback() {
+        if loopback {
             connections.max_per_ip = 0;
         }
         if let Some(c) = &lf.connections {
@@ -335,6 +340,7 @@ fn listeners(v: &mut V, file: &ConfigFile) -> Vec<Listener> {
                 crate::inspect::HostAllowList::any()
             })
         };
+        let Some(address) = address else { continue };
         out.push(Listener {
             name: name.clone(),
             address,
@@ -345,6 +351,20 @@ fn listeners(v: &mut V, file: &ConfigFile) -> Vec<Listener> {
         });
     }
     out
+}
+
+/// The usual fix of a listener address that does not parse.
+fn address_hint(text: &str) -> Option<String> {
+    let (host, port) = text.rsplit_once(':')?;
+    if port.parse::<u16>().is_err() {
+        return Some("the port is a number from 1 to 65535".into());
+    }
+    if host.parse::<std::net::IpAddr>().is_err() && !host.starts_with('[') {
+        return Some(format!(
+            "a listener binds an IP address, not a name: `127.0.0.1:{port}` for loopback, `0.0.0.0:{port}` for every interface"
+        ));
+    }
+    None
 }
 
 fn listener_tls(v: &mut V, p: &str, t: &Spanned<TlsFile>) -> ListenerTls {
