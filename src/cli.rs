@@ -29,16 +29,23 @@ pub enum Command {
         #[arg(long, short, default_value = "gateway.yaml")]
         config: PathBuf,
     },
-    /// Check a config file: prints every error with its YAML path and line; exit 1 if any.
+    /// Check a config file: prints every problem as file:line:col with its YAML path; exit 1 on
+    /// any error.
     #[command(
         long_about = "Check a config file exactly as `run` would load it (secret references \
             resolved, certificate and key files read) without opening a socket. Prints every \
-            problem with its YAML path and line and exits 1 if there is any, 0 otherwise."
+            problem as `file:line:col: error: <yaml.path>: message` with the line and a hint, and \
+            exits 1 if there is any error, 0 otherwise. Warnings (routes that can never match, \
+            settings that have no effect) are printed but do not fail it."
     )]
     Validate {
         /// The gateway's YAML config; relative paths inside it are taken from its folder.
         #[arg(long, short, default_value = "gateway.yaml")]
         config: PathBuf,
+        /// `text` for people (on stderr), `json` for CI (one object on stdout: file, ok, errors,
+        /// warnings, diagnostics[] with severity, file, line, col, path, message, hint).
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
     /// Write a development CA, a server certificate and client certificates into a folder.
     #[command(long_about = CERTS_LONG_ABOUT)]
@@ -80,9 +87,17 @@ pub enum Command {
     },
 }
 
+/// How `validate` prints what it found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
 const RUN_LONG_ABOUT: &str = "Run the gateway with a config file (the default command).
 
-The config is validated first; the gateway does not start with an invalid one.
+The config is validated first, with the same checks and messages as `validate`; the gateway does
+not start with an invalid one, and prints the warnings of a valid one.
 
 Signals:
   SIGHUP   reload the config (so does saving the file); an invalid new config is rejected and

@@ -1,52 +1,96 @@
-//! Reading and parsing a config file into the runtime model.
+//! Reading and parsing a config file into the runtime model, in stages that each report every
+//! problem they find: YAML syntax, then the file's shape (keys and types), then values and
+//! references. A stage runs only when the one before found nothing, so a problem is reported
+//! once, by its cause, never again through what it breaks later.
 
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use super::diagnostics::ConfigError;
+use super::diagnostics::{ConfigError, ConfigIssue, sort};
 use super::file::ConfigFile;
 use super::runtime::GatewayConfig;
-use super::validate;
+use super::yaml_tree::{self, Node, Pos};
+use super::{report, shape, syntax, validate};
 
 /// Largest config file accepted: a config is a few KiB; anything huge is a mistake or an attack.
 const MAX_CONFIG_BYTES: u64 = 4 << 20;
 
 /// Reads, parses and validates `path`.
 pub fn load_file(path: &Path) -> Result<GatewayConfig, ConfigError> {
-    let shown = path.display().to_string();
-    let meta = std::fs::metadata(path)
-        .map_err(|e| ConfigError::single(shown.clone(), None, format!("cannot read: {e}")))?;
-    if meta.len() > MAX_CONFIG_BYTES {
-        return Err(ConfigError::single(
-            shown,
-            None,
-            "config file is larger than 4 MiB",
-        ));
-    }
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::single(shown.clone(), None, format!("cannot read: {e}")))?;
+    let text = read_text(path)?;
     let base_dir = path.parent().unwrap_or(Path::new("."));
     load_str(&text, base_dir, path)
 }
 
-/// Parses and validates YAML text. `base_dir` anchors relative paths; `source` is for display.
-pub fn load_str(text: &str, base_dir: &Path, source: &Path) -> Result<GatewayConfig, ConfigError> {
-    let file: ConfigFile = serde_saphyr::from_str(text).map_err(|e| {
-        let line = e.location().map(|l| l.line()).filter(|l| *l > 0);
-        ConfigError::single(
-            source.display().to_string(),
-            line,
-            first_line(&e.to_string()),
-        )
-    })?;
-    let hash = hex::encode(Sha256::digest(text.as_bytes()));
-    validate::build(&file, base_dir, source.to_path_buf(), hash)
+/// The text of a config file, within the size limit.
+pub fn read_text(path: &Path) -> Result<String, ConfigError> {
+    let unreadable =
+        |e: std::io::Error| ConfigError::single("", None, format!("cannot read the file: {e}"));
+    let meta = std::fs::metadata(path).map_err(unreadable)?;
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(ConfigError::single(
+            "",
+            None,
+            "the file is larger than 4 MiB",
+        ));
+    }
+    std::fs::read_to_string(path).map_err(unreadable)
 }
 
-/// The parser renders a multi-line snippet; the first line carries the message.
-fn first_line(message: &str) -> String {
-    message.lines().next().unwrap_or(message).to_string()
+/// Parses and validates YAML text. `base_dir` anchors relative paths; `source` is for display.
+pub fn load_str(text: &str, base_dir: &Path, source: &Path) -> Result<GatewayConfig, ConfigError> {
+    let root = yaml_tree::parse(text).map_err(|e| ConfigError {
+        issues: vec![syntax::issue(text, &e)],
+    })?;
+    let mut issues = shape::check(root.as_ref());
+    if !issues.is_empty() {
+        sort(&mut issues);
+        return Err(ConfigError { issues });
+    }
+    // The shape check accepts what the deserializer reads; should they ever disagree, the
+    // deserializer's objection is still reported at its place.
+    let file: ConfigFile = serde_saphyr::from_str(text).map_err(|e| ConfigError {
+        issues: vec![deserialize_issue(&e, root.as_ref())],
+    })?;
+    let hash = hex::encode(Sha256::digest(text.as_bytes()));
+    match validate::build(&file, base_dir, source.to_path_buf(), hash) {
+        Ok(mut config) => {
+            report::locate(text, &mut config.warnings);
+            sort(&mut config.warnings);
+            Ok(config)
+        }
+        Err(mut e) => {
+            report::locate(text, &mut e.issues);
+            sort(&mut e.issues);
+            Err(e)
+        }
+    }
+}
+
+fn deserialize_issue(e: &serde_saphyr::Error, root: Option<&Node>) -> ConfigIssue {
+    // The rendered error is `error: line L column C: message` and then a snippet.
+    let first = e.to_string();
+    let first = first.lines().next().unwrap_or_default();
+    let message = first.strip_prefix("error: ").unwrap_or(first);
+    let message = match message.strip_prefix("line ") {
+        Some(rest) => rest.split_once(": ").map_or(message, |(_, m)| m),
+        None => message,
+    };
+    let issue = ConfigIssue::error("", format!("cannot be read: {message}"));
+    match e.location().filter(|l| l.line() > 0) {
+        Some(l) => {
+            let pos = Pos {
+                line: u32::try_from(l.line()).unwrap_or(u32::MAX),
+                col: u32::try_from(l.column()).unwrap_or(u32::MAX),
+            };
+            ConfigIssue {
+                path: root.map(|r| yaml_tree::path_at(r, pos)).unwrap_or_default(),
+                ..issue.at_line_col(l.line(), l.column())
+            }
+        }
+        None => issue,
+    }
 }
 
 /// The loader is total: any text, YAML or not, ends in a config or a `ConfigError`.

@@ -35,6 +35,9 @@ pub struct GatewayConfig {
     pub trusted_proxies: crate::limit::TrustedProxies,
     /// How proxied requests carry the gateway's hop (`forwarded_headers`).
     pub forwarded_headers: crate::inspect::ForwardedStyle,
+    /// What `validate` and start-up print but accept: routes that can never match, settings that
+    /// have no effect.
+    pub warnings: Vec<super::ConfigIssue>,
 }
 
 impl GatewayConfig {

@@ -11,7 +11,7 @@ use http::Method;
 use serde_saphyr::Spanned;
 
 use super::Secret;
-use super::diagnostics::{Issues, line_of};
+use super::diagnostics::{ConfigIssue, Issues, line_of, suggest};
 use super::file::*;
 use super::runtime::*;
 use super::secret_ref::resolve_secret;
@@ -130,10 +130,15 @@ pub fn build(
         &Known {
             listeners: &listeners,
             upstreams: &upstreams,
-            identity: &identity,
             tiktok: tiktok.as_ref(),
         },
     );
+    // Warnings only for a config without errors: next to an error they may only repeat it
+    // (an upstream unused because a route misspells its name).
+    if !v.issues.has_errors() {
+        super::no_effect::check(file, &mut v.issues);
+        shadow_warnings(&mut v, file, &routes);
+    }
     let has_webhook_routes = routes.iter().any(|r| r.auth.webhook().is_some());
     if has_webhook_routes && webhooks.is_none() {
         v.issues.add(
@@ -208,8 +213,10 @@ pub fn build(
         server,
         trusted_proxies,
         forwarded_headers,
+        warnings: Vec::new(),
     };
-    v.issues.into_result(config)
+    let warnings = v.issues.finish()?;
+    Ok(GatewayConfig { warnings, ..config })
 }
 
 fn listeners(v: &mut V, file: &ConfigFile) -> Vec<Listener> {
@@ -223,18 +230,22 @@ fn listeners(v: &mut V, file: &ConfigFile) -> Vec<Listener> {
         let p = format!("listeners.{name}");
         let line = line_of(l);
         let lf = &l.value;
-        let address = match lf.address.value.parse::<SocketAddr>() {
-            Ok(a) => a,
-            Err(_) => {
-                v.issues.at(
+        // A bad address is reported, and the rest of the listener still checked; the checks
+        // that depend on the address are skipped rather than guessed.
+        let address = lf.address.value.parse::<SocketAddr>().ok();
+        if address.is_none() {
+            v.issues.push(
+                ConfigIssue::error(
                     format!("{p}.address"),
-                    &lf.address,
                     "not an IP:port address (e.g. 127.0.0.1:8080)",
-                );
-                continue;
-            }
-        };
-        if !addresses.insert(address) {
+                )
+                .maybe_hint(address_hint(&lf.address.value))
+                .at(&lf.address),
+            );
+        }
+        if let Some(address) = address
+            && !addresses.insert(address)
+        {
             v.issues.at(
                 format!("{p}.address"),
                 &lf.address,
@@ -260,7 +271,8 @@ fn listeners(v: &mut V, file: &ConfigFile) -> Vec<Listener> {
             },
         };
         let tls = lf.tls.as_ref().map(|t| listener_tls(v, &p, t));
-        if tls.is_none() && !address.ip().is_loopback() && !lf.allow_plaintext {
+        let loopback = address.is_some_and(|a| a.ip().is_loopback());
+        if tls.is_none() && address.is_some() && !loopback && !lf.allow_plaintext {
             v.issues.add(
                 p.clone(),
                 line,
@@ -278,7 +290,7 @@ fn listeners(v: &mut V, file: &ConfigFile) -> Vec<Listener> {
         }
         let mut connections = ConnectionLimits::default();
         // Every internal caller shares 127.0.0.1: a per-IP cap there would cap the whole fleet.
-        if address.ip().is_loopback() {
+        if loopback {
             connections.max_per_ip = 0;
         }
         if let Some(c) = &lf.connections {
@@ -353,6 +365,7 @@ fn listeners(v: &mut V, file: &ConfigFile) -> Vec<Listener> {
                 crate::inspect::HostAllowList::any()
             })
         };
+        let Some(address) = address else { continue };
         out.push(Listener {
             name: name.clone(),
             address,
@@ -363,6 +376,20 @@ fn listeners(v: &mut V, file: &ConfigFile) -> Vec<Listener> {
         });
     }
     out
+}
+
+/// The usual fix of a listener address that does not parse.
+fn address_hint(text: &str) -> Option<String> {
+    let (host, port) = text.rsplit_once(':')?;
+    if port.parse::<u16>().is_err() {
+        return Some("the port is a number from 1 to 65535".into());
+    }
+    if host.parse::<std::net::IpAddr>().is_err() && !host.starts_with('[') {
+        return Some(format!(
+            "a listener binds an IP address, not a name: `127.0.0.1:{port}` for loopback, `0.0.0.0:{port}` for every interface"
+        ));
+    }
+    None
 }
 
 fn listener_tls(v: &mut V, p: &str, t: &Spanned<TlsFile>) -> ListenerTls {
@@ -777,10 +804,14 @@ fn tiktok(v: &mut V, file: &TikTokFile) -> TikTokConfig {
             v.issues.at(format!("{p}.id"), &sf.id, "duplicate shop id");
         }
         if !file.apps.contains_key(&sf.app.value) {
-            v.issues.at(
+            let apps: Vec<&str> = file.apps.keys().map(String::as_str).collect();
+            unknown(
+                v,
                 format!("{p}.app"),
                 &sf.app,
-                format!("unknown TikTok app `{}`", sf.app.value),
+                ("TikTok app", "tiktok.apps"),
+                &sf.app.value,
+                &apps,
             );
         }
         let access_token = sf
@@ -1251,10 +1282,14 @@ fn postgres(v: &mut V, f: &StateFile) -> Option<PostgresSettings> {
 
 fn admin(v: &mut V, f: &AdminFile, identity: &IdentityConfig) -> AdminConfig {
     if !identity.jwt.iter().any(|j| j.name == f.jwt.value) {
-        v.issues.at(
-            "admin.jwt",
+        let issuers: Vec<&str> = identity.jwt.iter().map(|j| j.name.as_str()).collect();
+        unknown(
+            v,
+            "admin.jwt".into(),
             &f.jwt,
-            format!("unknown JWT issuer `{}`", f.jwt.value),
+            ("JWT issuer", "identity.jwt"),
+            &f.jwt.value,
+            &issuers,
         );
     }
     AdminConfig {
@@ -1339,13 +1374,79 @@ fn server(v: &mut V, f: Option<&ServerFile>) -> ServerConfig {
 struct Known<'a> {
     listeners: &'a [Listener],
     upstreams: &'a HashMap<String, Arc<Upstream>>,
-    identity: &'a IdentityConfig,
     tiktok: Option<&'a TikTokConfig>,
 }
 
+/// The names a file declares, valid or not. A reference to a declared name whose own section
+/// failed its checks is not reported again: that section's error is the one to fix.
+struct Declared<'a> {
+    listeners: Vec<&'a str>,
+    upstreams: Vec<&'a str>,
+    jwt: Vec<&'a str>,
+    api_keys: Vec<&'a str>,
+    apps: Vec<&'a str>,
+    developer_apps: Vec<&'a str>,
+}
+
+impl<'a> Declared<'a> {
+    fn of(file: &'a ConfigFile) -> Self {
+        let tiktok = file.tiktok.as_ref();
+        Declared {
+            listeners: file.listeners.keys().map(String::as_str).collect(),
+            upstreams: file.upstreams.keys().map(String::as_str).collect(),
+            jwt: file
+                .identity
+                .jwt
+                .iter()
+                .map(|j| j.value.name.value.as_str())
+                .collect(),
+            api_keys: file
+                .identity
+                .api_keys
+                .iter()
+                .map(|k| k.value.name.value.as_str())
+                .collect(),
+            apps: tiktok
+                .map(|t| t.apps.keys().map(String::as_str).collect())
+                .unwrap_or_default(),
+            developer_apps: tiktok
+                .map(|t| t.developer_apps.keys().map(String::as_str).collect())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// What a reference names and where such names are declared, e.g. ("upstream", "upstreams").
+type Named<'a> = (&'a str, &'a str);
+
+/// `unknown <what> `name``, with the closest declared name (or where to declare one) as a hint.
+fn unknown<T>(
+    v: &mut V,
+    path: String,
+    at: &Spanned<T>,
+    (what, section): Named,
+    name: &str,
+    declared: &[&str],
+) {
+    let hint = suggest(name, declared.iter().copied()).unwrap_or_else(|| {
+        if declared.is_empty() {
+            format!("declare it under `{section}`")
+        } else {
+            format!("declared under `{section}`: {}", declared.join(", "))
+        }
+    });
+    v.issues.push(
+        ConfigIssue::error(path, format!("unknown {what} `{name}`"))
+            .hint(hint)
+            .at(at),
+    );
+}
+
 fn routes(v: &mut V, file: &ConfigFile, known: &Known) -> Vec<Arc<Route>> {
+    let declared = Declared::of(file);
     let mut out = Vec::new();
     let mut names = HashSet::new();
+
     for (i, r) in file.routes.iter().enumerate() {
         let p = format!("routes[{i}]");
         let rf = &r.value;
@@ -1354,10 +1455,14 @@ fn routes(v: &mut V, file: &ConfigFile, known: &Known) -> Vec<Arc<Route>> {
                 .at(format!("{p}.name"), &rf.name, "duplicate route name");
         }
         match known.listeners.iter().find(|l| l.name == rf.listener.value) {
-            None => v.issues.at(
+            None if declared.listeners.contains(&rf.listener.value.as_str()) => {}
+            None => unknown(
+                v,
                 format!("{p}.listener"),
                 &rf.listener,
-                format!("unknown listener `{}`", rf.listener.value),
+                ("listener", "listeners"),
+                &rf.listener.value,
+                &declared.listeners,
             ),
             Some(l) if l.role != ListenerRole::Proxy => v.issues.at(
                 format!("{p}.listener"),
@@ -1366,11 +1471,14 @@ fn routes(v: &mut V, file: &ConfigFile, known: &Known) -> Vec<Arc<Route>> {
             ),
             Some(_) => {}
         }
-        if !known.upstreams.contains_key(&rf.upstream.value) {
-            v.issues.at(
+        if !declared.upstreams.contains(&rf.upstream.value.as_str()) {
+            unknown(
+                v,
                 format!("{p}.upstream"),
                 &rf.upstream,
-                format!("unknown upstream `{}`", rf.upstream.value),
+                ("upstream", "upstreams"),
+                &rf.upstream.value,
+                &declared.upstreams,
             );
         }
         let path = match (&rf.match_.path, &rf.match_.path_prefix) {
@@ -1398,13 +1506,16 @@ fn routes(v: &mut V, file: &ConfigFile, known: &Known) -> Vec<Arc<Route>> {
                     .at(format!("{p}.match.methods[{k}]"), m, "not an HTTP method"),
             }
         }
-        let auth = route_auth(v, &p, r, known);
+        let auth = route_auth(v, &p, r, &declared);
         let tiktok = rf.tiktok.as_ref().map(|t| {
-            if known.tiktok.map(|tk| tk.apps.contains_key(&t.value.app)) != Some(true) {
-                v.issues.at(
+            if !declared.apps.contains(&t.value.app.as_str()) {
+                unknown(
+                    v,
                     format!("{p}.tiktok.app"),
                     t,
-                    format!("unknown TikTok app `{}`", t.value.app),
+                    ("TikTok app", "tiktok.apps"),
+                    &t.value.app,
+                    &declared.apps,
                 );
             }
             RouteTikTok {
@@ -1543,6 +1654,46 @@ fn routes(v: &mut V, file: &ConfigFile, known: &Known) -> Vec<Arc<Route>> {
     out
 }
 
+/// Warns about each route an earlier route takes every request of. Only for a config without
+/// errors, so every route of the file is in `routes`, in file order.
+fn shadow_warnings(v: &mut V, file: &ConfigFile, routes: &[Arc<Route>]) {
+    use super::shadowing::{RouteKey, shadowed};
+    let keys: Vec<RouteKey> = routes
+        .iter()
+        .map(|r| RouteKey {
+            listener: &r.listener,
+            host: r.host.as_deref(),
+            path: &r.path,
+            methods: &r.methods,
+        })
+        .collect();
+    for (later, takers) in shadowed(&keys) {
+        let Some(route) = routes.get(later) else {
+            continue;
+        };
+        let i = later;
+        let names: Vec<String> = takers
+            .iter()
+            .filter_map(|t| Some((t, routes.get(*t)?)))
+            .map(|(j, r)| format!("routes[{j}] (`{}`)", r.name))
+            .collect();
+        let mut issue = ConfigIssue::warning(
+            format!("routes[{i}].match"),
+            format!(
+                "route `{}` can never match: {} before it already take{} all its requests",
+                route.name,
+                names.join(" and "),
+                if names.len() == 1 { "s" } else { "" }
+            ),
+        )
+        .hint("move the more specific route first, or narrow the earlier one");
+        if let Some(r) = file.routes.get(i) {
+            issue = issue.at(r);
+        }
+        v.issues.push(issue);
+    }
+}
+
 /// The inspection settings of a route. Content types default to JSON, plus multipart on TikTok
 /// routes (product image uploads).
 /// Route settings that cannot act on the route's kind are refused here, never accepted and
@@ -1647,7 +1798,7 @@ fn route_inspection(
     out
 }
 
-fn route_auth(v: &mut V, p: &str, r: &Spanned<RouteFile>, known: &Known) -> RouteAuth {
+fn route_auth(v: &mut V, p: &str, r: &Spanned<RouteFile>, declared: &Declared) -> RouteAuth {
     let Some(auth) = &r.value.auth else {
         v.issues.at(
             format!("{p}.auth"),
@@ -1673,11 +1824,14 @@ fn route_auth(v: &mut V, p: &str, r: &Spanned<RouteFile>, known: &Known) -> Rout
                 .map(|j| j.as_slice().to_vec())
                 .unwrap_or_default();
             for name in &jwt {
-                if !known.identity.jwt.iter().any(|j| &j.name == name) {
-                    v.issues.at(
+                if !declared.jwt.contains(&name.as_str()) {
+                    unknown(
+                        v,
                         format!("{p}.auth.jwt"),
                         auth,
-                        format!("unknown JWT issuer `{name}`"),
+                        ("JWT issuer", "identity.jwt"),
+                        name,
+                        &declared.jwt,
                     );
                 }
             }
@@ -1686,11 +1840,14 @@ fn route_auth(v: &mut V, p: &str, r: &Spanned<RouteFile>, known: &Known) -> Rout
                 Some(ApiKeyChoice::Any(true)) => Some(Vec::new()),
                 Some(ApiKeyChoice::Names(names)) => {
                     for name in names {
-                        if !known.identity.api_keys.iter().any(|k| &k.name == name) {
-                            v.issues.at(
+                        if !declared.api_keys.contains(&name.as_str()) {
+                            unknown(
+                                v,
                                 format!("{p}.auth.api_key"),
                                 auth,
-                                format!("unknown API key `{name}`"),
+                                ("API key", "identity.api_keys"),
+                                name,
+                                &declared.api_keys,
                             );
                         }
                     }
@@ -1698,11 +1855,14 @@ fn route_auth(v: &mut V, p: &str, r: &Spanned<RouteFile>, known: &Known) -> Rout
                 }
             };
             if let Some(app) = &rules.tiktok_webhook {
-                if known.tiktok.map(|t| t.apps.contains_key(app)) != Some(true) {
-                    v.issues.at(
+                if !declared.apps.contains(&app.as_str()) {
+                    unknown(
+                        v,
                         format!("{p}.auth.tiktok_webhook"),
                         auth,
-                        format!("unknown TikTok app `{app}`"),
+                        ("TikTok app", "tiktok.apps"),
+                        app,
+                        &declared.apps,
                     );
                 }
                 if !jwt.is_empty() || api_keys.is_some() || rules.mtls {
@@ -1714,11 +1874,14 @@ fn route_auth(v: &mut V, p: &str, r: &Spanned<RouteFile>, known: &Known) -> Rout
                 }
             }
             if let Some(app) = &rules.tiktok_developer_webhook {
-                if known.tiktok.map(|t| t.developer_apps.contains_key(app)) != Some(true) {
-                    v.issues.at(
+                if !declared.developer_apps.contains(&app.as_str()) {
+                    unknown(
+                        v,
                         format!("{p}.auth.tiktok_developer_webhook"),
                         auth,
-                        format!("unknown TikTok developer app `{app}`"),
+                        ("TikTok developer app", "tiktok.developer_apps"),
+                        app,
+                        &declared.developer_apps,
                     );
                 }
                 if !jwt.is_empty()

@@ -152,6 +152,10 @@ impl Gateway {
                     .inc();
                 tracing::info!(target: "audit", event = "config_reload", outcome = "applied",
                     hash = %self.snapshot().config.hash, version = %self.snapshot().config.version);
+                // What `validate` would print as warnings: accepted, but worth a look.
+                for warning in &self.snapshot().config.warnings {
+                    tracing::warn!(event = "config_warning", warning = %warning);
+                }
             }
             Err(e) => {
                 metrics()

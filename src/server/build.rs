@@ -22,7 +22,9 @@ use super::reload::{ReloadService, ResolveService};
 use super::tls::listener_settings;
 use crate::admin::AdminApp;
 use crate::auth::{ClientAuthMode, JwksRefresher, build_client_verifier};
-use crate::config::{ClientAuth, ConfigError, GatewayConfig, Listener, ListenerRole, ListenerTls};
+use crate::config::{
+    ClientAuth, ConfigError, ConfigIssue, GatewayConfig, Listener, ListenerRole, ListenerTls,
+};
 use crate::gateway::snapshot::{Snapshot, slow_client_settings};
 use crate::gateway::state::{Gateway, StartError};
 use crate::gateway::state_services::StateBackground;
@@ -196,6 +198,43 @@ pub fn validate(config: GatewayConfig) -> Result<Snapshot, ConfigError> {
     }
     issues.into_result(())?;
     crate::gateway::snapshot::check(config, Arc::new(crate::clock::SystemClock))
+}
+
+/// What `validate` found in a config's text: the snapshot when it is valid, and every issue
+/// (errors, and the warnings that do not fail it) with its position in the text.
+pub struct Validated {
+    pub snapshot: Option<Snapshot>,
+    pub issues: Vec<ConfigIssue>,
+}
+
+/// Loads `text` (read from `path`) and runs [`validate`] on it, keeping the load's warnings.
+pub fn validate_text(text: &str, path: &std::path::Path) -> Validated {
+    let base_dir = path.parent().unwrap_or(std::path::Path::new("."));
+    let config = match crate::config::load_str(text, base_dir, path) {
+        Ok(config) => config,
+        Err(e) => {
+            return Validated {
+                snapshot: None,
+                issues: e.issues,
+            };
+        }
+    };
+    let warnings = config.warnings.clone();
+    match validate(config) {
+        Ok(snapshot) => Validated {
+            snapshot: Some(snapshot),
+            issues: warnings,
+        },
+        Err(e) => {
+            let mut issues = e.issues;
+            crate::config::report::locate(text, &mut issues);
+            issues.extend(warnings);
+            Validated {
+                snapshot: None,
+                issues,
+            }
+        }
+    }
 }
 
 /// A listener's app under its connection caps and request-head deadline. The caps hold a slot
