@@ -90,7 +90,7 @@ async fn not_ready_until_the_jwt_issuer_has_keys() {
     let (status, body) = readyz_until(metrics, "ready", |s, _| s == 200).await;
     assert_eq!(body["status"], "ready");
     assert_eq!(body["causes"], Value::Array(vec![]));
-    assert_eq!(checks(&body), ["jwt:idp"]);
+    assert_eq!(checks(&body), ["jwt:idp", "state_backend"]);
     assert_eq!(status, 200);
 }
 

@@ -235,7 +235,7 @@ mod tests {
         let cases = [
             (
                 "health_check: { type: udp }",
-                "upstreams.orders.health_check.type: `udp` is not a probe type (use `http` or `tcp`)",
+                "upstreams.orders.health_check.type: `type` must be one of `http` or `tcp`, found `udp`",
             ),
             (
                 "health_check: { type: tcp, path: /healthz }",
@@ -287,7 +287,7 @@ mod tests {
             ),
             (
                 "health_check: { intervall: 5s }",
-                "unknown field `intervall`",
+                "upstreams.orders.health_check.intervall: unknown key `intervall` (hint: did you mean `interval`?)",
             ),
         ];
         for (setting, want) in cases {
