@@ -94,7 +94,24 @@ fn main() -> ExitCode {
                 eprintln!("{}: {e}", config.display());
                 return ExitCode::FAILURE;
             }
-            let level = loaded.logging.level.clone();
+            // `RUST_LOG` replaces `logging.level` (same syntax, same cap on dependencies).
+            let logs = match tiktok_gateway::telemetry::filter_from_env(&loaded.logging.level) {
+                Ok(level) => tiktok_gateway::telemetry::AppLogSettings {
+                    level,
+                    sink: loaded.logging.application_log.clone(),
+                },
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let summary = format!(
+                "{} listeners, {} routes, config {} (hash {})",
+                loaded.listeners.len(),
+                loaded.routes.len(),
+                loaded.version,
+                &loaded.hash[..12]
+            );
             let gateway = match Gateway::new(loaded, Arc::new(SystemClock)) {
                 Ok(g) => g,
                 Err(e) => {
@@ -103,10 +120,11 @@ fn main() -> ExitCode {
                 }
             };
             // Every log line, Pingora's included, passes through the redaction engine.
-            if let Err(e) = tiktok_gateway::telemetry::install_logging(&level, &gateway) {
+            if let Err(e) = tiktok_gateway::telemetry::install_logging(&logs, &gateway) {
                 eprintln!("{e}");
                 return ExitCode::FAILURE;
             }
+            tracing::debug!(filter = %logs.level, "{summary}");
             let access_log = gateway.access_log.clone();
             match build::build_server(gateway, Some(config)) {
                 Ok(server) => {

@@ -360,9 +360,11 @@ pub enum LogTarget {
     File(PathBuf),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoggingConfig {
     pub access_log: LogTarget,
+    /// Where application logs go (`logging.application_log`).
+    pub application_log: LogTarget,
     pub level: String,
 }
 

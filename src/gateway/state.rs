@@ -83,11 +83,13 @@ impl Gateway {
         upstreams
             .register(&config.upstreams)
             .map_err(StartError::Upstreams)?;
-        let tiktok =
-            Arc::new(TikTokServices::start(&config, clock.clone()).map_err(StartError::TikTok)?);
         let privacy = privacy_engine(&config)
             .map_err(StartError::Identity)?
             .into_shared();
+        let tiktok = Arc::new(
+            TikTokServices::start(&config, clock.clone(), &access_log, &privacy)
+                .map_err(StartError::TikTok)?,
+        );
         let jwt = jwt_verifiers(&config, clock.clone())?;
         let snapshot = compile(
             config,
@@ -171,6 +173,13 @@ impl Gateway {
                 "tiktok",
                 None,
                 "TikTok apps, shops, tokens and webhook settings apply on restart, so this reload is refused",
+            ));
+        }
+        if current.config.logging != config.logging {
+            return Err(ConfigError::single(
+                "logging",
+                None,
+                "log sinks and the application-log filter apply on restart, so this reload is refused",
             ));
         }
         if delivery_tls(&current.config) != delivery_tls(&config) {

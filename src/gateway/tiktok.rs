@@ -16,7 +16,12 @@ use tokio::sync::OnceCell;
 use crate::clock::SharedClock;
 use crate::config::{DedupBackend, GatewayConfig, TikTokConfig, WebhooksConfig};
 use crate::limit::OutboundPacer;
-use crate::tiktok::delivery::{DeliverySettings, DeliveryTls, DeliveryWorker, https_origin};
+use crate::privacy::SharedPrivacyEngine;
+use crate::telemetry::access_log::{AccessLog, DeliveryRecord};
+use crate::tiktok::delivery::{
+    AttemptReport, DeliveryObserver, DeliverySettings, DeliveryTls, DeliveryWorker, SendError,
+    https_origin,
+};
 use crate::tiktok::queue::WebhookQueue;
 use crate::tiktok::replay::{
     MemoryReplayCache, RedisReplayCache, RedisReplaySettings, ReplayCache, ReplayError,
@@ -46,7 +51,14 @@ pub struct WebhookServices {
 }
 
 impl TikTokServices {
-    pub fn start(config: &GatewayConfig, clock: SharedClock) -> Result<Self, String> {
+    /// `access_log` receives a line per webhook delivery attempt (its path redacted by
+    /// `privacy`).
+    pub fn start(
+        config: &GatewayConfig,
+        clock: SharedClock,
+        access_log: &AccessLog,
+        privacy: &SharedPrivacyEngine,
+    ) -> Result<Self, String> {
         let tokens = config
             .tiktok
             .as_ref()
@@ -55,7 +67,7 @@ impl TikTokServices {
         let webhooks = config
             .webhooks
             .as_ref()
-            .map(|w| webhook_services(w, config, clock))
+            .map(|w| webhook_services(w, config, clock, access_log, privacy))
             .transpose()?;
         let egress = config.tiktok.as_ref().map(egress_services);
         Ok(Self {
@@ -152,6 +164,8 @@ fn webhook_services(
     w: &WebhooksConfig,
     config: &GatewayConfig,
     clock: SharedClock,
+    access_log: &AccessLog,
+    privacy: &SharedPrivacyEngine,
 ) -> Result<WebhookServices, String> {
     let queue = Arc::new(
         WebhookQueue::open(&w.queue_path, clock.clone())
@@ -161,6 +175,10 @@ fn webhook_services(
     let mut settings = DeliverySettings::new(w.forward_secret.clone());
     settings.backoff_cap = w.max_retry_backoff;
     settings.tls = delivery_tls(config);
+    settings.observer = Some(Arc::new(DeliveryLog {
+        log: access_log.clone(),
+        privacy: privacy.clone(),
+    }));
     let delivery = Arc::new(
         DeliveryWorker::new(queue.clone(), settings, clock)
             .map_err(|e| format!("webhooks: {e}"))?,
@@ -181,6 +199,48 @@ fn webhook_services(
         replay,
         dedup_ttl: w.dedup_ttl,
     })
+}
+
+/// Writes a `delivery` line to the access log for every delivery attempt.
+struct DeliveryLog {
+    log: AccessLog,
+    privacy: SharedPrivacyEngine,
+}
+
+impl DeliveryObserver for DeliveryLog {
+    fn attempt(&self, r: &AttemptReport<'_>) {
+        let url = reqwest::Url::parse(&r.event.target).ok();
+        let addr = url.as_ref().and_then(|u| {
+            let host = u.host_str()?;
+            Some(format!("{host}:{}", u.port_or_known_default()?))
+        });
+        let reason = match (r.error, r.status) {
+            (Some(SendError::Timeout), _) => Some("timeout"),
+            (Some(SendError::Connect), _) => Some("connect"),
+            (Some(SendError::Other), _) => Some("other"),
+            (None, Some(s)) if (200..300).contains(&s) && !r.delivered => Some("ack_failed"),
+            (None, Some(_)) if !r.delivered => Some("rejected"),
+            _ => None,
+        };
+        let path = url
+            .as_ref()
+            .map(|u| self.privacy.load().path_for_log(u.path()))
+            .unwrap_or_default();
+        self.log.write_delivery(DeliveryRecord {
+            request_id: &r.event.request_id,
+            event_id: &r.event.public_id,
+            route: &r.event.route,
+            method: "POST",
+            path: &path,
+            upstream_addr: addr.as_deref(),
+            upstream_latency_ms: (r.latency.as_secs_f64() * 1_000_000.0).round() / 1000.0,
+            attempts: r.event.attempts + 1,
+            status: r.status.unwrap_or(0),
+            decision: if r.delivered { "delivered" } else { "retry" },
+            reason,
+            ..Default::default()
+        });
+    }
 }
 
 /// Connects to Redis on first use, on the runtime that serves requests (a connection made on a

@@ -48,6 +48,27 @@ pub struct DeliverySettings {
     pub max_in_flight: usize,
     /// How to reach the order-service upstreams that are behind TLS.
     pub tls: Vec<DeliveryTls>,
+    /// Told about every attempt (the access log's delivery lines).
+    pub observer: Option<Arc<dyn DeliveryObserver>>,
+}
+
+/// One delivery attempt, as [`DeliveryObserver`]s see it.
+#[derive(Debug)]
+pub struct AttemptReport<'a> {
+    pub event: &'a QueuedEvent,
+    /// From sending the request to the order service's answer (or the failure).
+    pub latency: Duration,
+    /// The answer's status, if there was one.
+    pub status: Option<u16>,
+    /// Why there was no answer.
+    pub error: Option<SendError>,
+    /// Answered 2xx and removed from the queue.
+    pub delivered: bool,
+}
+
+/// Watches delivery attempts (logging, metrics).
+pub trait DeliveryObserver: Send + Sync {
+    fn attempt(&self, report: &AttemptReport<'_>);
 }
 
 /// `https://<sni>:<port>`: how queued URLs for a TLS upstream begin, and how the transport finds
@@ -80,6 +101,7 @@ impl DeliverySettings {
             backoff_cap: Duration::from_secs(300),
             max_in_flight: 8,
             tls: Vec::new(),
+            observer: None,
         }
     }
 }
@@ -398,6 +420,7 @@ impl<T: Transport> DeliveryWorker<T> {
         } else {
             event.request_id.as_str()
         };
+        let sent = std::time::Instant::now();
         let result = self
             .transport
             .send(Delivery {
@@ -409,14 +432,28 @@ impl<T: Transport> DeliveryWorker<T> {
                 request_id,
             })
             .await;
+        let latency = sent.elapsed();
+        let report = |status: Option<u16>, error: Option<SendError>, delivered: bool| {
+            if let Some(observer) = &self.settings.observer {
+                observer.attempt(&AttemptReport {
+                    event: &event,
+                    latency,
+                    status,
+                    error,
+                    delivered,
+                });
+            }
+        };
         match result {
             Ok(status) if (200..300).contains(&status) => match self.queue.ack(event.id).await {
                 Ok(()) => {
                     self.metrics.delivered.inc();
+                    report(Some(status), None, true);
                     tracing::debug!(event_id = %event.public_id, route = %event.route, "webhook delivered");
                 }
                 Err(e) => {
                     // Delivered but not removed: it will be sent again and deduped by event id.
+                    report(Some(status), None, false);
                     tracing::error!(event_id = %event.public_id, error = %e, "webhook ack failed");
                     self.reschedule(&event).await;
                 }
@@ -427,6 +464,7 @@ impl<T: Transport> DeliveryWorker<T> {
                     Ok(status) => (Some(status), None),
                     Err(e) => (None, Some(e)),
                 };
+                report(status, error, false);
                 tracing::warn!(
                     event_id = %event.public_id,
                     route = %event.route,

@@ -211,6 +211,8 @@ pub struct Config {
     /// `logging.access_log`; default: `access.log` in the config's folder (what
     /// `TestGateway::access_log` reads).
     pub access_log: Option<String>,
+    /// `logging.application_log` (`stdout`, `stderr` or a path).
+    pub application_log: Option<String>,
     pub log_level: Option<String>,
     /// Leave the `logging` section out entirely.
     pub no_logging: bool,
@@ -388,6 +390,7 @@ impl Config {
                     .clone()
                     .unwrap_or_else(|| dir.join("access.log").display().to_string())),
             )];
+            opt(&mut logging, "application_log", &self.application_log);
             opt(&mut logging, "level", &self.log_level);
             top.push(("logging".into(), Y::Map(logging)));
         }
