@@ -18,9 +18,9 @@ use super::lifecycle::{Ended, InFlight, UnixSignals, run_until_drained};
 use super::metrics_app::MetricsApp;
 use super::readiness::{ReadinessChecks, checks_for};
 use super::reload::{ReloadService, ResolveService};
-use super::tls::listener_settings;
+use super::tls::{TlsFiles, listener_settings};
 use crate::admin::AdminApp;
-use crate::auth::{ClientAuthMode, JwksRefresher, build_client_verifier};
+use crate::auth::{ClientAuthMode, JwksRefresher};
 use crate::config::{ClientAuth, ConfigError, GatewayConfig, Listener, ListenerRole, ListenerTls};
 use crate::gateway::snapshot::{Snapshot, slow_client_settings};
 use crate::gateway::state::{Gateway, StartError};
@@ -52,10 +52,19 @@ pub fn build_server(
     let conf = server.configuration.clone();
     let mut in_flight = InFlight::default();
     let stopping = gateway.clone();
+    // Every TLS listener's certificate, key and client CA, re-read on SIGHUP or change.
+    let mut rotating: Vec<Arc<TlsFiles>> = Vec::new();
 
     for (listener_index, listener) in config.listeners.iter().enumerate() {
         let addr = listener.address.to_string();
-        let tls = |t: &ListenerTls| tls_settings(listener, t);
+        let tls = match &listener.tls {
+            Some(t) => {
+                let (settings, files) = tls_settings(listener, t)?;
+                rotating.push(files);
+                Some(settings)
+            }
+            None => None,
+        };
         match listener.role {
             ListenerRole::Proxy => {
                 let proxy = GatewayProxy {
@@ -66,8 +75,8 @@ pub fn build_server(
                 let app = capped(http_proxy(&conf, proxy), listener);
                 in_flight.listener(app.limiter().clone());
                 let mut svc = Service::new(format!("proxy:{}", listener.name), app);
-                match &listener.tls {
-                    Some(t) => svc.add_tls_with_settings(&addr, None, tls(t)?),
+                match tls {
+                    Some(settings) => svc.add_tls_with_settings(&addr, None, settings),
                     None => svc.add_tcp(&addr),
                 }
                 server.add_service(svc);
@@ -80,13 +89,7 @@ pub fn build_server(
                     listener,
                 );
                 in_flight.listener(app.limiter().clone());
-                add_app(
-                    &mut server,
-                    &listener.name,
-                    app,
-                    &addr,
-                    listener.tls.as_ref().map(tls).transpose()?,
-                );
+                add_app(&mut server, &listener.name, app, &addr, tls);
             }
             ListenerRole::Admin => {
                 let app = timed_app(
@@ -96,13 +99,7 @@ pub fn build_server(
                     listener,
                 );
                 in_flight.listener(app.limiter().clone());
-                add_app(
-                    &mut server,
-                    &listener.name,
-                    app,
-                    &addr,
-                    listener.tls.as_ref().map(tls).transpose()?,
-                );
+                add_app(&mut server, &listener.name, app, &addr, tls);
             }
         }
     }
@@ -113,6 +110,7 @@ pub fn build_server(
             ReloadService {
                 gateway: gateway.clone(),
                 path,
+                tls: rotating,
                 poll: Duration::from_secs(2),
             },
         ));
@@ -149,19 +147,19 @@ pub fn build_server(
 
 /// A TLS listener's settings: certificate, key and client-certificate verifier, each checked here
 /// (Pingora's own loaders panic on a bad file).
-fn tls_settings(listener: &Listener, t: &ListenerTls) -> Result<TlsSettings, StartError> {
-    let fail = |reason: String| StartError::Listener {
-        listener: listener.name.clone(),
-        reason,
-    };
+fn tls_settings(
+    listener: &Listener,
+    t: &ListenerTls,
+) -> Result<(TlsSettings, Arc<TlsFiles>), StartError> {
     let mode = match t.client_auth {
         ClientAuth::None => ClientAuthMode::None,
         ClientAuth::Optional => ClientAuthMode::Optional,
         ClientAuth::Required => ClientAuthMode::Required,
     };
-    let verifier =
-        build_client_verifier(mode, t.client_ca.as_deref()).map_err(|e| fail(e.to_string()))?;
-    listener_settings(t, verifier).map_err(|e| fail(e.to_string()))
+    listener_settings(&listener.name, t, mode).map_err(|e| StartError::Listener {
+        listener: listener.name.clone(),
+        reason: e.to_string(),
+    })
 }
 
 /// What `validate` runs: the same compile as start-up, and the listeners' TLS material loaded the
