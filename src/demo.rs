@@ -199,7 +199,7 @@ pub fn run(port: u16) -> ExitCode {
         level: "warn".into(),
         sink: crate::config::LogTarget::Stdout,
     };
-    if let Err(e) = crate::telemetry::install_logging(&logs, &gateway) {
+    if let Err(e) = crate::telemetry::install_logging(&logs, &gateway.privacy) {
         return fail("logging", e);
     }
     let mint = |scope: &str| {

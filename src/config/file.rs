@@ -826,4 +826,10 @@ pub struct ServerFile {
     #[serde(default)]
     #[schemars(with = "Option<Scalar>")]
     pub drain_delay: Option<S>,
+    /// Folder for the gateway's own runtime files: the socket a `run --upgrade` process takes the
+    /// listening sockets over on (default: `tiktok-gateway` in the system temp folder). Created
+    /// with mode 0700; refused if others may write to it.
+    #[serde(default)]
+    #[schemars(with = "Option<Scalar>")]
+    pub state_dir: Option<S>,
 }

@@ -1111,6 +1111,7 @@ fn server(v: &mut V, f: Option<&ServerFile>) -> ServerConfig {
             threads: default_threads,
             grace_period: Duration::from_secs(10),
             drain_delay: Duration::ZERO,
+            state_dir: super::runtime::default_state_dir(),
         },
         Some(f) => ServerConfig {
             threads: f.threads.unwrap_or(default_threads).max(1),
@@ -1120,6 +1121,11 @@ fn server(v: &mut V, f: Option<&ServerFile>) -> ServerConfig {
                 Duration::from_secs(10),
             ),
             drain_delay: v.duration("server.drain_delay", &f.drain_delay, Duration::ZERO),
+            state_dir: f
+                .state_dir
+                .as_ref()
+                .map(|d| v.base_dir.join(&d.value))
+                .unwrap_or_else(super::runtime::default_state_dir),
         },
     }
 }

@@ -77,15 +77,25 @@ pub enum StartError {
 
 impl Gateway {
     pub fn new(config: GatewayConfig, clock: Arc<dyn Clock>) -> Result<Arc<Self>, StartError> {
+        let privacy = privacy_engine(&config)
+            .map_err(StartError::Identity)?
+            .into_shared();
+        Self::with_privacy(config, clock, privacy)
+    }
+
+    /// As [`Gateway::new`], with the privacy engine already built (start-up builds it first, for
+    /// the application log, so both use one pseudonym key).
+    pub fn with_privacy(
+        config: GatewayConfig,
+        clock: Arc<dyn Clock>,
+        privacy: SharedPrivacyEngine,
+    ) -> Result<Arc<Self>, StartError> {
         let access_log =
             AccessLog::open(&config.logging.access_log).map_err(StartError::AccessLog)?;
         let upstreams = UpstreamRegistry::default();
         upstreams
             .register(&config.upstreams)
             .map_err(StartError::Upstreams)?;
-        let privacy = privacy_engine(&config)
-            .map_err(StartError::Identity)?
-            .into_shared();
         let tiktok = Arc::new(
             TikTokServices::start(&config, clock.clone(), &access_log, &privacy)
                 .map_err(StartError::TikTok)?,

@@ -35,20 +35,41 @@ pub struct GatewayServer {
     gateway: Arc<Gateway>,
 }
 
+/// The Pingora server for `config`, before any service is added. With `upgrade`, its bootstrap
+/// takes the listening sockets over from the running gateway (on the upgrade socket in
+/// `server.state_dir`) instead of binding them.
+pub fn new_server(config: &GatewayConfig, upgrade: bool) -> Server {
+    let conf = ServerConf {
+        threads: config.server.threads,
+        grace_period_seconds: Some(config.server.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(5),
+        upgrade_sock: config.server.upgrade_socket().display().to_string(),
+        ..ServerConf::default()
+    };
+    let opt = pingora::server::configuration::Opt {
+        upgrade,
+        ..Default::default()
+    };
+    Server::new_with_opt_and_conf(Some(opt), conf)
+}
+
 /// Builds a ready-to-run server. `config_path` enables reload on SIGHUP / file change.
 pub fn build_server(
     gateway: Arc<Gateway>,
     config_path: Option<PathBuf>,
 ) -> Result<GatewayServer, StartError> {
+    let server = new_server(&gateway.snapshot().config, false);
+    build_server_on(server, gateway, config_path)
+}
+
+/// Adds the gateway's services to `server` (from [`new_server`], bootstrapped or not).
+pub fn build_server_on(
+    mut server: Server,
+    gateway: Arc<Gateway>,
+    config_path: Option<PathBuf>,
+) -> Result<GatewayServer, StartError> {
     let snapshot = gateway.snapshot();
     let config = &snapshot.config;
-    let conf = ServerConf {
-        threads: config.server.threads,
-        grace_period_seconds: Some(config.server.grace_period.as_secs()),
-        graceful_shutdown_timeout_seconds: Some(5),
-        ..ServerConf::default()
-    };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
     let conf = server.configuration.clone();
     let mut in_flight = InFlight::default();
     let stopping = gateway.clone();

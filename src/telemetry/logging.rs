@@ -14,8 +14,9 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::LogTarget;
-use crate::gateway::state::Gateway;
-use crate::privacy::{LogFilter, LogFormat, LogSettings, PrivacyError, build_subscriber};
+use crate::privacy::{
+    LogFilter, LogFormat, LogSettings, PrivacyError, SharedPrivacyEngine, build_subscriber,
+};
 
 /// The `log_type` of application-log lines.
 pub const APPLICATION: &str = "application";
@@ -56,7 +57,10 @@ pub fn filter_from_env(configured: &str) -> Result<String, LoggingError> {
 
 /// Installs the process-wide subscriber. Call once, after the gateway is built. Directives the
 /// cap makes ineffective are named in one `warn` line, so an operator is not left guessing.
-pub fn install_logging(settings: &AppLogSettings, gateway: &Gateway) -> Result<(), LoggingError> {
+pub fn install_logging(
+    settings: &AppLogSettings,
+    privacy: &SharedPrivacyEngine,
+) -> Result<(), LoggingError> {
     let filter = LogFilter::parse(&settings.level)?;
     let sink = AppSink::open(&settings.sink).map_err(|source| LoggingError::Sink {
         path: match &settings.sink {
@@ -70,13 +74,13 @@ pub fn install_logging(settings: &AppLogSettings, gateway: &Gateway) -> Result<(
             filter: filter.spec().to_owned(),
             format: LogFormat::Json,
         },
-        gateway.privacy.clone(),
+        privacy.clone(),
         Tagged(sink),
     )?;
     subscriber
         .try_init()
         .map_err(|_| PrivacyError::SubscriberAlreadySet)?;
-    crate::privacy::install_panic_hook(gateway.privacy.clone());
+    crate::privacy::install_panic_hook(privacy.clone());
     if let Some(note) = filter.capped_note() {
         tracing::warn!("{note}");
     }

@@ -6,13 +6,14 @@ use std::time::{Duration, Instant};
 
 use super::config::Config;
 
-/// The gateway binary running `dir/gateway.yaml`; its output goes to `dir/out.log`.
+/// The gateway binary running `dir/gateway.yaml`; its output goes to a file in `dir`.
 pub struct Running {
     pub child: Child,
-    dir: PathBuf,
+    out: PathBuf,
 }
 
 impl Running {
+    /// Writes `config` to `dir/gateway.yaml` and runs it; output in `dir/out.log`.
     pub fn start(dir: &Path, config: &Config) -> Running {
         Self::start_with_env(dir, config, &[])
     }
@@ -21,25 +22,30 @@ impl Running {
     pub fn start_with_env(dir: &Path, config: &Config, env: &[(&str, &str)]) -> Running {
         let yaml = config.render(dir);
         std::fs::write(dir.join("gateway.yaml"), yaml).unwrap();
-        let out = std::fs::File::create(dir.join("out.log")).unwrap();
+        Self::spawn(dir, &[], "out.log", env)
+    }
+
+    /// Runs the `dir/gateway.yaml` already written, with extra `run` flags; output in
+    /// `dir/<out>`.
+    pub fn spawn(dir: &Path, flags: &[&str], out: &str, env: &[(&str, &str)]) -> Running {
+        let path = dir.join(out);
+        let file = std::fs::File::create(&path).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_tiktok-gateway"))
             .env_remove("RUST_LOG")
             .envs(env.iter().copied())
             .args(["run", "--config"])
             .arg(dir.join("gateway.yaml"))
+            .args(flags)
             .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
             .spawn()
             .unwrap();
-        Running {
-            child,
-            dir: dir.to_path_buf(),
-        }
+        Running { child, out: path }
     }
 
     pub fn output(&self) -> String {
-        std::fs::read_to_string(self.dir.join("out.log")).unwrap_or_default()
+        std::fs::read_to_string(&self.out).unwrap_or_default()
     }
 
     pub fn signal(&self, name: &str) {

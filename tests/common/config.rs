@@ -419,9 +419,15 @@ pub struct Server {
     pub threads: Option<usize>,
     pub grace_period: Option<String>,
     pub drain_delay: Option<String>,
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Server {
+    pub fn state_dir(mut self, dir: &Path) -> Self {
+        self.state_dir = Some(dir.to_path_buf());
+        self
+    }
+
     pub fn drain_delay(mut self, d: &str) -> Self {
         self.drain_delay = Some(d.to_owned());
         self
@@ -442,6 +448,7 @@ impl Server {
         opt(&mut m, "threads", &self.threads);
         opt(&mut m, "grace_period", &self.grace_period);
         opt(&mut m, "drain_delay", &self.drain_delay);
+        opt(&mut m, "state_dir", &self.state_dir);
         (!m.is_empty()).then_some(Y::Map(m))
     }
 }
