@@ -12,7 +12,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use common::binary::{Running, wait_listening};
-use common::{Config, Listener, Route, Server, Upstream, free_port};
+use common::{Config, Listener, Route, Server, TestGateway, Upstream, free_port};
 use tiktok_gateway::sandbox::orders::{Behaviour, OrderService};
 
 fn listening(addr: SocketAddr) -> bool {
@@ -199,4 +199,28 @@ async fn draining_is_not_ready_while_the_drain_delay_still_serves() {
         .wait_exit(Duration::from_secs(15))
         .unwrap_or_else(|| panic!("still running after the drain:\n{}", gw.output()));
     assert!(exit.success(), "{exit}:\n{}", gw.output());
+}
+
+#[test]
+fn a_reload_that_changes_what_applies_on_restart_is_refused() {
+    let port = free_port();
+    let base = |grace: &str, drain: &str| {
+        Config::new()
+            .listener(Listener::plain("plain", port))
+            .upstream(Upstream::new("orders", loopback(free_port())))
+            .route(Route::prefix("orders", "plain", "/orders/").upstream("orders"))
+            .server(Server::default().grace_period(grace).drain_delay(drain))
+    };
+    let gw = TestGateway::with(&base("10s", "0s"));
+    let dir = gw.dir.path();
+    std::fs::write(&gw.config_path, base("30s", "0s").render(dir)).unwrap();
+    let err = gw.gateway.reload_from(&gw.config_path).unwrap_err();
+    assert!(err.to_string().contains("apply on restart"), "{err}");
+    // The drain delay is read when SIGTERM arrives: it reloads.
+    std::fs::write(&gw.config_path, base("10s", "3s").render(dir)).unwrap();
+    gw.gateway.reload_from(&gw.config_path).unwrap();
+    assert_eq!(
+        gw.gateway.snapshot().config.server.drain_delay,
+        Duration::from_secs(3)
+    );
 }

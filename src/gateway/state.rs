@@ -185,6 +185,16 @@ impl Gateway {
                 "TikTok apps, shops, tokens and webhook settings apply on restart, so this reload is refused",
             ));
         }
+        let (now, next) = (&current.config.server, &config.server);
+        if (now.threads, now.grace_period, &now.state_dir)
+            != (next.threads, next.grace_period, &next.state_dir)
+        {
+            return Err(ConfigError::single(
+                "server",
+                None,
+                "server.threads, grace_period and state_dir apply on restart, so this reload is refused (drain_delay reloads)",
+            ));
+        }
         if current.config.logging != config.logging {
             return Err(ConfigError::single(
                 "logging",

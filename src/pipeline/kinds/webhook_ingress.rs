@@ -16,7 +16,7 @@ use crate::pipeline::stages::{Reply, Request};
 use crate::telemetry::metrics::metrics;
 use crate::telemetry::readiness::Weight;
 use crate::tiktok::developer_webhook::DeveloperWebhookError;
-use crate::tiktok::queue::NewEvent;
+use crate::tiktok::queue::{NewEvent, QueueError};
 use crate::tiktok::webhook::{WebhookError, dedup_key};
 
 /// TikTok expects this body on success.
@@ -64,12 +64,15 @@ pub async fn accept(
     // Stored before it is marked seen: a crash in between can duplicate, never lose.
     let held = services.queue.enqueue_held(event).await.map_err(|e| {
         tracing::error!(route = %route.name, error = %e, "webhook queue write failed");
-        // Not ready at once; the readiness probe clears it when writes succeed again.
-        req.gateway.readiness.report(
-            "webhook_queue",
-            Weight::Blocking,
-            Err(format!("cannot write: {e}")),
-        );
+        // A storage failure makes the gateway not ready at once (the readiness probe clears it
+        // when writes succeed again); a refused event (too large) says nothing about the queue.
+        if matches!(e, QueueError::Storage(_) | QueueError::Task) {
+            req.gateway.readiness.report(
+                "webhook_queue",
+                Weight::Blocking,
+                Err(format!("cannot write: {e}")),
+            );
+        }
         // TikTok retries a non-200, so refusing is safe; acknowledging would lose the event.
         GatewayError::new(
             StatusCode::SERVICE_UNAVAILABLE,
