@@ -28,6 +28,10 @@ pub enum Command {
         /// The gateway's YAML config; relative paths inside it are taken from its folder.
         #[arg(long, short, default_value = "gateway.yaml")]
         config: PathBuf,
+        /// Take the listening sockets over from the running gateway (send it SIGQUIT right
+        /// after starting this one); see `help run`.
+        #[arg(long)]
+        upgrade: bool,
     },
     /// Check a config file: prints every problem as file:line:col with its YAML path; exit 1 on
     /// any error.
@@ -105,9 +109,14 @@ Signals:
   SIGTERM  graceful stop: stop accepting, let in-flight work finish, exit as soon as it has
            (server.grace_period is the longest it may take)
   SIGINT   fast stop
-  SIGQUIT  Pingora's graceful upgrade: offer the listening sockets on its upgrade socket
-           (/tmp/pingora_upgrade.sock), then stop like SIGTERM. This binary has no mode that
-           takes the sockets over yet, so today it behaves like SIGTERM";
+  SIGQUIT  graceful upgrade: hand the listening sockets to a `run --upgrade` process waiting on
+           <server.state_dir>/upgrade.sock, keep serving 5 s, then stop like SIGTERM
+
+Zero-downtime upgrade: start the new binary with `run --upgrade --config <same file>`, then
+send SIGQUIT to the running one within 5 s. The new process takes the listening sockets over
+(nothing is closed, so no connection is refused), waits until the old one has released the
+webhook queue file, and starts serving; connections that arrive meanwhile wait in the sockets'
+backlog.";
 
 const CERTS_LONG_ABOUT: &str = "Write development certificates into a folder: ca.crt (the dev CA), \
 gateway.crt/gateway.key (server: localhost and 127.0.0.1), client.crt/client.key (client: \

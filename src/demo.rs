@@ -197,7 +197,11 @@ pub fn run(port: u16) -> ExitCode {
         Ok(g) => g,
         Err(e) => return fail("gateway", e),
     };
-    if let Err(e) = crate::telemetry::install_logging("warn", &gateway) {
+    let logs = crate::telemetry::AppLogSettings {
+        level: "warn".into(),
+        sink: crate::config::LogTarget::Stdout,
+    };
+    if let Err(e) = crate::telemetry::install_logging(&logs, &gateway.privacy) {
         return fail("logging", e);
     }
     let mint = |scope: &str| {

@@ -1,15 +1,16 @@
 //! tiktok-gateway binary.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
 use tiktok_gateway::cli::{Cli, Command, Format};
 use tiktok_gateway::clock::SystemClock;
-use tiktok_gateway::config::{load_str, read_text, report};
-use tiktok_gateway::gateway::state::{Gateway, StartError};
-use tiktok_gateway::server::{build, dev_certs};
+use tiktok_gateway::config::{StateBackendConfig, load_str, read_text, report};
+use tiktok_gateway::gateway::state::{Gateway, StartError, privacy_engine};
+use tiktok_gateway::server::{build, dev_certs, lifecycle};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -19,6 +20,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run {
         config: "gateway.yaml".into(),
+        upgrade: false,
     }) {
         // The same load and compile as `run`, short of binding listeners and opening state.
         Command::Validate { config, format } => validate(&config, format),
@@ -59,64 +61,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Run { config } => {
-            let name = config.display().to_string();
-            let text = match read_text(&config) {
-                Ok(text) => text,
-                Err(e) => {
-                    eprint!("{}", report::text(&name, "", &e.issues));
-                    return ExitCode::FAILURE;
-                }
-            };
-            let base_dir = config.parent().unwrap_or(Path::new("."));
-            let loaded = match load_str(&text, base_dir, &config) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprint!("{}", report::text(&name, &text, &e.issues));
-                    return ExitCode::FAILURE;
-                }
-            };
-            if !loaded.warnings.is_empty() {
-                eprint!("{}", report::text(&name, &text, &loaded.warnings));
-            }
-            // An address in use stops start-up here, before any state is opened.
-            if let Err(e) = tiktok_gateway::server::lifecycle::check_listeners_bind(&loaded) {
-                eprintln!("{}: {e}", config.display());
-                return ExitCode::FAILURE;
-            }
-            let level = loaded.logging.level.clone();
-            let gateway = match Gateway::new(loaded, Arc::new(SystemClock)) {
-                Ok(g) => g,
-                Err(StartError::Config(e)) => {
-                    let mut issues = e.issues;
-                    report::locate(&text, &mut issues);
-                    eprint!("{}", report::text(&name, &text, &issues));
-                    return ExitCode::FAILURE;
-                }
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            // Every log line, Pingora's included, passes through the redaction engine.
-            if let Err(e) = tiktok_gateway::telemetry::install_logging(&level, &gateway) {
-                eprintln!("{e}");
-                return ExitCode::FAILURE;
-            }
-            let access_log = gateway.access_log.clone();
-            match build::build_server(gateway, Some(config)) {
-                Ok(server) => {
-                    build::run_with_signals(server);
-                    // The access log is written by its own thread: write out the last lines.
-                    access_log.flush(std::time::Duration::from_secs(5));
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("{e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        Command::Run { config, upgrade } => run(config, upgrade),
         #[cfg(feature = "demo")]
         Command::Demo { port } => tiktok_gateway::demo::run(port),
     }
@@ -164,4 +109,96 @@ fn validate(path: &Path, format: Format) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// `run`: start-up in the order that lets a failure stop it early and an upgrade hand over.
+fn run(config: PathBuf, upgrade: bool) -> ExitCode {
+    let name = config.display().to_string();
+    let fail = |e: &dyn std::fmt::Display| {
+        eprintln!("{name}: {e}");
+        ExitCode::FAILURE
+    };
+    let text = match read_text(&config) {
+        Ok(text) => text,
+        Err(e) => {
+            eprint!("{}", report::text(&name, "", &e.issues));
+            return ExitCode::FAILURE;
+        }
+    };
+    let base_dir = config.parent().unwrap_or(Path::new("."));
+    let loaded = match load_str(&text, base_dir, &config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprint!("{}", report::text(&name, &text, &e.issues));
+            return ExitCode::FAILURE;
+        }
+    };
+    if !loaded.warnings.is_empty() {
+        eprint!("{}", report::text(&name, &text, &loaded.warnings));
+    }
+    // An address in use stops start-up here, before any state is opened. An upgrade takes the
+    // addresses over from the running gateway instead.
+    if !upgrade && let Err(e) = lifecycle::check_listeners_bind(&loaded) {
+        return fail(&e);
+    }
+    if let Err(e) = lifecycle::prepare_state_dir(&loaded.server.state_dir) {
+        return fail(&e);
+    }
+    // `RUST_LOG` replaces `logging.level` (same syntax, same cap on dependencies).
+    let logs = match tiktok_gateway::telemetry::filter_from_env(&loaded.logging.level) {
+        Ok(level) => tiktok_gateway::telemetry::AppLogSettings {
+            level,
+            sink: loaded.logging.application_log.clone(),
+        },
+        Err(e) => return fail(&e),
+    };
+    let privacy = match privacy_engine(&loaded) {
+        Ok(p) => p.into_shared(),
+        Err(e) => return fail(&e),
+    };
+    // Every log line, Pingora's included, passes through the redaction engine.
+    if let Err(e) = tiktok_gateway::telemetry::install_logging(&logs, &privacy) {
+        return fail(&e);
+    }
+    tracing::debug!(
+        filter = %logs.level,
+        "{} listeners, {} routes, config {} (hash {})",
+        loaded.listeners.len(),
+        loaded.routes.len(),
+        loaded.version,
+        &loaded.hash[..12]
+    );
+    let mut server = build::new_server(&loaded, upgrade);
+    if upgrade {
+        // Takes the listening sockets over (Pingora exits 1 if none arrive within about 5 s),
+        // then waits for the old gateway to let go of the embedded state file.
+        server.bootstrap();
+        tracing::info!("upgrade: listening sockets taken over");
+        if let StateBackendConfig::Embedded { path: Some(path) } = &loaded.state.backend {
+            let limit = loaded.server.grace_period + Duration::from_secs(30);
+            if let Err(e) = lifecycle::wait_for_store(path, limit) {
+                return fail(&e);
+            }
+        }
+    }
+    let gateway = match Gateway::with_privacy(loaded, Arc::new(SystemClock), privacy) {
+        Ok(g) => g,
+        Err(StartError::Config(e)) => {
+            let mut issues = e.issues;
+            report::locate(&text, &mut issues);
+            eprint!("{}", report::text(&name, &text, &issues));
+            return ExitCode::FAILURE;
+        }
+        Err(e) => return fail(&e),
+    };
+    let access_log = gateway.access_log.clone();
+    match build::build_server_on(server, gateway, Some(config.clone())) {
+        Ok(server) => {
+            build::run_with_signals(server);
+            // The access log is written by its own thread: write out the last lines.
+            access_log.flush(Duration::from_secs(5));
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
 }

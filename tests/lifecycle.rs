@@ -9,86 +9,14 @@ mod common;
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Config, Listener, Route, Server, Upstream, free_port};
+use common::binary::{Running, wait_listening};
+use common::{Config, Listener, Route, Server, TestGateway, Upstream, free_port};
 use tiktok_gateway::sandbox::orders::{Behaviour, OrderService};
-
-/// The gateway binary running `dir/gateway.yaml`; its output goes to `dir/out.log`.
-struct Running {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Running {
-    fn start(dir: &Path, config: &Config) -> Running {
-        let yaml = config.render(dir);
-        std::fs::write(dir.join("gateway.yaml"), yaml).unwrap();
-        let out = std::fs::File::create(dir.join("out.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_tiktok-gateway"))
-            .args(["run", "--config"])
-            .arg(dir.join("gateway.yaml"))
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap();
-        Running {
-            child,
-            dir: dir.to_path_buf(),
-        }
-    }
-
-    fn output(&self) -> String {
-        std::fs::read_to_string(self.dir.join("out.log")).unwrap_or_default()
-    }
-
-    fn signal(&self, name: &str) {
-        let ok = Command::new("kill")
-            .args(["-s", name, &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -s {name}");
-    }
-
-    /// The exit status, if the process ends within `limit`.
-    fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let until = Instant::now() + limit;
-        while Instant::now() < until {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        None
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn listening(addr: SocketAddr) -> bool {
     TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok()
-}
-
-fn wait_listening(gw: &mut Running, addr: SocketAddr) {
-    for _ in 0..400 {
-        if listening(addr) {
-            return;
-        }
-        if let Some(status) = gw.child.try_wait().unwrap() {
-            panic!("gateway exited ({status}):\n{}", gw.output());
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    panic!("gateway never listened on {addr}:\n{}", gw.output());
 }
 
 fn loopback(port: u16) -> SocketAddr {
@@ -271,4 +199,28 @@ async fn draining_is_not_ready_while_the_drain_delay_still_serves() {
         .wait_exit(Duration::from_secs(15))
         .unwrap_or_else(|| panic!("still running after the drain:\n{}", gw.output()));
     assert!(exit.success(), "{exit}:\n{}", gw.output());
+}
+
+#[test]
+fn a_reload_that_changes_what_applies_on_restart_is_refused() {
+    let port = free_port();
+    let base = |grace: &str, drain: &str| {
+        Config::new()
+            .listener(Listener::plain("plain", port))
+            .upstream(Upstream::new("orders", loopback(free_port())))
+            .route(Route::prefix("orders", "plain", "/orders/").upstream("orders"))
+            .server(Server::default().grace_period(grace).drain_delay(drain))
+    };
+    let gw = TestGateway::with(&base("10s", "0s"));
+    let dir = gw.dir.path();
+    std::fs::write(&gw.config_path, base("30s", "0s").render(dir)).unwrap();
+    let err = gw.gateway.reload_from(&gw.config_path).unwrap_err();
+    assert!(err.to_string().contains("apply on restart"), "{err}");
+    // The drain delay is read when SIGTERM arrives: it reloads.
+    std::fs::write(&gw.config_path, base("10s", "3s").render(dir)).unwrap();
+    gw.gateway.reload_from(&gw.config_path).unwrap();
+    assert_eq!(
+        gw.gateway.snapshot().config.server.drain_delay,
+        Duration::from_secs(3)
+    );
 }

@@ -90,6 +90,101 @@ pub fn build_client_verifier_from_pem(
         .map_err(|e| ClientVerifierError::Build(e.to_string()))
 }
 
+/// A client verifier whose CA bundle can be replaced while the listener runs (certificate
+/// rotation): handshakes started after [`RotatingClientVerifier::replace`] check against the new
+/// bundle, those under way finish with the old one.
+///
+/// rustls asks for the CA names to hint to clients by reference, so each bundle's names are kept
+/// for the life of the process (a few hundred bytes per rotation).
+#[derive(Debug)]
+pub struct RotatingClientVerifier {
+    current: arc_swap::ArcSwap<Arc<dyn ClientCertVerifier>>,
+    hints: arc_swap::ArcSwap<&'static [rustls::DistinguishedName]>,
+    mandatory: bool,
+}
+
+impl RotatingClientVerifier {
+    /// The verifier for `mode` from a PEM bundle; `None` when `mode` asks for no certificate.
+    pub fn from_pem(
+        mode: ClientAuthMode,
+        ca_pem: &[u8],
+    ) -> Result<Option<Arc<Self>>, ClientVerifierError> {
+        let Some(inner) = build_client_verifier_from_pem(mode, ca_pem)? else {
+            return Ok(None);
+        };
+        Ok(Some(Arc::new(Self {
+            hints: arc_swap::ArcSwap::from_pointee(leak_hints(&*inner)),
+            mandatory: inner.client_auth_mandatory(),
+            current: arc_swap::ArcSwap::from_pointee(inner),
+        })))
+    }
+
+    /// Checks `ca_pem` and, if it makes a verifier for the same `mode`, puts it in place.
+    pub fn replace(&self, mode: ClientAuthMode, ca_pem: &[u8]) -> Result<(), ClientVerifierError> {
+        let Some(inner) = build_client_verifier_from_pem(mode, ca_pem)? else {
+            return Err(ClientVerifierError::MissingCa(mode));
+        };
+        self.hints.store(Arc::new(leak_hints(&*inner)));
+        self.current.store(Arc::new(inner));
+        Ok(())
+    }
+}
+
+fn leak_hints(v: &dyn ClientCertVerifier) -> &'static [rustls::DistinguishedName] {
+    Box::leak(v.root_hint_subjects().to_vec().into_boxed_slice())
+}
+
+impl ClientCertVerifier for RotatingClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.mandatory
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        **self.hints.load()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        self.current
+            .load()
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.current
+            .load()
+            .verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.current
+            .load()
+            .verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.current.load().supported_verify_schemes()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,6 +232,37 @@ mod tests {
             v.verify_client_cert(&leaf(&theirs, "svc.internal"), &[], now)
                 .is_err()
         );
+        assert!(v.client_auth_mandatory());
+    }
+
+    #[test]
+    fn a_replaced_bundle_applies_to_the_next_check() {
+        let first = ca("first-ca");
+        let second = ca("second-ca");
+        let v = RotatingClientVerifier::from_pem(ClientAuthMode::Required, first.pem.as_bytes())
+            .unwrap()
+            .unwrap();
+        let now = UnixTime::now();
+        let names = |v: &RotatingClientVerifier| -> Vec<Vec<u8>> {
+            v.root_hint_subjects()
+                .iter()
+                .map(|d| d.as_ref().to_vec())
+                .collect()
+        };
+        let hints_before = names(&v);
+        assert!(v.verify_client_cert(&leaf(&first, "a"), &[], now).is_ok());
+        assert!(v.verify_client_cert(&leaf(&second, "a"), &[], now).is_err());
+        assert!(v.replace(ClientAuthMode::Required, b"junk").is_err());
+        assert!(
+            v.verify_client_cert(&leaf(&first, "a"), &[], now).is_ok(),
+            "a bad bundle changes nothing"
+        );
+        v.replace(ClientAuthMode::Required, second.pem.as_bytes())
+            .unwrap();
+        assert!(v.verify_client_cert(&leaf(&second, "a"), &[], now).is_ok());
+        assert!(v.verify_client_cert(&leaf(&first, "a"), &[], now).is_err());
+        assert_eq!(names(&v).len(), 1);
+        assert_ne!(names(&v), hints_before, "the new CA's name is hinted");
         assert!(v.client_auth_mandatory());
     }
 

@@ -19,7 +19,8 @@ pub mod scopes;
 
 pub use api_key::{ApiKeyConfigError, ApiKeySettings, ApiKeyStore};
 pub use client_verifier::{
-    ClientAuthMode, ClientVerifierError, build_client_verifier, build_client_verifier_from_pem,
+    ClientAuthMode, ClientVerifierError, RotatingClientVerifier, build_client_verifier,
+    build_client_verifier_from_pem,
 };
 pub use error::AuthError;
 pub use identity::{AuthMethod, Identity};

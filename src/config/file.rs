@@ -790,7 +790,13 @@ pub struct LoggingFile {
     #[serde(default)]
     #[schemars(with = "Option<Scalar>")]
     pub access_log: Option<S>,
-    /// tracing filter, e.g. `info` or `tiktok_gateway=debug`.
+    /// Where application logs go: `stdout` (default), `stderr` or a file path. Lines of both logs
+    /// carry `log_type` (`access`, `delivery`, `application`), so they can share a sink.
+    #[serde(default)]
+    #[schemars(with = "Option<Scalar>")]
+    pub application_log: Option<S>,
+    /// Application-log filter, e.g. `info` or `tiktok_gateway=debug` (`RUST_LOG` replaces it when
+    /// set); targets outside the gateway never log above `info`.
     #[serde(default)]
     #[schemars(with = "Option<Scalar>")]
     pub level: Option<S>,
@@ -935,4 +941,10 @@ pub struct ServerFile {
     #[serde(default)]
     #[schemars(with = "Option<Scalar>")]
     pub drain_delay: Option<S>,
+    /// Folder for the gateway's own runtime files: the socket a `run --upgrade` process takes the
+    /// listening sockets over on (default: `tiktok-gateway` in the system temp folder). Created
+    /// with mode 0700; refused if others may write to it.
+    #[serde(default)]
+    #[schemars(with = "Option<Scalar>")]
+    pub state_dir: Option<S>,
 }

@@ -421,9 +421,11 @@ pub enum LogTarget {
     File(PathBuf),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoggingConfig {
     pub access_log: LogTarget,
+    /// Where application logs go (`logging.application_log`).
+    pub application_log: LogTarget,
     pub level: String,
 }
 
@@ -494,4 +496,18 @@ pub struct ServerConfig {
     pub grace_period: Duration,
     /// On SIGTERM, how long to keep serving (not ready) before the listeners close.
     pub drain_delay: Duration,
+    /// The gateway's runtime folder (`server.state_dir`): the upgrade socket lives there.
+    pub state_dir: PathBuf,
+}
+
+impl ServerConfig {
+    /// Where a `run --upgrade` process waits for the running one's listening sockets.
+    pub fn upgrade_socket(&self) -> PathBuf {
+        self.state_dir.join("upgrade.sock")
+    }
+}
+
+/// `server.state_dir` when the file does not say.
+pub fn default_state_dir() -> PathBuf {
+    std::env::temp_dir().join("tiktok-gateway")
 }

@@ -1306,19 +1306,25 @@ fn admin(v: &mut V, f: &AdminFile, identity: &IdentityConfig) -> AdminConfig {
 fn logging(v: &mut V, f: Option<&LoggingFile>) -> LoggingConfig {
     let mut out = LoggingConfig {
         access_log: LogTarget::Stdout,
+        application_log: LogTarget::Stdout,
         level: "info".into(),
     };
     let Some(f) = f else { return out };
+    let base = v.base_dir;
+    let target = |t: &str| match t {
+        "stdout" => LogTarget::Stdout,
+        "stderr" => LogTarget::Stderr,
+        path => LogTarget::File(base.join(path)),
+    };
     if let Some(format) = f.format.as_ref().filter(|f| f.value != "json") {
         v.issues
             .at("logging.format", format, "only `json` is supported");
     }
-    if let Some(target) = &f.access_log {
-        out.access_log = match target.value.as_str() {
-            "stdout" => LogTarget::Stdout,
-            "stderr" => LogTarget::Stderr,
-            path => LogTarget::File(v.base_dir.join(path)),
-        };
+    if let Some(t) = &f.access_log {
+        out.access_log = target(&t.value);
+    }
+    if let Some(t) = &f.application_log {
+        out.application_log = target(&t.value);
     }
     if let Some(level) = &f.level {
         // The same parse start-up uses: a filter `validate` accepts always installs.
@@ -1357,6 +1363,7 @@ fn server(v: &mut V, f: Option<&ServerFile>) -> ServerConfig {
             threads: default_threads,
             grace_period: Duration::from_secs(10),
             drain_delay: Duration::ZERO,
+            state_dir: super::runtime::default_state_dir(),
         },
         Some(f) => ServerConfig {
             threads: f.threads.unwrap_or(default_threads).max(1),
@@ -1366,6 +1373,11 @@ fn server(v: &mut V, f: Option<&ServerFile>) -> ServerConfig {
                 Duration::from_secs(10),
             ),
             drain_delay: v.duration("server.drain_delay", &f.drain_delay, Duration::ZERO),
+            state_dir: f
+                .state_dir
+                .as_ref()
+                .map(|d| v.base_dir.join(&d.value))
+                .unwrap_or_else(super::runtime::default_state_dir),
         },
     }
 }

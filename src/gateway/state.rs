@@ -85,6 +85,19 @@ pub enum StartError {
 
 impl Gateway {
     pub fn new(config: GatewayConfig, clock: Arc<dyn Clock>) -> Result<Arc<Self>, StartError> {
+        let privacy = privacy_engine(&config)
+            .map_err(StartError::Identity)?
+            .into_shared();
+        Self::with_privacy(config, clock, privacy)
+    }
+
+    /// As [`Gateway::new`], with the privacy engine already built (start-up builds it first, for
+    /// the application log, so both use one pseudonym key).
+    pub fn with_privacy(
+        config: GatewayConfig,
+        clock: Arc<dyn Clock>,
+        privacy: SharedPrivacyEngine,
+    ) -> Result<Arc<Self>, StartError> {
         let access_log =
             AccessLog::open(&config.logging.access_log).map_err(StartError::AccessLog)?;
         let upstreams = Arc::new(UpstreamRegistry::default());
@@ -92,9 +105,6 @@ impl Gateway {
             .prepare(&config.upstreams)
             .map_err(StartError::Upstreams)?;
         let state = Arc::new(StateServices::start(&config.state, clock.clone())?);
-        let privacy = privacy_engine(&config)
-            .map_err(StartError::Identity)?
-            .into_shared();
         let jwt = jwt_verifiers(&config, clock.clone())?;
         let snapshot = compile(
             config,
@@ -107,8 +117,15 @@ impl Gateway {
         upstreams.commit(pools);
         let snapshot = Arc::new(ArcSwap::from_pointee(snapshot));
         let tiktok = Arc::new(
-            TikTokServices::start(&snapshot.load().config, clock.clone(), &snapshot, &state)
-                .map_err(StartError::TikTok)?,
+            TikTokServices::start(
+                &snapshot.load().config,
+                clock.clone(),
+                &snapshot,
+                &state,
+                &access_log,
+                &privacy,
+            )
+            .map_err(StartError::TikTok)?,
         );
         metrics().config_loaded_at.set(clock.unix_seconds());
         let readiness = Arc::new(Readiness::new());
@@ -197,6 +214,23 @@ impl Gateway {
                 "state",
                 None,
                 "the state backend applies on restart, so this reload is refused",
+            ));
+        }
+        let (now, next) = (&current.config.server, &config.server);
+        if (now.threads, now.grace_period, &now.state_dir)
+            != (next.threads, next.grace_period, &next.state_dir)
+        {
+            return Err(ConfigError::single(
+                "server",
+                None,
+                "server.threads, grace_period and state_dir apply on restart, so this reload is refused (drain_delay reloads)",
+            ));
+        }
+        if current.config.logging != config.logging {
+            return Err(ConfigError::single(
+                "logging",
+                None,
+                "log sinks and the application-log filter apply on restart, so this reload is refused",
             ));
         }
         if delivery_tls(&current.config) != delivery_tls(&config) {

@@ -18,8 +18,11 @@ use super::webhook_delivery::UpstreamDelivery;
 use crate::clock::SharedClock;
 use crate::config::{GatewayConfig, TikTokConfig, WebhooksConfig};
 use crate::limit::OutboundPacer;
+use crate::privacy::SharedPrivacyEngine;
+use crate::telemetry::access_log::{AccessLog, DeliveryRecord};
 use crate::tiktok::delivery::{
-    DeliverySettings, DeliveryTls, DeliveryWorker, HttpTransport, https_origin,
+    AttemptReport, DeliveryObserver, DeliverySettings, DeliveryTls, DeliveryWorker, HttpTransport,
+    SendError, https_origin,
 };
 use crate::tiktok::queue::{QueueSettings, WebhookQueue};
 use crate::tiktok::token_seal::TokenSealer;
@@ -47,12 +50,15 @@ pub struct WebhookServices {
 
 impl TikTokServices {
     /// `snapshot` is the running config, which webhook delivery follows across reloads; `state`
-    /// holds the queue and the tokens.
+    /// holds the queue and the tokens; `access_log` receives a line per webhook delivery attempt
+    /// (its path redacted by `privacy`).
     pub fn start(
         config: &GatewayConfig,
         clock: SharedClock,
         snapshot: &Arc<ArcSwap<Snapshot>>,
         state: &StateServices,
+        access_log: &AccessLog,
+        privacy: &SharedPrivacyEngine,
     ) -> Result<Self, String> {
         let tokens = config
             .tiktok
@@ -62,7 +68,7 @@ impl TikTokServices {
         let webhooks = config
             .webhooks
             .as_ref()
-            .map(|w| webhook_services(w, config, clock, snapshot, state))
+            .map(|w| webhook_services(w, config, clock, snapshot, state, access_log, privacy))
             .transpose()?;
         let egress = config.tiktok.as_ref().map(egress_services);
         Ok(Self {
@@ -188,6 +194,8 @@ fn webhook_services(
     clock: SharedClock,
     snapshot: &Arc<ArcSwap<Snapshot>>,
     state: &StateServices,
+    access_log: &AccessLog,
+    privacy: &SharedPrivacyEngine,
 ) -> Result<WebhookServices, String> {
     let queue = Arc::new(WebhookQueue::new(
         state.store.clone(),
@@ -217,6 +225,10 @@ fn webhook_services(
     )
     .map_err(|e| format!("webhooks: {e}"))?;
     let transport = UpstreamDelivery::new(snapshot.clone(), direct, settings.request_timeout);
+    settings.observer = Some(Arc::new(DeliveryLog {
+        log: access_log.clone(),
+        privacy: privacy.clone(),
+    }));
     let delivery = Arc::new(
         DeliveryWorker::with_transport(queue.clone(), settings, clock, transport)
             .map_err(|e| format!("webhooks: {e}"))?,
@@ -225,6 +237,48 @@ fn webhook_services(
         .metrics()
         .register(crate::telemetry::metrics::registry());
     Ok(WebhookServices { queue, delivery })
+}
+
+/// Writes a `delivery` line to the access log for every delivery attempt.
+struct DeliveryLog {
+    log: AccessLog,
+    privacy: SharedPrivacyEngine,
+}
+
+impl DeliveryObserver for DeliveryLog {
+    fn attempt(&self, r: &AttemptReport<'_>) {
+        let url = reqwest::Url::parse(&r.event.target).ok();
+        let addr = url.as_ref().and_then(|u| {
+            let host = u.host_str()?;
+            Some(format!("{host}:{}", u.port_or_known_default()?))
+        });
+        let reason = match (r.error, r.status) {
+            (Some(SendError::Timeout), _) => Some("timeout"),
+            (Some(SendError::Connect), _) => Some("connect"),
+            (Some(SendError::Other), _) => Some("other"),
+            (None, Some(s)) if (200..300).contains(&s) && !r.delivered => Some("ack_failed"),
+            (None, Some(_)) if !r.delivered => Some("rejected"),
+            _ => None,
+        };
+        let path = url
+            .as_ref()
+            .map(|u| self.privacy.load().path_for_log(u.path()))
+            .unwrap_or_default();
+        self.log.write_delivery(DeliveryRecord {
+            request_id: &r.event.request_id,
+            event_id: r.public_id,
+            route: &r.event.route,
+            method: "POST",
+            path: &path,
+            upstream_addr: addr.as_deref(),
+            upstream_latency_ms: (r.latency.as_secs_f64() * 1_000_000.0).round() / 1000.0,
+            attempts: r.event.attempts + 1,
+            status: r.status.unwrap_or(0),
+            decision: if r.delivered { "delivered" } else { "retry" },
+            reason,
+            ..Default::default()
+        });
+    }
 }
 
 /// Runs the token refresher and the webhook delivery worker.

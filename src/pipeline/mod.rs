@@ -11,6 +11,7 @@ pub mod inspect_stage;
 pub mod kinds;
 pub mod limit_stage;
 pub mod linger;
+pub mod log_fields;
 pub mod privacy_stage;
 pub mod proxy;
 pub mod stages;

@@ -15,6 +15,7 @@ use pingora::{Error, ErrorType};
 
 use super::answer;
 use super::ctx::RequestCtx;
+use super::log_fields;
 use super::stages::{self, Flow, Request};
 use crate::error::GatewayError;
 use crate::gateway::state::Gateway;
@@ -447,6 +448,7 @@ impl ProxyHttp for GatewayProxy {
         // A path can carry personal data (`/customers/<e-mail>`): it goes through the redactor.
         let privacy = self.gateway.privacy.load();
         let path = privacy.path_for_log(req.uri.path());
+        let header = |name: &str| req.headers.get(name).map(|v| v.as_bytes());
         let forwarded = ctx.decision == "forwarded";
         let upstream_addr = ctx
             .upstream_addr
@@ -477,6 +479,19 @@ impl ProxyHttp for GatewayProxy {
                 .identity
                 .as_ref()
                 .and_then(|i| i.method_header().to_str().ok()),
+            // A JWT `sub` may be an e-mail address: the redactor decides what is shown.
+            subject: ctx
+                .identity
+                .as_ref()
+                .map(|i| privacy.redact_text(i.subject())),
+            attempts: (ctx.attempts > 0).then_some(ctx.attempts),
+            protocol: Some(log_fields::protocol(req.version)),
+            host: log_fields::host(req),
+            user_agent: header("user-agent")
+                .and_then(log_fields::user_agent)
+                .map(|ua| privacy.redact_text(ua)),
+            trace_id: header(crate::telemetry::trace_context::TRACEPARENT)
+                .and_then(crate::telemetry::trace_context::trace_id),
             // An IP address is personal data: logged as a keyed pseudonym investigators can
             // correlate, never in clear.
             client_ip: session.client_addr().and_then(|a| a.as_inet()).map(|a| {

@@ -19,9 +19,9 @@ use super::lifecycle::{Ended, InFlight, UnixSignals, run_until_drained};
 use super::metrics_app::MetricsApp;
 use super::readiness::{ReadinessChecks, checks_for};
 use super::reload::{ReloadService, ResolveService};
-use super::tls::listener_settings;
+use super::tls::{TlsFiles, listener_settings};
 use crate::admin::AdminApp;
-use crate::auth::{ClientAuthMode, JwksRefresher, build_client_verifier};
+use crate::auth::{ClientAuthMode, JwksRefresher};
 use crate::config::{
     ClientAuth, ConfigError, ConfigIssue, GatewayConfig, Listener, ListenerRole, ListenerTls,
 };
@@ -39,27 +39,57 @@ pub struct GatewayServer {
     gateway: Arc<Gateway>,
 }
 
+/// The Pingora server for `config`, before any service is added. With `upgrade`, its bootstrap
+/// takes the listening sockets over from the running gateway (on the upgrade socket in
+/// `server.state_dir`) instead of binding them.
+pub fn new_server(config: &GatewayConfig, upgrade: bool) -> Server {
+    let conf = ServerConf {
+        threads: config.server.threads,
+        grace_period_seconds: Some(config.server.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(5),
+        upgrade_sock: config.server.upgrade_socket().display().to_string(),
+        ..ServerConf::default()
+    };
+    let opt = pingora::server::configuration::Opt {
+        upgrade,
+        ..Default::default()
+    };
+    Server::new_with_opt_and_conf(Some(opt), conf)
+}
+
 /// Builds a ready-to-run server. `config_path` enables reload on SIGHUP / file change.
 pub fn build_server(
     gateway: Arc<Gateway>,
     config_path: Option<PathBuf>,
 ) -> Result<GatewayServer, StartError> {
+    let server = new_server(&gateway.snapshot().config, false);
+    build_server_on(server, gateway, config_path)
+}
+
+/// Adds the gateway's services to `server` (from [`new_server`], bootstrapped or not).
+pub fn build_server_on(
+    mut server: Server,
+    gateway: Arc<Gateway>,
+    config_path: Option<PathBuf>,
+) -> Result<GatewayServer, StartError> {
     let snapshot = gateway.snapshot();
     let config = &snapshot.config;
-    let conf = ServerConf {
-        threads: config.server.threads,
-        grace_period_seconds: Some(config.server.grace_period.as_secs()),
-        graceful_shutdown_timeout_seconds: Some(5),
-        ..ServerConf::default()
-    };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
     let conf = server.configuration.clone();
     let mut in_flight = InFlight::default();
     let stopping = gateway.clone();
+    // Every TLS listener's certificate, key and client CA, re-read on SIGHUP or change.
+    let mut rotating: Vec<Arc<TlsFiles>> = Vec::new();
 
     for (listener_index, listener) in config.listeners.iter().enumerate() {
         let addr = listener.address.to_string();
-        let tls = |t: &ListenerTls| tls_settings(listener, t);
+        let tls = match &listener.tls {
+            Some(t) => {
+                let (settings, files) = tls_settings(listener, t)?;
+                rotating.push(files);
+                Some(settings)
+            }
+            None => None,
+        };
         match listener.role {
             ListenerRole::Proxy => {
                 let proxy = GatewayProxy {
@@ -70,8 +100,8 @@ pub fn build_server(
                 let app = capped(http_proxy(&conf, proxy), listener);
                 in_flight.listener(app.limiter().clone());
                 let mut svc = Service::new(format!("proxy:{}", listener.name), app);
-                match &listener.tls {
-                    Some(t) => svc.add_tls_with_settings(&addr, None, tls(t)?),
+                match tls {
+                    Some(settings) => svc.add_tls_with_settings(&addr, None, settings),
                     None => svc.add_tcp(&addr),
                 }
                 server.add_service(svc);
@@ -84,13 +114,7 @@ pub fn build_server(
                     listener,
                 );
                 in_flight.listener(app.limiter().clone());
-                add_app(
-                    &mut server,
-                    &listener.name,
-                    app,
-                    &addr,
-                    listener.tls.as_ref().map(tls).transpose()?,
-                );
+                add_app(&mut server, &listener.name, app, &addr, tls);
             }
             ListenerRole::Admin => {
                 let app = timed_app(
@@ -100,13 +124,7 @@ pub fn build_server(
                     listener,
                 );
                 in_flight.listener(app.limiter().clone());
-                add_app(
-                    &mut server,
-                    &listener.name,
-                    app,
-                    &addr,
-                    listener.tls.as_ref().map(tls).transpose()?,
-                );
+                add_app(&mut server, &listener.name, app, &addr, tls);
             }
         }
     }
@@ -117,6 +135,7 @@ pub fn build_server(
             ReloadService {
                 gateway: gateway.clone(),
                 path,
+                tls: rotating,
                 poll: Duration::from_secs(2),
             },
         ));
@@ -166,19 +185,19 @@ pub fn build_server(
 
 /// A TLS listener's settings: certificate, key and client-certificate verifier, each checked here
 /// (Pingora's own loaders panic on a bad file).
-fn tls_settings(listener: &Listener, t: &ListenerTls) -> Result<TlsSettings, StartError> {
-    let fail = |reason: String| StartError::Listener {
-        listener: listener.name.clone(),
-        reason,
-    };
+fn tls_settings(
+    listener: &Listener,
+    t: &ListenerTls,
+) -> Result<(TlsSettings, Arc<TlsFiles>), StartError> {
     let mode = match t.client_auth {
         ClientAuth::None => ClientAuthMode::None,
         ClientAuth::Optional => ClientAuthMode::Optional,
         ClientAuth::Required => ClientAuthMode::Required,
     };
-    let verifier =
-        build_client_verifier(mode, t.client_ca.as_deref()).map_err(|e| fail(e.to_string()))?;
-    listener_settings(t, verifier).map_err(|e| fail(e.to_string()))
+    listener_settings(&listener.name, t, mode).map_err(|e| StartError::Listener {
+        listener: listener.name.clone(),
+        reason: e.to_string(),
+    })
 }
 
 /// What `validate` runs: the same compile as start-up, and the listeners' TLS material loaded the

@@ -11,6 +11,7 @@
 //! (Pingora's own end). `SIGINT` stops at once.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -45,6 +46,81 @@ pub fn check_listeners_bind(config: &GatewayConfig) -> Result<(), BindError> {
         })?;
     }
     Ok(())
+}
+
+/// What is wrong with `server.state_dir`.
+#[derive(Debug, thiserror::Error)]
+pub enum StateDirError {
+    #[error("server.state_dir {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "server.state_dir {path}: others may write to it (mode {mode:o}); the upgrade socket in it would hand the listening sockets to whoever creates it first"
+    )]
+    Shared { path: String, mode: u32 },
+    #[error("server.state_dir {path}: owned by another user")]
+    NotOwned { path: String },
+}
+
+/// Creates `server.state_dir` (mode 0700) if it is missing, and refuses one that another user
+/// owns or may write to: whoever listens on the upgrade socket first gets the listeners.
+pub fn prepare_state_dir(dir: &Path) -> Result<(), StateDirError> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let io = |source| StateDirError::Io {
+        path: dir.display().to_string(),
+        source,
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io)?;
+    let meta = std::fs::metadata(dir).map_err(io)?;
+    if meta.mode() & 0o022 != 0 {
+        return Err(StateDirError::Shared {
+            path: dir.display().to_string(),
+            mode: meta.mode() & 0o7777,
+        });
+    }
+    // Our own uid, as the kernel shows it on our /proc entry.
+    if let Ok(me) = std::fs::metadata("/proc/self")
+        && me.uid() != meta.uid()
+    {
+        return Err(StateDirError::NotOwned {
+            path: dir.display().to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// During an upgrade: waits until the webhook queue file at `path` is no longer held by the
+/// gateway being replaced (it releases it when it exits, after its drain), or `limit` passes.
+/// The embedded store admits one process at a time; the listening sockets are already ours, so
+/// connections wait in their backlog meanwhile instead of failing.
+pub fn wait_for_store(path: &Path, limit: Duration) -> Result<(), String> {
+    let until = std::time::Instant::now() + limit;
+    loop {
+        match redb::Database::create(path) {
+            Ok(db) => {
+                drop(db);
+                return Ok(());
+            }
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) if std::time::Instant::now() < until => {
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(format!(
+                    "{}: still held by the gateway being replaced after {limit:?}",
+                    path.display()
+                ));
+            }
+            // Anything else is the queue's own business: its open reports it.
+            Err(_) => return Ok(()),
+        }
+    }
 }
 
 /// The work a graceful stop waits for.
@@ -206,6 +282,40 @@ where
 mod tests {
     use super::*;
     use crate::transport::ConnectionLimits;
+
+    #[test]
+    fn the_state_dir_is_created_private_and_a_shared_one_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let fresh = tmp.path().join("state/run");
+        prepare_state_dir(&fresh).unwrap();
+        let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o077, 0, "created private: {mode:o}");
+        prepare_state_dir(&fresh).unwrap();
+
+        let shared = tmp.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(matches!(
+            prepare_state_dir(&shared),
+            Err(StateDirError::Shared { .. })
+        ));
+    }
+
+    #[test]
+    fn a_queue_file_held_by_another_opener_is_waited_for() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("q.redb");
+        let held = redb::Database::create(&path).unwrap();
+        let err = wait_for_store(&path, Duration::from_millis(100)).unwrap_err();
+        assert!(err.contains("still held"), "{err}");
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            drop(held);
+        });
+        wait_for_store(&path, Duration::from_secs(10)).unwrap();
+        releaser.join().unwrap();
+    }
 
     #[test]
     fn idle_needs_every_connection_closed_and_background_work_returned() {

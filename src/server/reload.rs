@@ -1,5 +1,6 @@
 //! Config reload: on SIGHUP and when the file's content changes. The new file is validated first;
-//! if it is refused, the running config stays and the error is logged and counted.
+//! if it is refused, the running config stays and the error is logged and counted. The same
+//! triggers re-read the TLS listeners' certificates, keys and client-CA bundles (`TlsFiles`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,11 +11,15 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use sha2::{Digest, Sha256};
 
+use super::tls::{Reloaded, TlsFiles};
 use crate::gateway::state::Gateway;
+use crate::telemetry::metrics::metrics;
 
 pub struct ReloadService {
     pub gateway: Arc<Gateway>,
     pub path: PathBuf,
+    /// The TLS listeners' material.
+    pub tls: Vec<Arc<TlsFiles>>,
     /// How often the file is checked for changes.
     pub poll: Duration,
 }
@@ -49,6 +54,35 @@ impl BackgroundService for ReloadService {
                 // Errors are logged and counted inside; the running config stays.
                 let _ = self.gateway.reload_from(&self.path);
             }
+            for files in &self.tls {
+                if by_signal || files.changed() {
+                    reload_tls(files, by_signal);
+                }
+            }
+        }
+    }
+}
+
+/// Re-reads one listener's TLS material, logging and counting the outcome.
+fn reload_tls(files: &TlsFiles, force: bool) {
+    let listener = files.listener.as_str();
+    match files.reload(force) {
+        Ok(Reloaded::Unchanged) => {}
+        Ok(Reloaded::Applied) => {
+            metrics()
+                .tls_reloads
+                .with_label_values(&[listener, "applied"])
+                .inc();
+            tracing::info!(target: "audit", event = "tls_reload", outcome = "applied", listener,
+                "new TLS certificate, key and client CA in use for new connections");
+        }
+        Err(e) => {
+            metrics()
+                .tls_reloads
+                .with_label_values(&[listener, "rejected"])
+                .inc();
+            tracing::error!(target: "audit", event = "tls_reload", outcome = "rejected", listener,
+                error = %e, "new TLS material refused; the listener keeps the previous one");
         }
     }
 }

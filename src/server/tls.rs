@@ -1,9 +1,15 @@
 //! Listener TLS: certificates loaded and checked by us (Pingora's own loader panics on a bad
-//! file), TLS 1.2 minimum with 1.3 enforceable, HTTP/2 by ALPN, and the client certificate kept on
-//! the connection for mTLS identities.
+//! file), TLS 1.2 minimum with 1.3 enforceable, HTTP/2 by ALPN, the client certificate kept on
+//! the connection for mTLS identities, and certificate, key and client-CA rotation without a
+//! restart ([`TlsFiles`]).
 
 use std::any::Any;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+use sha2::{Digest, Sha256};
 
 use async_trait::async_trait;
 use pingora::listeners::tls::TlsSettings;
@@ -14,6 +20,7 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use crate::auth::{ClientAuthMode, ClientVerifierError, RotatingClientVerifier};
 use crate::config::{ListenerTls, TlsVersion};
 use crate::transport::{PeerCertificate, install_crypto_provider};
 
@@ -25,10 +32,11 @@ pub enum TlsSetupError {
     Invalid { path: String, reason: String },
 }
 
-/// Serves one certificate, refusing clients that cannot speak the configured minimum version.
+/// Serves the listener's current certificate, refusing clients that cannot speak the configured
+/// minimum version. The certificate can be replaced while the listener runs.
 #[derive(Debug)]
 struct CertResolver {
-    key: Arc<CertifiedKey>,
+    key: ArcSwap<CertifiedKey>,
     tls13_only: bool,
 }
 
@@ -49,7 +57,7 @@ impl ResolvesServerCert for CertResolver {
                 return None;
             }
         }
-        Some(self.key.clone())
+        Some(self.key.load_full())
     }
 }
 
@@ -107,12 +115,151 @@ pub fn load_certified_key(
     Ok(certified)
 }
 
-/// Builds Pingora's TLS settings for a listener.
+/// A TLS listener's certificate, key and client-CA bundle, as files that can change while it
+/// runs (cert-manager, a rotated secret mount): [`TlsFiles::reload`] re-reads them, checks them
+/// and puts them in place for new handshakes; connections already open keep theirs. A new file
+/// that does not parse, a key that does not match, a certificate that is expired or not yet
+/// valid, or a CA bundle that makes no verifier is refused, and the old material stays.
+pub struct TlsFiles {
+    pub listener: String,
+    cert: PathBuf,
+    key: PathBuf,
+    client_ca: Option<PathBuf>,
+    mode: ClientAuthMode,
+    resolver: Arc<CertResolver>,
+    verifier: Option<Arc<RotatingClientVerifier>>,
+    /// SHA-256 of the files' contents as last read (loaded or refused alike).
+    seen: Mutex<[u8; 32]>,
+}
+
+/// What a [`TlsFiles::reload`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reloaded {
+    /// The files are the ones in use.
+    Unchanged,
+    /// New material is in place.
+    Applied,
+}
+
+impl TlsFiles {
+    /// Whether the files' contents differ from what was last read.
+    pub fn changed(&self) -> bool {
+        self.digest() != *self.seen.lock()
+    }
+
+    /// Re-reads the files; with `force`, even when their contents look unchanged.
+    pub fn reload(&self, force: bool) -> Result<Reloaded, TlsSetupError> {
+        let digest = self.digest();
+        {
+            let mut seen = self.seen.lock();
+            if !force && digest == *seen {
+                return Ok(Reloaded::Unchanged);
+            }
+            // A refused file is not retried until it changes again.
+            *seen = digest;
+        }
+        let key = load_certified_key(&self.cert, &self.key)?;
+        check_validity(&self.cert, &key, unix_now())?;
+        let ca = match (&self.verifier, &self.client_ca) {
+            (Some(_), Some(path)) => {
+                Some(std::fs::read(path).map_err(|e| TlsSetupError::Read {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                })?)
+            }
+            _ => None,
+        };
+        // Both checked before either is swapped: a half-applied rotation is never served.
+        if let (Some(verifier), Some(pem), Some(path)) = (&self.verifier, &ca, &self.client_ca) {
+            verifier
+                .replace(self.mode, pem)
+                .map_err(|e| TlsSetupError::Invalid {
+                    path: path.display().to_string(),
+                    reason: ca_reason(e),
+                })?;
+        }
+        self.resolver.key.store(Arc::new(key));
+        Ok(Reloaded::Applied)
+    }
+
+    fn digest(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        for path in [Some(&self.cert), Some(&self.key), self.client_ca.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            // An unreadable file hashes as empty: the reload that follows names the error.
+            h.update(std::fs::read(path).unwrap_or_default());
+            h.update([0u8]);
+        }
+        h.finalize().into()
+    }
+}
+
+/// What is wrong with a client-CA bundle (the caller names the file).
+fn ca_reason(e: ClientVerifierError) -> String {
+    match e {
+        ClientVerifierError::BadCa { why, .. } => format!("client CA bundle: {why}"),
+        other => other.to_string(),
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Refuses a leaf certificate that is not valid at `now`.
+fn check_validity(path: &Path, key: &CertifiedKey, now: i64) -> Result<(), TlsSetupError> {
+    let invalid = |reason: String| TlsSetupError::Invalid {
+        path: path.display().to_string(),
+        reason,
+    };
+    let leaf = key
+        .cert
+        .first()
+        .ok_or_else(|| invalid("no certificate found".into()))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref())
+        .map_err(|e| invalid(format!("unreadable certificate: {e}")))?;
+    let validity = cert.validity();
+    if now < validity.not_before.timestamp() {
+        return Err(invalid("the certificate is not valid yet".into()));
+    }
+    if now > validity.not_after.timestamp() {
+        return Err(invalid("the certificate has expired".into()));
+    }
+    Ok(())
+}
+
+/// Builds Pingora's TLS settings for a listener, and the handle that rotates its material.
 pub fn listener_settings(
+    listener: &str,
     tls: &ListenerTls,
-    client_verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
-) -> Result<TlsSettings, TlsSetupError> {
+    mode: ClientAuthMode,
+) -> Result<(TlsSettings, Arc<TlsFiles>), TlsSetupError> {
     install_crypto_provider();
+    let seen = Mutex::new([0u8; 32]);
+    let verifier = match (mode, &tls.client_ca) {
+        (ClientAuthMode::None, _) => None,
+        (_, Some(path)) => {
+            let pem = std::fs::read(path).map_err(|e| TlsSetupError::Read {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            RotatingClientVerifier::from_pem(mode, &pem).map_err(|e| TlsSetupError::Invalid {
+                path: path.display().to_string(),
+                reason: ca_reason(e),
+            })?
+        }
+        (_, None) => {
+            return Err(TlsSetupError::Invalid {
+                path: tls.cert.display().to_string(),
+                reason: ClientVerifierError::MissingCa(mode).to_string(),
+            });
+        }
+    };
     let key = load_certified_key(&tls.cert, &tls.key)?;
     let callbacks: TlsAcceptCallbacks = Box::new(KeepPeerCertificate);
     let mut settings =
@@ -120,15 +267,27 @@ pub fn listener_settings(
             path: tls.cert.display().to_string(),
             reason: e.to_string(),
         })?;
-    settings.set_cert_resolver(Arc::new(CertResolver {
-        key: Arc::new(key),
+    let resolver = Arc::new(CertResolver {
+        key: ArcSwap::from_pointee(key),
         tls13_only: tls.min_version == TlsVersion::V1_3,
-    }));
-    if let Some(verifier) = client_verifier {
-        settings.set_client_cert_verifier(verifier);
+    });
+    settings.set_cert_resolver(resolver.clone());
+    if let Some(verifier) = &verifier {
+        settings.set_client_cert_verifier(verifier.clone());
     }
     if tls.http2 {
         settings.enable_h2();
     }
-    Ok(settings)
+    let files = TlsFiles {
+        listener: listener.to_owned(),
+        cert: tls.cert.clone(),
+        key: tls.key.clone(),
+        client_ca: tls.client_ca.clone(),
+        mode,
+        resolver,
+        verifier,
+        seen,
+    };
+    *files.seen.lock() = files.digest();
+    Ok((settings, Arc::new(files)))
 }

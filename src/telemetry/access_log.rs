@@ -1,5 +1,8 @@
-//! One JSON line per request. It carries only fields built for it (never raw headers, query
-//! values or bodies), so secrets and personal data have no way in: the query is logged as its keys.
+//! One JSON line per request, and one per webhook delivery attempt. A line carries only fields
+//! built for it (never raw headers, query values or bodies), so secrets and personal data have no
+//! way in: the query is logged as its keys, the subject and user agent pass the redactor first.
+//! Every line starts with `log_type` (`access`, `delivery`; application logs say `application`)
+//! and `timestamp` (RFC 3339 UTC, microseconds: the application log's key and format).
 //!
 //! The worker that finished the request only serialises the line (into a buffer it reuses);
 //! writing is done by a background thread in batches (`batched_writer`), so a request costs no
@@ -17,8 +20,8 @@ use super::batched_writer::{BatchSettings, BatchedWriter, DropCounters};
 use super::metrics::metrics;
 use crate::config::LogTarget;
 
-/// When the record was written, as RFC 3339 UTC with milliseconds. Formatted straight into the
-/// line (no intermediate string).
+/// When the record was written, as RFC 3339 UTC with microseconds (as the application log writes
+/// its `timestamp`). Formatted straight into the line (no intermediate string).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct LogTime(Option<SystemTime>);
 
@@ -30,17 +33,24 @@ impl LogTime {
 
 impl Serialize for LogTime {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&humantime::format_rfc3339_millis(
+        s.collect_str(&humantime::format_rfc3339_micros(
             self.0.unwrap_or(SystemTime::UNIX_EPOCH),
         ))
     }
 }
 
+/// The `log_type` of access-log lines.
+pub const ACCESS: &str = "access";
+/// The `log_type` of webhook delivery lines.
+pub const DELIVERY: &str = "delivery";
+
 /// What is known about a finished request.
 #[derive(Debug, Default, Serialize)]
 pub struct AccessRecord<'a> {
+    /// Set by [`AccessLog::write`] (`access`).
+    pub log_type: &'static str,
     /// Set by [`AccessLog::write`].
-    pub time: LogTime,
+    pub timestamp: LogTime,
     pub request_id: &'a str,
     pub listener: &'a str,
     pub route: Option<&'a str>,
@@ -60,6 +70,9 @@ pub struct AccessRecord<'a> {
     /// From the first upstream attempt to the response head (proxied) or whole answer (egress).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_latency_ms: Option<f64>,
+    /// Upstream attempts (more than one after a connect failure or a token refresh).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<usize>,
     /// `forwarded`, `refused`, `answered` (by the gateway itself) or `error`.
     pub decision: &'a str,
     /// Stable refusal code (`no_route`, `invalid_token`, ...).
@@ -68,12 +81,54 @@ pub struct AccessRecord<'a> {
     /// `jwt:<issuer>`, `api_key:<name>`, `mtls`, `tiktok_webhook:<app>`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth: Option<&'a str>,
+    /// Who the caller proved to be (what `identity.blocked_subjects` takes), redacted.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub subject: Option<&'a str>,
+    pub subject: Option<std::borrow::Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_ip: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shop: Option<&'a str>,
+    /// `HTTP/1.1`, `HTTP/2`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<&'static str>,
+    /// The `Host` (or `:authority`) the request named.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<&'a str>,
+    /// The `User-Agent`, truncated and redacted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<std::borrow::Cow<'a, str>>,
+    /// The W3C trace id of the caller's `traceparent`, when it sent a valid one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<&'a str>,
+}
+
+/// One webhook delivery attempt to the order service.
+#[derive(Debug, Default, Serialize)]
+pub struct DeliveryRecord<'a> {
+    /// Set by [`AccessLog::write_delivery`] (`delivery`).
+    pub log_type: &'static str,
+    /// Set by [`AccessLog::write_delivery`].
+    pub timestamp: LogTime,
+    /// The request id of the webhook as it arrived (its access-log line has the caller).
+    pub request_id: &'a str,
+    /// `x-gateway-event-id`.
+    pub event_id: &'a str,
+    pub route: &'a str,
+    pub method: &'static str,
+    pub path: &'a str,
+    /// `host:port` of the delivery URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_addr: Option<&'a str>,
+    pub upstream_latency_ms: f64,
+    /// This attempt's number (1 for the first).
+    pub attempts: u32,
+    /// The order service's answer; 0 when there was none.
+    pub status: u16,
+    /// `delivered` or `retry`.
+    pub decision: &'static str,
+    /// Why there was no answer (`timeout`, `connect`, `other`), or `ack_failed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
 }
 
 thread_local! {
@@ -129,12 +184,24 @@ impl AccessLog {
         })
     }
 
-    /// Stamps the record with the current time and queues its line. Never blocks.
+    /// Stamps the record with its type and the current time and queues its line. Never blocks.
     pub fn write(&self, mut record: AccessRecord<'_>) {
-        record.time = LogTime::now();
+        record.log_type = ACCESS;
+        record.timestamp = LogTime::now();
+        self.queue_line(&record);
+    }
+
+    /// As [`AccessLog::write`], for a webhook delivery attempt.
+    pub fn write_delivery(&self, mut record: DeliveryRecord<'_>) {
+        record.log_type = DELIVERY;
+        record.timestamp = LogTime::now();
+        self.queue_line(&record);
+    }
+
+    fn queue_line<T: Serialize>(&self, record: &T) {
         LINE.with_borrow_mut(|line| {
             line.clear();
-            if serde_json::to_writer(&mut *line, &record).is_err() {
+            if serde_json::to_writer(&mut *line, record).is_err() {
                 self.encode_failed.inc();
                 return;
             }
@@ -211,13 +278,13 @@ mod tests {
         assert!(log.flush(Duration::from_secs(10)));
         let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
         assert!(text.ends_with("}\n") && text.lines().count() == 1);
-        // The time comes first, RFC 3339 UTC with milliseconds, as before.
+        // The type, then the time: RFC 3339 UTC with microseconds, like the application log.
         let time = text
-            .strip_prefix(r#"{"time":""#)
+            .strip_prefix(r#"{"log_type":"access","timestamp":""#)
             .and_then(|t| t.split_once('"'))
             .map(|(t, _)| t)
             .unwrap();
-        assert_eq!(time.len(), "2026-01-01T00:00:00.000Z".len(), "{time}");
+        assert_eq!(time.len(), "2026-01-01T00:00:00.000000Z".len(), "{time}");
         assert!(humantime::parse_rfc3339(time).is_ok(), "{time}");
         let after_time = text.split_once(r#"Z","#).map(|(_, rest)| rest).unwrap();
         assert_eq!(

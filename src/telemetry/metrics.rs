@@ -41,6 +41,7 @@ pub struct Metrics {
     /// One TikTok API exchange, by endpoint (the route) and outcome.
     pub tiktok_duration: HistogramVec,
     pub config_reloads: IntCounterVec,
+    pub tls_reloads: IntCounterVec,
     pub auth_failures: IntCounterVec,
     pub refusals: IntCounterVec,
     pub pii_leaks: IntCounterVec,
@@ -163,6 +164,12 @@ pub fn metrics() -> &'static Metrics {
                 "config_reloads_total",
                 "Config reloads by outcome (applied, rejected)",
                 &["outcome"],
+            ),
+            tls_reloads: counter(
+                "tls_reloads_total",
+                "TLS certificate / key / client-CA reloads by listener and outcome (applied, \
+                 rejected: the listener kept its previous material)",
+                &["listener", "outcome"],
             ),
             auth_failures: counter(
                 "auth_failures_total",

@@ -4,7 +4,8 @@ pub mod access_log;
 pub mod batched_writer;
 mod logging;
 
-pub use logging::install_logging;
+pub use logging::{AppLogSettings, LoggingError, filter_from_env, install_logging};
 pub mod metrics;
 pub mod readiness;
 pub mod request_id;
+pub mod trace_context;

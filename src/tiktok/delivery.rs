@@ -56,6 +56,29 @@ pub struct DeliverySettings {
     pub dead_letter_after: Duration,
     /// How to reach the order-service upstreams that are behind TLS.
     pub tls: Vec<DeliveryTls>,
+    /// Told about every attempt (the access log's delivery lines).
+    pub observer: Option<Arc<dyn DeliveryObserver>>,
+}
+
+/// One delivery attempt, as [`DeliveryObserver`]s see it.
+#[derive(Debug)]
+pub struct AttemptReport<'a> {
+    pub event: &'a ClaimedEvent,
+    /// `x-gateway-event-id` of the event.
+    pub public_id: &'a str,
+    /// From sending the request to the order service's answer (or the failure).
+    pub latency: Duration,
+    /// The answer's status, if there was one.
+    pub status: Option<u16>,
+    /// Why there was no answer.
+    pub error: Option<SendError>,
+    /// Answered 2xx and removed from the queue.
+    pub delivered: bool,
+}
+
+/// Watches delivery attempts (logging, metrics).
+pub trait DeliveryObserver: Send + Sync {
+    fn attempt(&self, report: &AttemptReport<'_>);
 }
 
 /// `https://<sni>:<port>`: how queued URLs for a TLS upstream begin, and how the transport finds
@@ -91,6 +114,7 @@ impl DeliverySettings {
             poll_interval: Duration::from_millis(500),
             dead_letter_after: Duration::from_secs(72 * 3600),
             tls: Vec::new(),
+            observer: None,
         }
     }
 }
@@ -466,6 +490,7 @@ impl<T: Transport> DeliveryWorker<T> {
         } else {
             event.request_id.as_str()
         };
+        let sent = std::time::Instant::now();
         let result = self
             .transport
             .send(Delivery {
@@ -478,15 +503,30 @@ impl<T: Transport> DeliveryWorker<T> {
                 request_id,
             })
             .await;
+        let latency = sent.elapsed();
+        let report = |status: Option<u16>, error: Option<SendError>, delivered: bool| {
+            if let Some(observer) = &self.settings.observer {
+                observer.attempt(&AttemptReport {
+                    event: &event,
+                    public_id: &public_id,
+                    latency,
+                    status,
+                    error,
+                    delivered,
+                });
+            }
+        };
         let outcome = match result {
             Ok(status) if (200..300).contains(&status) => match self.queue.ack(claim.id).await {
                 Ok(()) => {
                     self.metrics.delivered.inc();
+                    report(Some(status), None, true);
                     tracing::debug!(event_id = %public_id, route = %event.route, "webhook delivered");
                     Outcome::Done
                 }
                 Err(e) => {
                     // Delivered but not removed: recorded later, not sent again meanwhile.
+                    report(Some(status), None, false);
                     tracing::error!(event_id = %public_id, error = %e, "webhook ack not recorded yet");
                     Outcome::AckPending(claim.id)
                 }
@@ -497,6 +537,7 @@ impl<T: Transport> DeliveryWorker<T> {
                     Ok(status) => (Some(status), None),
                     Err(e) => (None, Some(e)),
                 };
+                report(status, error, false);
                 tracing::warn!(
                     event_id = %public_id,
                     route = %event.route,

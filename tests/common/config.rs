@@ -212,6 +212,8 @@ pub struct Config {
     /// `logging.access_log`; default: `access.log` in the config's folder (what
     /// `TestGateway::access_log` reads).
     pub access_log: Option<String>,
+    /// `logging.application_log` (`stdout`, `stderr` or a path).
+    pub application_log: Option<String>,
     pub log_level: Option<String>,
     /// Leave the `logging` section out entirely.
     pub no_logging: bool,
@@ -398,6 +400,7 @@ impl Config {
                     .clone()
                     .unwrap_or_else(|| dir.join("access.log").display().to_string())),
             )];
+            opt(&mut logging, "application_log", &self.application_log);
             opt(&mut logging, "level", &self.log_level);
             top.push(("logging".into(), Y::Map(logging)));
         }
@@ -426,9 +429,15 @@ pub struct Server {
     pub threads: Option<usize>,
     pub grace_period: Option<String>,
     pub drain_delay: Option<String>,
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Server {
+    pub fn state_dir(mut self, dir: &Path) -> Self {
+        self.state_dir = Some(dir.to_path_buf());
+        self
+    }
+
     pub fn drain_delay(mut self, d: &str) -> Self {
         self.drain_delay = Some(d.to_owned());
         self
@@ -449,6 +458,7 @@ impl Server {
         opt(&mut m, "threads", &self.threads);
         opt(&mut m, "grace_period", &self.grace_period);
         opt(&mut m, "drain_delay", &self.drain_delay);
+        opt(&mut m, "state_dir", &self.state_dir);
         (!m.is_empty()).then_some(Y::Map(m))
     }
 }

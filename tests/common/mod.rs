@@ -4,6 +4,8 @@
 
 // The typed config builder names the sandboxes and the dev identity provider.
 #[cfg(feature = "demo")]
+pub mod binary;
+#[cfg(feature = "demo")]
 pub mod config;
 pub mod env;
 pub mod schema;

@@ -66,12 +66,15 @@ pub async fn accept(
     // Committed before the 200: a crash afterwards loses nothing, and a replay is recognised.
     let accepted = services.queue.accept(event).await.map_err(|e| {
         tracing::error!(route = %route.name, error = %e, "webhook could not be stored");
-        // Not ready at once; the readiness probe clears it when writes succeed again.
-        req.gateway.readiness.report(
-            "state_backend",
-            Weight::Blocking,
-            Err(format!("cannot write: {e}")),
-        );
+        // A backend failure makes the gateway not ready at once (the readiness probe clears it
+        // when the store answers again); a refused event (too large) says nothing about it.
+        if e.is_backend_failure() {
+            req.gateway.readiness.report(
+                "state_backend",
+                Weight::Blocking,
+                Err(format!("state backend {}", e.kind())),
+            );
+        }
         // TikTok retries a non-200, so refusing is safe; acknowledging would lose the event.
         GatewayError::new(
             StatusCode::SERVICE_UNAVAILABLE,
