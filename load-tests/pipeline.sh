@@ -51,7 +51,7 @@ done
 
 work=$(mktemp -d)
 if [ "$MEASURE" = instructions ]; then
-  WRAP=(valgrind -q --tool=callgrind --collect-atstart=no --callgrind-out-file="$work/cg-%p.out")
+  WRAP=(valgrind -q --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/cg-%p.out")
 fi
 PIDS=()
 cleanup() {
@@ -209,7 +209,7 @@ measure() {
   url="https://127.0.0.1:$(port_of "$path")/"
   pids=$(pids_of "$path")
   if [ "$MEASURE" = instructions ]; then
-    callgrind_control -z "$pids" >/dev/null && callgrind_control -i on "$pids" >/dev/null
+    callgrind_control -z "$pids" >/dev/null 2>&1 && callgrind_control -i on "$pids" >/dev/null 2>&1
   fi
   before=$(cpu_ticks $pids)
   if [ "$path" = gw-chain ]; then
@@ -219,11 +219,20 @@ measure() {
   fi
   after=$(cpu_ticks $pids)
   if [ "$MEASURE" = instructions ]; then
-    callgrind_control -i off "$pids" >/dev/null
+    callgrind_control -i off "$pids" >/dev/null 2>&1
     rm -f "$work/cg-$pids.out".*
-    callgrind_control -d "$pids" >/dev/null
-    # The dump holds only what ran between zeroing and now: the wrk run.
-    after=$(awk '/^(summary|totals):/ { print $2; exit }' "$(ls -t "$work/cg-$pids.out".* | head -1)")
+    callgrind_control -d "$pids" >/dev/null 2>&1
+    # The dump holds only what ran between zeroing and now: the wrk run. Valgrind writes it when
+    # the process next runs, so wait for it (bounded).
+    local dump=""
+    for _ in $(seq 1 100); do
+      dump=$(ls -t "$work/cg-$pids.out".* 2>/dev/null | head -1)
+      [ -n "$dump" ] && grep -q '^totals:' "$dump" && break
+      dump=""
+      sleep 0.1
+    done
+    [ -n "$dump" ] || { echo "$path: no callgrind dump" >&2; exit 1; }
+    after=$(awk '/^totals:/ { print $2; exit }' "$dump")
     before=0
   fi
   requests=$(awk '/requests in/ {print $1}' <<<"$out")
