@@ -10,6 +10,8 @@ use tiktok_gateway::config::load_file;
 use tiktok_gateway::gateway::state::Gateway;
 use tiktok_gateway::server::{build, dev_certs};
 
+// `system-allocator` (profiling only) leaves this out so heap profilers see every allocation.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
