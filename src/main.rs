@@ -12,6 +12,8 @@ use tiktok_gateway::config::{StateBackendConfig, load_str, read_text, report};
 use tiktok_gateway::gateway::state::{Gateway, StartError, privacy_engine};
 use tiktok_gateway::server::{build, dev_certs, lifecycle};
 
+// `system-allocator` (profiling only) leaves this out so heap profilers see every allocation.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
