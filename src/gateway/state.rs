@@ -14,6 +14,7 @@ use super::snapshot::{CompileInputs, Snapshot, compile};
 use super::state_services::StateServices;
 use super::tiktok::{TikTokServices, delivery_tls};
 use super::upstreams::UpstreamRegistry;
+use crate::audit::AuditLog;
 use crate::clock::Clock;
 use crate::config::{ConfigError, GatewayConfig, Secret, load_file};
 use crate::privacy::{PrivacyEngine, PrivacySettings, SharedPrivacyEngine};
@@ -43,6 +44,8 @@ pub struct Gateway {
     pub privacy: SharedPrivacyEngine,
     /// What keeps the gateway from being ready (`/readyz`); components report into it.
     pub readiness: Arc<Readiness>,
+    /// The audit trail every part reports into.
+    pub audit: Arc<AuditLog>,
 }
 
 /// The privacy engine for a config. Without `privacy.pseudonym_key` a random key is used, so
@@ -105,6 +108,7 @@ impl Gateway {
             .prepare(&config.upstreams)
             .map_err(StartError::Upstreams)?;
         let state = Arc::new(StateServices::start(&config.state, clock.clone())?);
+        let audit = Arc::new(AuditLog::new());
         let jwt = jwt_verifiers(&config, clock.clone())?;
         let snapshot = compile(
             config,
@@ -150,6 +154,7 @@ impl Gateway {
             started: Instant::now(),
             clock,
             readiness,
+            audit,
         }))
     }
 
