@@ -1,6 +1,7 @@
 //! Certificate rotation without a restart: when a TLS listener's certificate, key or client-CA
 //! files change (a secret mount, cert-manager), new handshakes use the new material while open
-//! connections carry on; bad new material is refused and the previous one stays.
+//! connections carry on; bad new material is refused and the previous one stays. SIGHUP re-reads
+//! the material even when the files look unchanged (the real binary, signalled).
 
 #![cfg(feature = "demo")]
 
@@ -11,7 +12,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Config, Listener, Route, TestGateway, Upstream, free_port, loopback};
+use common::binary::{Running, wait_listening};
+use common::{
+    Config, Listener, Route, Server, TestGateway, Upstream, free_port, loopback, metrics_text,
+};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tiktok_gateway::sandbox::orders::OrderService;
@@ -222,4 +226,103 @@ fn expired_certificate() -> (String, String) {
     let key = rcgen::KeyPair::generate().unwrap();
     let cert = params.self_signed(&key).unwrap();
     (cert.pem(), key.serialize_pem())
+}
+
+/// `tiktok_gateway_tls_reloads_total{listener, outcome}` as the metrics listener on `port` reports
+/// it (0 when the series does not exist yet).
+async fn scraped_reloads(port: u16, listener: &str, outcome: &str) -> u64 {
+    let series = format!(
+        "tiktok_gateway_tls_reloads_total{{listener=\"{listener}\",outcome=\"{outcome}\"}} "
+    );
+    metrics_text(port)
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix(&series).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Waits (bounded) until the reload counter reaches `at_least`.
+async fn wait_reloads(port: u16, listener: &str, outcome: &str, at_least: u64) -> u64 {
+    let mut seen = 0;
+    for _ in 0..100 {
+        seen = scraped_reloads(port, listener, outcome).await;
+        if seen >= at_least {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_rereads_the_certificate_even_when_the_files_look_unchanged() {
+    tiktok_gateway::transport::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let old = dev_certs::generate(dir.path()).unwrap();
+    let orders = OrderService::spawn(None).await.unwrap();
+    let (public, metrics) = (free_port(), free_port());
+    let mut gw = Running::start(
+        dir.path(),
+        &Config::new()
+            .listener(Listener::tls("public", public))
+            .listener(Listener::plain("metrics", metrics))
+            .upstream(Upstream::new("orders", orders.addr()))
+            .route(Route::prefix("orders", "public", "/orders/").upstream("orders"))
+            .server(Server::default().threads(1)),
+    );
+    wait_listening(&mut gw, loopback(public));
+    wait_listening(&mut gw, loopback(metrics));
+    // Until the reload service handles SIGHUP, the signal's default action ends the process.
+    for _ in 0..200 {
+        if gw.output().contains("reload on SIGHUP") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert!(gw.output().contains("reload on SIGHUP"), "{}", gw.output());
+    let old_ca = dir.path().join("old-ca.crt");
+    std::fs::copy(&old.ca_cert, &old_ca).unwrap();
+    let s = connect(loopback(public), &[old_ca.as_path()], None)
+        .await
+        .unwrap();
+    let old_leaf = certs(&old.server_cert)[0].to_vec();
+    assert_eq!(leaf(&s), old_leaf);
+    assert_eq!(scraped_reloads(metrics, "public", "applied").await, 0);
+
+    // Nothing changed on disk, so the change watcher has nothing to do: only the signal can make
+    // the listener load its material again.
+    gw.signal("HUP");
+    assert_eq!(
+        wait_reloads(metrics, "public", "applied", 1).await,
+        1,
+        "SIGHUP did not re-read the certificate:\n{}",
+        gw.output()
+    );
+
+    let same = connect(loopback(public), &[old_ca.as_path()], None)
+        .await
+        .unwrap();
+    assert_eq!(
+        leaf(&same),
+        old_leaf,
+        "the same material is served after the re-read"
+    );
+
+    // The operator's rotation: new files, then the signal. New handshakes get the new certificate.
+    let next_dir = tempfile::tempdir().unwrap();
+    let next = dev_certs::generate(next_dir.path()).unwrap();
+    swap_in(&next.server_key, &old.server_key);
+    swap_in(&next.server_cert, &old.server_cert);
+    swap_in(&next.ca_cert, &old.ca_cert);
+    gw.signal("HUP");
+    assert!(
+        wait_reloads(metrics, "public", "applied", 2).await >= 2,
+        "the rotated material was not applied:\n{}",
+        gw.output()
+    );
+    let rotated = connect(loopback(public), &[next.ca_cert.as_path()], None)
+        .await
+        .unwrap();
+    assert_eq!(leaf(&rotated), certs(&next.server_cert)[0].to_vec());
+    assert_eq!(scraped_reloads(metrics, "public", "rejected").await, 0);
 }

@@ -40,6 +40,10 @@ impl BackgroundService for ReloadService {
                 None
             }
         };
+        if hup.is_some() {
+            // Said once SIGHUP is handled: before this a SIGHUP would end the process.
+            tracing::info!(config = %self.path.display(), "reload on SIGHUP and on file change");
+        }
         let mut last = file_hash(&self.path);
         let mut tick = tokio::time::interval(self.poll);
         loop {
