@@ -104,7 +104,10 @@ pub fn routes_authenticate(c: &GatewayConfig) -> Vec<Finding> {
         ));
     }
     if c.routes.is_empty() {
-        out.push(Finding::pass("routes", "no routes: the gateway serves nothing"));
+        out.push(Finding::pass(
+            "routes",
+            "no routes: the gateway serves nothing",
+        ));
     }
     out
 }
@@ -195,7 +198,9 @@ pub fn tiktok_pii_masking(c: &GatewayConfig) -> Vec<Finding> {
 /// `amr` values (RFC 8176) that prove one factor only: accepting one lets a password-only login in.
 const SINGLE_FACTOR_AMR: &[&str] = &["pwd", "pin", "kba", "user", "geo", "wia", "rba", "tel"];
 /// `amr` values that prove a second factor or several.
-const MFA_AMR: &[&str] = &["mfa", "mca", "otp", "hwk", "swk", "sc", "sms", "pop", "face", "fpt", "iris", "retina", "vbm"];
+const MFA_AMR: &[&str] = &[
+    "mfa", "mca", "otp", "hwk", "swk", "sc", "sms", "pop", "face", "fpt", "iris", "retina", "vbm",
+];
 
 pub fn admin_mfa(c: &GatewayConfig) -> Vec<Finding> {
     let mut out = Vec::new();
@@ -220,7 +225,10 @@ pub fn admin_mfa(c: &GatewayConfig) -> Vec<Finding> {
         if !mtls {
             out.push(Finding::fail(
                 format!("listeners.{}", l.name),
-                format!("admin listener `{}` does not require a client certificate", l.name),
+                format!(
+                    "admin listener `{}` does not require a client certificate",
+                    l.name
+                ),
                 "give it `tls` with `client_ca` and `client_auth: required`",
             ));
         }
@@ -243,7 +251,9 @@ pub fn admin_mfa(c: &GatewayConfig) -> Vec<Finding> {
         } else if !MFA_AMR.contains(&m.as_str()) {
             out.push(Finding::warn(
                 "admin.mfa_methods",
-                format!("`{m}` is accepted as proof of MFA but is not an RFC 8176 multi-factor method"),
+                format!(
+                    "`{m}` is accepted as proof of MFA but is not an RFC 8176 multi-factor method"
+                ),
                 "make sure the identity provider sets it only after a second factor, or remove it",
             ));
         }
@@ -446,7 +456,11 @@ fn redis_host(url: &str) -> String {
     let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
     let authority = rest.split(['/', '?']).next().unwrap_or("");
     let host = if authority.starts_with('[') {
-        authority.split(']').next().unwrap_or("").trim_start_matches('[')
+        authority
+            .split(']')
+            .next()
+            .unwrap_or("")
+            .trim_start_matches('[')
     } else {
         authority.split(':').next().unwrap_or("")
     };
@@ -550,7 +564,10 @@ pub fn durable_state(c: &GatewayConfig) -> Vec<Finding> {
         .map(|r| r.name.as_str())
         .collect();
     if webhook_routes.is_empty() {
-        out.push(Finding::pass("routes", "no webhook routes: no webhook to keep"));
+        out.push(Finding::pass(
+            "routes",
+            "no webhook routes: no webhook to keep",
+        ));
     } else {
         let routes = webhook_routes.join(", ");
         match &c.state.backend {
@@ -611,7 +628,10 @@ pub fn secure_listeners(c: &GatewayConfig) -> Vec<Finding> {
                 ),
                 "add `tls: { cert, key }`, or bind it to 127.0.0.1",
             )),
-            None => ok.push(format!("`{}` plaintext on loopback only ({})", l.name, l.address)),
+            None => ok.push(format!(
+                "`{}` plaintext on loopback only ({})",
+                l.name, l.address
+            )),
             Some(t) => {
                 let version = match t.min_version {
                     TlsVersion::V1_2 => "1.2",
@@ -685,7 +705,10 @@ pub fn tiktok_pinned(c: &GatewayConfig) -> Vec<Finding> {
         {
             out.push(Finding::warn(
                 format!("tiktok.apps.{}.ca", app.name),
-                format!("TikTok app `{}` trusts a private CA bundle for TikTok's hosts", app.name),
+                format!(
+                    "TikTok app `{}` trusts a private CA bundle for TikTok's hosts",
+                    app.name
+                ),
                 "remove `ca` unless a TLS-inspecting proxy you control sits in front of TikTok",
             ));
         }
@@ -711,7 +734,9 @@ pub fn versioned_config(c: &GatewayConfig) -> Vec<Finding> {
     if c.version == "unversioned" {
         vec![Finding::warn(
             "version",
-            format!("the file has no `version:`; only its hash ({short}) tells one config from another"),
+            format!(
+                "the file has no `version:`; only its hash ({short}) tells one config from another"
+            ),
             "set `version:` and bump it on every change",
         )]
     } else {

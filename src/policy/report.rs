@@ -322,7 +322,11 @@ fn run(check: &Check, config: &GatewayConfig) -> CheckResult {
     CheckResult {
         id: check.id,
         requirement: check.requirement,
-        status: findings.iter().map(|f| f.status).max().unwrap_or(Status::Warn),
+        status: findings
+            .iter()
+            .map(|f| f.status)
+            .max()
+            .unwrap_or(Status::Warn),
         findings,
     }
 }
@@ -330,7 +334,10 @@ fn run(check: &Check, config: &GatewayConfig) -> CheckResult {
 impl Report {
     /// The worst status of any check: the report's verdict.
     pub fn status(&self) -> Status {
-        self.checks().map(|c| c.status).max().unwrap_or(Status::Pass)
+        self.checks()
+            .map(|c| c.status)
+            .max()
+            .unwrap_or(Status::Pass)
     }
 
     pub fn counts(&self) -> Counts {
