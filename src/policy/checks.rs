@@ -7,8 +7,8 @@ use std::path::Path;
 
 use super::report::Finding;
 use crate::config::{
-    ClientAuth, GatewayConfig, Listener, ListenerRole, RateLimitBackend, RouteAuth, SecretGiven,
-    StateBackendConfig, TlsVersion, Upstream,
+    ClientAuth, GatewayConfig, JwksSourceConfig, Listener, ListenerRole, RateLimitBackend,
+    RouteAuth, SecretGiven, StateBackendConfig, TlsVersion, Upstream,
 };
 
 /// Whether a host name or IP literal stays on this machine.
@@ -445,7 +445,28 @@ pub fn encrypted_in_transit(c: &GatewayConfig) -> Vec<Finding> {
     if let StateBackendConfig::Postgres(_) = &c.state.backend {
         summary.push("state on PostgreSQL (TLS required off loopback)".into());
     }
-    summary.push("JWKS and TikTok over https (http only to loopback)".into());
+    let jwks_urls = c
+        .identity
+        .jwt
+        .iter()
+        .filter(|j| matches!(j.jwks, Some(JwksSourceConfig::Url { .. })))
+        .count();
+    if jwks_urls > 0 {
+        summary.push(format!("{jwks_urls} JWKS URL(s) over https or loopback"));
+    }
+    if let Some(t) = &c.tiktok {
+        let https = t
+            .apps
+            .values()
+            .filter(|a| a.api_base.starts_with("https://") && a.auth_base.starts_with("https://"))
+            .count();
+        if https > 0 {
+            summary.push(format!("{https} TikTok app(s) over https"));
+        }
+    }
+    if summary.is_empty() {
+        summary.push("nothing configured leaves the host".into());
+    }
     out.push(Finding::pass("", summary.join("; ")));
     out
 }
