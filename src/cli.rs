@@ -1,4 +1,4 @@
-//! The command line: `run` (default), `validate`, `certs`, `schema`, `health`, and `demo` when
+//! The command line: `run` (default), `validate`, `policy report`, `certs`, `schema`, `health`, and `demo` when
 //! built with the `demo` feature (development builds only).
 
 use std::path::PathBuf;
@@ -51,6 +51,11 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Check a config against the security policy (POLICY.md): `policy report`.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Write a development CA, a server certificate and client certificates into a folder.
     #[command(long_about = CERTS_LONG_ABOUT)]
     Certs {
@@ -88,6 +93,30 @@ pub enum Command {
         /// Port for the demo's egress (TikTok) listener; the others follow it.
         #[arg(long, default_value_t = 8080)]
         port: u16,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// PASS / WARN / FAIL with the config evidence for each policy clause the gateway enforces;
+    /// exit 1 on any FAIL, 2 if the config does not validate.
+    #[command(
+        long_about = "Load a config exactly as `validate` and `run` do, then check it against each \
+            clause of the security policy (POLICY.md) that the gateway can enforce: PASS, WARN or \
+            FAIL, with the YAML path and line of the evidence and a remedy. Organisational clauses \
+            are listed as not checked by the gateway. Exits 0 when nothing fails (warnings allowed), \
+            1 on any FAIL, 2 when the config does not validate (with `validate`'s diagnostics), so \
+            it can gate a deployment pipeline. The running gateway serves the same report at \
+            `GET /admin/policy`."
+    )]
+    Report {
+        /// The gateway's YAML config; relative paths inside it are taken from its folder.
+        #[arg(long, short, default_value = "gateway.yaml")]
+        config: PathBuf,
+        /// `text` for people (on stdout), `json` for pipelines (one object on stdout: file,
+        /// version, hash, status, counts, clauses[] with checks[] and findings[]).
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
 }
 

@@ -19,6 +19,7 @@ pub mod inspect;
 pub mod limit;
 pub mod ops;
 pub mod pipeline;
+pub mod policy;
 pub mod privacy;
 #[cfg(any(test, feature = "demo"))]
 pub mod sandbox;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use tiktok_gateway::cli::{Cli, Command, Format};
+use tiktok_gateway::cli::{Cli, Command, Format, PolicyCommand};
 use tiktok_gateway::clock::SystemClock;
 use tiktok_gateway::config::{StateBackendConfig, load_str, read_text, report};
 use tiktok_gateway::gateway::state::{Gateway, StartError, privacy_engine};
@@ -26,6 +26,9 @@ fn main() -> ExitCode {
     }) {
         // The same load and compile as `run`, short of binding listeners and opening state.
         Command::Validate { config, format } => validate(&config, format),
+        Command::Policy {
+            command: PolicyCommand::Report { config, format },
+        } => policy_report(&config, format),
         Command::Certs { out, force } => {
             let overwrite = if force {
                 dev_certs::Overwrite::Replace
@@ -111,6 +114,48 @@ fn validate(path: &Path, format: Format) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// `policy report`: the config loaded as `validate` loads it (exit 2 with its diagnostics when
+/// it does not validate), then checked against the security policy; exit 1 on any FAIL.
+fn policy_report(path: &Path, format: Format) -> ExitCode {
+    let name = path.display().to_string();
+    let (text, checked) = match read_text(path) {
+        Ok(text) => {
+            let checked = build::validate_text(&text, path);
+            (text, checked)
+        }
+        Err(e) => (
+            String::new(),
+            build::Validated {
+                snapshot: None,
+                issues: e.issues,
+            },
+        ),
+    };
+    let Some(snapshot) = checked.snapshot else {
+        if format == Format::Json {
+            println!("{}", report::json(&name, &checked.issues));
+        } else {
+            eprint!("{}", report::text(&name, &text, &checked.issues));
+        }
+        return ExitCode::from(2);
+    };
+    if format == Format::Text && !checked.issues.is_empty() {
+        eprint!("{}", report::text(&name, &text, &checked.issues));
+    }
+    let mut policy = tiktok_gateway::policy::evaluate(&snapshot.config);
+    policy.file = name;
+    policy.locate(&text);
+    match format {
+        Format::Json => println!("{}", tiktok_gateway::policy::render::json(&policy)),
+        Format::Text => print!("{}", tiktok_gateway::policy::render::text(&policy)),
+    }
+    if policy.status() == tiktok_gateway::policy::Status::Fail {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 /// `run`: start-up in the order that lets a failure stop it early and an upgrade hand over.

@@ -166,6 +166,12 @@ impl ServeHttp for AdminApp {
                     &rid,
                 )
             }
+            ("GET", "/admin/policy") => reply(
+                StatusCode::OK,
+                crate::policy::admin::report_json(&snapshot.config),
+                &[],
+                &rid,
+            ),
             _ => error(
                 StatusCode::NOT_FOUND,
                 "no_route",

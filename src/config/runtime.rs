@@ -35,6 +35,9 @@ pub struct GatewayConfig {
     pub trusted_proxies: crate::limit::TrustedProxies,
     /// How proxied requests carry the gateway's hop (`forwarded_headers`).
     pub forwarded_headers: crate::inspect::ForwardedStyle,
+    /// Every value that may hold a secret, by YAML path, and how it was given (the policy
+    /// report's evidence that secrets are not inline).
+    pub secret_sources: Vec<SecretSource>,
     /// What `validate` and start-up print but accept: routes that can never match, settings that
     /// have no effect.
     pub warnings: Vec<super::ConfigIssue>,
@@ -44,6 +47,25 @@ impl GatewayConfig {
     pub fn listener(&self, name: &str) -> Option<&Listener> {
         self.listeners.iter().find(|l| l.name == name)
     }
+}
+
+/// How a secret-bearing value was written in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretSource {
+    /// YAML path, e.g. `tiktok.apps.main.app_secret`.
+    pub path: String,
+    pub given: SecretGiven,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretGiven {
+    /// `${env:NAME}`.
+    Env(String),
+    /// `${file:path}`, resolved against the config's folder.
+    File(PathBuf),
+    /// The value itself, where the field allows one (an app key, a key hash, a URL without a
+    /// password).
+    Literal,
 }
 
 // ---------------------------------------------------------------- listeners

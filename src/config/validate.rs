@@ -14,7 +14,7 @@ use super::Secret;
 use super::diagnostics::{ConfigIssue, Issues, line_of, suggest};
 use super::file::*;
 use super::runtime::*;
-use super::secret_ref::resolve_secret;
+use super::secret_ref::{SecretRef, parse_secret_ref, resolve_secret};
 use super::units::{parse_byte_rate, parse_duration, parse_size};
 
 mod health;
@@ -23,6 +23,8 @@ mod health;
 struct V<'a> {
     issues: Issues,
     base_dir: &'a Path,
+    /// How each secret-bearing value was given, for the policy report.
+    secret_sources: Vec<SecretSource>,
 }
 
 impl V<'_> {
@@ -47,6 +49,15 @@ impl V<'_> {
     }
 
     fn secret(&mut self, path: &str, value: &S) -> Option<Secret> {
+        if let Ok(given) = parse_secret_ref(&value.value) {
+            self.secret_sources.push(SecretSource {
+                path: path.to_string(),
+                given: match given {
+                    SecretRef::Env(name) => SecretGiven::Env(name.to_string()),
+                    SecretRef::File(file) => SecretGiven::File(self.base_dir.join(file)),
+                },
+            });
+        }
         match resolve_secret(&value.value, self.base_dir) {
             Ok(s) => Some(s),
             Err(e) => {
@@ -64,6 +75,10 @@ impl V<'_> {
             self.issues.at(path, value, "must not be empty");
             None
         } else {
+            self.secret_sources.push(SecretSource {
+                path: path.to_string(),
+                given: SecretGiven::Literal,
+            });
             Some(value.value.clone())
         }
     }
@@ -117,6 +132,7 @@ pub fn build(
     let mut v = V {
         issues: Issues::default(),
         base_dir,
+        secret_sources: Vec::new(),
     };
     let listeners = listeners(&mut v, file);
     let upstreams = upstreams(&mut v, file);
@@ -213,6 +229,7 @@ pub fn build(
         server,
         trusted_proxies,
         forwarded_headers,
+        secret_sources: std::mem::take(&mut v.secret_sources),
         warnings: Vec::new(),
     };
     let warnings = v.issues.finish()?;
