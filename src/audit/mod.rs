@@ -6,6 +6,8 @@
 //! record holds no secret and no buyer data: subjects, key names, shop ids and config hashes are
 //! fine; tokens, codes, bodies and buyer fields never are.
 
+pub mod chain;
+pub mod checkpoint;
 mod event;
 
 pub use event::{AuditEvent, Outcome};
