@@ -148,6 +148,12 @@ pub fn build_server_on(
         },
     ));
     server.add_service(background_service(
+        "audit log writer",
+        crate::audit::AuditWriter {
+            log: gateway.audit.clone(),
+        },
+    ));
+    server.add_service(background_service(
         "tiktok tokens and webhook delivery",
         in_flight.background(TikTokBackground {
             services: gateway.tiktok.clone(),

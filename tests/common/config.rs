@@ -378,6 +378,14 @@ impl Config {
         }
         if let Some(a) = &self.admin {
             top.push(("admin".into(), a.yaml()));
+            // An admin API needs a key for the audit log's signed checkpoints.
+            top.push((
+                "audit".into(),
+                Y::Map(vec![(
+                    "signing_key".into(),
+                    file_secret(files, "audit-signing.key", AUDIT_TEST_SEED),
+                )]),
+            ));
         }
         if !self.trusted_proxies.is_empty() {
             top.push(("trusted_proxies".into(), strs(&self.trusted_proxies)));
@@ -409,6 +417,10 @@ impl Config {
         out
     }
 }
+
+/// The audit checkpoint key every test config with an admin API is given (test-only).
+pub const AUDIT_TEST_SEED: &str =
+    "5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed";
 
 /// `"${file:<name>}"`, registering the file.
 fn file_secret(files: &mut Vec<SideFile>, name: &str, value: &str) -> Y {
