@@ -82,12 +82,39 @@ pub enum Command {
         #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
         timeout: Duration,
     },
+    /// The audit log: check its hash chain and signatures, or print the checkpoint public key.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Run the gateway with local TikTok Shop, order-service and identity-provider sandboxes.
     #[cfg(feature = "demo")]
     Demo {
         /// Port for the demo's egress (TikTok) listener; the others follow it.
         #[arg(long, default_value_t = 8080)]
         port: u16,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the audit log in the configured state store: every record's hash and link, and
+    /// every checkpoint's signature. Exit 0 with a summary, 1 naming the first record that was
+    /// changed, removed, inserted or reordered.
+    #[command(
+        long_about = "Check the audit log in the state store `state:` names (the embedded file or             PostgreSQL): every record's hash and its link to the one before, the recorded head, and             every signed checkpoint. Exits 0 with a summary, or 1 naming the first record that was             changed, removed, inserted or reordered (or a checkpoint that does not verify). The             embedded file is locked while a gateway runs: check a copy, or stop the gateway.             Signatures are checked with --public-key, or with the key from `audit.signing_key`."
+    )]
+    Verify {
+        /// The gateway's YAML config (its `state:` and `audit:` sections are used).
+        #[arg(long, short, default_value = "gateway.yaml")]
+        config: PathBuf,
+        /// The checkpoint public key (64 hex digits, from `audit public-key`); by default it is
+        /// derived from `audit.signing_key`.
+        #[arg(long)]
+        public_key: Option<String>,
+    },
+    /// Print the public key that checks the audit log's checkpoints (hex), for auditors.
+    PublicKey {
+        #[arg(long, short, default_value = "gateway.yaml")]
+        config: PathBuf,
     },
 }
 

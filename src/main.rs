@@ -64,6 +64,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Run { config, upgrade } => run(config, upgrade),
+        Command::Audit(command) => tiktok_gateway::ops::audit_cli::run(command),
         #[cfg(feature = "demo")]
         Command::Demo { port } => tiktok_gateway::demo::run(port),
     }
