@@ -471,3 +471,124 @@ async fn the_audit_endpoint_pages_through_the_chain() {
     assert_eq!(status, 400);
     let _ = json!({});
 }
+
+/// Two replicas on one PostgreSQL schema: a block written through A's admin API refuses the
+/// caller at B within a second, unblocking lets it back in, and an expiring block lapses on B by
+/// itself. Both replicas' audit records land in the one chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_block_through_one_replicas_admin_api_refuses_the_caller_on_another_within_a_second() {
+    use std::time::Instant;
+    let Some(url) = common::database_url() else { return };
+    let schema = format!("tgw_admin_{:016x}", rand::random::<u64>());
+    let orders = OrderService::spawn(None).await.unwrap();
+    let idp = DevIdp::start(Arc::new(SystemClock)).await.unwrap();
+    let (public_a, admin_a, public_b) = (free_port(), free_port(), free_port());
+    let replica = |public: u16, admin: Option<u16>| {
+        let mut c = Config::new()
+            .listener(Listener::plain("public", public))
+            .api_key(ApiKey::new("batch-exporter", "batch-key-0001", &["orders:read"]))
+            .upstream(Upstream::new("orders", orders.addr()))
+            .state(State::postgres(&url, &schema).poll_interval("100ms"))
+            .route(
+                Route::prefix("orders", "public", "/orders/")
+                    .auth(Auth::api_key().scopes(&["orders:read"]))
+                    .upstream("orders"),
+            );
+        if let Some(admin) = admin {
+            c = c
+                .listener(Listener::tls("admin", admin).client_auth("required"))
+                .jwt(JwtIssuer::url("corp", &idp))
+                .admin(Admin {
+                    jwt: "corp".into(),
+                    scope: Some("gateway:admin".into()),
+                    mfa_methods: vec!["mfa".into()],
+                });
+        }
+        c
+    };
+    let a = TestGateway::with(&replica(public_a, Some(admin_a)));
+    let b = TestGateway::with(&replica(public_b, None));
+    let s = Setup {
+        gw: a,
+        orders,
+        idp,
+        public: public_b,
+        admin: admin_a,
+    };
+    let token = s.token("gateway:admin", &["mfa"]);
+    let admin = |method: &'static str, path: String, body: Option<&'static str>| {
+        let (client, token, s) = (s.with_cert(), token.clone(), &s);
+        async move { s.call(&client, method, &path, body, &token).await }
+    };
+    // `s.orders_call` goes to replica B's public listener.
+    assert_eq!(s.orders_call().await, 200);
+
+    let (status, added) = admin(
+        "POST",
+        "/admin/blocks".into(),
+        Some(r#"{"kind":"api_key","value":"batch-exporter","reason":"incident 7"}"#),
+    )
+    .await;
+    assert_eq!(status, 201, "{added}");
+    let written = Instant::now();
+    while s.orders_call().await != 403 {
+        assert!(
+            written.elapsed() < Duration::from_secs(1),
+            "replica B still admits the blocked key after 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let seen = s.orders.received_count();
+    assert_eq!(s.orders_call().await, 403);
+    assert_eq!(s.orders.received_count(), seen, "a blocked call reached the upstream");
+
+    let id = added["id"].as_u64().unwrap();
+    let (status, _) = admin("DELETE", format!("/admin/blocks/{id}"), None).await;
+    assert_eq!(status, 200);
+    let removed = Instant::now();
+    while s.orders_call().await != 200 {
+        assert!(
+            removed.elapsed() < Duration::from_secs(1),
+            "replica B still refuses after the unblock"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // An expiring block reaches B and lapses there without anyone removing it.
+    let (status, _) = admin(
+        "POST",
+        "/admin/blocks".into(),
+        Some(r#"{"kind":"api_key","value":"batch-exporter","reason":"cool-down","expires_in":2}"#),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let written = Instant::now();
+    while s.orders_call().await != 403 {
+        assert!(written.elapsed() < Duration::from_secs(1), "the expiring block never reached B");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut lapsed = false;
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if s.orders_call().await == 200 {
+            lapsed = true;
+            break;
+        }
+    }
+    assert!(lapsed, "the expiring block never lapsed on B");
+
+    // B reads the same chain A wrote: the admin actions are there.
+    let chain = b.gateway.audit.read(0, 1000).await.unwrap();
+    let adds = chain.iter().filter(|r| r.action == "admin.blocks.add").count();
+    assert_eq!(adds, 2, "{chain:#?}");
+    drop(b);
+    drop(s);
+    if let Ok((client, conn)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
+        let driver = tokio::spawn(conn);
+        let _ = client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+            .await;
+        drop(client);
+        let _ = driver.await;
+    }
+}
