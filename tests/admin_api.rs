@@ -53,7 +53,13 @@ struct Setup {
     admin: u16,
 }
 
-fn config(public: u16, admin: u16, idp: &DevIdp, orders: SocketAddr, dir: &std::path::Path) -> Config {
+fn config(
+    public: u16,
+    admin: u16,
+    idp: &DevIdp,
+    orders: SocketAddr,
+    dir: &std::path::Path,
+) -> Config {
     Config::new()
         .version("admin-api-1")
         .listener(Listener::plain("public", public))
@@ -64,7 +70,11 @@ fn config(public: u16, admin: u16, idp: &DevIdp, orders: SocketAddr, dir: &std::
             scope: Some("gateway:admin".into()),
             mfa_methods: vec!["mfa".into(), "hwk".into()],
         })
-        .api_key(ApiKey::new("batch-exporter", "batch-key-0001", &["orders:read"]))
+        .api_key(ApiKey::new(
+            "batch-exporter",
+            "batch-key-0001",
+            &["orders:read"],
+        ))
         .upstream(Upstream::new("orders", orders))
         .tiktok(TikTok::new().app(TikTok::webhook_app("main", APP_KEY, APP_SECRET)))
         .webhooks(Webhooks::new("forward-secret-for-tests"))
@@ -141,13 +151,18 @@ impl Setup {
         }
         let res = req.send().await.unwrap();
         let status = res.status().as_u16();
-        assert_eq!(res.headers()["cache-control"], "no-store", "{method} {path}");
+        assert_eq!(
+            res.headers()["cache-control"],
+            "no-store",
+            "{method} {path}"
+        );
         (status, res.json().await.unwrap_or(Value::Null))
     }
 
     async fn admin(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
         let token = self.admin_token();
-        self.call(&self.with_cert(), method, path, body, &token).await
+        self.call(&self.with_cert(), method, path, body, &token)
+            .await
     }
 
     async fn records(&self) -> Vec<AuditRecord> {
@@ -171,7 +186,7 @@ fn detail(r: &AuditRecord) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_endpoint_refuses_without_certificate_mfa_or_admin_scope_and_every_refusal_is_audited()
-{
+ {
     let s = setup().await;
     let good = s.admin_token();
     let no_mfa = s.token("gateway:admin", &["pwd"]);
@@ -185,7 +200,10 @@ async fn every_endpoint_refuses_without_certificate_mfa_or_admin_scope_and_every
         if let Some(body) = body {
             req = req.body(body.to_owned());
         }
-        assert!(req.send().await.is_err(), "{method} {path} answered without a certificate");
+        assert!(
+            req.send().await.is_err(),
+            "{method} {path} answered without a certificate"
+        );
         let cases = [
             (no_mfa.as_str(), 401, "mfa_required"),
             (no_scope.as_str(), 403, "insufficient_scope"),
@@ -194,7 +212,10 @@ async fn every_endpoint_refuses_without_certificate_mfa_or_admin_scope_and_every
         for (token, expected, what) in cases {
             let (status, answer) = s.call(&s.with_cert(), method, path, body, token).await;
             assert_eq!(status, expected, "{method} {path} ({what}): {answer}");
-            assert_eq!(answer["error"]["code"], "invalid_credentials", "{method} {path}");
+            assert_eq!(
+                answer["error"]["code"], "invalid_credentials",
+                "{method} {path}"
+            );
         }
     }
     // Nothing the refused calls asked for was done.
@@ -258,7 +279,10 @@ async fn every_allowed_call_is_audited_with_the_operator_as_actor() {
         "admin.reload",
         "admin.audit.read",
     ] {
-        assert!(actions.iter().any(|a| a == action), "{action} not in {actions:?}");
+        assert!(
+            actions.iter().any(|a| a == action),
+            "{action} not in {actions:?}"
+        );
     }
 }
 
@@ -270,21 +294,31 @@ async fn a_block_refuses_the_caller_until_removed_and_an_expiring_block_lapses_b
         .admin(
             "POST",
             "/admin/blocks",
-            Some(r#"{"kind":"api_key","value":"batch-exporter","reason":"leaked key, incident 42"}"#),
+            Some(
+                r#"{"kind":"api_key","value":"batch-exporter","reason":"leaked key, incident 42"}"#,
+            ),
         )
         .await;
     assert_eq!(status, 201, "{added}");
     let id = added["id"].as_u64().unwrap();
     let seen = s.orders.received_count();
     assert_eq!(s.orders_call().await, 403);
-    assert_eq!(s.orders.received_count(), seen, "a blocked call reached the upstream");
+    assert_eq!(
+        s.orders.received_count(),
+        seen,
+        "a blocked call reached the upstream"
+    );
     let (_, list) = s.admin("GET", "/admin/blocks", None).await;
     assert_eq!(list["blocks"][0]["value"], "batch-exporter", "{list}");
     assert_eq!(list["blocks"][0]["active"], true);
-    let (status, _) = s.admin("DELETE", &format!("/admin/blocks/{id}"), None).await;
+    let (status, _) = s
+        .admin("DELETE", &format!("/admin/blocks/{id}"), None)
+        .await;
     assert_eq!(status, 200);
     assert_eq!(s.orders_call().await, 200);
-    let (status, _) = s.admin("DELETE", &format!("/admin/blocks/{id}"), None).await;
+    let (status, _) = s
+        .admin("DELETE", &format!("/admin/blocks/{id}"), None)
+        .await;
     assert_eq!(status, 404);
 
     // An entry for 1 s refuses at once and lapses without anyone removing it.
@@ -317,7 +351,11 @@ async fn a_block_refuses_the_caller_until_removed_and_an_expiring_block_lapses_b
     assert_eq!(adds.len(), 2);
     assert_eq!(adds[0]["value"], "batch-exporter");
     assert_eq!(adds[0]["kind"], "api_key");
-    assert!(records.iter().any(|r| r.action == "admin.blocks.remove" && r.outcome == "allowed"));
+    assert!(
+        records
+            .iter()
+            .any(|r| r.action == "admin.blocks.remove" && r.outcome == "allowed")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -388,7 +426,11 @@ async fn a_replayed_dead_letter_is_delivered() {
 
     assert_eq!(s.orders.received_count(), 0);
     let (status, answer) = s
-        .admin("POST", &format!("/admin/webhooks/dead-letters/{id}/replay"), None)
+        .admin(
+            "POST",
+            &format!("/admin/webhooks/dead-letters/{id}/replay"),
+            None,
+        )
         .await;
     assert_eq!(status, 200, "{answer}");
     let mut delivered = false;
@@ -401,17 +443,25 @@ async fn a_replayed_dead_letter_is_delivered() {
     }
     assert!(delivered, "the replayed event was not delivered");
     let (_, list) = s.admin("GET", "/admin/webhooks/dead-letters", None).await;
-    assert!(list["dead_letters"].as_array().unwrap().is_empty(), "{list}");
+    assert!(
+        list["dead_letters"].as_array().unwrap().is_empty(),
+        "{list}"
+    );
     // Replaying what is no longer a dead letter is a 404.
     let (status, _) = s
-        .admin("POST", &format!("/admin/webhooks/dead-letters/{id}/replay"), None)
+        .admin(
+            "POST",
+            &format!("/admin/webhooks/dead-letters/{id}/replay"),
+            None,
+        )
         .await;
     assert_eq!(status, 404);
-    assert!(s
-        .records()
-        .await
-        .iter()
-        .any(|r| r.action == "admin.dead_letters.replay" && r.outcome == "allowed"));
+    assert!(
+        s.records()
+            .await
+            .iter()
+            .any(|r| r.action == "admin.dead_letters.replay" && r.outcome == "allowed")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -478,7 +528,9 @@ async fn the_audit_endpoint_pages_through_the_chain() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_block_through_one_replicas_admin_api_refuses_the_caller_on_another_within_a_second() {
     use std::time::Instant;
-    let Some(url) = common::database_url() else { return };
+    let Some(url) = common::database_url() else {
+        return;
+    };
     let schema = format!("tgw_admin_{:016x}", rand::random::<u64>());
     let orders = OrderService::spawn(None).await.unwrap();
     let idp = DevIdp::start(Arc::new(SystemClock)).await.unwrap();
@@ -486,7 +538,11 @@ async fn a_block_through_one_replicas_admin_api_refuses_the_caller_on_another_wi
     let replica = |public: u16, admin: Option<u16>| {
         let mut c = Config::new()
             .listener(Listener::plain("public", public))
-            .api_key(ApiKey::new("batch-exporter", "batch-key-0001", &["orders:read"]))
+            .api_key(ApiKey::new(
+                "batch-exporter",
+                "batch-key-0001",
+                &["orders:read"],
+            ))
             .upstream(Upstream::new("orders", orders.addr()))
             .state(State::postgres(&url, &schema).poll_interval("100ms"))
             .route(
@@ -540,7 +596,11 @@ async fn a_block_through_one_replicas_admin_api_refuses_the_caller_on_another_wi
     }
     let seen = s.orders.received_count();
     assert_eq!(s.orders_call().await, 403);
-    assert_eq!(s.orders.received_count(), seen, "a blocked call reached the upstream");
+    assert_eq!(
+        s.orders.received_count(),
+        seen,
+        "a blocked call reached the upstream"
+    );
 
     let id = added["id"].as_u64().unwrap();
     let (status, _) = admin("DELETE", format!("/admin/blocks/{id}"), None).await;
@@ -564,7 +624,10 @@ async fn a_block_through_one_replicas_admin_api_refuses_the_caller_on_another_wi
     assert_eq!(status, 201);
     let written = Instant::now();
     while s.orders_call().await != 403 {
-        assert!(written.elapsed() < Duration::from_secs(1), "the expiring block never reached B");
+        assert!(
+            written.elapsed() < Duration::from_secs(1),
+            "the expiring block never reached B"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let mut lapsed = false;
@@ -579,7 +642,10 @@ async fn a_block_through_one_replicas_admin_api_refuses_the_caller_on_another_wi
 
     // B reads the same chain A wrote: the admin actions are there.
     let chain = b.gateway.audit.read(0, 1000).await.unwrap();
-    let adds = chain.iter().filter(|r| r.action == "admin.blocks.add").count();
+    let adds = chain
+        .iter()
+        .filter(|r| r.action == "admin.blocks.add")
+        .count();
     assert_eq!(adds, 2, "{chain:#?}");
     drop(b);
     drop(s);

@@ -27,7 +27,11 @@ fn write_config(dir: &Path, state: State) -> PathBuf {
     let yaml = Config::new()
         .listener(Listener::plain("public", free_port()))
         .upstream(Upstream::new("orders", "127.0.0.1:9"))
-        .api_key(ApiKey::new("batch-exporter", "batch-key-0001", &["orders:read"]))
+        .api_key(ApiKey::new(
+            "batch-exporter",
+            "batch-key-0001",
+            &["orders:read"],
+        ))
         .route(
             Route::prefix("orders", "public", "/orders/")
                 .auth(Auth::api_key().scopes(&["orders:read"]))
@@ -94,7 +98,10 @@ fn verify(config: &Path) -> (bool, String) {
 fn assert_names(config: &Path, expected: &str, what: &str) {
     let (ok, text) = verify(config);
     assert!(!ok, "{what}: verify passed on a tampered log: {text}");
-    assert!(text.contains(expected), "{what}: expected `{expected}` in: {text}");
+    assert!(
+        text.contains(expected),
+        "{what}: expected `{expected}` in: {text}"
+    );
 }
 
 // ---------------------------------------------------------------- embedded
@@ -128,7 +135,10 @@ async fn embedded_verify_passes_on_an_untouched_log() {
     let (_dir, config, _) = embedded_log().await;
     let (ok, text) = verify(&config);
     assert!(ok, "{text}");
-    assert!(text.contains(&format!("{RECORDS} records, 1 checkpoints")), "{text}");
+    assert!(
+        text.contains(&format!("{RECORDS} records, 1 checkpoints")),
+        "{text}"
+    );
     assert!(text.contains("signed through record 6"), "{text}");
 }
 
@@ -157,7 +167,11 @@ async fn embedded_verify_names_a_deleted_record() {
     with_table(&file, |t| {
         t.remove(RECORDS).unwrap();
     });
-    assert_names(&config, &format!("record {RECORDS} was removed"), "last deleted");
+    assert_names(
+        &config,
+        &format!("record {RECORDS} was removed"),
+        "last deleted",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -308,13 +322,23 @@ async fn postgres_verify_passes_and_names_each_kind_of_tampering() {
     assert!(ok, "{text}");
     assert!(text.contains("signed through record 6"), "{text}");
     // The table refuses changes through ordinary statements.
-    assert!(log.plain("DELETE FROM {s}.audit_log WHERE seq = 2").await.is_err());
-    assert!(log.plain("UPDATE {s}.audit_log SET actor = 'x' WHERE seq = 2").await.is_err());
+    assert!(
+        log.plain("DELETE FROM {s}.audit_log WHERE seq = 2")
+            .await
+            .is_err()
+    );
+    assert!(
+        log.plain("UPDATE {s}.audit_log SET actor = 'x' WHERE seq = 2")
+            .await
+            .is_err()
+    );
     log.drop_schema().await;
 
     let log = PgLog::new(&url).await;
-    log.tamper("UPDATE {s}.audit_log SET detail = replace(detail, 'svc-5', 'svc-6') WHERE seq = 5;")
-        .await;
+    log.tamper(
+        "UPDATE {s}.audit_log SET detail = replace(detail, 'svc-5', 'svc-6') WHERE seq = 5;",
+    )
+    .await;
     assert_names(&log.config, "record 5 was changed", "pg one byte");
     log.drop_schema().await;
 

@@ -70,7 +70,12 @@ impl AdminApp {
 
     /// Records `event` and waits for it; when it cannot be stored, the answer says so (the
     /// record stays queued and is retried).
-    async fn audited(&self, event: AuditEvent, answer: Response<Vec<u8>>, rid: &str) -> Response<Vec<u8>> {
+    async fn audited(
+        &self,
+        event: AuditEvent,
+        answer: Response<Vec<u8>>,
+        rid: &str,
+    ) -> Response<Vec<u8>> {
         match self.gateway.audit.record_now(event).await {
             Ok(_) => answer,
             Err(_) => error_reply(
@@ -109,7 +114,11 @@ impl AdminApp {
 
 /// Runs the handler for `method` and `path`: the audit action it is recorded under, and its
 /// result. New resources add a line here and a file next to this one.
-async fn dispatch(method: &str, path: &str, req: &AdminRequest<'_>) -> (&'static str, Result<Done, GatewayError>) {
+async fn dispatch(
+    method: &str,
+    path: &str,
+    req: &AdminRequest<'_>,
+) -> (&'static str, Result<Done, GatewayError>) {
     let rest = path.strip_prefix("/admin/").unwrap_or("");
     let segments: Vec<&str> = rest.split('/').collect();
     match (method, segments.as_slice()) {
@@ -120,9 +129,10 @@ async fn dispatch(method: &str, path: &str, req: &AdminRequest<'_>) -> (&'static
         ("GET", ["webhooks", "dead-letters"]) => {
             ("admin.dead_letters.list", dead_letters::list(req).await)
         }
-        ("POST", ["webhooks", "dead-letters", id, "replay"]) => {
-            ("admin.dead_letters.replay", dead_letters::replay(req, id).await)
-        }
+        ("POST", ["webhooks", "dead-letters", id, "replay"]) => (
+            "admin.dead_letters.replay",
+            dead_letters::replay(req, id).await,
+        ),
         ("POST", ["reload"]) => ("admin.reload", reload::post(req).await),
         ("GET", ["audit"]) => ("admin.audit.read", audit::get(req).await),
         _ => (

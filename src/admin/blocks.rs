@@ -92,19 +92,33 @@ pub async fn add(req: &AdminRequest<'_>) -> Result<Done, GatewayError> {
         expires_at,
     };
     let (kind, value) = (block.kind.as_str(), block.value.clone());
-    let id = req.gateway.state.blocks.add(block).await.map_err(store_error)?;
-    Ok(Done::ok(json!({ "id": id, "kind": kind, "value": value, "expires_at": expires_at }))
-        .status(StatusCode::CREATED)
-        .detail("id", id)
-        .detail("kind", kind)
-        .detail("value", value)
-        .detail("expires_at", expires_at))
+    let id = req
+        .gateway
+        .state
+        .blocks
+        .add(block)
+        .await
+        .map_err(store_error)?;
+    Ok(
+        Done::ok(json!({ "id": id, "kind": kind, "value": value, "expires_at": expires_at }))
+            .status(StatusCode::CREATED)
+            .detail("id", id)
+            .detail("kind", kind)
+            .detail("value", value)
+            .detail("expires_at", expires_at),
+    )
 }
 
 pub async fn remove(req: &AdminRequest<'_>, id: &str) -> Result<Done, GatewayError> {
     req.no_body()?;
     let id = id_segment(id)?;
-    let removed = req.gateway.state.blocks.remove(id).await.map_err(store_error)?;
+    let removed = req
+        .gateway
+        .state
+        .blocks
+        .remove(id)
+        .await
+        .map_err(store_error)?;
     if !removed {
         return Err(GatewayError::new(
             StatusCode::NOT_FOUND,

@@ -39,10 +39,12 @@ pub async fn post(req: &AdminRequest<'_>) -> Result<Done, GatewayError> {
                 .take(20)
                 .map(|i| json!({ "path": i.path, "message": i.message }))
                 .collect();
-            Ok(Done::ok(json!({ "outcome": "rejected", "problems": problems }))
-                .status(StatusCode::UNPROCESSABLE_ENTITY)
-                .detail("config_hash", hash)
-                .detail("outcome", "rejected"))
+            Ok(
+                Done::ok(json!({ "outcome": "rejected", "problems": problems }))
+                    .status(StatusCode::UNPROCESSABLE_ENTITY)
+                    .detail("config_hash", hash)
+                    .detail("outcome", "rejected"),
+            )
         }
     }
 }

@@ -103,7 +103,12 @@ impl AdminRequest<'_> {
 
     /// Refuses query parameters other than `known`.
     pub fn only_params(&self, known: &[&str]) -> Result<(), GatewayError> {
-        for kv in self.query.unwrap_or("").split('&').filter(|s| !s.is_empty()) {
+        for kv in self
+            .query
+            .unwrap_or("")
+            .split('&')
+            .filter(|s| !s.is_empty())
+        {
             let key = kv.split_once('=').map_or(kv, |(k, _)| k);
             if !known.contains(&key) {
                 return Err(GatewayError::bad_request(

@@ -85,7 +85,9 @@ impl AuditLog {
         readiness: Arc<Readiness>,
     ) -> Result<Self, String> {
         let signer = match &config.signing_key {
-            Some(key) => Some(Signer::from_secret(key).map_err(|e| format!("audit.signing_key: {e}"))?),
+            Some(key) => {
+                Some(Signer::from_secret(key).map_err(|e| format!("audit.signing_key: {e}"))?)
+            }
             None => {
                 tracing::warn!(
                     "audit.signing_key is not set: the audit log is hash-chained but its checkpoints are not signed"
@@ -191,11 +193,14 @@ impl Durable {
     async fn append(&self, event: &AuditEvent) -> Result<u64, StateError> {
         let result = crate::state::health::with_timeout(
             self.timeout,
-            self.store.audit_append(entry_of(event, self.clock.unix_millis())),
+            self.store
+                .audit_append(entry_of(event, self.clock.unix_millis())),
         )
         .await;
         match &result {
-            Ok(_) => self.readiness.report(READINESS_CHECK, Weight::Degraded, Ok(())),
+            Ok(_) => self
+                .readiness
+                .report(READINESS_CHECK, Weight::Degraded, Ok(())),
             Err(e) => {
                 metrics()
                     .audit_write_failures
@@ -235,4 +240,86 @@ fn log_line(event: &AuditEvent) {
         actor = event.actor.as_deref().unwrap_or("system"),
         detail = %serde_json::Value::Object(event.detail.clone()),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+    use crate::state::embedded::EmbeddedStore;
+
+    fn log(key: bool) -> (AuditLog, SharedState) {
+        let clock: SharedClock = Arc::new(crate::clock::SystemClock);
+        let store: SharedState = Arc::new(EmbeddedStore::open(None, clock.clone()).unwrap());
+        let config = AuditConfig {
+            signing_key: key.then(|| Secret::new("42".repeat(32))),
+            ..AuditConfig::default()
+        };
+        let log = AuditLog::durable(
+            store.clone(),
+            clock,
+            Duration::from_secs(2),
+            &config,
+            Arc::new(Readiness::new()),
+        )
+        .unwrap();
+        (log, store)
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_signature_failures_is_one_record_with_its_count() {
+        let (log, store) = log(true);
+        let log = Arc::new(log);
+        for _ in 0..5000 {
+            log.tally(
+                "webhook.signature_failed",
+                Outcome::Refused,
+                "tiktok-webhooks",
+            );
+        }
+        log.tally("webhook.signature_failed", Outcome::Refused, "other");
+        log.record(AuditEvent::new("config.reload", Outcome::Allowed).detail("config_hash", "ab"));
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let writer = tokio::spawn({
+            let log = log.clone();
+            async move { log.run(stopped).await }
+        });
+        stop.send(true).unwrap();
+        writer.await.unwrap();
+        let records = store.audit_range(0, 100).await.unwrap();
+        let floods: Vec<_> = records
+            .iter()
+            .filter(|r| r.action == "webhook.signature_failed")
+            .collect();
+        assert_eq!(floods.len(), 2, "{records:#?}");
+        let main = floods
+            .iter()
+            .find(|r| r.detail.contains("tiktok-webhooks"))
+            .unwrap();
+        assert!(main.detail.contains("\"count\":5000"), "{}", main.detail);
+        assert!(records.iter().any(|r| r.action == "config.reload"));
+        // Stopping signs the head; the whole log verifies with the public key.
+        assert_eq!(
+            records.last().unwrap().action,
+            checkpoint::CHECKPOINT_ACTION
+        );
+        let public = Signer::from_secret(&Secret::new("42".repeat(32)))
+            .unwrap()
+            .public_key();
+        let summary = verify::verify(store.as_ref(), Some(public)).await.unwrap();
+        assert_eq!(summary.records, records.len() as u64);
+        assert_eq!(summary.signed_through, Some(records.len() as u64 - 1));
+    }
+
+    #[tokio::test]
+    async fn an_awaited_record_is_stored_before_it_returns() {
+        let (log, store) = log(false);
+        let seq = log
+            .record_now(AuditEvent::new("admin.blocks.add", Outcome::Allowed).actor("ops-alice"))
+            .await
+            .unwrap();
+        let stored = store.audit_range(seq - 1, 1).await.unwrap();
+        assert_eq!(stored[0].actor.as_deref(), Some("ops-alice"));
+        assert_eq!(stored[0].outcome, "allowed");
+    }
 }

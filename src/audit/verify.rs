@@ -134,7 +134,9 @@ pub async fn verify(
     // Records past the head read at the start: appended meanwhile (the head moved), or put
     // there without moving the head.
     if beyond_head && store.audit_head().await? == head {
-        return Err(VerifyError::Tampered(Tamper::Inserted { seq: head_seq + 1 }));
+        return Err(VerifyError::Tampered(Tamper::Inserted {
+            seq: head_seq + 1,
+        }));
     }
     Ok(summary)
 }

@@ -88,7 +88,11 @@ impl AuditLog {
 
 /// Stores `event`, retrying until it is stored; `false` when shutdown came first (after one
 /// last attempt).
-async fn store_retrying(d: &Durable, event: &AuditEvent, shutdown: &mut watch::Receiver<bool>) -> bool {
+async fn store_retrying(
+    d: &Durable,
+    event: &AuditEvent,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
     loop {
         if d.append(event).await.is_ok() {
             return true;

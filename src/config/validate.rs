@@ -1382,11 +1382,8 @@ fn audit(v: &mut V, f: Option<&AuditFile>, has_admin: bool) -> AuditConfig {
         out.checkpoint_interval,
     );
     if out.checkpoint_interval < Duration::from_secs(1) {
-        v.issues.add(
-            "audit.checkpoint_interval",
-            None,
-            "must be at least 1s",
-        );
+        v.issues
+            .add("audit.checkpoint_interval", None, "must be at least 1s");
     }
     out
 }

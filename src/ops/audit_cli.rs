@@ -16,7 +16,10 @@ fn load(path: &std::path::Path) -> Result<GatewayConfig, String> {
             .first()
             .map(|i| format!("{}: {}", i.path, i.message))
             .unwrap_or_default();
-        format!("{}: invalid config ({first}); run `validate` for every problem", path.display())
+        format!(
+            "{}: invalid config ({first}); run `validate` for every problem",
+            path.display()
+        )
     })
 }
 

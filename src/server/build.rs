@@ -157,6 +157,7 @@ pub fn build_server_on(
         "tiktok tokens and webhook delivery",
         in_flight.background(TikTokBackground {
             services: gateway.tiktok.clone(),
+            audit: gateway.audit.clone(),
         }),
     ));
     let stores: Vec<_> = gateway.jwt.values().map(|v| v.store().clone()).collect();

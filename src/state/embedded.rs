@@ -957,9 +957,10 @@ impl StateStore for EmbeddedStore {
             let record = {
                 let mut head = txn.open_table(AUDIT_HEAD)?;
                 let current = match head.get(AUDIT_HEAD_KEY)? {
-                    Some(v) => Some(decode_audit_head(v.value()).ok_or_else(|| {
-                        redb::Error::Corrupted("audit head".into())
-                    })?),
+                    Some(v) => Some(
+                        decode_audit_head(v.value())
+                            .ok_or_else(|| redb::Error::Corrupted("audit head".into()))?,
+                    ),
                     None => None,
                 };
                 let record = crate::audit::chain::next_record(current, entry);
