@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use common::{ApiKey, Auth, Config, Listener, Route, State, Upstream, database_url, free_port};
+use common::{
+    Admin, ApiKey, Auth, Config, JwtIssuer, Listener, Route, State, Upstream, database_url,
+    free_port,
+};
 use tiktok_gateway::audit::chain::{AuditEntry, next_record};
 use tiktok_gateway::audit::checkpoint::{CHECKPOINT_ACTION, Signer};
 use tiktok_gateway::clock::SystemClock;
@@ -102,6 +105,73 @@ fn assert_names(config: &Path, expected: &str, what: &str) {
         text.contains(expected),
         "{what}: expected `{expected}` in: {text}"
     );
+}
+
+/// `validate` and `run` agree: an admin API without `audit.signing_key` is refused by both,
+/// naming the key; with it, `validate` passes.
+#[test]
+fn an_admin_api_without_a_signing_key_is_refused_by_validate_and_run() {
+    let dir = tempfile::tempdir().unwrap();
+    tiktok_gateway::server::dev_certs::generate(dir.path()).unwrap();
+    let signer = tiktok_gateway::sandbox::idp::DevSigner::new(
+        "https://idp.audit.test",
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    let yaml = Config::new()
+        .listener(Listener::plain("public", free_port()))
+        .listener(Listener::tls("admin", free_port()).client_auth("required"))
+        .jwt(JwtIssuer::file("corp", &signer))
+        .admin(Admin {
+            jwt: "corp".into(),
+            scope: None,
+            mfa_methods: vec![],
+        })
+        .upstream(Upstream::new("orders", "127.0.0.1:9"))
+        .api_key(ApiKey::new("batch-exporter", "batch-key-0001", &["orders:read"]))
+        .route(
+            Route::prefix("orders", "public", "/orders/")
+                .auth(Auth::api_key().scopes(&["orders:read"]))
+                .upstream("orders"),
+        )
+        .render(dir.path());
+    let with_key = dir.path().join("with-key.yaml");
+    std::fs::write(&with_key, &yaml).unwrap();
+    // The same file without its `audit:` section.
+    let mut without = String::new();
+    let mut skipping = false;
+    for line in yaml.lines() {
+        if line.starts_with("audit:") {
+            skipping = true;
+            continue;
+        }
+        if skipping && line.starts_with(' ') {
+            continue;
+        }
+        skipping = false;
+        without.push_str(line);
+        without.push('\n');
+    }
+    assert!(!without.contains("signing_key"));
+    let without_key = dir.path().join("without-key.yaml");
+    std::fs::write(&without_key, without).unwrap();
+    let bin = env!("CARGO_BIN_EXE_tiktok-gateway");
+    let out = Command::new(bin)
+        .args(["validate", "--config"])
+        .arg(&with_key)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for command in ["validate", "run"] {
+        let out = Command::new(bin)
+            .args([command, "--config"])
+            .arg(&without_key)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{command} accepted it: {text}");
+        assert!(text.contains("audit.signing_key"), "{command}: {text}");
+    }
 }
 
 // ---------------------------------------------------------------- embedded

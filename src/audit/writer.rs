@@ -74,12 +74,16 @@ impl AuditLog {
                 }
             }
         }
-        // Stopping: one attempt for everything still held.
-        while let Ok(event) = rx.try_recv() {
-            let _ = d.append(&event).await;
-        }
-        for event in self.drain_tallies(minute * 60) {
-            let _ = d.append(&event).await;
+        // Stopping: one attempt for everything still held, none after the store fails (a
+        // stop must not wait out a timeout per queued record).
+        let mut held: Vec<AuditEvent> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        held.extend(self.drain_tallies(minute * 60));
+        let total = held.len();
+        for (i, event) in held.iter().enumerate() {
+            if d.append(event).await.is_err() {
+                tracing::error!(target: "audit", lost = total - i, "audit records lost at shutdown: the store did not take them");
+                return;
+            }
         }
         checkpoints.at = Instant::now() - d.config.checkpoint_interval;
         checkpoint(d, &mut checkpoints).await;
