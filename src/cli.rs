@@ -82,6 +82,8 @@ pub enum Command {
         #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
         timeout: Duration,
     },
+    /// Call the admin API over mTLS with an MFA token (prints the JSON answer; exit 1 unless 2xx).
+    Admin(AdminArgs),
     /// The audit log: check its hash chain and signatures, or print the checkpoint public key.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -91,6 +93,85 @@ pub enum Command {
         /// Port for the demo's egress (TikTok) listener; the others follow it.
         #[arg(long, default_value_t = 8080)]
         port: u16,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AdminArgs {
+    /// The admin listener, e.g. https://127.0.0.1:9443.
+    #[arg(long)]
+    pub url: String,
+    /// Client certificate (PEM) the admin listener requires.
+    #[arg(long)]
+    pub cert: PathBuf,
+    /// Its private key (PEM, PKCS#8).
+    #[arg(long)]
+    pub key: PathBuf,
+    /// CA bundle (PEM) the gateway's server certificate is checked against.
+    #[arg(long)]
+    pub ca: PathBuf,
+    /// File holding the MFA admin JWT (never passed on the command line, where `ps` shows it).
+    #[arg(long)]
+    pub token_file: PathBuf,
+    /// Deadline for the call, e.g. 10s.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// GET /admin/status.
+    Status,
+    /// The runtime block list.
+    #[command(subcommand)]
+    Blocks(BlocksCommand),
+    /// Webhook dead letters.
+    #[command(subcommand, name = "dead-letters")]
+    DeadLetters(DeadLettersCommand),
+    /// POST /admin/reload: reload the config file.
+    Reload,
+    /// GET /admin/audit: read the audit log.
+    Audit {
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BlocksCommand {
+    List,
+    /// Block a subject, an API-key name or a client address / CIDR.
+    Add {
+        /// subject, api_key or client_ip.
+        #[arg(long)]
+        kind: String,
+        #[arg(long)]
+        value: String,
+        #[arg(long)]
+        reason: String,
+        /// Seconds until the entry lapses by itself.
+        #[arg(long)]
+        expires_in: Option<i64>,
+    },
+    Remove {
+        id: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadLettersCommand {
+    List {
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+    },
+    Replay {
+        id: u64,
     },
 }
 

@@ -658,3 +658,48 @@ async fn a_block_through_one_replicas_admin_api_refuses_the_caller_on_another_wi
         let _ = driver.await;
     }
 }
+
+/// `tiktok-gateway admin ...` presents the client certificate and the token from a file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_cli_adds_lists_and_removes_a_block() {
+    let s = setup().await;
+    let token_file = s.gw.dir.path().join("admin.token");
+    std::fs::write(&token_file, s.admin_token()).unwrap();
+    let c = &s.gw.certs;
+    let url = format!("https://localhost:{}", s.admin);
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tiktok-gateway"))
+            .arg("admin")
+            .args(["--url", &url])
+            .arg("--cert")
+            .arg(&c.client_cert)
+            .arg("--key")
+            .arg(&c.client_key)
+            .arg("--ca")
+            .arg(&c.ca_cert)
+            .arg("--token-file")
+            .arg(&token_file)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    // The gateway serves from its own thread: blocking this one on the child is fine.
+    let (ok, out) = cli(&[
+        "blocks", "add", "--kind", "subject", "--value", "svc-cli", "--reason", "test",
+    ]);
+    assert!(ok, "{out}");
+    let id = serde_json::from_str::<Value>(&out).unwrap()["id"]
+        .as_u64()
+        .unwrap();
+    let (ok, out) = cli(&["blocks", "list"]);
+    assert!(ok && out.contains("svc-cli"), "{out}");
+    let (ok, _) = cli(&["blocks", "remove", &id.to_string()]);
+    assert!(ok);
+    let (ok, out) = cli(&["blocks", "remove", &id.to_string()]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("HTTP 404"), "{out}");
+}

@@ -128,7 +128,11 @@ fn an_admin_api_without_a_signing_key_is_refused_by_validate_and_run() {
             mfa_methods: vec![],
         })
         .upstream(Upstream::new("orders", "127.0.0.1:9"))
-        .api_key(ApiKey::new("batch-exporter", "batch-key-0001", &["orders:read"]))
+        .api_key(ApiKey::new(
+            "batch-exporter",
+            "batch-key-0001",
+            &["orders:read"],
+        ))
         .route(
             Route::prefix("orders", "public", "/orders/")
                 .auth(Auth::api_key().scopes(&["orders:read"]))
@@ -161,7 +165,11 @@ fn an_admin_api_without_a_signing_key_is_refused_by_validate_and_run() {
         .arg(&with_key)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for command in ["validate", "run"] {
         let out = Command::new(bin)
             .args([command, "--config"])
