@@ -158,12 +158,14 @@ impl ServeHttp for AdminApp {
         );
         let method = session.req_header().method.as_str().to_owned();
         let path = session.req_header().uri.path().to_owned();
+        // Recorded as sent, but bounded: a refused caller chooses it.
+        let logged_path: String = path.chars().take(256).collect();
         let query = session.req_header().uri.query().map(str::to_owned);
         // What every record of this request carries. The path holds ids only, never secrets.
         let base = |action: &'static str, outcome: Outcome| {
             AuditEvent::new(action, outcome)
                 .detail("method", method.clone())
-                .detail("path", path.clone())
+                .detail("path", logged_path.clone())
                 .detail("request_id", rid.clone())
         };
         let snapshot = self.gateway.snapshot();
