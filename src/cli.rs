@@ -87,6 +87,11 @@ pub enum Command {
         #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
         timeout: Duration,
     },
+    /// Call the admin API over mTLS with an MFA token (prints the JSON answer; exit 1 unless 2xx).
+    Admin(AdminArgs),
+    /// The audit log: check its hash chain and signatures, or print the checkpoint public key.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Run the gateway with local TikTok Shop, order-service and identity-provider sandboxes.
     #[cfg(feature = "demo")]
     Demo {
@@ -117,6 +122,115 @@ pub enum PolicyCommand {
         /// version, hash, status, counts, clauses[] with checks[] and findings[]).
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AdminArgs {
+    /// The admin listener, e.g. https://127.0.0.1:9443.
+    #[arg(long)]
+    pub url: String,
+    /// Client certificate (PEM) the admin listener requires.
+    #[arg(long)]
+    pub cert: PathBuf,
+    /// Its private key (PEM, PKCS#8).
+    #[arg(long)]
+    pub key: PathBuf,
+    /// CA bundle (PEM) the gateway's server certificate is checked against.
+    #[arg(long)]
+    pub ca: PathBuf,
+    /// File holding the MFA admin JWT (never passed on the command line, where `ps` shows it).
+    #[arg(long)]
+    pub token_file: PathBuf,
+    /// Deadline for the call, e.g. 10s.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// GET /admin/status.
+    Status,
+    /// The runtime block list.
+    #[command(subcommand)]
+    Blocks(BlocksCommand),
+    /// Webhook dead letters.
+    #[command(subcommand, name = "dead-letters")]
+    DeadLetters(DeadLettersCommand),
+    /// POST /admin/reload: reload the config file.
+    Reload,
+    /// GET /admin/audit: read the audit log.
+    Audit {
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BlocksCommand {
+    List,
+    /// Block a subject, an API-key name or a client address / CIDR.
+    Add {
+        /// subject, api_key or client_ip.
+        #[arg(long)]
+        kind: String,
+        #[arg(long)]
+        value: String,
+        #[arg(long)]
+        reason: String,
+        /// Seconds until the entry lapses by itself.
+        #[arg(long)]
+        expires_in: Option<i64>,
+    },
+    Remove {
+        id: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadLettersCommand {
+    List {
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+    },
+    Replay {
+        id: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the audit log in the configured state store: every record's hash and link, and
+    /// every checkpoint's signature. Exit 0 with a summary, 1 naming the first record that was
+    /// changed, removed, inserted or reordered.
+    #[command(
+        long_about = "Check the audit log in the state store `state:` names (the embedded file or \
+            PostgreSQL): every record's hash and its link to the one before, the recorded head, \
+            and every signed checkpoint. Exits 0 with a summary, or 1 naming the first record \
+            that was changed, removed, inserted or reordered (or a checkpoint that does not \
+            verify). The embedded file is locked while a gateway runs: check a copy, or stop the \
+            gateway. Signatures are checked with --public-key, or with the key from \
+            `audit.signing_key`."
+    )]
+    Verify {
+        /// The gateway's YAML config (its `state:` and `audit:` sections are used).
+        #[arg(long, short, default_value = "gateway.yaml")]
+        config: PathBuf,
+        /// The checkpoint public key (64 hex digits, from `audit public-key`); by default it is
+        /// derived from `audit.signing_key`.
+        #[arg(long)]
+        public_key: Option<String>,
+    },
+    /// Print the public key that checks the audit log's checkpoints (hex), for auditors.
+    PublicKey {
+        #[arg(long, short, default_value = "gateway.yaml")]
+        config: PathBuf,
     },
 }
 

@@ -67,6 +67,8 @@ fn main() -> ExitCode {
             }
         }
         Command::Run { config, upgrade } => run(config, upgrade),
+        Command::Audit(command) => tiktok_gateway::ops::audit_cli::run(command),
+        Command::Admin(args) => tiktok_gateway::ops::admin_client::run(args),
         #[cfg(feature = "demo")]
         Command::Demo { port } => tiktok_gateway::demo::run(port),
     }

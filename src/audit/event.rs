@@ -3,7 +3,7 @@
 use serde_json::{Map, Value};
 
 /// What became of the action a record describes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Outcome {
     /// The action was permitted and done.
     Allowed,

@@ -76,6 +76,9 @@ pub struct ConfigFile {
     /// Who may use the admin listener (mTLS and an MFA-proven JWT).
     #[serde(default)]
     pub admin: Option<AdminFile>,
+    /// The tamper-evident audit log (kept in the state store): checkpoint signing.
+    #[serde(default)]
+    pub audit: Option<AuditFile>,
     /// Worker threads and the SIGTERM grace period.
     #[serde(default)]
     pub server: Option<ServerFile>,
@@ -922,6 +925,24 @@ pub struct AdminFile {
     /// `amr` values that prove MFA (default mfa, otp, hwk, swk).
     #[serde(default)]
     pub mfa_methods: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuditFile {
+    /// Secret reference (`${env:NAME}` or `${file:/path}`) to a 32-byte Ed25519 seed (64 hex
+    /// digits or base64, e.g. `openssl rand -hex 32`): signs the audit log's checkpoints.
+    /// Required when an admin listener is configured.
+    #[serde(default)]
+    #[schemars(with = "Option<Scalar>")]
+    pub signing_key: Option<S>,
+    /// A signed checkpoint after this many records (default 100).
+    #[serde(default)]
+    pub checkpoint_every: Option<u64>,
+    /// Duration (default `60s`): a signed checkpoint at least this often while records arrive.
+    #[serde(default)]
+    #[schemars(with = "Option<Scalar>")]
+    pub checkpoint_interval: Option<S>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

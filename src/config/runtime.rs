@@ -31,6 +31,7 @@ pub struct GatewayConfig {
     pub webhooks: Option<WebhooksConfig>,
     pub state: StateConfig,
     pub admin: Option<AdminConfig>,
+    pub audit: AuditConfig,
     pub server: ServerConfig,
     pub trusted_proxies: crate::limit::TrustedProxies,
     /// How proxied requests carry the gateway's hop (`forwarded_headers`).
@@ -449,6 +450,25 @@ pub struct LoggingConfig {
     /// Where application logs go (`logging.application_log`).
     pub application_log: LogTarget,
     pub level: String,
+}
+
+/// `audit:`: how the audit log's checkpoints are signed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditConfig {
+    /// The Ed25519 seed; `None`: checkpoints are not written (refused with an admin listener).
+    pub signing_key: Option<Secret>,
+    pub checkpoint_every: u64,
+    pub checkpoint_interval: Duration,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            signing_key: None,
+            checkpoint_every: 100,
+            checkpoint_interval: Duration::from_secs(60),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

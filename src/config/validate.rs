@@ -180,6 +180,7 @@ pub fn build(
             "an admin listener needs an `admin:` section (JWT issuer for MFA tokens)",
         );
     }
+    let audit = audit(&mut v, file.audit.as_ref(), admin.is_some());
     let logging = logging(&mut v, file.logging.as_ref());
     let privacy = privacy(&mut v, file.privacy.as_ref());
     let server = server(&mut v, file.server.as_ref());
@@ -226,6 +227,7 @@ pub fn build(
         webhooks,
         state,
         admin,
+        audit,
         server,
         trusted_proxies,
         forwarded_headers,
@@ -1349,6 +1351,56 @@ fn logging(v: &mut V, f: Option<&LoggingFile>) -> LoggingConfig {
             v.issues.at("logging.level", level, e.to_string());
         }
         out.level = level.value.clone();
+    }
+    out
+}
+
+/// `audit:`. An admin API without a signing key is refused: admin actions are what the signed
+/// checkpoints exist to protect.
+fn audit(v: &mut V, f: Option<&AuditFile>, has_admin: bool) -> AuditConfig {
+    let mut out = AuditConfig::default();
+    let Some(f) = f else {
+        if has_admin {
+            v.issues.add(
+                "audit.signing_key",
+                None,
+                "an admin API needs `audit.signing_key` (a secret reference to a 32-byte Ed25519 seed, e.g. from `openssl rand -hex 32`) to sign the audit log's checkpoints",
+            );
+        }
+        return out;
+    };
+    match &f.signing_key {
+        Some(k) => {
+            if let Some(secret) = v.secret("audit.signing_key", k) {
+                match crate::audit::checkpoint::Signer::from_secret(&secret) {
+                    Ok(_) => out.signing_key = Some(secret),
+                    Err(e) => v.issues.at("audit.signing_key", k, e),
+                }
+            }
+        }
+        None if has_admin => v.issues.add(
+            "audit.signing_key",
+            None,
+            "an admin API needs `audit.signing_key` (a secret reference to a 32-byte Ed25519 seed) to sign the audit log's checkpoints",
+        ),
+        None => {}
+    }
+    if let Some(n) = f.checkpoint_every {
+        if n == 0 {
+            v.issues
+                .add("audit.checkpoint_every", None, "must be at least 1");
+        } else {
+            out.checkpoint_every = n;
+        }
+    }
+    out.checkpoint_interval = v.duration(
+        "audit.checkpoint_interval",
+        &f.checkpoint_interval,
+        out.checkpoint_interval,
+    );
+    if out.checkpoint_interval < Duration::from_secs(1) {
+        v.issues
+            .add("audit.checkpoint_interval", None, "must be at least 1s");
     }
     out
 }

@@ -48,6 +48,34 @@ pub struct Gateway {
     pub audit: Arc<AuditLog>,
 }
 
+/// The audit record of a reload: applied or rejected, the file's SHA-256 (the running config's
+/// hash when applied), what triggered it and the first problem's YAML path when rejected.
+pub fn reload_event(
+    path: &Path,
+    result: &Result<(), ConfigError>,
+    trigger: &str,
+    actor: Option<&str>,
+) -> crate::audit::AuditEvent {
+    use crate::audit::{AuditEvent, Outcome};
+    use sha2::Digest;
+    let hash = std::fs::read(path)
+        .map(|b| hex::encode(sha2::Sha256::digest(&b)))
+        .unwrap_or_else(|_| "unreadable".into());
+    let mut event = match result {
+        Ok(()) => AuditEvent::new("config.reload", Outcome::Allowed),
+        Err(e) => {
+            let paths: Vec<&str> = e.issues.iter().map(|i| i.path.as_str()).take(5).collect();
+            AuditEvent::new("config.reload", Outcome::Refused).detail("problems_at", paths)
+        }
+    }
+    .detail("config_hash", hash)
+    .detail("trigger", trigger);
+    if let Some(actor) = actor {
+        event = event.actor(actor);
+    }
+    event
+}
+
 /// The privacy engine for a config. Without `privacy.pseudonym_key` a random key is used, so
 /// pseudonyms correlate only within this process; that is said loudly at start.
 pub fn privacy_engine(config: &GatewayConfig) -> Result<PrivacyEngine, String> {
@@ -108,7 +136,17 @@ impl Gateway {
             .prepare(&config.upstreams)
             .map_err(StartError::Upstreams)?;
         let state = Arc::new(StateServices::start(&config.state, clock.clone())?);
-        let audit = Arc::new(AuditLog::new());
+        let readiness = Arc::new(Readiness::new());
+        let audit = Arc::new(
+            AuditLog::durable(
+                state.store.clone(),
+                clock.clone(),
+                config.state.timeout,
+                &config.audit,
+                readiness.clone(),
+            )
+            .map_err(StartError::Identity)?,
+        );
         let jwt = jwt_verifiers(&config, clock.clone())?;
         let snapshot = compile(
             config,
@@ -132,7 +170,6 @@ impl Gateway {
             .map_err(StartError::TikTok)?,
         );
         metrics().config_loaded_at.set(clock.unix_seconds());
-        let readiness = Arc::new(Readiness::new());
         match StateGauges::new(
             tiktok.tokens.clone(),
             jwt.values().map(|v| v.store().clone()).collect(),
@@ -163,8 +200,17 @@ impl Gateway {
         self.snapshot.load_full()
     }
 
-    /// Validates `path` and swaps it in. On any error the running config stays.
+    /// Validates `path` and swaps it in. On any error the running config stays. Recorded in
+    /// the audit log (applied or rejected, with the file's hash).
     pub fn reload_from(&self, path: &Path) -> Result<(), ConfigError> {
+        let result = self.reload_quietly(path);
+        self.audit.record(reload_event(path, &result, "file", None));
+        result
+    }
+
+    /// As [`Gateway::reload_from`] without the audit record: the caller records it (the admin
+    /// API waits for its record to be stored).
+    pub fn reload_quietly(&self, path: &Path) -> Result<(), ConfigError> {
         let result = load_file(path).and_then(|config| self.apply(config));
         match &result {
             Ok(()) => {
@@ -212,6 +258,13 @@ impl Gateway {
                 "tiktok",
                 None,
                 "TikTok apps, shops, tokens and webhook settings apply on restart, so this reload is refused",
+            ));
+        }
+        if current.config.audit != config.audit {
+            return Err(ConfigError::single(
+                "audit",
+                None,
+                "the audit log's signing key and checkpoints apply on restart, so this reload is refused",
             ));
         }
         if current.config.state != config.state {

@@ -284,6 +284,8 @@ impl DeliveryObserver for DeliveryLog {
 /// Runs the token refresher and the webhook delivery worker.
 pub struct TikTokBackground {
     pub services: Arc<TikTokServices>,
+    /// Where failed token refreshes are recorded.
+    pub audit: Arc<crate::audit::AuditLog>,
 }
 
 #[async_trait]
@@ -291,7 +293,7 @@ impl BackgroundService for TikTokBackground {
     async fn start(&self, shutdown: ShutdownWatch) {
         let tokens = async {
             if let Some(t) = &self.services.tokens {
-                t.run(shutdown.clone()).await;
+                t.run_audited(shutdown.clone(), Some(&self.audit)).await;
             }
         };
         let delivery = async {

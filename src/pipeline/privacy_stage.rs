@@ -14,6 +14,9 @@ use crate::gateway::route::CompiledRoute;
 use crate::privacy::{PrivacyEngine, mask_tiktok_response, scan_for_leaks};
 use crate::telemetry::metrics::metrics;
 
+/// The error code of a response refused for carrying personal data (`on_leak: block`).
+pub const PII_BLOCKED: &str = "pii_blocked";
+
 pub fn outgoing(
     engine: &PrivacyEngine,
     route: &CompiledRoute,
@@ -40,7 +43,7 @@ pub fn outgoing(
     if leaked(engine, route, request_id, &body) && block {
         return Err(GatewayError::new(
             StatusCode::BAD_GATEWAY,
-            "pii_blocked",
+            PII_BLOCKED,
             "the response carried personal data this route is not cleared for",
         ));
     }

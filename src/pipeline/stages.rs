@@ -113,7 +113,15 @@ async fn authenticate(req: &mut Request<'_>, route: &CompiledRoute) -> Result<()
                 req.ctx.body_rate,
             )
             .await?;
-            kinds::webhook_ingress::verify(plan, &route.name, req.session, &raw, req.ctx)?;
+            kinds::webhook_ingress::verify(plan, &route.name, req.session, &raw, req.ctx)
+                .inspect_err(|_| {
+                    // Counted per minute and route: a flood of forgeries is one record a minute.
+                    req.gateway.audit.tally(
+                        "webhook.signature_failed",
+                        crate::audit::Outcome::Refused,
+                        &route.name,
+                    );
+                })?;
             req.ctx.body = Some(raw);
             plan.identity.clone()
         }
@@ -202,7 +210,18 @@ fn respond(
                 .ok_or_else(|| GatewayError::internal("no identity after authentication"))?;
             let engine = req.gateway.privacy.load();
             reply.body =
-                privacy_stage::outgoing(&engine, route, identity, &req.ctx.request_id, reply.body)?;
+                privacy_stage::outgoing(&engine, route, identity, &req.ctx.request_id, reply.body)
+                    .inspect_err(|e| {
+                        if e.code == privacy_stage::PII_BLOCKED {
+                            // Per minute and route, like signature failures: a leaking upstream
+                            // cannot fill the log.
+                            req.gateway.audit.tally(
+                                "privacy.pii_blocked",
+                                crate::audit::Outcome::Refused,
+                                &route.name,
+                            );
+                        }
+                    })?;
             Flow::Respond(reply)
         }
     })

@@ -148,9 +148,16 @@ pub fn build_server_on(
         },
     ));
     server.add_service(background_service(
+        "audit log writer",
+        crate::audit::AuditWriter {
+            log: gateway.audit.clone(),
+        },
+    ));
+    server.add_service(background_service(
         "tiktok tokens and webhook delivery",
         in_flight.background(TikTokBackground {
             services: gateway.tiktok.clone(),
+            audit: gateway.audit.clone(),
         }),
     ));
     let stores: Vec<_> = gateway.jwt.values().map(|v| v.store().clone()).collect();

@@ -28,14 +28,14 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use super::{
-    Accepted, BlockEntry, BlockKind, ClaimedEvent, EventRef, NewBlock, NewEvent, QueueStats,
-    SealedTokens, StateError, StateStore,
+    Accepted, AuditEntry, AuditRecord, BlockEntry, BlockKind, ClaimedEvent, DeadLetter, EventRef,
+    NewBlock, NewEvent, QueueStats, SealedTokens, StateError, StateStore,
 };
 use crate::clock::SharedClock;
 use record::Record;
 
 /// Bumped with every change of the tables below; a file with a larger number is refused.
-pub const SCHEMA_VERSION: u64 = 1;
+pub const SCHEMA_VERSION: u64 = 2;
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("state_meta");
 /// Events by id; the value is an encoded [`Record`].
@@ -53,6 +53,11 @@ const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("shop_tokens")
 const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases");
 /// Block entries by id, as JSON.
 const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
+/// Audit records by sequence number, as JSON ([`StoredAudit`]); schema version 2.
+pub const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit_log");
+/// The chain's head under [`AUDIT_HEAD_KEY`]: seq (8 bytes BE) and hash (32 bytes).
+pub const AUDIT_HEAD: TableDefinition<&str, &[u8]> = TableDefinition::new("audit_head");
+pub const AUDIT_HEAD_KEY: &str = "head";
 
 /// The queue file's tables before the state layer (schema version 0).
 const V0_EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("webhook_events");
@@ -254,6 +259,8 @@ fn migrate_in(txn: &WriteTransaction, now: i64) -> Result<u64, MigrateError> {
     txn.open_table(TOKENS)?;
     txn.open_table(LEASES)?;
     txn.open_table(BLOCKS)?;
+    txn.open_table(AUDIT)?;
+    txn.open_table(AUDIT_HEAD)?;
     if found == 0 && has_v0 {
         // The queue file of earlier versions: keep its instance id and sequence numbers, so
         // events already acknowledged to TikTok keep their `x-gateway-event-id`.
@@ -369,6 +376,64 @@ struct StoredBlock {
     reason: String,
     expires_at: Option<i64>,
     created_at: i64,
+}
+
+/// One audit record as stored (the seq is the key). Public so tests and tools can read the file.
+#[derive(Serialize, Deserialize)]
+pub struct StoredAudit {
+    pub time: i64,
+    pub action: String,
+    pub outcome: String,
+    pub actor: Option<String>,
+    pub detail: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl StoredAudit {
+    pub fn from_record(r: &AuditRecord) -> Self {
+        Self {
+            time: r.time,
+            action: r.action.clone(),
+            outcome: r.outcome.clone(),
+            actor: r.actor.clone(),
+            detail: r.detail.clone(),
+            prev_hash: hex::encode(r.prev_hash),
+            hash: hex::encode(r.hash),
+        }
+    }
+
+    /// `None` when the bytes are not a record (damaged).
+    pub fn decode(seq: u64, bytes: &[u8]) -> Option<AuditRecord> {
+        let s: Self = serde_json::from_slice(bytes).ok()?;
+        let h = |t: &str| {
+            hex::decode(t)
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+        };
+        Some(AuditRecord {
+            seq,
+            time: s.time,
+            action: s.action,
+            outcome: s.outcome,
+            actor: s.actor,
+            detail: s.detail,
+            prev_hash: h(&s.prev_hash)?,
+            hash: h(&s.hash)?,
+        })
+    }
+}
+
+/// Encodes the head row: seq then hash.
+pub fn encode_audit_head(seq: u64, hash: &[u8; 32]) -> Vec<u8> {
+    let mut out = seq.to_be_bytes().to_vec();
+    out.extend_from_slice(hash);
+    out
+}
+
+fn decode_audit_head(bytes: &[u8]) -> Option<(u64, [u8; 32])> {
+    let (seq, hash) = bytes.split_first_chunk::<8>()?;
+    Some((u64::from_be_bytes(*seq), <[u8; 32]>::try_from(hash).ok()?))
 }
 
 #[async_trait]
@@ -654,6 +719,62 @@ impl StateStore for EmbeddedStore {
         .await
     }
 
+    async fn dead_letters(&self, after: u64, limit: usize) -> Result<Vec<DeadLetter>, StateError> {
+        self.run(move |db| {
+            let txn = db.begin_read()?;
+            let events = txn.open_table(EVENTS)?;
+            let mut out = Vec::new();
+            for row in events.range(after.saturating_add(1)..)? {
+                if out.len() >= limit {
+                    break;
+                }
+                let (id, bytes) = row?;
+                let id = id.value();
+                let record = Record::decode(bytes.value()).map_err(|_| corrupt(id))?;
+                if record.dead_at != 0 {
+                    out.push(DeadLetter {
+                        id,
+                        route: record.route,
+                        request_id: record.request_id,
+                        received_at: record.received_at,
+                        attempts: record.attempts,
+                        dead_at: record.dead_at,
+                    });
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn replay_dead_letter(&self, id: u64, now: i64) -> Result<bool, StateError> {
+        self.run(move |db| {
+            let txn = db.begin_write()?;
+            let replayed = {
+                let mut events = txn.open_table(EVENTS)?;
+                let record = events
+                    .get(id)?
+                    .map(|v| Record::decode(v.value()).map_err(|_| corrupt(id)))
+                    .transpose()?;
+                match record {
+                    Some(mut record) if record.dead_at != 0 => {
+                        record.dead_at = 0;
+                        record.attempts = 0;
+                        record.lease = 0;
+                        record.next_attempt_at = now;
+                        events.insert(id, record.encode().as_slice())?;
+                        txn.open_table(DUE)?.insert((now, id), ())?;
+                        true
+                    }
+                    _ => false,
+                }
+            };
+            txn.commit()?;
+            Ok(replayed)
+        })
+        .await
+    }
+
     async fn add_block(&self, block: NewBlock, now: i64) -> Result<u64, StateError> {
         let stored = StoredBlock {
             kind: block.kind.as_str().into(),
@@ -825,6 +946,67 @@ impl StateStore for EmbeddedStore {
             };
             txn.commit()?;
             Ok(taken)
+        })
+        .await
+    }
+
+    async fn audit_append(&self, entry: AuditEntry) -> Result<AuditRecord, StateError> {
+        self.run(move |db| {
+            // One write transaction at a time: the head read here is still the head at commit.
+            let txn = db.begin_write()?;
+            let record = {
+                let mut head = txn.open_table(AUDIT_HEAD)?;
+                let current = match head.get(AUDIT_HEAD_KEY)? {
+                    Some(v) => Some(
+                        decode_audit_head(v.value())
+                            .ok_or_else(|| redb::Error::Corrupted("audit head".into()))?,
+                    ),
+                    None => None,
+                };
+                let record = crate::audit::chain::next_record(current, entry);
+                let bytes = serde_json::to_vec(&StoredAudit::from_record(&record))
+                    .map_err(|e| redb::Error::Corrupted(e.to_string()))?;
+                txn.open_table(AUDIT)?
+                    .insert(record.seq, bytes.as_slice())?;
+                head.insert(
+                    AUDIT_HEAD_KEY,
+                    encode_audit_head(record.seq, &record.hash).as_slice(),
+                )?;
+                record
+            };
+            txn.commit()?;
+            Ok(record)
+        })
+        .await
+    }
+
+    async fn audit_range(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>, StateError> {
+        self.run(move |db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(AUDIT)?;
+            let mut out = Vec::new();
+            for row in table.range(after.saturating_add(1)..)?.take(limit) {
+                let (seq, bytes) = row?;
+                let seq = seq.value();
+                out.push(StoredAudit::decode(seq, bytes.value()).ok_or_else(|| {
+                    redb::Error::Corrupted(format!("audit record {seq} cannot be read"))
+                })?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn audit_head(&self) -> Result<Option<(u64, [u8; 32])>, StateError> {
+        self.run(|db| {
+            let txn = db.begin_read()?;
+            let head = txn.open_table(AUDIT_HEAD)?;
+            match head.get(AUDIT_HEAD_KEY)? {
+                Some(v) => Ok(Some(decode_audit_head(v.value()).ok_or_else(|| {
+                    redb::Error::Corrupted("audit head cannot be read".into())
+                })?)),
+                None => Ok(None),
+            }
         })
         .await
     }

@@ -104,6 +104,13 @@ pub trait StateStore: Send + Sync + 'static {
     /// Forgets up to `limit` dedupe keys that expired before `now`; returns how many.
     async fn purge_dedupe(&self, now: i64, limit: usize) -> Result<u64, StateError>;
 
+    /// Up to `limit` dead-lettered events with an id above `after`, by id.
+    async fn dead_letters(&self, after: u64, limit: usize) -> Result<Vec<DeadLetter>, StateError>;
+
+    /// Moves a dead-lettered event back to the live queue, due at `now` with its attempts reset;
+    /// `false` when no dead letter has that id.
+    async fn replay_dead_letter(&self, id: u64, now: i64) -> Result<bool, StateError>;
+
     // ------------------------------------------------------------ block list
 
     /// Adds an entry; returns its id. Every replica sees it at its next block-list refresh.
@@ -143,6 +150,18 @@ pub trait StateStore: Send + Sync + 'static {
 
     /// Gives the lease back if `owner` still holds it.
     async fn release_lease(&self, name: &str, owner: &str) -> Result<(), StateError>;
+
+    // ------------------------------------------------------------ audit log
+
+    /// Appends `entry` after the chain's head in one atomic step (serialized across a fleet, so
+    /// the chain stays linear) and returns the sealed record.
+    async fn audit_append(&self, entry: AuditEntry) -> Result<AuditRecord, StateError>;
+
+    /// Up to `limit` records with a sequence number above `after`, in order.
+    async fn audit_range(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>, StateError>;
+
+    /// The recorded head of the chain `(seq, hash)`; `None` before the first record.
+    async fn audit_head(&self) -> Result<Option<(u64, [u8; 32])>, StateError>;
 }
 
 pub type SharedState = Arc<dyn StateStore>;

@@ -25,8 +25,8 @@ use tokio::sync::{Notify, watch};
 use tokio_postgres::config::{Host, SslMode};
 
 use super::{
-    Accepted, BlockEntry, BlockKind, ClaimedEvent, EventRef, NewBlock, NewEvent, QueueStats,
-    SealedTokens, StateError, StateStore,
+    Accepted, AuditEntry, AuditRecord, BlockEntry, BlockKind, ClaimedEvent, DeadLetter, EventRef,
+    NewBlock, NewEvent, QueueStats, SealedTokens, StateError, StateStore,
 };
 use crate::config::PostgresSettings;
 
@@ -239,6 +239,18 @@ fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
+fn hash32(bytes: Vec<u8>, what: &str) -> Result<[u8; 32], StateError> {
+    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| StateError::Corrupt(what.to_owned()))
+}
+
+/// The chain head as stored: seq 0 means no record yet.
+fn head_of(row: &tokio_postgres::Row) -> Result<Option<(u64, [u8; 32])>, StateError> {
+    let get = |e: tokio_postgres::Error| StateError::Corrupt(e.to_string());
+    let seq: i64 = row.try_get(0).map_err(get)?;
+    let hash = hash32(row.try_get(1).map_err(get)?, "audit head")?;
+    Ok((seq > 0).then_some((to_u64(seq), hash)))
+}
+
 #[async_trait]
 impl StateStore for PostgresStore {
     fn backend(&self) -> &'static str {
@@ -407,6 +419,35 @@ impl StateStore for PostgresStore {
             .await
     }
 
+    async fn dead_letters(&self, after: u64, limit: usize) -> Result<Vec<DeadLetter>, StateError> {
+        let rows = self
+            .query(
+                &self.sql.dead_letters,
+                &[&to_i64(after), &to_i64(limit as u64)],
+            )
+            .await?;
+        let get = |e: tokio_postgres::Error| StateError::Corrupt(e.to_string());
+        rows.iter()
+            .map(|row| {
+                Ok(DeadLetter {
+                    id: to_u64(row.try_get(0).map_err(get)?),
+                    route: row.try_get(1).map_err(get)?,
+                    request_id: row.try_get(2).map_err(get)?,
+                    received_at: row.try_get(3).map_err(get)?,
+                    attempts: u32::try_from(row.try_get::<_, i32>(4).map_err(get)?).unwrap_or(0),
+                    dead_at: row.try_get(5).map_err(get)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn replay_dead_letter(&self, id: u64, now: i64) -> Result<bool, StateError> {
+        let n = self
+            .execute(&self.sql.replay_dead_letter, &[&to_i64(id), &now])
+            .await?;
+        Ok(n > 0)
+    }
+
     async fn add_block(&self, block: NewBlock, now: i64) -> Result<u64, StateError> {
         let rows = self
             .query(
@@ -514,5 +555,80 @@ impl StateStore for PostgresStore {
         self.execute(&self.sql.release_lease, &[&name, &owner])
             .await
             .map(|_| ())
+    }
+
+    async fn audit_append(&self, entry: AuditEntry) -> Result<AuditRecord, StateError> {
+        let mut client = self.client().await?;
+        let txn = client.transaction().await.map_err(unavailable)?;
+        // The head row's lock serializes appends across every replica: the chain stays linear.
+        let lock = txn
+            .prepare_cached(&self.sql.audit_lock_head)
+            .await
+            .map_err(unavailable)?;
+        let row = txn.query_one(&lock, &[]).await.map_err(unavailable)?;
+        let head = head_of(&row)?;
+        let record = crate::audit::chain::next_record(head, entry);
+        let insert = txn
+            .prepare_cached(&self.sql.audit_insert)
+            .await
+            .map_err(unavailable)?;
+        let (prev, hash): (&[u8], &[u8]) = (&record.prev_hash, &record.hash);
+        txn.execute(
+            &insert,
+            &[
+                &to_i64(record.seq),
+                &record.time,
+                &record.action,
+                &record.outcome,
+                &record.actor,
+                &record.detail,
+                &prev,
+                &hash,
+            ],
+        )
+        .await
+        .map_err(unavailable)?;
+        let set = txn
+            .prepare_cached(&self.sql.audit_set_head)
+            .await
+            .map_err(unavailable)?;
+        txn.execute(&set, &[&to_i64(record.seq), &hash])
+            .await
+            .map_err(unavailable)?;
+        txn.commit().await.map_err(unavailable)?;
+        Ok(record)
+    }
+
+    async fn audit_range(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>, StateError> {
+        let rows = self
+            .query(
+                &self.sql.audit_range,
+                &[&to_i64(after), &to_i64(limit as u64)],
+            )
+            .await?;
+        let get = |e: tokio_postgres::Error| StateError::Corrupt(e.to_string());
+        rows.iter()
+            .map(|row| {
+                let seq = to_u64(row.try_get(0).map_err(get)?);
+                Ok(AuditRecord {
+                    seq,
+                    time: row.try_get(1).map_err(get)?,
+                    action: row.try_get(2).map_err(get)?,
+                    outcome: row.try_get(3).map_err(get)?,
+                    actor: row.try_get(4).map_err(get)?,
+                    detail: row.try_get(5).map_err(get)?,
+                    prev_hash: hash32(row.try_get(6).map_err(get)?, "audit record prev_hash")?,
+                    hash: hash32(row.try_get(7).map_err(get)?, "audit record hash")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn audit_head(&self) -> Result<Option<(u64, [u8; 32])>, StateError> {
+        let rows = self.query(&self.sql.audit_head, &[]).await?;
+        match rows.first() {
+            Some(row) => head_of(row),
+            None => Ok(None),
+        }
     }
 }

@@ -161,3 +161,19 @@ impl std::fmt::Debug for SealedTokens {
             .finish()
     }
 }
+
+/// A dead-lettered webhook as the admin API lists it: where it was going and how it fared, never
+/// its body (which may carry buyer data).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub id: u64,
+    pub route: String,
+    pub request_id: String,
+    /// Unix seconds.
+    pub received_at: i64,
+    pub attempts: u32,
+    /// Unix milliseconds.
+    pub dead_at: i64,
+}
+
+pub use crate::audit::chain::{AuditEntry, AuditRecord};

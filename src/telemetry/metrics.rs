@@ -63,6 +63,8 @@ pub struct Metrics {
     pub webhook_dead_letter_depth: IntGauge,
     /// Webhooks this process moved to the dead-letter state.
     pub webhook_dead_lettered: IntCounter,
+    /// Audit records that could not be written at once, by reason.
+    pub audit_write_failures: IntCounterVec,
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -246,6 +248,12 @@ pub fn metrics() -> &'static Metrics {
             webhook_dead_lettered: single_counter(
                 "webhook_dead_lettered_total",
                 "Webhooks this gateway moved to the dead-letter state",
+            ),
+            audit_write_failures: counter(
+                "audit_write_failures_total",
+                "Audit records not written at once, by reason (queue_full: the record was lost \
+                 because the writer fell behind; store_error: an append failed and is retried)",
+                &["reason"],
             ),
         }
     })

@@ -160,6 +160,29 @@ impl WebhookQueue {
             .await
     }
 
+    /// Up to `limit` dead letters with an id above `after` (metadata only, never bodies).
+    pub async fn dead_letters(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<crate::state::DeadLetter>, StateError> {
+        self.observed("dead_letters", self.store.dead_letters(after, limit))
+            .await
+    }
+
+    /// Moves a dead letter back to the live queue, due now with its attempts reset, and wakes
+    /// the local worker; `false` when there is no dead letter with that id.
+    pub async fn replay(&self, id: u64) -> Result<bool, StateError> {
+        let now = self.clock.unix_millis();
+        let replayed = self
+            .observed("replay_dead_letter", self.store.replay_dead_letter(id, now))
+            .await?;
+        if replayed {
+            self.notify.notify_one();
+        }
+        Ok(replayed)
+    }
+
     /// Reads the queue's size and age and sets the queue gauges.
     pub async fn refresh_stats(&self) -> Result<QueueStats, StateError> {
         let stats = self

@@ -479,7 +479,17 @@ impl TokenManager {
     }
 
     /// The background refresher; run it as a background service until `shutdown` turns true.
-    pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(&self, shutdown: watch::Receiver<bool>) {
+        self.run_audited(shutdown, None).await
+    }
+
+    /// As [`TokenManager::run`], recording each failed refresh in `audit` (the shop id and the
+    /// kind of failure; never a token).
+    pub async fn run_audited(
+        &self,
+        mut shutdown: watch::Receiver<bool>,
+        audit: Option<&crate::audit::AuditLog>,
+    ) {
         loop {
             if *shutdown.borrow() {
                 return;
@@ -489,7 +499,17 @@ impl TokenManager {
                 match result {
                     Ok(()) => tracing::info!(shop = %shop, "tiktok access token refreshed"),
                     Err(e) => {
-                        tracing::warn!(shop = %shop, error = %e, "tiktok token refresh failed")
+                        tracing::warn!(shop = %shop, error = %e, "tiktok token refresh failed");
+                        if let Some(audit) = audit {
+                            audit.record(
+                                crate::audit::AuditEvent::new(
+                                    "tiktok.token_refresh",
+                                    crate::audit::Outcome::Failed,
+                                )
+                                .detail("shop_id", shop.as_str())
+                                .detail("error", e.to_string()),
+                            );
+                        }
                     }
                 }
             }

@@ -217,6 +217,8 @@ pub struct Config {
     pub log_level: Option<String>,
     /// Leave the `logging` section out entirely.
     pub no_logging: bool,
+    /// Write `audit.signing_key` even without an admin API.
+    pub audit_signing: bool,
 }
 
 impl Config {
@@ -226,6 +228,12 @@ impl Config {
 
     pub fn version(mut self, v: &str) -> Self {
         self.version = Some(v.to_owned());
+        self
+    }
+
+    /// `audit.signing_key` with [`AUDIT_TEST_SEED`] (always written with an admin API).
+    pub fn audit_signing(mut self) -> Self {
+        self.audit_signing = true;
         self
     }
 
@@ -379,6 +387,16 @@ impl Config {
         if let Some(a) = &self.admin {
             top.push(("admin".into(), a.yaml()));
         }
+        // An admin API needs a key for the audit log's signed checkpoints.
+        if self.admin.is_some() || self.audit_signing {
+            top.push((
+                "audit".into(),
+                Y::Map(vec![(
+                    "signing_key".into(),
+                    file_secret(files, "audit-signing.key", AUDIT_TEST_SEED),
+                )]),
+            ));
+        }
         if !self.trusted_proxies.is_empty() {
             top.push(("trusted_proxies".into(), strs(&self.trusted_proxies)));
         }
@@ -409,6 +427,10 @@ impl Config {
         out
     }
 }
+
+/// The audit checkpoint key every test config with an admin API is given (test-only).
+pub const AUDIT_TEST_SEED: &str =
+    "5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed";
 
 /// `"${file:<name>}"`, registering the file.
 fn file_secret(files: &mut Vec<SideFile>, name: &str, value: &str) -> Y {

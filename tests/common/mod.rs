@@ -125,10 +125,12 @@ impl Drop for TestGateway {
             let _ = t.join();
         }
         // Tasks on the server's runtimes may still be dropping their handles (the webhook queue
-        // file's lock among them) after the thread ends: a restart in the same process must
+        // file's lock among them, held by the audit writer too) after the thread ends: a restart in the same process must
         // find everything released.
         for _ in 0..500 {
-            if Arc::strong_count(&self.gateway) == 1 && Arc::strong_count(&self.gateway.tiktok) == 1
+            if Arc::strong_count(&self.gateway) == 1
+                && Arc::strong_count(&self.gateway.tiktok) == 1
+                && Arc::strong_count(&self.gateway.audit) == 1
             {
                 break;
             }

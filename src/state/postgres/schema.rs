@@ -6,7 +6,7 @@ use super::{BLOCKS_CHANNEL, unavailable};
 use crate::state::StateError;
 
 /// The version this gateway writes; a database recording a larger one is refused at start-up.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Every replica takes this advisory lock while it creates or migrates a schema, so replicas
 /// starting together do not race (the value is arbitrary but fixed).
@@ -55,6 +55,36 @@ const MIGRATIONS: &[&str] = &[
         created_at bigint NOT NULL
     );
     INSERT INTO {s}.meta (key, value) VALUES ('block_version', 0) ON CONFLICT DO NOTHING;
+    "#,
+    // 2: the audit log (a hash chain) and its head row, which every append locks so appends
+    // from a whole fleet form one chain. Rows refuse UPDATE, DELETE and TRUNCATE: tampering
+    // then takes the table owner's deliberate act, and `audit verify` still shows it.
+    r#"
+    CREATE TABLE {s}.audit_log (
+        seq       bigint PRIMARY KEY,
+        at        bigint NOT NULL,
+        action    text   NOT NULL,
+        outcome   text   NOT NULL,
+        actor     text,
+        detail    text   NOT NULL,
+        prev_hash bytea  NOT NULL,
+        hash      bytea  NOT NULL
+    );
+    CREATE TABLE {s}.audit_head (
+        id   smallint PRIMARY KEY CHECK (id = 1),
+        seq  bigint NOT NULL,
+        hash bytea  NOT NULL
+    );
+    INSERT INTO {s}.audit_head (id, seq, hash) VALUES (1, 0, decode(repeat('00', 32), 'hex'));
+    CREATE FUNCTION {s}.audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        RAISE EXCEPTION 'the audit log is append-only';
+    END
+    $$;
+    CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON {s}.audit_log
+        FOR EACH ROW EXECUTE FUNCTION {s}.audit_log_append_only();
+    CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON {s}.audit_log
+        FOR EACH STATEMENT EXECUTE FUNCTION {s}.audit_log_append_only();
     "#,
 ];
 
@@ -152,6 +182,13 @@ pub struct Sql {
     pub store_tokens: String,
     pub try_lease: String,
     pub release_lease: String,
+    pub dead_letters: String,
+    pub replay_dead_letter: String,
+    pub audit_lock_head: String,
+    pub audit_insert: String,
+    pub audit_set_head: String,
+    pub audit_range: String,
+    pub audit_head: String,
 }
 
 impl Sql {
@@ -250,6 +287,27 @@ impl Sql {
                     WHERE {s}.leases.expires_at <= $4 OR {s}.leases.owner = EXCLUDED.owner"
             ),
             release_lease: format!("DELETE FROM {s}.leases WHERE name = $1 AND owner = $2"),
+            dead_letters: format!(
+                "SELECT id, route, request_id, received_at, attempts, dead_at
+                 FROM {s}.webhook_events WHERE dead_at IS NOT NULL AND id > $1
+                 ORDER BY id LIMIT $2"
+            ),
+            replay_dead_letter: format!(
+                "UPDATE {s}.webhook_events
+                 SET dead_at = NULL, attempts = 0, lease = NULL, next_attempt_at = $2
+                 WHERE id = $1 AND dead_at IS NOT NULL"
+            ),
+            audit_lock_head: format!("SELECT seq, hash FROM {s}.audit_head WHERE id = 1 FOR UPDATE"),
+            audit_insert: format!(
+                "INSERT INTO {s}.audit_log (seq, at, action, outcome, actor, detail, prev_hash, hash)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            ),
+            audit_set_head: format!("UPDATE {s}.audit_head SET seq = $1, hash = $2 WHERE id = 1"),
+            audit_range: format!(
+                "SELECT seq, at, action, outcome, actor, detail, prev_hash, hash
+                 FROM {s}.audit_log WHERE seq > $1 ORDER BY seq LIMIT $2"
+            ),
+            audit_head: format!("SELECT seq, hash FROM {s}.audit_head WHERE id = 1"),
         }
     }
 }
