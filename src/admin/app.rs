@@ -137,6 +137,9 @@ impl ServeHttp for AdminApp {
             );
         }
         tracing::info!(target: "audit", event = "admin_access", subject = identity.subject(), request_id = %rid);
+        if super::shops::handles(session.req_header().uri.path()) {
+            return super::shops::handle(&self.gateway, session, &identity, &rid).await;
+        }
         let req = session.req_header();
         match (req.method.as_str(), req.uri.path()) {
             ("GET", "/admin/status") => {

@@ -3,5 +3,6 @@
 //! and a JWT from the admin issuer whose `amr` proves MFA and which carries the admin scope.
 
 mod app;
+mod shops;
 
 pub use app::AdminApp;

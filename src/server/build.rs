@@ -151,6 +151,7 @@ pub fn build_server_on(
         "tiktok tokens and webhook delivery",
         in_flight.background(TikTokBackground {
             services: gateway.tiktok.clone(),
+            poll_interval: gateway.state.config.poll_interval,
         }),
     ));
     let stores: Vec<_> = gateway.jwt.values().map(|v| v.store().clone()).collect();

@@ -848,6 +848,25 @@ impl Inner {
     }
 }
 
+/// Exchanges a seller's single-use auth code at the app's token host for the first tokens of
+/// the authorization. Errors name what failed (`Refused` carries TikTok's code, `36004004` for a
+/// used or invalid code), never the code, the tokens or the URL.
+pub async fn exchange_auth_code(
+    app: &AppCredentials,
+    auth_code: &str,
+    timeout: Duration,
+    now: i64,
+) -> Result<TokenSet, TokenError> {
+    const WHO: &str = "(new authorization)";
+    if !refresh::valid_base(&app.auth_base) {
+        return Err(TokenError::BadAuthBase(WHO.into()));
+    }
+    let client = refresh::client(timeout, app.ca.as_deref())?;
+    let url = refresh::token_get_url(&app.auth_base, &app.app_key, &app.app_secret, auth_code)
+        .ok_or_else(|| TokenError::BadAuthBase(WHO.into()))?;
+    refresh::call(&client, url, WHO, now).await
+}
+
 fn secs(d: Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }
