@@ -809,3 +809,85 @@ async fn postgres_a_shop_onboarded_on_one_replica_is_served_and_revoked_on_anoth
         let _ = driver.await;
     }
 }
+
+/// `validate` (load and compile) on a config with a callback route changed by `edit`.
+fn validate_callback(edit: impl Fn(&str) -> String) -> Result<(), String> {
+    let base = r#"listeners:
+  public: { address: "127.0.0.1:8443" }
+upstreams:
+  tiktok_api: { targets: ["127.0.0.1:9"] }
+tiktok:
+  apps:
+    main: { app_key: k, app_secret: "${env:PATH}", api_base: "http://127.0.0.1:9", auth_base: "http://127.0.0.1:9" }
+  token_store: { key: "${file:key}" }
+state: { backend: embedded, path: state.redb }
+routes:
+  - name: authorized
+    listener: public
+    match: { path: /tiktok/authorized, methods: [GET] }
+    auth: none
+    tiktok_authorization: { app: main }
+    upstream: tiktok_api
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("key"), TOKEN_KEY).unwrap();
+    let text = edit(base);
+    tiktok_gateway::config::load_str(&text, dir.path(), &dir.path().join("g.yaml"))
+        .and_then(|c| {
+            tiktok_gateway::gateway::snapshot::check(c, Arc::new(SystemClock)).map(|_| ())
+        })
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn validation_refuses_a_callback_route_that_makes_no_sense() {
+    validate_callback(str::to_owned).expect("the plain callback route is valid");
+    let refused = [
+        (
+            (
+                "tiktok_authorization: { app: main }",
+                "tiktok_authorization: { app: nope }",
+            ),
+            "unknown TikTok app `nope`",
+        ),
+        (("auth: none", "auth: { jwt: corp }"), "write `auth: none`"),
+        (
+            ("  token_store: { key: \"${file:key}\" }\n", ""),
+            "configure `tiktok.token_store`",
+        ),
+        (
+            (
+                "address: \"127.0.0.1:8443\" }",
+                "address: \"0.0.0.0:8443\", allow_plaintext: true }",
+            ),
+            "serve it on a TLS listener",
+        ),
+        (
+            (
+                "    tiktok_authorization: { app: main }\n",
+                "    tiktok_authorization: { app: main }\n    tiktok: { app: main }\n",
+            ),
+            "not both",
+        ),
+        (
+            (
+                "    upstream: tiktok_api\n",
+                "    upstream: tiktok_api\n    forward_authorization: true\n",
+            ),
+            "nothing is forwarded",
+        ),
+    ];
+    for ((from, to), expected) in refused {
+        let err = validate_callback(|b| b.replace(from, to)).expect_err(expected);
+        assert!(err.contains(expected), "{expected}: {err}");
+    }
+    // The authorization page and the token host take https (http only on loopback).
+    let err = validate_callback(|b| {
+        b.replace(
+            "auth_base: \"http://127.0.0.1:9\" }",
+            "auth_base: \"http://127.0.0.1:9\", authorize_url: \"http://tiktok.example/oauth\" }",
+        )
+    })
+    .expect_err("plaintext authorize_url");
+    assert!(err.contains("tiktok.apps.main.authorize_url"), "{err}");
+}
