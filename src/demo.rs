@@ -276,7 +276,7 @@ pub fn run(port: u16) -> ExitCode {
          # sandbox consents and redirects to the gateway's callback, which stores the tokens\n\
          curl -s --cacert {ca} -L '{link}'\n\
          # then the new shop works at once (no restart, no config change)\n\
-         curl -s 'http://127.0.0.1:{egress}/order/202309/orders/search' -X POST -H 'content-type: application/json' -d '{{}}' -H 'x-tiktok-shop-id: {onboarded}' -H 'authorization: Bearer {full}'\n\n\
+         curl -s 'http://127.0.0.1:{egress}/order/202309/orders/search?page_size=5' -X POST -H 'content-type: application/json' -d '{{}}' -H 'x-tiktok-shop-id: {onboarded}' -H 'authorization: Bearer {full}'\n\n\
          # metrics and health\n\
          curl -s http://127.0.0.1:{metrics}/metrics | grep -E '^tiktok_gateway_(requests_total|auth_failures_total)'\n\
          curl -s http://127.0.0.1:{metrics}/healthz\n\n\

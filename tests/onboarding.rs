@@ -891,3 +891,86 @@ fn validation_refuses_a_callback_route_that_makes_no_sense() {
     .expect_err("plaintext authorize_url");
     assert!(err.contains("tiktok.apps.main.authorize_url"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_onboarded_shop_and_a_revocation_survive_a_restart() {
+    let state_dir = tempfile::tempdir().unwrap();
+    let state_file = state_dir.path().join("state.redb");
+    let sb = SandboxConfig::example(13).with_onboarding_shop();
+    let sandbox = sandbox::spawn(sb.clone()).await.unwrap();
+    let idp = DevIdp::start(Arc::new(SystemClock)).await.unwrap();
+    let orders = OrderService::spawn(None).await.unwrap();
+    let start = |ports: Ports| {
+        let config = config_with_state(
+            &ports,
+            &sb,
+            &sandbox.base_url(),
+            &idp,
+            &orders,
+            State::embedded(&state_file),
+        );
+        (TestGateway::with(&config), ports)
+    };
+    let (gw, ports) = start(Ports {
+        egress: free_port(),
+        public: free_port(),
+        admin: free_port(),
+    });
+    sandbox.state().set_redirect_uri(&format!(
+        "http://127.0.0.1:{}/tiktok/authorized",
+        ports.public
+    ));
+    let s = Setup {
+        gw,
+        sandbox,
+        sb: sb.clone(),
+        idp,
+        _orders: orders,
+        ports,
+    };
+    s.onboard().await;
+    assert_eq!(s.egress(KEY_GB, GB).await.0, 200);
+    // The configured US shop is revoked by an admin before the restart.
+    let token = admin_token(&s.idp, "gateway:admin", &["mfa"]);
+    let res = s
+        .admin_client()
+        .post(s.admin_url(&format!("/admin/shops/{US}/revoke")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let Setup {
+        gw,
+        sandbox,
+        idp,
+        _orders: orders,
+        ..
+    } = s;
+    drop(gw);
+
+    // Same state file, same config: the onboarded shop is served from its stored tokens, the
+    // revoked configured shop stays refused.
+    let ports = Ports {
+        egress: free_port(),
+        public: free_port(),
+        admin: free_port(),
+    };
+    let config = config_with_state(
+        &ports,
+        &sb,
+        &sandbox.base_url(),
+        &idp,
+        &orders,
+        State::embedded(&state_file),
+    );
+    let _gw = TestGateway::with(&config);
+    let (status, body) = egress(ports.egress, KEY_GB, GB).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = egress(ports.egress, KEY_US, US).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("shop_revoked")),
+        "{body}"
+    );
+}

@@ -75,6 +75,14 @@ pub async fn send(
         (false, Some(registry)) => registry.active(shop_id, &plan.app.name).await,
         _ => None,
     };
+    // The lookup may have read a newer list: a revocation in it counts at once.
+    if runtime.is_none() && registry.as_ref().is_some_and(|r| r.is_revoked(shop_id)) {
+        req.ctx.reason = Some("shop_revoked");
+        return Err(forbid(
+            "shop_revoked",
+            "the seller's authorization of this shop was revoked",
+        ));
+    }
     let Some(shop) = plan.shops.get(shop_id).cloned().or(runtime) else {
         req.ctx.reason = Some("unknown_shop");
         return Err(forbid(
