@@ -801,13 +801,7 @@ async fn postgres_a_shop_onboarded_on_one_replica_is_served_and_revoked_on_anoth
     );
     drop(s);
     drop(_b);
-    let settings = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
-    if let Ok((client, conn)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
-        let driver = tokio::spawn(conn);
-        let _ = client.batch_execute(&settings).await;
-        drop(client);
-        let _ = driver.await;
-    }
+    drop_schema(&url, &schema).await;
 }
 
 /// `validate` (load and compile) on a config with a callback route changed by `edit`.
@@ -893,9 +887,12 @@ fn validation_refuses_a_callback_route_that_makes_no_sense() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_onboarded_shop_and_a_revocation_survive_a_restart() {
-    let state_dir = tempfile::tempdir().unwrap();
-    let state_file = state_dir.path().join("state.redb");
+async fn postgres_an_onboarded_shop_and_a_revocation_survive_a_restart() {
+    // On Postgres: a second gateway in one test process cannot reopen the first one's embedded
+    // file (the process-wide token-expiry gauges keep the first gateway's token manager, and so
+    // its store, alive).
+    let Some(url) = database_url() else { return };
+    let schema = format!("tgw_onboard_{:016x}", rand::random::<u64>());
     let sb = SandboxConfig::example(13).with_onboarding_shop();
     let sandbox = sandbox::spawn(sb.clone()).await.unwrap();
     let idp = DevIdp::start(Arc::new(SystemClock)).await.unwrap();
@@ -907,7 +904,7 @@ async fn an_onboarded_shop_and_a_revocation_survive_a_restart() {
             &sandbox.base_url(),
             &idp,
             &orders,
-            State::embedded(&state_file),
+            State::postgres(&url, &schema),
         );
         (TestGateway::with(&config), ports)
     };
@@ -962,9 +959,9 @@ async fn an_onboarded_shop_and_a_revocation_survive_a_restart() {
         &sandbox.base_url(),
         &idp,
         &orders,
-        State::embedded(&state_file),
+        State::postgres(&url, &schema),
     );
-    let _gw = TestGateway::with(&config);
+    let gw = TestGateway::with(&config);
     let (status, body) = egress(ports.egress, KEY_GB, GB).await;
     assert_eq!(status, 200, "{body}");
     let (status, body) = egress(ports.egress, KEY_US, US).await;
@@ -973,4 +970,17 @@ async fn an_onboarded_shop_and_a_revocation_survive_a_restart() {
         (403, Some("shop_revoked")),
         "{body}"
     );
+    drop(gw);
+    drop_schema(&url, &schema).await;
+}
+
+async fn drop_schema(url: &str, schema: &str) {
+    if let Ok((client, conn)) = tokio_postgres::connect(url, tokio_postgres::NoTls).await {
+        let driver = tokio::spawn(conn);
+        let _ = client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+            .await;
+        drop(client);
+        let _ = driver.await;
+    }
 }
