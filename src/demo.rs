@@ -46,8 +46,10 @@ pub fn demo_config(
     // Made up for this run only: no demo secret is a literal in the binary.
     std::fs::write(dir.join("forward_secret"), random_hex(32))?;
     std::fs::write(dir.join("pseudonym_key"), random_hex(32))?;
+    std::fs::write(dir.join("token_store_key"), random_hex(32))?;
     let mut shops = String::new();
-    for s in &sandbox.shops {
+    // The shop a seller authorizes during the demo is not configured: it arrives at runtime.
+    for s in &sandbox.without_onboarding_shop().shops {
         std::fs::write(
             dir.join(format!("access-{}", s.id)),
             s.access_token.expose(),
@@ -90,9 +92,10 @@ upstreams:
     targets: ["{tiktok_addr}"]
 tiktok:
   apps:
-    main: {{ app_key: "{app_key}", app_secret: "${{file:tiktok_app_secret}}", api_base: "{base}", auth_base: "{base}" }}
+    main: {{ app_key: "{app_key}", app_secret: "${{file:tiktok_app_secret}}", api_base: "{base}", auth_base: "{base}", authorize_url: "{base}/oauth/authorize" }}
   shops:
-{shops}  pacing: {{ rate: 10/s, burst: 10 }}
+{shops}  token_store: {{ key: "${{file:token_store_key}}" }}
+  pacing: {{ rate: 10/s, burst: 10 }}
 state:
   backend: embedded
   path: state.redb
@@ -116,6 +119,12 @@ routes:
     limits: {{ max_body: 256KiB }}
     upstream: orders
     rewrite: {{ path: /internal/tiktok/events }}
+  - name: tiktok-authorized
+    listener: public
+    match: {{ path: /tiktok/authorized, methods: [GET] }}
+    auth: none
+    tiktok_authorization: {{ app: main }}
+    upstream: tiktok_api
   - name: order-status
     listener: public
     match: {{ path_prefix: /orders/, methods: [GET] }}
@@ -162,7 +171,7 @@ pub fn run(port: u16) -> ExitCode {
         Err(e) => return fail("sandbox runtime", e),
     };
     let clock: SharedClock = Arc::new(SystemClock);
-    let sandbox_config = SandboxConfig::example(42);
+    let sandbox_config = SandboxConfig::example(42).with_onboarding_shop();
     let started = rt.block_on(async {
         let orders = OrderService::spawn(None).await.map_err(|e| e.to_string())?;
         let idp = DevIdp::start(clock.clone())
@@ -178,6 +187,10 @@ pub fn run(port: u16) -> ExitCode {
         Err(e) => return fail("sandboxes", e),
     };
     let ports = DemoPorts::from_base(port);
+    tiktok.state().set_redirect_uri(&format!(
+        "https://localhost:{}/tiktok/authorized",
+        ports.public
+    ));
     let text = match demo_config(
         dir.path(),
         &ports,
@@ -220,6 +233,15 @@ pub fn run(port: u16) -> ExitCode {
         (Ok(a), Ok(b), Ok(c)) => (a, b, c),
         _ => return fail("dev IdP", "could not mint tokens"),
     };
+    // What `POST /admin/shops/authorize` hands an operator (the demo has no admin listener).
+    let link = match &gateway.tiktok.authorizations {
+        Some(a) => rt
+            .block_on(a.start("main", "demo-operator"))
+            .map(|l| l.url)
+            .unwrap_or_else(|e| format!("(no link: {e})")),
+        None => "(no TikTok app)".into(),
+    };
+    let onboarded = crate::sandbox::tiktok::ONBOARDING_SHOP;
     let server = match build::build_server(gateway, None) {
         Ok(s) => s,
         Err(e) => return fail("server", e),
@@ -250,6 +272,11 @@ pub fn run(port: u16) -> ExitCode {
          curl -si 'http://127.0.0.1:{egress}/order/202309/orders?ids={order}' -H 'x-tiktok-shop-id: {shop}' -H 'authorization: Bearer {no_shop}'\n\n\
          # 400: not a canonical path (over TLS on the public listener)\n\
          curl -si --cacert {ca} --path-as-is 'https://localhost:{public}/orders/../admin'\n\n\
+         # onboard a shop: the seller opens the authorization link (valid 10 minutes, once); the\n\
+         # sandbox consents and redirects to the gateway's callback, which stores the tokens\n\
+         curl -s --cacert {ca} -L '{link}'\n\
+         # then the new shop works at once (no restart, no config change)\n\
+         curl -s 'http://127.0.0.1:{egress}/order/202309/orders/search?page_size=5' -X POST -H 'content-type: application/json' -d '{{}}' -H 'x-tiktok-shop-id: {onboarded}' -H 'authorization: Bearer {full}'\n\n\
          # metrics and health\n\
          curl -s http://127.0.0.1:{metrics}/metrics | grep -E '^tiktok_gateway_(requests_total|auth_failures_total)'\n\
          curl -s http://127.0.0.1:{metrics}/healthz\n\n\

@@ -12,7 +12,7 @@ use pingora::protocols::http::ServerSession;
 use serde_json::Value;
 
 use super::request::{AdminRequest, Done, MAX_BODY};
-use super::{audit, blocks, dead_letters, reload, status};
+use super::{audit, blocks, dead_letters, reload, shops, status};
 use crate::audit::{AuditEvent, Outcome};
 use crate::auth::credentials::bearer_token;
 use crate::auth::{AuthError, Identity};
@@ -144,6 +144,9 @@ async fn dispatch(
         ("POST", ["reload"]) => ("admin.reload", reload::post(req).await),
         ("GET", ["audit"]) => ("admin.audit.read", audit::get(req).await),
         ("GET", ["policy"]) => ("admin.policy", policy(req)),
+        ("POST", ["shops", "authorize"]) => ("admin.shops.authorize", shops::authorize(req).await),
+        ("GET", ["shops"]) => ("admin.shops.list", shops::list(req)),
+        ("POST", ["shops", id, "revoke"]) => ("admin.shops.revoke", shops::revoke(req, id).await),
         _ => (
             "admin.unknown",
             Err(GatewayError::new(

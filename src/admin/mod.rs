@@ -11,6 +11,7 @@ mod blocks;
 mod dead_letters;
 mod reload;
 mod request;
+mod shops;
 mod status;
 
 pub use app::AdminApp;

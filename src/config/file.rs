@@ -359,9 +359,23 @@ pub struct TikTokAppFile {
     /// TikTok's API base URL (https; http only on loopback, for sandboxes), without a trailing slash.
     #[schemars(with = "Scalar")]
     pub api_base: S,
-    /// TikTok's token host base URL (https; http only on loopback), without a trailing slash.
-    #[schemars(with = "Scalar")]
-    pub auth_base: S,
+    /// TikTok's token host base URL (https; http only on loopback), without a trailing slash
+    /// (default `https://auth.tiktok-shops.com`). Token calls carry the app secret in the query
+    /// string: the gateway never logs them.
+    #[serde(default)]
+    #[schemars(with = "Option<Scalar>")]
+    pub auth_base: Option<S>,
+    /// Where sellers authorize the app (https; http only on loopback): the link
+    /// `POST /admin/shops/authorize` hands out, with `state` (and `service_id` or `app_key`)
+    /// added. Default `https://services.tiktokshop.com/open/authorize` with a `service_id`,
+    /// else `https://auth.tiktok-shops.com/oauth/authorize`.
+    #[serde(default)]
+    #[schemars(with = "Option<Scalar>")]
+    pub authorize_url: Option<S>,
+    /// The app's service id from TikTok's partner center, for the authorization link.
+    #[serde(default)]
+    #[schemars(with = "Option<Scalar>")]
+    pub service_id: Option<S>,
     /// PEM bundle for TLS to the TikTok hosts (default: system roots).
     #[serde(default)]
     #[schemars(with = "Option<Scalar>")]
@@ -558,6 +572,12 @@ pub struct RouteFile {
     #[serde(default)]
     #[schemars(with = "Option<RouteTikTokFile>")]
     pub tiktok: Option<Spanned<RouteTikTokFile>>,
+    /// Makes this the seller-authorization callback of this app (TikTok redirects the seller's
+    /// browser here with `code` and `state`); needs `auth: none`, `tiktok.token_store`, and the
+    /// app's API upstream as `upstream` (the authorized shops are listed through it).
+    #[serde(default)]
+    #[schemars(with = "Option<RouteTikTokAuthorizationFile>")]
+    pub tiktok_authorization: Option<Spanned<RouteTikTokAuthorizationFile>>,
     /// PII masking and leak detection (TikTok and webhook routes).
     #[serde(default)]
     pub privacy: Option<RoutePrivacyFile>,
@@ -680,6 +700,13 @@ pub struct RouteTikTokFile {
     /// Header naming the shop the caller acts for.
     #[serde(default)]
     pub shop_header: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouteTikTokAuthorizationFile {
+    /// Name of the app under `tiktok.apps` the sellers authorize.
+    pub app: String,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

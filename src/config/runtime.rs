@@ -292,6 +292,12 @@ pub struct RouteTikTok {
     pub shop_header: String,
 }
 
+/// `routes[].tiktok_authorization`: the seller-authorization callback of an app.
+#[derive(Debug, Clone)]
+pub struct RouteTikTokAuthorization {
+    pub app: String,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnLeak {
     Log,
@@ -317,6 +323,7 @@ pub struct Route {
     pub auth: RouteAuth,
     pub rate_limits: Vec<RateLimitRule>,
     pub tiktok: Option<RouteTikTok>,
+    pub tiktok_authorization: Option<RouteTikTokAuthorization>,
     pub privacy: Option<RoutePrivacy>,
     pub upstream: String,
     pub rewrite_path: Option<String>,
@@ -401,8 +408,18 @@ pub struct TikTokApp {
     pub app_secret: Secret,
     pub api_base: String,
     pub auth_base: String,
+    /// The seller authorization page, without query.
+    pub authorize_url: String,
+    /// Put in the authorization link as `service_id` (else the link names the `app_key`).
+    pub service_id: Option<String>,
     pub ca: Option<PathBuf>,
 }
+
+/// TikTok's token host.
+pub const DEFAULT_AUTH_BASE: &str = "https://auth.tiktok-shops.com";
+/// TikTok's seller authorization page for apps with a service id, and the older one.
+pub const DEFAULT_AUTHORIZE_URL: &str = "https://services.tiktokshop.com/open/authorize";
+pub const LEGACY_AUTHORIZE_URL: &str = "https://auth.tiktok-shops.com/oauth/authorize";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TikTokShop {

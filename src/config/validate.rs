@@ -789,16 +789,31 @@ fn tiktok(v: &mut V, file: &TikTokFile) -> TikTokConfig {
         let af = &a.value;
         let app_key = v.literal_or_secret(&format!("{p}.app_key"), &af.app_key);
         let app_secret = v.secret(&format!("{p}.app_secret"), &af.app_secret);
-        for (key, url) in [("api_base", &af.api_base), ("auth_base", &af.auth_base)] {
+        let urls = [
+            ("api_base", Some(&af.api_base)),
+            ("auth_base", af.auth_base.as_ref()),
+            ("authorize_url", af.authorize_url.as_ref()),
+        ];
+        for (key, url) in urls {
+            let Some(url) = url else { continue };
             let u = url.value.as_str();
-            if !(u.starts_with("https://") || is_loopback_http(u)) || u.ends_with('/') {
+            if !(u.starts_with("https://") || is_loopback_http(u))
+                || u.ends_with('/')
+                || u.contains(['?', '#'])
+            {
                 v.issues.at(
                     format!("{p}.{key}"),
                     url,
-                    "must be an https:// base URL without a trailing slash (http only to loopback)",
+                    "must be an https:// URL without a trailing slash, query or fragment (http only to loopback)",
                 );
             }
         }
+        let service_id = af.service_id.as_ref().map(|s| s.value.clone());
+        let authorize_url = match (&af.authorize_url, &service_id) {
+            (Some(u), _) => u.value.clone(),
+            (None, Some(_)) => DEFAULT_AUTHORIZE_URL.to_owned(),
+            (None, None) => LEGACY_AUTHORIZE_URL.to_owned(),
+        };
         let ca = af.ca.as_ref().map(|ca| v.file(&format!("{p}.ca"), ca));
         if let (Some(app_key), Some(app_secret)) = (app_key, app_secret) {
             apps.insert(
@@ -808,7 +823,13 @@ fn tiktok(v: &mut V, file: &TikTokFile) -> TikTokConfig {
                     app_key,
                     app_secret,
                     api_base: af.api_base.value.clone(),
-                    auth_base: af.auth_base.value.clone(),
+                    auth_base: af
+                        .auth_base
+                        .as_ref()
+                        .map(|u| u.value.clone())
+                        .unwrap_or_else(|| DEFAULT_AUTH_BASE.to_owned()),
+                    authorize_url,
+                    service_id,
                     ca,
                 },
             );
@@ -1609,6 +1630,10 @@ fn routes(v: &mut V, file: &ConfigFile, known: &Known) -> Vec<Arc<Route>> {
                     .to_ascii_lowercase(),
             }
         });
+        let tiktok_authorization = rf
+            .tiktok_authorization
+            .as_ref()
+            .map(|t| authorization_route(v, &p, r, t, &auth, known, &declared));
         let privacy = rf.privacy.as_ref().map(|pf| RoutePrivacy {
             pii_scope: pf.pii_scope.clone(),
             on_leak: match pf.on_leak.as_ref().map(|s| s.value.as_str()) {
@@ -1661,8 +1686,13 @@ fn routes(v: &mut V, file: &ConfigFile, known: &Known) -> Vec<Arc<Route>> {
         });
         // TikTok routes are sent by the gateway to the app's api_base; the route's upstream must
         // name that same host so the config says where calls go in one consistent way (§11).
-        if let (Some(t), Some(up)) = (&tiktok, known.upstreams.get(&rf.upstream.value))
-            && let Some(app) = known.tiktok.and_then(|k| k.apps.get(&t.app))
+        // The authorization callback lists the authorized shops through its upstream too.
+        let api_app = tiktok
+            .as_ref()
+            .map(|t| &t.app)
+            .or(tiktok_authorization.as_ref().map(|t| &t.app));
+        if let (Some(app_name), Some(up)) = (api_app, known.upstreams.get(&rf.upstream.value))
+            && let Some(app) = known.tiktok.and_then(|k| k.apps.get(app_name))
         {
             let host = app
                 .api_base
@@ -1724,6 +1754,7 @@ fn routes(v: &mut V, file: &ConfigFile, known: &Known) -> Vec<Arc<Route>> {
             auth,
             rate_limits,
             tiktok,
+            tiktok_authorization,
             privacy,
             upstream: rf.upstream.value.clone(),
             rewrite_path,
@@ -1733,6 +1764,79 @@ fn routes(v: &mut V, file: &ConfigFile, known: &Known) -> Vec<Arc<Route>> {
         }));
     }
     out
+}
+
+/// `routes[].tiktok_authorization`: the app exists, and the route is nothing else. The seller's
+/// browser arrives from TikTok's redirect with no credentials (`auth: none`): the single-use
+/// `state` is the protection, so the route must be reachable over TLS (loopback excepted), and
+/// the tokens it receives are sealed with `tiktok.token_store.key`.
+fn authorization_route(
+    v: &mut V,
+    p: &str,
+    r: &Spanned<RouteFile>,
+    t: &Spanned<RouteTikTokAuthorizationFile>,
+    auth: &RouteAuth,
+    known: &Known,
+    declared: &Declared,
+) -> RouteTikTokAuthorization {
+    let rf = &r.value;
+    let at = format!("{p}.tiktok_authorization");
+    if !declared.apps.contains(&t.value.app.as_str()) {
+        unknown(
+            v,
+            format!("{at}.app"),
+            t,
+            ("TikTok app", "tiktok.apps"),
+            &t.value.app,
+            &declared.apps,
+        );
+    }
+    if rf.tiktok.is_some() {
+        v.issues.at(
+            at.clone(),
+            t,
+            "a route is either a TikTok egress route (`tiktok`) or the authorization callback (`tiktok_authorization`), not both",
+        );
+    }
+    if !matches!(auth, RouteAuth::None) {
+        v.issues.at(
+            format!("{p}.auth"),
+            r,
+            "the authorization callback is opened by the seller's browser, which carries no credentials: write `auth: none` (the single-use `state` protects it)",
+        );
+    }
+    if known.tiktok.is_some_and(|k| k.token_store.is_none()) {
+        v.issues.at(
+            at.clone(),
+            t,
+            "the authorization callback stores the shops' tokens sealed: configure `tiktok.token_store`",
+        );
+    }
+    if let Some(listener) = known.listeners.iter().find(|l| l.name == rf.listener.value)
+        && listener.tls.is_none()
+        && !listener.address.ip().is_loopback()
+    {
+        v.issues.at(
+            format!("{p}.listener"),
+            &rf.listener,
+            "the authorization callback carries a seller's auth code: serve it on a TLS listener",
+        );
+    }
+    for (set, key) in [
+        (rf.forward_authorization, "forward_authorization"),
+        (rf.rewrite.is_some(), "rewrite"),
+    ] {
+        if set {
+            v.issues.at(
+                format!("{p}.{key}"),
+                r,
+                "the authorization callback answers the seller itself; nothing is forwarded",
+            );
+        }
+    }
+    RouteTikTokAuthorization {
+        app: t.value.app.clone(),
+    }
 }
 
 /// Warns about each route an earlier route takes every request of. Only for a config without

@@ -72,6 +72,7 @@ impl Collector for StateGauges {
         self.token_expiry.reset();
         if let Some(tokens) = &self.tokens {
             for shop in tokens.shop_ids() {
+                let shop = shop.as_str();
                 let expiries = [
                     ("access", tokens.access_expires_at(shop)),
                     ("refresh", tokens.refresh_expires_at(shop)),

@@ -22,6 +22,15 @@ pub enum RouteKind {
     TikTokEgress(TikTokPlan),
     /// Verified, stored durably and acknowledged; delivered from the queue.
     WebhookIngress(WebhookPlan),
+    /// A seller's browser back from TikTok's authorization page: state checked, code
+    /// exchanged, shops listed and stored.
+    TikTokAuthorization(AuthorizationPlan),
+}
+
+/// The authorization callback's app, and the `Host` of its shop-list call.
+pub struct AuthorizationPlan {
+    pub app: Arc<TikTokApp>,
+    pub authority: String,
 }
 
 /// A TikTok route's app and the shops a caller may name.

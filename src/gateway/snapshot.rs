@@ -9,7 +9,8 @@ use http::HeaderName;
 
 use super::auth::{AdminGate, JwtVerifiers, runtime_auth};
 use super::route::{
-    Authenticator, CompiledRoute, RouteKind, RouteMetrics, TikTokPlan, WebhookPlan, WebhookVerifier,
+    Authenticator, AuthorizationPlan, CompiledRoute, RouteKind, RouteMetrics, TikTokPlan,
+    WebhookPlan, WebhookVerifier,
 };
 use super::router::Router;
 use crate::auth::Identity;
@@ -109,6 +110,15 @@ pub fn compile(config: GatewayConfig, inputs: &CompileInputs<'_>) -> Result<Snap
             continue;
         };
         let kind = match (&route.tiktok, route.auth.webhook()) {
+            _ if route.tiktok_authorization.is_some() => {
+                match authorization_plan(&config, route, &upstream) {
+                    Ok(plan) => RouteKind::TikTokAuthorization(plan),
+                    Err(message) => {
+                        issues.add(format!("{at}.tiktok_authorization"), route.line, message);
+                        continue;
+                    }
+                }
+            }
             (Some(t), None) => match tiktok_plan(&config, t, &upstream) {
                 Ok(plan) => RouteKind::TikTokEgress(plan),
                 Err(message) => {
@@ -223,6 +233,56 @@ fn tiktok_plan(
         .apps
         .get(&route.app)
         .ok_or_else(|| format!("unknown TikTok app `{}`", route.app))?;
+    let authority = api_authority(app, upstream)?;
+    let shop_header = HeaderName::from_bytes(route.shop_header.as_bytes())
+        .map_err(|_| format!("`{}` is not a valid header name", route.shop_header))?;
+    let shops = tiktok
+        .shops
+        .iter()
+        .filter(|s| s.app == route.app)
+        .map(|s| (s.id.clone(), Arc::new(s.clone())))
+        .collect();
+    Ok(TikTokPlan {
+        app: Arc::new(app.clone()),
+        authority,
+        shop_header,
+        shops,
+    })
+}
+
+/// The seller-authorization callback: the app, and where its shop list is asked for.
+fn authorization_plan(
+    config: &GatewayConfig,
+    route: &crate::config::Route,
+    upstream: &crate::config::Upstream,
+) -> Result<AuthorizationPlan, String> {
+    let name = route
+        .tiktok_authorization
+        .as_ref()
+        .map(|t| t.app.as_str())
+        .unwrap_or_default();
+    let tiktok = config
+        .tiktok
+        .as_ref()
+        .ok_or("the authorization callback needs a `tiktok:` section")?;
+    if tiktok.token_store.is_none() {
+        return Err("the authorization callback needs `tiktok.token_store`".into());
+    }
+    let app = tiktok
+        .apps
+        .get(name)
+        .ok_or_else(|| format!("unknown TikTok app `{name}`"))?;
+    Ok(AuthorizationPlan {
+        authority: api_authority(app, upstream)?,
+        app: Arc::new(app.clone()),
+    })
+}
+
+/// `host[:port]` of the app's `api_base`, once the route's upstream is known to fit it.
+fn api_authority(
+    app: &crate::config::TikTokApp,
+    upstream: &crate::config::Upstream,
+) -> Result<String, String> {
     let (scheme, rest) = app
         .api_base
         .split_once("://")
@@ -253,20 +313,7 @@ fn tiktok_plan(
             app.name, upstream.name
         ));
     }
-    let shop_header = HeaderName::from_bytes(route.shop_header.as_bytes())
-        .map_err(|_| format!("`{}` is not a valid header name", route.shop_header))?;
-    let shops = tiktok
-        .shops
-        .iter()
-        .filter(|s| s.app == route.app)
-        .map(|s| (s.id.clone(), Arc::new(s.clone())))
-        .collect();
-    Ok(TikTokPlan {
-        app: Arc::new(app.clone()),
-        authority,
-        shop_header,
-        shops,
-    })
+    Ok(authority)
 }
 
 fn webhook_plan(

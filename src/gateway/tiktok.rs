@@ -20,11 +20,13 @@ use crate::config::{GatewayConfig, TikTokConfig, WebhooksConfig};
 use crate::limit::OutboundPacer;
 use crate::privacy::SharedPrivacyEngine;
 use crate::telemetry::access_log::{AccessLog, DeliveryRecord};
+use crate::tiktok::authorization::Authorizations;
 use crate::tiktok::delivery::{
     AttemptReport, DeliveryObserver, DeliverySettings, DeliveryTls, DeliveryWorker, HttpTransport,
     SendError, https_origin,
 };
 use crate::tiktok::queue::{QueueSettings, WebhookQueue};
+use crate::tiktok::shops::ShopRegistry;
 use crate::tiktok::token_seal::TokenSealer;
 use crate::tiktok::token_store::TokenStore;
 use crate::tiktok::tokens::{
@@ -33,6 +35,10 @@ use crate::tiktok::tokens::{
 
 pub struct TikTokServices {
     pub tokens: Option<TokenManager>,
+    /// Shops onboarded at runtime and every shop's status (revoked or not).
+    pub shops: Option<Arc<ShopRegistry>>,
+    /// Pending seller authorizations (the links admins hand out).
+    pub authorizations: Option<Arc<Authorizations>>,
     pub webhooks: Option<WebhookServices>,
     pub egress: Option<EgressServices>,
 }
@@ -68,15 +74,92 @@ impl TikTokServices {
         let webhooks = config
             .webhooks
             .as_ref()
-            .map(|w| webhook_services(w, config, clock, snapshot, state, access_log, privacy))
+            .map(|w| {
+                webhook_services(
+                    w,
+                    config,
+                    clock.clone(),
+                    snapshot,
+                    state,
+                    access_log,
+                    privacy,
+                )
+            })
             .transpose()?;
         let egress = config.tiktok.as_ref().map(egress_services);
+        let shops = config
+            .tiktok
+            .as_ref()
+            .map(|t| shop_registry(t, clock.clone(), state, tokens.clone()))
+            .transpose()?;
+        let authorizations = config.tiktok.as_ref().map(|t| {
+            Arc::new(Authorizations::new(
+                state.store.clone(),
+                state.health.clone(),
+                state.config.timeout,
+                clock.clone(),
+                t.apps
+                    .values()
+                    .map(|a| (a.name.clone(), Arc::new(a.clone())))
+                    .collect(),
+            ))
+        });
         Ok(Self {
             tokens,
+            shops,
+            authorizations,
             webhooks,
             egress,
         })
     }
+}
+
+/// The registry, read once at start so onboarded shops (and revocations) apply from the first
+/// request.
+fn shop_registry(
+    t: &TikTokConfig,
+    clock: SharedClock,
+    state: &StateServices,
+    tokens: Option<TokenManager>,
+) -> Result<Arc<ShopRegistry>, String> {
+    let registry = Arc::new(ShopRegistry::new(
+        state.store.clone(),
+        state.health.clone(),
+        state.config.timeout,
+        clock,
+        tokens,
+        app_credentials(t)
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+        &t.shops,
+    ));
+    let initial = registry.clone();
+    crate::state::block_on_startup(async move {
+        initial
+            .refresh()
+            .await
+            .map_err(|e| crate::state::StateError::Unavailable(e.to_string()))
+    })
+    .map_err(|e| format!("tiktok shops: {e}"))?;
+    Ok(registry)
+}
+
+fn app_credentials(t: &TikTokConfig) -> HashMap<&str, Arc<AppCredentials>> {
+    t.apps
+        .values()
+        .map(|a| {
+            (
+                a.name.as_str(),
+                Arc::new(AppCredentials {
+                    app_key: a.app_key.clone(),
+                    app_secret: a.app_secret.clone(),
+                    auth_base: a.auth_base.clone(),
+                    ca: a.ca.clone(),
+                }),
+            )
+        })
+        .collect()
 }
 
 fn egress_services(t: &TikTokConfig) -> EgressServices {
@@ -90,21 +173,7 @@ fn token_manager(
     clock: SharedClock,
     state: &StateServices,
 ) -> Result<TokenManager, String> {
-    let apps: HashMap<&str, Arc<AppCredentials>> = t
-        .apps
-        .values()
-        .map(|a| {
-            (
-                a.name.as_str(),
-                Arc::new(AppCredentials {
-                    app_key: a.app_key.clone(),
-                    app_secret: a.app_secret.clone(),
-                    auth_base: a.auth_base.clone(),
-                    ca: a.ca.clone(),
-                }),
-            )
-        })
-        .collect();
+    let apps = app_credentials(t);
     let shops = t
         .shops
         .iter()
@@ -286,6 +355,8 @@ pub struct TikTokBackground {
     pub services: Arc<TikTokServices>,
     /// Where failed token refreshes are recorded.
     pub audit: Arc<crate::audit::AuditLog>,
+    /// How often the shop list's version is checked (`state.poll_interval`).
+    pub poll_interval: std::time::Duration,
 }
 
 #[async_trait]
@@ -301,6 +372,11 @@ impl BackgroundService for TikTokBackground {
                 w.delivery.run(shutdown.clone()).await;
             }
         };
-        tokio::join!(tokens, delivery);
+        let shops = async {
+            if let Some(s) = &self.services.shops {
+                s.watch(self.poll_interval, shutdown.clone()).await;
+            }
+        };
+        tokio::join!(tokens, delivery, shops);
     }
 }

@@ -158,6 +158,7 @@ pub fn build_server_on(
         in_flight.background(TikTokBackground {
             services: gateway.tiktok.clone(),
             audit: gateway.audit.clone(),
+            poll_interval: gateway.state.config.poll_interval,
         }),
     ));
     let stores: Vec<_> = gateway.jwt.values().map(|v| v.store().clone()).collect();

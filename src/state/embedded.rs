@@ -28,14 +28,17 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use super::{
-    Accepted, AuditEntry, AuditRecord, BlockEntry, BlockKind, ClaimedEvent, DeadLetter, EventRef,
-    NewBlock, NewEvent, QueueStats, SealedTokens, StateError, StateStore,
+    Accepted, AuditEntry, AuditRecord, AuthorizationState, BlockEntry, BlockKind, ClaimedEvent,
+    DeadLetter, EventRef, NewBlock, NewEvent, QueueStats, SealedTokens, ShopRecord, ShopStatus,
+    StateError, StateStore,
 };
 use crate::clock::SharedClock;
 use record::Record;
 
 /// Bumped with every change of the tables below; a file with a larger number is refused.
-pub const SCHEMA_VERSION: u64 = 2;
+/// 1: queue, dedupe, tokens, leases, blocks. 2: the audit log. 3: seller authorization states
+/// and shops.
+pub const SCHEMA_VERSION: u64 = 3;
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("state_meta");
 /// Events by id; the value is an encoded [`Record`].
@@ -58,6 +61,10 @@ pub const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit_log")
 /// The chain's head under [`AUDIT_HEAD_KEY`]: seq (8 bytes BE) and hash (32 bytes).
 pub const AUDIT_HEAD: TableDefinition<&str, &[u8]> = TableDefinition::new("audit_head");
 pub const AUDIT_HEAD_KEY: &str = "head";
+/// Hash of an authorization `state` -> JSON of the pending authorization.
+const AUTH_STATES: TableDefinition<&str, &[u8]> = TableDefinition::new("authorization_states");
+/// Shop id -> JSON of its record.
+const SHOPS: TableDefinition<&str, &[u8]> = TableDefinition::new("shops");
 
 /// The queue file's tables before the state layer (schema version 0).
 const V0_EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("webhook_events");
@@ -68,6 +75,7 @@ const META_INSTANCE: &str = "instance";
 const META_NEXT_EVENT: &str = "next_event";
 const META_NEXT_BLOCK: &str = "next_block";
 const META_BLOCK_VERSION: &str = "block_version";
+const META_SHOP_VERSION: &str = "shop_version";
 
 /// Largest body the queue stores; the route's body limit is normally far smaller.
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -261,6 +269,9 @@ fn migrate_in(txn: &WriteTransaction, now: i64) -> Result<u64, MigrateError> {
     txn.open_table(BLOCKS)?;
     txn.open_table(AUDIT)?;
     txn.open_table(AUDIT_HEAD)?;
+    // Version 3: seller authorization states and shop records (new tables, nothing to move).
+    txn.open_table(AUTH_STATES)?;
+    txn.open_table(SHOPS)?;
     if found == 0 && has_v0 {
         // The queue file of earlier versions: keep its instance id and sequence numbers, so
         // events already acknowledged to TikTok keep their `x-gateway-event-id`.
@@ -367,6 +378,24 @@ fn update_claimed(
     }
     events.insert(claim.id, record.encode().as_slice())?;
     Ok(true)
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredAuthState {
+    subject: String,
+    app: String,
+    expires_at: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredShop {
+    app: String,
+    cipher: String,
+    name: String,
+    region: String,
+    status: String,
+    changed_by: String,
+    updated_at: i64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -1030,6 +1059,151 @@ impl StateStore for EmbeddedStore {
             }
             txn.commit()?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn delete_tokens(&self, shop: &str) -> Result<bool, StateError> {
+        let shop = shop.to_owned();
+        self.run(move |db| {
+            let txn = db.begin_write()?;
+            let removed = txn.open_table(TOKENS)?.remove(shop.as_str())?.is_some();
+            txn.commit()?;
+            Ok(removed)
+        })
+        .await
+    }
+
+    async fn put_authorization_state(
+        &self,
+        key: &str,
+        state: &AuthorizationState,
+        now: i64,
+    ) -> Result<(), StateError> {
+        let stored = StoredAuthState {
+            subject: state.subject.clone(),
+            app: state.app.clone(),
+            expires_at: state.expires_at,
+        };
+        let bytes = serde_json::to_vec(&stored).map_err(|e| StateError::Invalid(e.to_string()))?;
+        let key = key.to_owned();
+        self.run(move |db| {
+            let txn = db.begin_write()?;
+            {
+                let mut table = txn.open_table(AUTH_STATES)?;
+                // Pending authorizations are few and short-lived: a scan forgets the expired.
+                let mut expired = Vec::new();
+                for row in table.iter()? {
+                    let (k, v) = row?;
+                    let gone = serde_json::from_slice::<StoredAuthState>(v.value())
+                        .map_or(true, |s| s.expires_at <= now);
+                    if gone {
+                        expired.push(k.value().to_owned());
+                    }
+                }
+                for k in expired {
+                    table.remove(k.as_str())?;
+                }
+                table.insert(key.as_str(), bytes.as_slice())?;
+            }
+            txn.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn take_authorization_state(
+        &self,
+        key: &str,
+        now: i64,
+    ) -> Result<Option<AuthorizationState>, StateError> {
+        let key = key.to_owned();
+        self.run(move |db| {
+            let txn = db.begin_write()?;
+            let taken = txn
+                .open_table(AUTH_STATES)?
+                .remove(key.as_str())?
+                .map(|v| v.value().to_vec());
+            txn.commit()?;
+            let Some(bytes) = taken else { return Ok(None) };
+            let stored: StoredAuthState = serde_json::from_slice(&bytes)
+                .map_err(|_| redb::Error::Corrupted("authorization state".into()))?;
+            Ok((stored.expires_at > now).then_some(AuthorizationState {
+                subject: stored.subject,
+                app: stored.app,
+                expires_at: stored.expires_at,
+            }))
+        })
+        .await
+    }
+
+    async fn put_shop(&self, shop: &ShopRecord) -> Result<(), StateError> {
+        let stored = StoredShop {
+            app: shop.app.clone(),
+            cipher: shop.cipher.clone(),
+            name: shop.name.clone(),
+            region: shop.region.clone(),
+            status: shop.status.as_str().into(),
+            changed_by: shop.changed_by.clone(),
+            updated_at: shop.updated_at,
+        };
+        let bytes = serde_json::to_vec(&stored).map_err(|e| StateError::Invalid(e.to_string()))?;
+        let id = shop.id.clone();
+        self.run(move |db| {
+            let txn = db.begin_write()?;
+            {
+                txn.open_table(SHOPS)?
+                    .insert(id.as_str(), bytes.as_slice())?;
+                let mut meta = txn.open_table(META)?;
+                let v = meta.get(META_SHOP_VERSION)?.map(|v| v.value()).unwrap_or(0);
+                meta.insert(META_SHOP_VERSION, v + 1)?;
+            }
+            txn.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn shop_version(&self) -> Result<u64, StateError> {
+        self.run(|db| {
+            let txn = db.begin_read()?;
+            Ok(txn
+                .open_table(META)?
+                .get(META_SHOP_VERSION)?
+                .map(|v| v.value())
+                .unwrap_or(0))
+        })
+        .await
+    }
+
+    async fn shops(&self) -> Result<(u64, Vec<ShopRecord>), StateError> {
+        self.run(|db| {
+            let txn = db.begin_read()?;
+            let version = txn
+                .open_table(META)?
+                .get(META_SHOP_VERSION)?
+                .map(|v| v.value())
+                .unwrap_or(0);
+            let mut out = Vec::new();
+            for row in txn.open_table(SHOPS)?.iter()? {
+                let (id, bytes) = row?;
+                let id = id.value().to_owned();
+                let damaged = || redb::Error::Corrupted(format!("shop record {id}"));
+                let stored: StoredShop =
+                    serde_json::from_slice(bytes.value()).map_err(|_| damaged())?;
+                let status = ShopStatus::parse(&stored.status).ok_or_else(damaged)?;
+                out.push(ShopRecord {
+                    id,
+                    app: stored.app,
+                    cipher: stored.cipher,
+                    name: stored.name,
+                    region: stored.region,
+                    status,
+                    changed_by: stored.changed_by,
+                    updated_at: stored.updated_at,
+                });
+            }
+            Ok((version, out))
         })
         .await
     }

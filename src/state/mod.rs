@@ -162,6 +162,36 @@ pub trait StateStore: Send + Sync + 'static {
 
     /// The recorded head of the chain `(seq, hash)`; `None` before the first record.
     async fn audit_head(&self) -> Result<Option<(u64, [u8; 32])>, StateError>;
+    /// Deletes the sealed tokens of `shop`; `false` when there were none.
+    async fn delete_tokens(&self, shop: &str) -> Result<bool, StateError>;
+
+    // ------------------------------------------------------------ seller authorization
+
+    /// Stores a pending authorization under `key` (the hash of its `state`), and forgets
+    /// expired ones (unix ms `now`).
+    async fn put_authorization_state(
+        &self,
+        key: &str,
+        state: &AuthorizationState,
+        now: i64,
+    ) -> Result<(), StateError>;
+
+    /// Removes the authorization stored under `key` and returns it if it had not expired at
+    /// `now` (unix ms): a state is taken at most once, whatever the answer.
+    async fn take_authorization_state(
+        &self,
+        key: &str,
+        now: i64,
+    ) -> Result<Option<AuthorizationState>, StateError>;
+
+    /// Inserts or replaces a shop record; the shop list's version changes.
+    async fn put_shop(&self, shop: &ShopRecord) -> Result<(), StateError>;
+
+    /// A number that changes whenever a shop record does.
+    async fn shop_version(&self) -> Result<u64, StateError>;
+
+    /// The version and every shop record.
+    async fn shops(&self) -> Result<(u64, Vec<ShopRecord>), StateError>;
 }
 
 pub type SharedState = Arc<dyn StateStore>;

@@ -25,8 +25,9 @@ use tokio::sync::{Notify, watch};
 use tokio_postgres::config::{Host, SslMode};
 
 use super::{
-    Accepted, AuditEntry, AuditRecord, BlockEntry, BlockKind, ClaimedEvent, DeadLetter, EventRef,
-    NewBlock, NewEvent, QueueStats, SealedTokens, StateError, StateStore,
+    Accepted, AuditEntry, AuditRecord, AuthorizationState, BlockEntry, BlockKind, ClaimedEvent,
+    DeadLetter, EventRef, NewBlock, NewEvent, QueueStats, SealedTokens, ShopRecord, ShopStatus,
+    StateError, StateStore,
 };
 use crate::config::PostgresSettings;
 
@@ -630,5 +631,95 @@ impl StateStore for PostgresStore {
             Some(row) => head_of(row),
             None => Ok(None),
         }
+    }
+
+    async fn delete_tokens(&self, shop: &str) -> Result<bool, StateError> {
+        Ok(self.execute(&self.sql.delete_tokens, &[&shop]).await? > 0)
+    }
+
+    async fn put_authorization_state(
+        &self,
+        key: &str,
+        state: &AuthorizationState,
+        now: i64,
+    ) -> Result<(), StateError> {
+        self.execute(
+            &self.sql.put_authorization_state,
+            &[&key, &state.subject, &state.app, &state.expires_at, &now],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn take_authorization_state(
+        &self,
+        key: &str,
+        now: i64,
+    ) -> Result<Option<AuthorizationState>, StateError> {
+        let rows = self
+            .query(&self.sql.take_authorization_state, &[&key])
+            .await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let get = |e: tokio_postgres::Error| StateError::Corrupt(e.to_string());
+        let state = AuthorizationState {
+            subject: row.try_get(0).map_err(get)?,
+            app: row.try_get(1).map_err(get)?,
+            expires_at: row.try_get(2).map_err(get)?,
+        };
+        Ok((state.expires_at > now).then_some(state))
+    }
+
+    async fn put_shop(&self, shop: &ShopRecord) -> Result<(), StateError> {
+        self.execute(
+            &self.sql.put_shop,
+            &[
+                &shop.id,
+                &shop.app,
+                &shop.cipher,
+                &shop.name,
+                &shop.region,
+                &shop.status.as_str(),
+                &shop.changed_by,
+                &shop.updated_at,
+            ],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn shop_version(&self) -> Result<u64, StateError> {
+        let rows = self.query(&self.sql.shop_version, &[]).await?;
+        let version: Option<i64> = match rows.first() {
+            Some(row) => row.try_get(0).map_err(unavailable)?,
+            None => None,
+        };
+        Ok(to_u64(version.unwrap_or(0)))
+    }
+
+    async fn shops(&self) -> Result<(u64, Vec<ShopRecord>), StateError> {
+        // The version first, as for the block list: a change between the reads is seen again.
+        let version = self.shop_version().await?;
+        let rows = self.query(&self.sql.shops, &[]).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let get = |e: tokio_postgres::Error| StateError::Corrupt(e.to_string());
+            let id: String = row.try_get(0).map_err(get)?;
+            let status: String = row.try_get(5).map_err(get)?;
+            let status = ShopStatus::parse(&status)
+                .ok_or_else(|| StateError::Corrupt(format!("shop record {id}: status")))?;
+            out.push(ShopRecord {
+                app: row.try_get(1).map_err(get)?,
+                cipher: row.try_get(2).map_err(get)?,
+                name: row.try_get(3).map_err(get)?,
+                region: row.try_get(4).map_err(get)?,
+                status,
+                changed_by: row.try_get(6).map_err(get)?,
+                updated_at: row.try_get(7).map_err(get)?,
+                id,
+            });
+        }
+        Ok((version, out))
     }
 }

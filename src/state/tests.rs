@@ -258,6 +258,129 @@ async fn blocks_tokens_and_leases(store: SharedState) {
     store.ping().await.unwrap();
 }
 
+async fn authorization_states_and_shops(store: SharedState) {
+    let state = |app: &str, expires_at: i64| AuthorizationState {
+        subject: "ops-alice".into(),
+        app: app.into(),
+        expires_at,
+    };
+    store
+        .put_authorization_state("h1", &state("main", T0 + 600_000), T0)
+        .await
+        .unwrap();
+    store
+        .put_authorization_state("h2", &state("main", T0 + 1_000), T0)
+        .await
+        .unwrap();
+    // Taken once: the second take finds nothing.
+    assert_eq!(
+        store.take_authorization_state("h1", T0 + 10).await.unwrap(),
+        Some(state("main", T0 + 600_000))
+    );
+    assert_eq!(
+        store.take_authorization_state("h1", T0 + 10).await.unwrap(),
+        None
+    );
+    // Unknown, and expired (taken out all the same).
+    assert_eq!(
+        store.take_authorization_state("nope", T0).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .take_authorization_state("h2", T0 + 1_000)
+            .await
+            .unwrap(),
+        None
+    );
+    store
+        .put_authorization_state("h3", &state("main", T0 + 2_000), T0)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .take_authorization_state("h3", T0 + 1_999)
+            .await
+            .unwrap(),
+        Some(state("main", T0 + 2_000))
+    );
+    // Adding a state forgets the expired ones.
+    store
+        .put_authorization_state("h4", &state("main", T0 + 5_000), T0)
+        .await
+        .unwrap();
+    store
+        .put_authorization_state("h5", &state("main", T0 + 20_000), T0 + 10_000)
+        .await
+        .unwrap();
+    assert_eq!(store.take_authorization_state("h4", 0).await.unwrap(), None);
+
+    let v0 = store.shop_version().await.unwrap();
+    let mut shop = ShopRecord {
+        id: "7000714532876273420".into(),
+        app: "main".into(),
+        cipher: "GCP_XF90igAAAABh00qsWgtvOiGFNqyubMt3".into(),
+        name: "Maomao beauty shop".into(),
+        region: "GB".into(),
+        status: ShopStatus::Active,
+        changed_by: "ops-alice".into(),
+        updated_at: T0 / 1000,
+    };
+    store.put_shop(&shop).await.unwrap();
+    let (v1, shops) = store.shops().await.unwrap();
+    assert!(v1 > v0);
+    assert_eq!(store.shop_version().await.unwrap(), v1);
+    assert_eq!(shops, vec![shop.clone()]);
+    shop.status = ShopStatus::Revoked;
+    shop.changed_by = "tiktok-webhook:main".into();
+    store.put_shop(&shop).await.unwrap();
+    let (v2, shops) = store.shops().await.unwrap();
+    assert!(v2 > v1);
+    assert_eq!(shops, vec![shop]);
+
+    let sealed = SealedTokens {
+        generation: 1,
+        sealed: vec![7; 40],
+    };
+    assert!(store.store_tokens("7000", &sealed, T0).await.unwrap());
+    assert!(store.delete_tokens("7000").await.unwrap());
+    assert!(!store.delete_tokens("7000").await.unwrap());
+    assert_eq!(store.load_tokens("7000").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn embedded_authorization_states_are_taken_once_and_shops_are_versioned() {
+    authorization_states_and_shops(embedded()).await;
+}
+
+#[tokio::test]
+async fn postgres_authorization_states_are_taken_once_and_shops_are_versioned() {
+    let Some(url) = database_url() else { return };
+    let schema = random_schema();
+    authorization_states_and_shops(postgres(&url, &schema)).await;
+    drop_schema(&url, &schema);
+}
+
+#[tokio::test]
+async fn postgres_an_authorization_state_is_taken_by_one_replica_only() {
+    let Some(url) = database_url() else { return };
+    let schema = random_schema();
+    let (a, b) = (postgres(&url, &schema), postgres(&url, &schema));
+    let state = AuthorizationState {
+        subject: "ops-alice".into(),
+        app: "main".into(),
+        expires_at: T0 + 60_000,
+    };
+    a.put_authorization_state("k", &state, T0).await.unwrap();
+    let (x, y) = tokio::join!(
+        a.take_authorization_state("k", T0),
+        b.take_authorization_state("k", T0)
+    );
+    let taken = [x.unwrap(), y.unwrap()];
+    assert_eq!(taken.iter().filter(|t| t.is_some()).count(), 1, "{taken:?}");
+    drop_schema(&url, &schema);
+}
+
 #[tokio::test]
 async fn embedded_queue_dedupes_claims_with_leases_and_dead_letters() {
     queue_behaviour(embedded()).await;

@@ -177,3 +177,57 @@ pub struct DeadLetter {
 }
 
 pub use crate::audit::chain::{AuditEntry, AuditRecord};
+/// A seller authorization in progress: who asked for the link, for which app, until when. Stored
+/// under the SHA-256 of its `state` value (the value itself is never stored), taken once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizationState {
+    /// The admin subject that asked for the link.
+    pub subject: String,
+    /// The TikTok app (config name) the link is for.
+    pub app: String,
+    /// Unix milliseconds after which the state is refused.
+    pub expires_at: i64,
+}
+
+/// Whether a shop's authorization may be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ShopStatus {
+    Active,
+    /// The seller revoked the authorization (webhook type 6) or an operator did: no call is made
+    /// for the shop, its tokens are deleted.
+    Revoked,
+}
+
+impl ShopStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Revoked => "revoked",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "active" => Some(Self::Active),
+            "revoked" => Some(Self::Revoked),
+            _ => None,
+        }
+    }
+}
+
+/// A shop known to the state layer: onboarded at runtime, or a configured shop whose status
+/// changed (revoked). Its tokens live apart, sealed ([`SealedTokens`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShopRecord {
+    pub id: String,
+    /// The TikTok app (config name) the shop authorized.
+    pub app: String,
+    pub cipher: String,
+    pub name: String,
+    pub region: String,
+    pub status: ShopStatus,
+    /// Who started the authorization (an admin subject) or revoked it (`tiktok-webhook:<app>`).
+    pub changed_by: String,
+    /// Unix seconds of the last change.
+    pub updated_at: i64,
+}

@@ -224,8 +224,11 @@ enum Need {
     Replace(u64),
 }
 
+type ShopMap = HashMap<Box<str>, Arc<ShopState>>;
+
 struct Inner {
-    shops: HashMap<Box<str>, Arc<ShopState>>,
+    /// Replaced whole when a shop is added or removed at runtime (rare); read lock-free.
+    shops: ArcSwap<ShopMap>,
     vault: Option<TokenVault>,
     clock: SharedClock,
     settings: TokenManagerSettings,
@@ -241,7 +244,7 @@ pub struct TokenManager {
 impl std::fmt::Debug for TokenManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenManager")
-            .field("shops", &self.inner.shops.len())
+            .field("shops", &self.inner.shops.load().len())
             .finish_non_exhaustive()
     }
 }
@@ -340,7 +343,7 @@ impl TokenManager {
         .map_err(|e| TokenError::Metrics(e.to_string()))?;
         Ok(Self {
             inner: Arc::new(Inner {
-                shops: map,
+                shops: ArcSwap::from_pointee(map),
                 vault,
                 clock,
                 settings,
@@ -361,18 +364,29 @@ impl TokenManager {
     /// atomic load and a reference-count increment.
     pub fn access_token(&self, shop_id: &str) -> Result<AccessToken, TokenError> {
         let shop = self.shop(shop_id)?;
-        self.current_token(shop)
+        self.current_token(&shop)
     }
 
-    /// The configured shops' ids.
-    pub fn shop_ids(&self) -> impl Iterator<Item = &str> {
-        self.inner.shops.keys().map(|k| &**k)
+    /// The ids of the shops whose tokens are held (configured and onboarded).
+    pub fn shop_ids(&self) -> Vec<String> {
+        self.inner
+            .shops
+            .load()
+            .keys()
+            .map(|k| k.to_string())
+            .collect()
+    }
+
+    /// Whether tokens for `shop_id` are held.
+    pub fn has_shop(&self, shop_id: &str) -> bool {
+        self.inner.shops.load().contains_key(shop_id)
     }
 
     /// Unix seconds at which the shop's refresh token expires, if known.
     pub fn refresh_expires_at(&self, shop_id: &str) -> Option<i64> {
         self.inner
             .shops
+            .load()
             .get(shop_id)?
             .current
             .load()
@@ -383,10 +397,107 @@ impl TokenManager {
     pub fn access_expires_at(&self, shop_id: &str) -> Option<i64> {
         self.inner
             .shops
+            .load()
             .get(shop_id)?
             .current
             .load()
             .access_expires_at
+    }
+
+    /// A shop authorized at runtime: stores `set` sealed (as a newer generation than any the
+    /// store holds) and serves it from now on, refreshed like a configured shop's. Nothing is
+    /// served when the store refuses it.
+    pub async fn add_shop(
+        &self,
+        shop_id: &str,
+        app: Arc<AppCredentials>,
+        set: TokenSet,
+    ) -> Result<(), TokenError> {
+        let vault = self
+            .inner
+            .vault
+            .as_ref()
+            .ok_or_else(|| TokenError::Store("no token store configured".into()))?;
+        let stored = vault.load_generation(shop_id).await?;
+        let held = self
+            .inner
+            .shops
+            .load()
+            .get(shop_id)
+            .map(|s| s.current.load().generation);
+        let generation = stored.max(held).unwrap_or(0) + 1;
+        if !vault
+            .save(shop_id, generation, &set, self.inner.clock.unix_millis())
+            .await?
+        {
+            return Err(TokenError::Store(format!(
+                "shop {shop_id}: newer tokens were stored meanwhile"
+            )));
+        }
+        self.install(shop_id, app, Current::from_set(set, generation))
+    }
+
+    /// Takes a shop another replica authorized: its tokens from the store. `false` when the
+    /// store holds none.
+    pub async fn adopt_shop(
+        &self,
+        shop_id: &str,
+        app: Arc<AppCredentials>,
+    ) -> Result<bool, TokenError> {
+        let Some(vault) = &self.inner.vault else {
+            return Ok(false);
+        };
+        let Some((generation, set)) = vault.load(shop_id).await? else {
+            return Ok(false);
+        };
+        self.install(shop_id, app, Current::from_set(set, generation))?;
+        Ok(true)
+    }
+
+    /// The shop's authorization is gone: its tokens are dropped from memory and deleted from
+    /// the store. Returns whether the store held any.
+    pub async fn remove_shop(&self, shop_id: &str) -> Result<bool, TokenError> {
+        self.forget(shop_id);
+        match &self.inner.vault {
+            Some(vault) => vault.delete(shop_id).await,
+            None => Ok(false),
+        }
+    }
+
+    /// Drops the shop's tokens from memory only (the store already lost them).
+    pub fn forget(&self, shop_id: &str) {
+        self.inner.shops.rcu(|map| {
+            let mut map = ShopMap::clone(map);
+            map.remove(shop_id);
+            map
+        });
+    }
+
+    fn install(
+        &self,
+        shop_id: &str,
+        app: Arc<AppCredentials>,
+        current: Current,
+    ) -> Result<(), TokenError> {
+        if !refresh::valid_base(&app.auth_base) {
+            return Err(TokenError::BadAuthBase(shop_id.to_owned()));
+        }
+        let http = refresh::client(self.inner.settings.request_timeout, app.ca.as_deref())?;
+        let state = Arc::new(ShopState {
+            shop_id: shop_id.to_owned(),
+            app,
+            http,
+            current: ArcSwap::from_pointee(current),
+            flight: Mutex::new(None),
+            retry_not_before: AtomicI64::new(i64::MIN),
+            unsaved: AtomicBool::new(false),
+        });
+        self.inner.shops.rcu(|map| {
+            let mut map = ShopMap::clone(map);
+            map.insert(shop_id.into(), state.clone());
+            map
+        });
+        Ok(())
     }
 
     /// TikTok answered `105002` (access token expired) to a call made with the token of
@@ -403,6 +514,7 @@ impl TokenManager {
         used_generation: u64,
     ) -> Result<AccessToken, TokenError> {
         let shop = self.shop(shop_id)?;
+        let shop = &shop;
         let flight = {
             // Under the slot lock a finished refresh has already stored its tokens or its
             // back-off (the task writes them before clearing the slot), so these checks and
@@ -431,10 +543,12 @@ impl TokenManager {
         self.current_token(shop)
     }
 
-    fn shop(&self, shop_id: &str) -> Result<&Arc<ShopState>, TokenError> {
+    fn shop(&self, shop_id: &str) -> Result<Arc<ShopState>, TokenError> {
         self.inner
             .shops
+            .load()
             .get(shop_id)
+            .cloned()
             .ok_or_else(|| TokenError::UnknownShop(shop_id.to_string()))
     }
 
@@ -458,9 +572,8 @@ impl TokenManager {
     pub async fn refresh_due(&self) -> Vec<(String, Result<(), TokenError>)> {
         let now = self.inner.clock.unix_seconds();
         let margin = secs(self.inner.settings.refresh_margin);
-        let due: Vec<&Arc<ShopState>> = self
-            .inner
-            .shops
+        let shops = self.inner.shops.load_full();
+        let due: Vec<&Arc<ShopState>> = shops
             .values()
             .filter(|shop| {
                 let current = shop.current.load();
@@ -537,6 +650,7 @@ impl TokenManager {
         let earliest = self
             .inner
             .shops
+            .load()
             .values()
             .filter_map(|shop| {
                 let current = shop.current.load();
@@ -746,12 +860,31 @@ impl Inner {
 
     /// Stores every refreshed token set the store missed.
     async fn save_unsaved(&self) {
-        for shop in self.shops.values() {
+        for shop in self.shops.load().values() {
             if shop.unsaved.load(Ordering::Relaxed) && self.save(shop).await.is_ok() {
                 tracing::info!(shop = %shop.shop_id, "refreshed tiktok tokens stored");
             }
         }
     }
+}
+
+/// Exchanges a seller's single-use auth code at the app's token host for the first tokens of
+/// the authorization. Errors name what failed (`Refused` carries TikTok's code, `36004004` for a
+/// used or invalid code), never the code, the tokens or the URL.
+pub async fn exchange_auth_code(
+    app: &AppCredentials,
+    auth_code: &str,
+    timeout: Duration,
+    now: i64,
+) -> Result<TokenSet, TokenError> {
+    const WHO: &str = "(new authorization)";
+    if !refresh::valid_base(&app.auth_base) {
+        return Err(TokenError::BadAuthBase(WHO.into()));
+    }
+    let client = refresh::client(timeout, app.ca.as_deref())?;
+    let url = refresh::token_get_url(&app.auth_base, &app.app_key, &app.app_secret, auth_code)
+        .ok_or_else(|| TokenError::BadAuthBase(WHO.into()))?;
+    refresh::call(&client, url, WHO, now).await
 }
 
 fn secs(d: Duration) -> i64 {

@@ -987,6 +987,8 @@ pub struct TikTokApp {
     pub app_secret: String,
     pub api_base: String,
     pub auth_base: String,
+    /// `authorize_url`: the seller authorization page (TikTok's by default).
+    pub authorize_url: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -1034,6 +1036,7 @@ impl TikTok {
                 app_secret: sb.app_secret.expose().to_owned(),
                 api_base: base.to_owned(),
                 auth_base: base.to_owned(),
+                authorize_url: None,
             })
             .with_shops(shops)
     }
@@ -1046,6 +1049,7 @@ impl TikTok {
             app_secret: app_secret.to_owned(),
             api_base: "http://127.0.0.1:1".into(),
             auth_base: "http://127.0.0.1:1".into(),
+            authorize_url: None,
         }
     }
 
@@ -1084,6 +1088,23 @@ impl TikTok {
         self
     }
 
+    /// Points `app`'s seller authorization page at `url`.
+    pub fn authorize_url(mut self, app: &str, url: &str) -> Self {
+        let a = self
+            .apps
+            .iter_mut()
+            .find(|a| a.name == app)
+            .unwrap_or_else(|| panic!("no TikTok app {app}"));
+        a.authorize_url = Some(url.to_owned());
+        self
+    }
+
+    /// `token_store.key` (64 hex digits): seals the tokens kept in the state store.
+    pub fn token_store_key(mut self, key_hex: &str) -> Self {
+        self.token_store = Some((None, key_hex.to_owned()));
+        self
+    }
+
     pub fn pacing(mut self, rate: &str, burst: u32) -> Self {
         self.pacing = Some((rate.to_owned(), burst));
         self
@@ -1095,15 +1116,16 @@ impl TikTok {
             .iter()
             .map(|a| {
                 let secret = file_secret(files, &format!("app_secret-{}", a.name), &a.app_secret);
-                (
-                    a.name.clone(),
-                    Y::Map(vec![
+                (a.name.clone(), {
+                    let mut app = vec![
                         ("app_key".into(), q(&a.app_key)),
                         ("app_secret".into(), secret),
                         ("api_base".into(), q(&a.api_base)),
                         ("auth_base".into(), q(&a.auth_base)),
-                    ]),
-                )
+                    ];
+                    opt(&mut app, "authorize_url", &a.authorize_url);
+                    Y::Map(app)
+                })
             })
             .collect();
         let mut m = vec![("apps".to_owned(), Y::Map(apps))];
@@ -1603,6 +1625,8 @@ pub struct Route {
     pub rate_limits: Vec<RateLimit>,
     /// `(app, shop_header)`.
     pub tiktok: Option<(String, Option<String>)>,
+    /// `tiktok_authorization.app`: the seller-authorization callback of this app.
+    pub tiktok_authorization: Option<String>,
     pub pii_scope: Option<String>,
     pub on_leak: Option<String>,
     pub upstream: String,
@@ -1623,6 +1647,7 @@ impl Route {
             auth: Auth::None,
             rate_limits: Vec::new(),
             tiktok: None,
+            tiktok_authorization: None,
             pii_scope: None,
             on_leak: None,
             upstream: String::new(),
@@ -1668,6 +1693,12 @@ impl Route {
     }
 
     /// A signed TikTok egress route for `app` (default shop header unless given).
+    /// Makes this the seller-authorization callback of `app`.
+    pub fn tiktok_authorization(mut self, app: &str) -> Self {
+        self.tiktok_authorization = Some(app.to_owned());
+        self
+    }
+
     pub fn tiktok(mut self, app: &str, shop_header: Option<&str>) -> Self {
         self.tiktok = Some((app.to_owned(), shop_header.map(str::to_owned)));
         self
@@ -1749,6 +1780,12 @@ impl Route {
             let mut t = vec![("app".to_owned(), q(app))];
             opt(&mut t, "shop_header", header);
             m.push(("tiktok".into(), Y::Map(t)));
+        }
+        if let Some(app) = &self.tiktok_authorization {
+            m.push((
+                "tiktok_authorization".into(),
+                Y::Map(vec![("app".to_owned(), q(app))]),
+            ));
         }
         if self.pii_scope.is_some() || self.on_leak.is_some() {
             let mut p = Vec::new();

@@ -1,8 +1,10 @@
 //! The last step of the shared stage list: what ends a request of each route kind.
 //! - proxy: hand the request to Pingora's upstream machinery (`pipeline::proxy`);
 //! - TikTok egress: sign and send the call through the route's upstream, read the answer whole;
-//! - webhook ingress: store the verified event durably and acknowledge it.
+//! - webhook ingress: store the verified event durably and acknowledge it;
+//! - TikTok authorization: a seller's browser back from TikTok, onboarding the shops.
 
+pub mod tiktok_authorization;
 pub mod tiktok_egress;
 pub mod webhook_ingress;
 
@@ -27,6 +29,9 @@ pub async fn handle(req: &mut Request<'_>, route: &CompiledRoute) -> Result<Hand
             .await
             .map(Handled::Upstream),
         RouteKind::WebhookIngress(plan) => webhook_ingress::accept(req, route, plan)
+            .await
+            .map(Handled::Answer),
+        RouteKind::TikTokAuthorization(plan) => tiktok_authorization::callback(req, route, plan)
             .await
             .map(Handled::Answer),
     }

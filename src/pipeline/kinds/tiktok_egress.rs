@@ -61,7 +61,29 @@ pub async fn send(
             "the caller may not act for this shop",
         ));
     }
-    let Some(shop) = plan.shops.get(shop_id).cloned() else {
+    // A revoked authorization (configured shop or not): nothing reaches TikTok.
+    let registry = req.gateway.tiktok.shops.clone();
+    if registry.as_ref().is_some_and(|r| r.is_revoked(shop_id)) {
+        req.ctx.reason = Some("shop_revoked");
+        return Err(forbid(
+            "shop_revoked",
+            "the seller's authorization of this shop was revoked",
+        ));
+    }
+    // Configured shops first, then those sellers authorized at runtime.
+    let runtime = match (plan.shops.contains_key(shop_id), &registry) {
+        (false, Some(registry)) => registry.active(shop_id, &plan.app.name).await,
+        _ => None,
+    };
+    // The lookup may have read a newer list: a revocation in it counts at once.
+    if runtime.is_none() && registry.as_ref().is_some_and(|r| r.is_revoked(shop_id)) {
+        req.ctx.reason = Some("shop_revoked");
+        return Err(forbid(
+            "shop_revoked",
+            "the seller's authorization of this shop was revoked",
+        ));
+    }
+    let Some(shop) = plan.shops.get(shop_id).cloned().or(runtime) else {
         req.ctx.reason = Some("unknown_shop");
         return Err(forbid(
             "unknown_shop",
@@ -240,7 +262,7 @@ pub async fn send(
 
 /// One call through the route's upstream (`gateway::upstream_call`: healthy targets only, connect
 /// retries, breaker reports), recorded on the request for the access log.
-async fn exchange(
+pub(super) async fn exchange(
     req: &mut Request<'_>,
     route: &CompiledRoute,
     head: RequestHeader,

@@ -9,8 +9,11 @@ use bytes::Bytes;
 use http::StatusCode;
 use pingora::proxy::Session;
 
+use crate::audit::{AuditEvent, Outcome};
+use crate::config::WebhookAuth;
 use crate::error::GatewayError;
 use crate::gateway::route::{CompiledRoute, WebhookPlan, WebhookVerifier};
+use crate::gateway::state::Gateway;
 use crate::pipeline::ctx::RequestCtx;
 use crate::pipeline::privacy_stage;
 use crate::pipeline::stages::{Reply, Request};
@@ -51,6 +54,7 @@ pub async fn accept(
         );
     }
     let key = dedup_key(&raw);
+    let event_body = raw.clone();
     let path = route
         .config
         .rewrite_path
@@ -87,10 +91,82 @@ pub async fn accept(
         Accepted::Stored(_) => "accepted",
         Accepted::Duplicate => "duplicate",
     });
+    // Authorization events act on the gateway itself too. A replay runs this again (revoking is
+    // idempotent), so a failure answers 503 and TikTok's retry finishes it.
+    if let Some(WebhookAuth::Shop(app)) = route.config.auth.webhook() {
+        authorization_event(req.gateway, route, app, &event_body).await?;
+    }
     Ok(Reply::json(
         StatusCode::OK,
         Bytes::from_static(ACK_BODY.as_bytes()),
     ))
+}
+
+/// TikTok Shop webhook type 6 (the seller revoked the authorization): the shop is marked revoked
+/// and its tokens deleted, so egress refuses it. Type 7 (the authorization expires soon): a metric
+/// and an audit record. Other types, and bodies without a type or shop, do nothing here.
+async fn authorization_event(
+    gateway: &Gateway,
+    route: &CompiledRoute,
+    app: &str,
+    body: &[u8],
+) -> Result<(), GatewayError> {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        #[serde(rename = "type")]
+        kind: Option<i64>,
+        shop_id: Option<String>,
+    }
+    let Ok(Envelope {
+        kind: Some(kind @ (6 | 7)),
+        shop_id: Some(shop),
+    }) = serde_json::from_slice::<Envelope>(body)
+    else {
+        return Ok(());
+    };
+    let actor = format!("tiktok-webhook:{app}");
+    if kind == 7 {
+        crate::tiktok::shops::authorization_expiring()
+            .with_label_values(&[shop.as_str()])
+            .inc();
+        gateway.audit.record(
+            AuditEvent::new("shop.authorization_expiring", Outcome::Noted)
+                .actor(actor)
+                .detail("shop_id", shop)
+                .detail("app", app),
+        );
+        return Ok(());
+    }
+    let Some(registry) = &gateway.tiktok.shops else {
+        return Ok(());
+    };
+    match registry.revoke(&shop, Some(app), &actor).await {
+        Ok(found) => {
+            gateway.audit.record(
+                AuditEvent::new("shop.revoked", Outcome::Allowed)
+                    .actor(actor)
+                    .detail("shop_id", shop)
+                    .detail("app", app)
+                    .detail("known", found.is_some()),
+            );
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!(route = %route.name, error = %e, "shop revocation could not be stored");
+            gateway.audit.record(
+                AuditEvent::new("shop.revoked", Outcome::Failed)
+                    .actor(actor)
+                    .detail("shop_id", shop)
+                    .detail("app", app),
+            );
+            Err(GatewayError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "state_unavailable",
+                "the revocation could not be stored",
+            )
+            .with_header("retry-after", "5"))
+        }
+    }
 }
 
 /// The authenticate stage for webhook routes: the signature of the route's scheme over the raw

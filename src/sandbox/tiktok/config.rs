@@ -7,6 +7,9 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::config::Secret;
 use crate::sandbox::secret::{random_hex, random_token};
 
+/// The shop [`SandboxConfig::with_onboarding_shop`] adds.
+pub const ONBOARDING_SHOP: &str = "7000714532876273420";
+
 /// Seven days: how long TikTok's access tokens last.
 pub const ACCESS_TOKEN_LIFETIME_SECS: i64 = 7 * 24 * 3600;
 /// About a year: how long a refresh token (the seller's authorization) lasts.
@@ -28,6 +31,11 @@ pub struct SandboxConfig {
     pub seed: u64,
     /// How many orders each shop has.
     pub orders_per_shop: usize,
+    /// The app's registered redirect URL: where the authorization page sends the seller's
+    /// browser back with `code` and `state` (settable later on the running sandbox).
+    pub redirect_uri: Option<String>,
+    /// The shop the seller on the authorization page owns (default: the first shop).
+    pub authorize_shop: Option<String>,
 }
 
 impl std::fmt::Debug for SandboxConfig {
@@ -39,6 +47,7 @@ impl std::fmt::Debug for SandboxConfig {
             .field("rate", &self.rate)
             .field("seed", &self.seed)
             .field("orders_per_shop", &self.orders_per_shop)
+            .field("redirect_uri", &self.redirect_uri)
             .finish_non_exhaustive()
     }
 }
@@ -124,6 +133,33 @@ impl SandboxConfig {
             clock,
             seed,
             orders_per_shop: 60,
+            redirect_uri: None,
+            authorize_shop: None,
         }
+    }
+
+    /// Adds a British shop for onboarding (`ONBOARDING_SHOP`) and makes it the one the
+    /// authorization page authorizes: configs built from the sandbox before this call do not
+    /// know it.
+    pub fn with_onboarding_shop(mut self) -> Self {
+        let now = self.clock.unix_seconds();
+        self.shops.push(SandboxShop::new(
+            ONBOARDING_SHOP,
+            "GB",
+            &random_token("GCP_sbxGB_", 26),
+            &random_token("TTP_", 40),
+            &random_token("TTP_", 40),
+            now,
+        ));
+        self.authorize_shop = Some(ONBOARDING_SHOP.to_owned());
+        self
+    }
+
+    /// The config without the shops a seller authorizes at runtime: what a gateway is set up
+    /// with before onboarding.
+    pub fn without_onboarding_shop(&self) -> Self {
+        let mut view = self.clone();
+        view.shops.retain(|s| s.id != ONBOARDING_SHOP);
+        view
     }
 }

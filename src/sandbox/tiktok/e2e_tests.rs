@@ -714,7 +714,7 @@ async fn auth_code_exchange_is_single_use() {
     let again = w.raw(Method::GET, &get, &[], vec![]).await;
     assert_eq!(
         (again.status, again.code()),
-        (StatusCode::UNAUTHORIZED, INVALID_REQUEST)
+        (StatusCode::OK, super::AUTH_CODE_INVALID)
     );
     assert_eq!(
         w.sandbox

@@ -14,6 +14,7 @@
 //! ```
 
 mod api;
+mod authorize;
 mod check;
 mod config;
 mod data;
@@ -31,13 +32,13 @@ mod tokens;
 mod e2e_tests;
 
 pub use config::{
-    ACCESS_TOKEN_LIFETIME_SECS, REFRESH_TOKEN_LIFETIME_SECS, SandboxConfig, SandboxRate,
-    SandboxShop,
+    ACCESS_TOKEN_LIFETIME_SECS, ONBOARDING_SHOP, REFRESH_TOKEN_LIFETIME_SECS, SandboxConfig,
+    SandboxRate, SandboxShop,
 };
 pub use record::{Counters, RecordedRequest, RejectReason};
 pub use reply::{
-    ALREADY_SHIPPED, BAD_SIGN, INVALID_REQUEST, NOT_OWNED, RATE_LIMITED, SHOP_CIPHER_MISSING,
-    TOKEN_EXPIRED, UNKNOWN_PATH, WRONG_METHOD,
+    ALREADY_SHIPPED, AUTH_CODE_INVALID, BAD_SIGN, INVALID_REQUEST, NOT_OWNED, RATE_LIMITED,
+    SHOP_CIPHER_MISSING, TOKEN_EXPIRED, UNKNOWN_PATH, WRONG_METHOD,
 };
 pub use server::{TikTokSandbox, spawn, spawn_on};
 pub use state::SandboxState;

@@ -25,6 +25,10 @@ pub const UNKNOWN_PATH: i64 = 36_009_009;
 pub const WRONG_METHOD: i64 = 36_009_010;
 /// Order or package not found for this shop.
 pub const NOT_OWNED: i64 = 21_008_111;
+/// An auth code that is invalid, expired or already used.
+pub const AUTH_CODE_INVALID: i64 = 36_004_004;
+/// TikTok's internal error ("try again").
+pub const INTERNAL_ERROR: i64 = 36_009_003;
 /// Package already shipped.
 pub const ALREADY_SHIPPED: i64 = 11_006_021;
 

@@ -15,11 +15,11 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::api;
 use super::config::SandboxConfig;
 use super::record::{RecordedRequest, RejectReason};
 use super::reply::{self, Reply};
 use super::state::SandboxState;
+use super::{api, authorize};
 
 /// Request bodies above this are refused (image uploads are the largest TikTok takes).
 const MAX_BODY: usize = 10 * 1024 * 1024;
@@ -118,7 +118,13 @@ impl Drop for TikTokSandbox {
 
 async fn handle(State(state): State<Arc<SandboxState>>, request: Request) -> Response {
     let (parts, body): (Parts, Body) = request.into_parts();
+    let mut page = None;
     let (body, reply) = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(bytes) if authorize::PATHS.contains(&parts.uri.path()) => {
+            let (response, reply) = authorize::answer(&state, &parts.method, &parts.uri);
+            page = Some(response);
+            (bytes, reply)
+        }
         Ok(bytes) => {
             let reply = api::answer(&state, &parts.method, &parts.uri, &parts.headers, &bytes);
             (bytes, reply)
@@ -157,5 +163,8 @@ async fn handle(State(state): State<Arc<SandboxState>>, request: Request) -> Res
         });
         request_id
     };
-    reply.into_http(&request_id)
+    match page {
+        Some(response) => response,
+        None => reply.into_http(&request_id),
+    }
 }

@@ -52,6 +52,12 @@ pub(crate) struct Inner {
     /// Tokens and codes come from [`crate::sandbox::secret`] instead.
     pub rng: StdRng,
     pub request_seq: u64,
+    /// Where the authorization page sends the seller back.
+    pub redirect_uri: Option<String>,
+    /// The shop the seller on the authorization page owns.
+    pub authorize_shop: Option<String>,
+    /// The token host answers every call with an internal error while set.
+    pub token_host_down: bool,
 }
 
 /// Shared by the server and by tests.
@@ -122,6 +128,9 @@ impl SandboxState {
                 counters: Counters::default(),
                 rng,
                 request_seq: 0,
+                redirect_uri: config.redirect_uri.clone(),
+                authorize_shop: config.authorize_shop.clone(),
+                token_host_down: false,
             }),
         }
     }
@@ -201,6 +210,26 @@ impl SandboxState {
             },
         );
         Some(Secret::new(code))
+    }
+
+    /// Sets the app's registered redirect URL (the gateway's callback route).
+    pub fn set_redirect_uri(&self, uri: &str) {
+        self.inner.lock().redirect_uri = Some(uri.to_owned());
+    }
+
+    /// Makes the token host fail every call (HTTP 503, `36009003`) until called with `false`.
+    pub fn set_token_host_down(&self, down: bool) {
+        self.inner.lock().token_host_down = down;
+    }
+
+    /// How many calls reached the token host's `token/get` (accepted or not).
+    pub fn token_get_count(&self) -> usize {
+        self.inner
+            .lock()
+            .records
+            .iter()
+            .filter(|r| r.path == super::tokens::GET_PATH)
+            .count()
     }
 
     /// Changes (or removes) the per-shop rate; buckets start full again.

@@ -43,6 +43,14 @@ pub(crate) fn answer(state: &SandboxState, inner: &mut Inner, method: &Method, u
             "Method not allowed.",
         );
     }
+    if inner.token_host_down {
+        return Reply::error(
+            RejectReason::TokenGrant,
+            StatusCode::SERVICE_UNAVAILABLE,
+            reply::INTERNAL_ERROR,
+            "Internal error. Please try again.",
+        );
+    }
     let params = match Params::from_raw(uri.query()) {
         Ok(p) => p,
         Err(reply) => return reply,
@@ -89,7 +97,14 @@ pub(crate) fn answer(state: &SandboxState, inner: &mut Inner, method: &Method, u
                 );
                 (grant.shop_id, token, expires_at)
             }
-            _ => return refused("auth_code is invalid, used or expired."),
+            _ => {
+                return Reply::error(
+                    RejectReason::TokenGrant,
+                    StatusCode::OK,
+                    reply::AUTH_CODE_INVALID,
+                    "auth_code is invalid, used or expired.",
+                );
+            }
         }
     };
 

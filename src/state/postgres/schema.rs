@@ -6,7 +6,7 @@ use super::{BLOCKS_CHANNEL, unavailable};
 use crate::state::StateError;
 
 /// The version this gateway writes; a database recording a larger one is refused at start-up.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Every replica takes this advisory lock while it creates or migrates a schema, so replicas
 /// starting together do not race (the value is arbitrary but fixed).
@@ -85,6 +85,26 @@ const MIGRATIONS: &[&str] = &[
         FOR EACH ROW EXECUTE FUNCTION {s}.audit_log_append_only();
     CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON {s}.audit_log
         FOR EACH STATEMENT EXECUTE FUNCTION {s}.audit_log_append_only();
+    // 3: seller authorization states (by the hash of `state`) and shops onboarded at runtime.
+    r#"
+    CREATE TABLE {s}.authorization_states (
+        key        text   PRIMARY KEY,
+        subject    text   NOT NULL,
+        app        text   NOT NULL,
+        expires_at bigint NOT NULL
+    );
+    CREATE INDEX authorization_states_expiry ON {s}.authorization_states (expires_at);
+    CREATE TABLE {s}.shops (
+        id         text   PRIMARY KEY,
+        app        text   NOT NULL,
+        cipher     text   NOT NULL,
+        name       text   NOT NULL,
+        region     text   NOT NULL,
+        status     text   NOT NULL,
+        changed_by text   NOT NULL,
+        updated_at bigint NOT NULL
+    );
+    INSERT INTO {s}.meta (key, value) VALUES ('shop_version', 0) ON CONFLICT DO NOTHING;
     "#,
 ];
 
@@ -189,6 +209,12 @@ pub struct Sql {
     pub audit_set_head: String,
     pub audit_range: String,
     pub audit_head: String,
+    pub delete_tokens: String,
+    pub put_authorization_state: String,
+    pub take_authorization_state: String,
+    pub put_shop: String,
+    pub shop_version: String,
+    pub shops: String,
 }
 
 impl Sql {
@@ -308,6 +334,38 @@ impl Sql {
                  FROM {s}.audit_log WHERE seq > $1 ORDER BY seq LIMIT $2"
             ),
             audit_head: format!("SELECT seq, hash FROM {s}.audit_head WHERE id = 1"),
+            delete_tokens: format!("DELETE FROM {s}.shop_tokens WHERE shop_id = $1"),
+            // Expired states are forgotten by the statement that adds one.
+            put_authorization_state: format!(
+                "WITH purged AS (
+                    DELETE FROM {s}.authorization_states WHERE expires_at <= $5
+                 )
+                 INSERT INTO {s}.authorization_states (key, subject, app, expires_at)
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (key) DO NOTHING"
+            ),
+            // Deleted whatever it says: a state is used at most once.
+            take_authorization_state: format!(
+                "DELETE FROM {s}.authorization_states WHERE key = $1
+                 RETURNING subject, app, expires_at"
+            ),
+            put_shop: format!(
+                "WITH up AS (
+                    INSERT INTO {s}.shops
+                        (id, app, cipher, name, region, status, changed_by, updated_at)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                    ON CONFLICT (id) DO UPDATE SET app = EXCLUDED.app, cipher = EXCLUDED.cipher,
+                        name = EXCLUDED.name, region = EXCLUDED.region, status = EXCLUDED.status,
+                        changed_by = EXCLUDED.changed_by, updated_at = EXCLUDED.updated_at
+                    RETURNING 1
+                 )
+                 UPDATE {s}.meta SET value = value + 1
+                 WHERE key = 'shop_version' AND EXISTS (SELECT 1 FROM up)"
+            ),
+            shop_version: format!("SELECT value FROM {s}.meta WHERE key = 'shop_version'"),
+            shops: format!(
+                "SELECT id, app, cipher, name, region, status, changed_by, updated_at
+                 FROM {s}.shops ORDER BY id"
+            ),
         }
     }
 }

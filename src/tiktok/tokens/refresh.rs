@@ -69,6 +69,25 @@ pub(super) fn refresh_url(
     reqwest::Url::parse(&format!("{base}/api/v2/token/refresh?{query}")).ok()
 }
 
+/// `GET {auth_base}/api/v2/token/get?app_key=..&app_secret=..&auth_code=..&grant_type=
+/// authorized_code`: a seller's auth code for the first tokens. Carries the app secret and the
+/// code: never logged.
+pub(super) fn token_get_url(
+    auth_base: &str,
+    app_key: &str,
+    app_secret: &Secret,
+    auth_code: &str,
+) -> Option<reqwest::Url> {
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("app_key", app_key)
+        .append_pair("app_secret", app_secret.expose())
+        .append_pair("auth_code", auth_code)
+        .append_pair("grant_type", "authorized_code")
+        .finish();
+    let base = auth_base.trim_end_matches('/');
+    reqwest::Url::parse(&format!("{base}/api/v2/token/get?{query}")).ok()
+}
+
 /// Sends the request and returns the new tokens, or what failed (never the values).
 pub(super) async fn call(
     client: &reqwest::Client,

@@ -81,6 +81,20 @@ impl TokenVault {
         Ok(Some((sealed.generation, set)))
     }
 
+    /// The generation of the stored tokens of `shop`, without opening them.
+    pub async fn load_generation(&self, shop: &str) -> Result<Option<u64>, TokenError> {
+        Ok(self
+            .observed("load_tokens", self.store.load_tokens(shop))
+            .await?
+            .map(|sealed| sealed.generation))
+    }
+
+    /// Deletes the stored tokens of `shop`; `false` when there were none.
+    pub async fn delete(&self, shop: &str) -> Result<bool, TokenError> {
+        self.observed("delete_tokens", self.store.delete_tokens(shop))
+            .await
+    }
+
     /// Seals and stores `set` as `generation` (a fresh nonce per write); `false` when the store
     /// already holds that generation or a newer one.
     pub async fn save(
