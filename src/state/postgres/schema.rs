@@ -85,6 +85,7 @@ const MIGRATIONS: &[&str] = &[
         FOR EACH ROW EXECUTE FUNCTION {s}.audit_log_append_only();
     CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON {s}.audit_log
         FOR EACH STATEMENT EXECUTE FUNCTION {s}.audit_log_append_only();
+    "#,
     // 3: seller authorization states (by the hash of `state`) and shops onboarded at runtime.
     r#"
     CREATE TABLE {s}.authorization_states (
