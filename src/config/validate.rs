@@ -165,6 +165,11 @@ pub fn build(
         );
     }
     let logging = logging(&mut v, file.logging.as_ref());
+    let tracing = file
+        .telemetry
+        .as_ref()
+        .and_then(|t| t.tracing.as_ref())
+        .and_then(|t| tracing(&mut v, t));
     let privacy = privacy(&mut v, file.privacy.as_ref());
     let server = server(&mut v, file.server.as_ref());
     let proxies: Vec<&str> = file
@@ -206,6 +211,7 @@ pub fn build(
         tiktok,
         rate_limits,
         logging,
+        tracing,
         privacy,
         webhooks,
         state,
@@ -1334,6 +1340,104 @@ fn logging(v: &mut V, f: Option<&LoggingFile>) -> LoggingConfig {
         out.level = level.value.clone();
     }
     out
+}
+
+fn tracing(v: &mut V, f: &TracingFile) -> Option<TracingConfig> {
+    let p = "telemetry.tracing";
+    let endpoint = f.otlp_endpoint.value.trim().to_owned();
+    let endpoint_ok = match reqwest::Url::parse(&endpoint) {
+        Ok(url) => {
+            matches!(url.scheme(), "http" | "https")
+                && url.host().is_some()
+                && url.username().is_empty()
+                && url.password().is_none()
+                && url.fragment().is_none()
+        }
+        Err(_) => false,
+    };
+    if !endpoint_ok {
+        v.issues.at(
+            format!("{p}.otlp_endpoint"),
+            &f.otlp_endpoint,
+            "expected an http(s) URL with a host and no credentials, e.g. `http://otel-collector:4318/v1/traces`",
+        );
+    }
+    let sampling_ratio = match &f.sampling_ratio {
+        None => 1.0,
+        Some(r) => match r.value.trim().parse::<f64>() {
+            Ok(x) if (0.0..=1.0).contains(&x) => x,
+            _ => {
+                v.issues.at(
+                    format!("{p}.sampling_ratio"),
+                    r,
+                    "expected a number from 0 to 1",
+                );
+                1.0
+            }
+        },
+    };
+    let service_name = match &f.service_name {
+        None => "tiktok-gateway".to_owned(),
+        Some(n) if n.value.trim().is_empty() => {
+            v.issues
+                .at(format!("{p}.service_name"), n, "must not be empty");
+            String::new()
+        }
+        Some(n) => n.value.trim().to_owned(),
+    };
+    let timeout = v.duration(&format!("{p}.timeout"), &f.timeout, Duration::from_secs(10));
+    if timeout.is_zero()
+        && let Some(t) = &f.timeout
+    {
+        v.issues
+            .at(format!("{p}.timeout"), t, "must be more than 0s");
+    }
+    let max_queue_size = match &f.max_queue_size {
+        None => 2048,
+        Some(n) if n.value == 0 || n.value > 1_000_000 => {
+            v.issues.at(
+                format!("{p}.max_queue_size"),
+                n,
+                "expected 1 to 1000000 spans",
+            );
+            2048
+        }
+        Some(n) => n.value,
+    };
+    let mut headers = Vec::new();
+    for (name, value) in &f.headers {
+        let path = format!("{p}.headers.{name}");
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            v.issues.at(&path, value, "not a valid header name");
+            continue;
+        }
+        if let Some(resolved) = v.literal_or_secret(&path, value) {
+            if http::HeaderValue::from_str(&resolved).is_err() {
+                // Never echo the value: it may be a secret.
+                v.issues.at(&path, value, "not a valid header value");
+                continue;
+            }
+            headers.push((name.clone(), Secret::new(resolved)));
+        }
+    }
+    let callers: Vec<&str> = f.trusted_callers.iter().map(|c| c.value.as_str()).collect();
+    let trusted_callers = crate::limit::TrustedProxies::parse(&callers).unwrap_or_else(|e| {
+        v.issues.add(
+            format!("{p}.trusted_callers"),
+            f.trusted_callers.first().and_then(line_of),
+            e.to_string(),
+        );
+        crate::limit::TrustedProxies::default()
+    });
+    endpoint_ok.then_some(TracingConfig {
+        endpoint,
+        sampling_ratio,
+        service_name,
+        timeout,
+        max_queue_size,
+        headers,
+        trusted_callers,
+    })
 }
 
 fn privacy(v: &mut V, f: Option<&PrivacyFile>) -> PrivacyConfig {

@@ -20,6 +20,7 @@ use crate::config::{GatewayConfig, TikTokConfig, WebhooksConfig};
 use crate::limit::OutboundPacer;
 use crate::privacy::SharedPrivacyEngine;
 use crate::telemetry::access_log::{AccessLog, DeliveryRecord};
+use crate::telemetry::otel::Tracing;
 use crate::tiktok::delivery::{
     AttemptReport, DeliveryObserver, DeliverySettings, DeliveryTls, DeliveryWorker, HttpTransport,
     SendError, https_origin,
@@ -59,16 +60,30 @@ impl TikTokServices {
         state: &StateServices,
         access_log: &AccessLog,
         privacy: &SharedPrivacyEngine,
+        tracing: &Tracing,
     ) -> Result<Self, String> {
         let tokens = config
             .tiktok
             .as_ref()
-            .map(|t| token_manager(t, clock.clone(), state))
+            .map(|t| token_manager(t, clock.clone(), state, tracing))
             .transpose()?;
         let webhooks = config
             .webhooks
             .as_ref()
-            .map(|w| webhook_services(w, config, clock, snapshot, state, access_log, privacy))
+            .map(|w| {
+                webhook_services(
+                    w,
+                    config,
+                    clock,
+                    snapshot,
+                    state,
+                    &DeliveryLog {
+                        log: access_log.clone(),
+                        privacy: privacy.clone(),
+                    },
+                    tracing,
+                )
+            })
             .transpose()?;
         let egress = config.tiktok.as_ref().map(egress_services);
         Ok(Self {
@@ -89,6 +104,7 @@ fn token_manager(
     t: &TikTokConfig,
     clock: SharedClock,
     state: &StateServices,
+    tracing: &Tracing,
 ) -> Result<TokenManager, String> {
     let apps: HashMap<&str, Arc<AppCredentials>> = t
         .apps
@@ -150,6 +166,7 @@ fn token_manager(
         // A refresh call ends well inside the refresh lease, so no other replica takes over a
         // refresh that still runs.
         request_timeout: defaults.request_timeout.min(state.config.lease / 2),
+        tracing: tracing.clone(),
         ..defaults
     };
     let manager = TokenManager::new(settings, shops, vault, clock)
@@ -194,8 +211,8 @@ fn webhook_services(
     clock: SharedClock,
     snapshot: &Arc<ArcSwap<Snapshot>>,
     state: &StateServices,
-    access_log: &AccessLog,
-    privacy: &SharedPrivacyEngine,
+    log: &DeliveryLog,
+    tracing: &Tracing,
 ) -> Result<WebhookServices, String> {
     let queue = Arc::new(WebhookQueue::new(
         state.store.clone(),
@@ -226,9 +243,10 @@ fn webhook_services(
     .map_err(|e| format!("webhooks: {e}"))?;
     let transport = UpstreamDelivery::new(snapshot.clone(), direct, settings.request_timeout);
     settings.observer = Some(Arc::new(DeliveryLog {
-        log: access_log.clone(),
-        privacy: privacy.clone(),
+        log: log.log.clone(),
+        privacy: log.privacy.clone(),
     }));
+    settings.tracing = tracing.clone();
     let delivery = Arc::new(
         DeliveryWorker::with_transport(queue.clone(), settings, clock, transport)
             .map_err(|e| format!("webhooks: {e}"))?,
@@ -276,6 +294,7 @@ impl DeliveryObserver for DeliveryLog {
             status: r.status.unwrap_or(0),
             decision: if r.delivered { "delivered" } else { "retry" },
             reason,
+            trace_id: r.trace_id,
             ..Default::default()
         });
     }

@@ -129,6 +129,9 @@ pub struct DeliveryRecord<'a> {
     /// Why there was no answer (`timeout`, `connect`, `other`), or `ack_failed`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
+    /// The trace id of the delivery attempt's span, when tracing is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<&'a str>,
 }
 
 thread_local! {
