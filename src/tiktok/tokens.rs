@@ -690,7 +690,8 @@ impl Inner {
             .settings
             .tracing
             .client_span("tiktok.token_refresh".into(), None);
-        let result = self.call_refresh(shop).await;
+        let traceparent = span.as_ref().and_then(otel::traceparent);
+        let result = self.call_refresh(shop, traceparent.as_deref()).await;
         let outcome = if result.is_ok() { "ok" } else { "error" };
         if let Some(cx) = &span {
             otel::set(
@@ -711,7 +712,11 @@ impl Inner {
         result
     }
 
-    async fn call_refresh(&self, shop: &ShopState) -> Result<u64, TokenError> {
+    async fn call_refresh(
+        &self,
+        shop: &ShopState,
+        traceparent: Option<&str>,
+    ) -> Result<u64, TokenError> {
         let now = self.clock.unix_seconds();
         let current = shop.current.load_full();
         let refresh_token = current
@@ -724,7 +729,7 @@ impl Inner {
             refresh_token,
         )
         .ok_or_else(|| TokenError::BadAuthBase(shop.shop_id.clone()))?;
-        let set = refresh::call(&shop.http, url, &shop.shop_id, now).await?;
+        let set = refresh::call(&shop.http, url, traceparent, &shop.shop_id, now).await?;
         let generation = current.generation + 1;
         shop.current
             .store(Arc::new(Current::from_set(set, generation)));
