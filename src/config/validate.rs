@@ -2104,6 +2104,61 @@ mod tests {
         assert!(parse_target("x:0").is_err());
     }
 
+    fn with_tracing(tracing: &str) -> Result<GatewayConfig, crate::config::ConfigError> {
+        let yaml = format!(
+            "listeners:\n  public:\n    address: 127.0.0.1:8080\ntelemetry:\n  tracing:\n{tracing}"
+        );
+        crate::config::load_str(&yaml, Path::new("."), Path::new("gateway.yaml"))
+    }
+
+    #[test]
+    fn tracing_settings_are_checked_with_their_yaml_paths() {
+        let ok = with_tracing(
+            "    otlp_endpoint: http://collector:4318/v1/traces\n    sampling_ratio: 0.25\n    trusted_callers: [10.0.0.0/8]\n    headers:\n      x-api-key: abc\n",
+        )
+        .unwrap();
+        let t = ok.tracing.unwrap();
+        assert_eq!(t.sampling_ratio, 0.25);
+        assert_eq!(t.service_name, "tiktok-gateway");
+        assert!(t.trusted_callers.is_trusted("10.1.2.3".parse().unwrap()));
+        for (bad, path) in [
+            (
+                "    otlp_endpoint: collector:4318\n",
+                "telemetry.tracing.otlp_endpoint",
+            ),
+            (
+                "    otlp_endpoint: http://u:p@collector:4318/v1/traces\n",
+                "telemetry.tracing.otlp_endpoint",
+            ),
+            (
+                "    otlp_endpoint: http://collector:4318/v1/traces\n    sampling_ratio: 1.5\n",
+                "telemetry.tracing.sampling_ratio",
+            ),
+            (
+                "    otlp_endpoint: http://collector:4318/v1/traces\n    sampling_ratio: -0.1\n",
+                "telemetry.tracing.sampling_ratio",
+            ),
+            (
+                "    otlp_endpoint: http://collector:4318/v1/traces\n    trusted_callers: [not-a-cidr]\n",
+                "telemetry.tracing.trusted_callers",
+            ),
+            (
+                "    otlp_endpoint: http://collector:4318/v1/traces\n    timeout: 0s\n",
+                "telemetry.tracing.timeout",
+            ),
+        ] {
+            let err = with_tracing(bad).unwrap_err();
+            assert!(err.issues.iter().any(|i| i.path == path), "{bad}: {err}");
+        }
+        let off = crate::config::load_str(
+            "listeners:\n  public:\n    address: 127.0.0.1:8080\n",
+            Path::new("."),
+            Path::new("gateway.yaml"),
+        )
+        .unwrap();
+        assert!(off.tracing.is_none(), "off unless configured");
+    }
+
     #[test]
     fn loopback_http() {
         assert!(is_loopback_http("http://127.0.0.1:9000/x"));
