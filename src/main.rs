@@ -241,11 +241,14 @@ fn run(config: PathBuf, upgrade: bool) -> ExitCode {
         Err(e) => return fail(&e),
     };
     let access_log = gateway.access_log.clone();
+    let tracing = gateway.tracing.clone();
     match build::build_server_on(server, gateway, Some(config.clone())) {
         Ok(server) => {
             build::run_with_signals(server);
             // The access log is written by its own thread: write out the last lines.
             access_log.flush(Duration::from_secs(5));
+            // So are spans: export what is queued (bounded by the export timeout).
+            tracing.shutdown();
             ExitCode::SUCCESS
         }
         Err(e) => fail(&e),

@@ -63,6 +63,9 @@ pub struct ConfigFile {
     /// Access log and application log settings.
     #[serde(default)]
     pub logging: Option<LoggingFile>,
+    /// Distributed tracing (OpenTelemetry over OTLP/HTTP); off unless `telemetry.tracing` is set.
+    #[serde(default)]
+    pub telemetry: Option<TelemetryFile>,
     /// Log pseudonyms and the PII field catalogue.
     #[serde(default)]
     pub privacy: Option<PrivacyFile>,
@@ -830,6 +833,52 @@ pub struct LoggingFile {
     #[serde(default)]
     #[schemars(with = "Option<Scalar>")]
     pub level: Option<S>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryFile {
+    /// Traces exported over OTLP/HTTP (protobuf). Absent: no spans are made or exported.
+    #[serde(default)]
+    pub tracing: Option<TracingFile>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TracingFile {
+    /// OTLP/HTTP traces URL of the collector, e.g. `http://otel-collector:4318/v1/traces` (used
+    /// as written: give the full path).
+    #[schemars(with = "Scalar")]
+    pub otlp_endpoint: S,
+    /// Share of new traces recorded, `0` to `1` (default `1`). A trusted caller's `traceparent`
+    /// decides for the traces it starts (parent-based sampling).
+    #[serde(default)]
+    #[schemars(with = "Option<Scalar>")]
+    pub sampling_ratio: Option<S>,
+    /// `service.name` of the spans (default `tiktok-gateway`).
+    #[serde(default)]
+    #[schemars(with = "Option<Scalar>")]
+    pub service_name: Option<S>,
+    /// Duration (default `10s`): bound on one export call.
+    #[serde(default)]
+    #[schemars(with = "Option<Scalar>")]
+    pub timeout: Option<S>,
+    /// Finished spans waiting for export at most (default 2048); more are dropped and counted
+    /// in `tiktok_gateway_trace_spans_dropped_total`, never slowing a request.
+    #[serde(default)]
+    #[schemars(with = "Option<usize>")]
+    pub max_queue_size: Option<Spanned<usize>>,
+    /// Headers sent with every export (e.g. a collector's API key): values are literals or
+    /// secret references (`${env:NAME}`, `${file:/path}`).
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, Scalar>")]
+    pub headers: BTreeMap<String, S>,
+    /// CIDRs (or addresses) of callers whose `traceparent`/`tracestate` are honoured: their
+    /// requests join the caller's trace. From any other peer they are ignored and a new trace
+    /// starts (default: none).
+    #[serde(default)]
+    #[schemars(with = "Vec<Scalar>")]
+    pub trusted_callers: Vec<S>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -27,6 +27,8 @@ pub struct GatewayConfig {
     pub tiktok: Option<TikTokConfig>,
     pub rate_limits: RateLimitsConfig,
     pub logging: LoggingConfig,
+    /// `telemetry.tracing`; `None`: tracing is off.
+    pub tracing: Option<TracingConfig>,
     pub privacy: PrivacyConfig,
     pub webhooks: Option<WebhooksConfig>,
     pub state: StateConfig,
@@ -486,6 +488,22 @@ impl Default for AuditConfig {
             checkpoint_interval: Duration::from_secs(60),
         }
     }
+}
+
+/// `telemetry.tracing`: where spans go and which traces are recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracingConfig {
+    /// The OTLP/HTTP traces URL (`http` or `https`).
+    pub endpoint: String,
+    /// `0.0..=1.0`.
+    pub sampling_ratio: f64,
+    pub service_name: String,
+    pub timeout: Duration,
+    pub max_queue_size: usize,
+    /// Sent with every export; values may be secrets.
+    pub headers: Vec<(String, Secret)>,
+    /// Peers whose incoming trace context is honoured.
+    pub trusted_callers: crate::limit::TrustedProxies,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

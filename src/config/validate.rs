@@ -182,6 +182,11 @@ pub fn build(
     }
     let audit = audit(&mut v, file.audit.as_ref(), admin.is_some());
     let logging = logging(&mut v, file.logging.as_ref());
+    let tracing = file
+        .telemetry
+        .as_ref()
+        .and_then(|t| t.tracing.as_ref())
+        .and_then(|t| tracing(&mut v, t));
     let privacy = privacy(&mut v, file.privacy.as_ref());
     let server = server(&mut v, file.server.as_ref());
     let proxies: Vec<&str> = file
@@ -223,6 +228,7 @@ pub fn build(
         tiktok,
         rate_limits,
         logging,
+        tracing,
         privacy,
         webhooks,
         state,
@@ -1426,6 +1432,104 @@ fn audit(v: &mut V, f: Option<&AuditFile>, has_admin: bool) -> AuditConfig {
     out
 }
 
+fn tracing(v: &mut V, f: &TracingFile) -> Option<TracingConfig> {
+    let p = "telemetry.tracing";
+    let endpoint = f.otlp_endpoint.value.trim().to_owned();
+    let endpoint_ok = match reqwest::Url::parse(&endpoint) {
+        Ok(url) => {
+            matches!(url.scheme(), "http" | "https")
+                && url.host().is_some()
+                && url.username().is_empty()
+                && url.password().is_none()
+                && url.fragment().is_none()
+        }
+        Err(_) => false,
+    };
+    if !endpoint_ok {
+        v.issues.at(
+            format!("{p}.otlp_endpoint"),
+            &f.otlp_endpoint,
+            "expected an http(s) URL with a host and no credentials, e.g. `http://otel-collector:4318/v1/traces`",
+        );
+    }
+    let sampling_ratio = match &f.sampling_ratio {
+        None => 1.0,
+        Some(r) => match r.value.trim().parse::<f64>() {
+            Ok(x) if (0.0..=1.0).contains(&x) => x,
+            _ => {
+                v.issues.at(
+                    format!("{p}.sampling_ratio"),
+                    r,
+                    "expected a number from 0 to 1",
+                );
+                1.0
+            }
+        },
+    };
+    let service_name = match &f.service_name {
+        None => "tiktok-gateway".to_owned(),
+        Some(n) if n.value.trim().is_empty() => {
+            v.issues
+                .at(format!("{p}.service_name"), n, "must not be empty");
+            String::new()
+        }
+        Some(n) => n.value.trim().to_owned(),
+    };
+    let timeout = v.duration(&format!("{p}.timeout"), &f.timeout, Duration::from_secs(10));
+    if timeout.is_zero()
+        && let Some(t) = &f.timeout
+    {
+        v.issues
+            .at(format!("{p}.timeout"), t, "must be more than 0s");
+    }
+    let max_queue_size = match &f.max_queue_size {
+        None => 2048,
+        Some(n) if n.value == 0 || n.value > 1_000_000 => {
+            v.issues.at(
+                format!("{p}.max_queue_size"),
+                n,
+                "expected 1 to 1000000 spans",
+            );
+            2048
+        }
+        Some(n) => n.value,
+    };
+    let mut headers = Vec::new();
+    for (name, value) in &f.headers {
+        let path = format!("{p}.headers.{name}");
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            v.issues.at(&path, value, "not a valid header name");
+            continue;
+        }
+        if let Some(resolved) = v.literal_or_secret(&path, value) {
+            if http::HeaderValue::from_str(&resolved).is_err() {
+                // Never echo the value: it may be a secret.
+                v.issues.at(&path, value, "not a valid header value");
+                continue;
+            }
+            headers.push((name.clone(), Secret::new(resolved)));
+        }
+    }
+    let callers: Vec<&str> = f.trusted_callers.iter().map(|c| c.value.as_str()).collect();
+    let trusted_callers = crate::limit::TrustedProxies::parse(&callers).unwrap_or_else(|e| {
+        v.issues.add(
+            format!("{p}.trusted_callers"),
+            f.trusted_callers.first().and_then(line_of),
+            e.to_string(),
+        );
+        crate::limit::TrustedProxies::default()
+    });
+    endpoint_ok.then_some(TracingConfig {
+        endpoint,
+        sampling_ratio,
+        service_name,
+        timeout,
+        max_queue_size,
+        headers,
+        trusted_callers,
+    })
+}
+
 fn privacy(v: &mut V, f: Option<&PrivacyFile>) -> PrivacyConfig {
     let Some(f) = f else {
         return PrivacyConfig::default();
@@ -2171,6 +2275,61 @@ mod tests {
         assert!(parse_target("nohost").is_err());
         assert!(parse_target("a b:80").is_err());
         assert!(parse_target("x:0").is_err());
+    }
+
+    fn with_tracing(tracing: &str) -> Result<GatewayConfig, crate::config::ConfigError> {
+        let yaml = format!(
+            "listeners:\n  public:\n    address: 127.0.0.1:8080\ntelemetry:\n  tracing:\n{tracing}"
+        );
+        crate::config::load_str(&yaml, Path::new("."), Path::new("gateway.yaml"))
+    }
+
+    #[test]
+    fn tracing_settings_are_checked_with_their_yaml_paths() {
+        let ok = with_tracing(
+            "    otlp_endpoint: http://collector:4318/v1/traces\n    sampling_ratio: 0.25\n    trusted_callers: [10.0.0.0/8]\n    headers:\n      x-api-key: abc\n",
+        )
+        .unwrap();
+        let t = ok.tracing.unwrap();
+        assert_eq!(t.sampling_ratio, 0.25);
+        assert_eq!(t.service_name, "tiktok-gateway");
+        assert!(t.trusted_callers.is_trusted("10.1.2.3".parse().unwrap()));
+        for (bad, path) in [
+            (
+                "    otlp_endpoint: collector:4318\n",
+                "telemetry.tracing.otlp_endpoint",
+            ),
+            (
+                "    otlp_endpoint: http://u:p@collector:4318/v1/traces\n",
+                "telemetry.tracing.otlp_endpoint",
+            ),
+            (
+                "    otlp_endpoint: http://collector:4318/v1/traces\n    sampling_ratio: 1.5\n",
+                "telemetry.tracing.sampling_ratio",
+            ),
+            (
+                "    otlp_endpoint: http://collector:4318/v1/traces\n    sampling_ratio: -0.1\n",
+                "telemetry.tracing.sampling_ratio",
+            ),
+            (
+                "    otlp_endpoint: http://collector:4318/v1/traces\n    trusted_callers: [not-a-cidr]\n",
+                "telemetry.tracing.trusted_callers",
+            ),
+            (
+                "    otlp_endpoint: http://collector:4318/v1/traces\n    timeout: 0s\n",
+                "telemetry.tracing.timeout",
+            ),
+        ] {
+            let err = with_tracing(bad).unwrap_err();
+            assert!(err.issues.iter().any(|i| i.path == path), "{bad}: {err}");
+        }
+        let off = crate::config::load_str(
+            "listeners:\n  public:\n    address: 127.0.0.1:8080\n",
+            Path::new("."),
+            Path::new("gateway.yaml"),
+        )
+        .unwrap();
+        assert!(off.tracing.is_none(), "off unless configured");
     }
 
     #[test]

@@ -20,6 +20,7 @@ use crate::config::{ConfigError, GatewayConfig, Secret, load_file};
 use crate::privacy::{PrivacyEngine, PrivacySettings, SharedPrivacyEngine};
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::metrics::metrics;
+use crate::telemetry::otel::Tracing;
 use crate::telemetry::readiness::Readiness;
 
 /// State that outlives config reloads.
@@ -46,6 +47,8 @@ pub struct Gateway {
     pub readiness: Arc<Readiness>,
     /// The audit trail every part reports into.
     pub audit: Arc<AuditLog>,
+    /// Spans and their export (`telemetry.tracing`; disabled when absent).
+    pub tracing: Tracing,
 }
 
 /// The audit record of a reload: applied or rejected, the file's SHA-256 (the running config's
@@ -102,6 +105,8 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error("access log: {0}")]
     AccessLog(std::io::Error),
+    #[error(transparent)]
+    Tracing(crate::telemetry::otel::TracingError),
     #[error("upstreams: {0}")]
     Upstreams(String),
     #[error("{0}")]
@@ -135,6 +140,10 @@ impl Gateway {
         let pools = upstreams
             .prepare(&config.upstreams)
             .map_err(StartError::Upstreams)?;
+        let tracing = match &config.tracing {
+            Some(t) => Tracing::start(t, privacy.clone()).map_err(StartError::Tracing)?,
+            None => Tracing::disabled(),
+        };
         let state = Arc::new(StateServices::start(&config.state, clock.clone())?);
         let readiness = Arc::new(Readiness::new());
         let audit = Arc::new(
@@ -166,6 +175,7 @@ impl Gateway {
                 &state,
                 &access_log,
                 &privacy,
+                &tracing,
             )
             .map_err(StartError::TikTok)?,
         );
@@ -192,6 +202,7 @@ impl Gateway {
             clock,
             readiness,
             audit,
+            tracing,
         }))
     }
 
@@ -289,6 +300,13 @@ impl Gateway {
                 "logging",
                 None,
                 "log sinks and the application-log filter apply on restart, so this reload is refused",
+            ));
+        }
+        if current.config.tracing != config.tracing {
+            return Err(ConfigError::single(
+                "telemetry.tracing",
+                None,
+                "tracing settings apply on restart (the exporter lives with the process), so this reload is refused",
             ));
         }
         if delivery_tls(&current.config) != delivery_tls(&config) {

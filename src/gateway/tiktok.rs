@@ -21,6 +21,7 @@ use crate::limit::OutboundPacer;
 use crate::privacy::SharedPrivacyEngine;
 use crate::telemetry::access_log::{AccessLog, DeliveryRecord};
 use crate::tiktok::authorization::Authorizations;
+use crate::telemetry::otel::Tracing;
 use crate::tiktok::delivery::{
     AttemptReport, DeliveryObserver, DeliverySettings, DeliveryTls, DeliveryWorker, HttpTransport,
     SendError, https_origin,
@@ -65,11 +66,12 @@ impl TikTokServices {
         state: &StateServices,
         access_log: &AccessLog,
         privacy: &SharedPrivacyEngine,
+        tracing: &Tracing,
     ) -> Result<Self, String> {
         let tokens = config
             .tiktok
             .as_ref()
-            .map(|t| token_manager(t, clock.clone(), state))
+            .map(|t| token_manager(t, clock.clone(), state, tracing))
             .transpose()?;
         let webhooks = config
             .webhooks
@@ -81,8 +83,11 @@ impl TikTokServices {
                     clock.clone(),
                     snapshot,
                     state,
-                    access_log,
-                    privacy,
+                    &DeliveryLog {
+                        log: access_log.clone(),
+                        privacy: privacy.clone(),
+                    },
+                    tracing,
                 )
             })
             .transpose()?;
@@ -172,6 +177,7 @@ fn token_manager(
     t: &TikTokConfig,
     clock: SharedClock,
     state: &StateServices,
+    tracing: &Tracing,
 ) -> Result<TokenManager, String> {
     let apps = app_credentials(t);
     let shops = t
@@ -219,6 +225,7 @@ fn token_manager(
         // A refresh call ends well inside the refresh lease, so no other replica takes over a
         // refresh that still runs.
         request_timeout: defaults.request_timeout.min(state.config.lease / 2),
+        tracing: tracing.clone(),
         ..defaults
     };
     let manager = TokenManager::new(settings, shops, vault, clock)
@@ -263,8 +270,8 @@ fn webhook_services(
     clock: SharedClock,
     snapshot: &Arc<ArcSwap<Snapshot>>,
     state: &StateServices,
-    access_log: &AccessLog,
-    privacy: &SharedPrivacyEngine,
+    log: &DeliveryLog,
+    tracing: &Tracing,
 ) -> Result<WebhookServices, String> {
     let queue = Arc::new(WebhookQueue::new(
         state.store.clone(),
@@ -295,9 +302,10 @@ fn webhook_services(
     .map_err(|e| format!("webhooks: {e}"))?;
     let transport = UpstreamDelivery::new(snapshot.clone(), direct, settings.request_timeout);
     settings.observer = Some(Arc::new(DeliveryLog {
-        log: access_log.clone(),
-        privacy: privacy.clone(),
+        log: log.log.clone(),
+        privacy: log.privacy.clone(),
     }));
+    settings.tracing = tracing.clone();
     let delivery = Arc::new(
         DeliveryWorker::with_transport(queue.clone(), settings, clock, transport)
             .map_err(|e| format!("webhooks: {e}"))?,
@@ -345,6 +353,7 @@ impl DeliveryObserver for DeliveryLog {
             status: r.status.unwrap_or(0),
             decision: if r.delivered { "delivered" } else { "retry" },
             reason,
+            trace_id: r.trace_id,
             ..Default::default()
         });
     }

@@ -107,5 +107,8 @@ fn request_head(d: &Delivery<'_>) -> Result<RequestHeader, Box<pingora::Error>> 
     head.insert_header(SIGNATURE_HEADER, d.signature)?;
     head.insert_header(EVENT_ID_HEADER, d.event_id)?;
     head.insert_header(crate::telemetry::request_id::HEADER, d.request_id)?;
+    if let Some(traceparent) = d.traceparent {
+        head.insert_header(crate::telemetry::trace_context::TRACEPARENT, traceparent)?;
+    }
     Ok(head)
 }

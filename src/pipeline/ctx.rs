@@ -49,6 +49,10 @@ pub struct RequestCtx {
     pub shop: Option<Arc<crate::config::TikTokShop>>,
     /// `RateLimit-Policy` / `RateLimit` for the response.
     pub rate_headers: Option<crate::limit::RateLimitHeaders>,
+    /// The request's server span, when tracing is on.
+    pub trace: Option<crate::telemetry::otel::TraceCx>,
+    /// The current proxied attempt's client span.
+    pub upstream_span: Option<crate::telemetry::otel::TraceCx>,
 }
 
 impl RequestCtx {
@@ -75,6 +79,8 @@ impl RequestCtx {
             identity: None,
             rate_headers: None,
             shop: None,
+            trace: None,
+            upstream_span: None,
         }
     }
 

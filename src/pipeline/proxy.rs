@@ -21,8 +21,10 @@ use crate::error::GatewayError;
 use crate::gateway::state::Gateway;
 use crate::telemetry::access_log::AccessRecord;
 use crate::telemetry::metrics::metrics;
+use crate::telemetry::otel;
 use crate::telemetry::request_id;
 use crate::transport::head_deadline;
+use opentelemetry::KeyValue;
 
 /// One instance per proxy listener.
 pub struct GatewayProxy {
@@ -102,6 +104,23 @@ impl ProxyHttp for GatewayProxy {
                 .get(request_id::HEADER)
                 .map(|v| v.as_bytes()),
         );
+        if self.gateway.tracing.is_enabled() {
+            let head = session.req_header();
+            let peer = session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip());
+            // Started when the request did; named once the route is known.
+            let start = std::time::SystemTime::now()
+                .checked_sub(ctx.started.elapsed())
+                .unwrap_or_else(std::time::SystemTime::now);
+            ctx.trace = self.gateway.tracing.server_span(
+                head.method.to_string(),
+                &head.headers,
+                peer,
+                start,
+            );
+        }
         let snapshot = match &ctx.snapshot {
             Some(s) => s.clone(),
             None => self.gateway.snapshot(),
@@ -177,7 +196,7 @@ impl ProxyHttp for GatewayProxy {
         _session: &mut Session,
         ctx: &mut Self::CTX,
     ) -> pingora::Result<Box<HttpPeer>> {
-        let Some(route) = &ctx.route else {
+        let Some(route) = ctx.route.clone() else {
             return Error::e_explain(ErrorType::InternalError, "no route in context");
         };
         let attempt = ctx.attempts;
@@ -188,8 +207,26 @@ impl ProxyHttp for GatewayProxy {
         let previous = ctx.upstream_addr.filter(|_| attempt > 0);
         match route.pool.select(&route.upstream, previous) {
             Ok(selected) => {
-                ctx.upstream_addr = Some(selected.attempt.addr());
+                let addr = selected.attempt.addr();
+                ctx.upstream_addr = Some(addr);
                 ctx.upstream_attempt = Some(selected.attempt);
+                // One client span per attempt, a child of the request's server span.
+                end_upstream_span(ctx, Some("abandoned"));
+                ctx.upstream_span = self.gateway.tracing.client_span(
+                    format!("upstream {}", route.upstream.name),
+                    ctx.trace.as_ref(),
+                );
+                if let Some(cx) = &ctx.upstream_span {
+                    otel::set(
+                        cx,
+                        [
+                            KeyValue::new("gateway.upstream", route.upstream.name.clone()),
+                            KeyValue::new("gateway.attempt", ctx.attempts as i64),
+                            KeyValue::new("server.address", addr.ip().to_string()),
+                            KeyValue::new("server.port", i64::from(addr.port())),
+                        ],
+                    );
+                }
                 Ok(Box::new(selected.peer))
             }
             // A retry with no target left: the client hears what happened to the attempt it
@@ -277,6 +314,18 @@ impl ProxyHttp for GatewayProxy {
             upstream_request.remove_header(&http::header::AUTHORIZATION);
         }
         upstream_request.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
+        // With tracing on, the upstream hears of the attempt's span, and of the caller's
+        // `tracestate` only when the caller was trusted (it is carried in the span's context).
+        if let Some(cx) = &ctx.upstream_span {
+            upstream_request.remove_header(crate::telemetry::trace_context::TRACEPARENT);
+            upstream_request.remove_header(otel::TRACESTATE);
+            if let Some(tp) = otel::traceparent(cx) {
+                upstream_request.insert_header(crate::telemetry::trace_context::TRACEPARENT, tp)?;
+            }
+            if let Some(ts) = otel::tracestate(cx) {
+                upstream_request.insert_header(otel::TRACESTATE, ts)?;
+            }
+        }
         if let Some(new_path) = &route.rewrite_path {
             let uri = match session.req_header().uri.query() {
                 Some(q) => format!("{new_path}?{q}"),
@@ -327,6 +376,16 @@ impl ProxyHttp for GatewayProxy {
         if let Some(mut attempt) = ctx.upstream_attempt.take() {
             attempt.answered(ctx.status);
         }
+        if let Some(cx) = &ctx.upstream_span {
+            otel::set(
+                cx,
+                [KeyValue::new(
+                    "http.response.status_code",
+                    i64::from(ctx.status),
+                )],
+            );
+        }
+        end_upstream_span(ctx, (ctx.status >= 500).then_some("http_error"));
         ctx.decision = "forwarded";
         ctx.upstream_latency = ctx.upstream_started.map(|t| t.elapsed());
         ctx.upstream_outcome = Some(crate::telemetry::metrics::status_class(ctx.status));
@@ -359,6 +418,7 @@ impl ProxyHttp for GatewayProxy {
         if let Some(mut attempt) = ctx.upstream_attempt.take() {
             attempt.connect_failed();
         }
+        end_upstream_span(ctx, Some("connect"));
         let retries = ctx.route.as_ref().map(|r| r.upstream.retries).unwrap_or(0);
         // Nothing reached the upstream, so another target is safe for idempotent methods, and
         // for any method whose body we hold whole.
@@ -385,6 +445,14 @@ impl ProxyHttp for GatewayProxy {
         {
             attempt.failed_after_connect();
         }
+        end_upstream_span(
+            ctx,
+            Some(if e.esource() == &pingora::ErrorSource::Upstream {
+                "upstream_error"
+            } else {
+                "aborted"
+            }),
+        );
         // A refusal decided in a phase that could only return a Pingora error wins.
         let err = if let Some(refusal) = ctx.refusal.take() {
             refusal
@@ -454,6 +522,32 @@ impl ProxyHttp for GatewayProxy {
             .upstream_addr
             .filter(|_| forwarded)
             .map(|a| a.to_string());
+        let user_agent = header("user-agent")
+            .and_then(log_fields::user_agent)
+            .map(|ua| privacy.redact_text(ua));
+        let client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| {
+            privacy
+                .pseudonymizer()
+                .pseudonym(crate::privacy::PiiKind::IpAddress, &a.ip().to_string())
+        });
+        end_upstream_span(ctx, Some("aborted"));
+        // With tracing on, the line names the request's own trace.
+        let trace_id = ctx.trace.as_ref().map(otel::trace_id);
+        if let Some(cx) = &ctx.trace {
+            server_span_attributes(
+                cx,
+                &ServerSpan {
+                    ctx,
+                    listener: &self.listener,
+                    method: req.method.as_str(),
+                    path: &path,
+                    status,
+                    protocol: log_fields::protocol(req.version),
+                    user_agent: user_agent.as_deref(),
+                    client_ip: client_ip.as_deref(),
+                },
+            );
+        }
         self.gateway.access_log.write(AccessRecord {
             request_id: &ctx.request_id,
             listener: &self.listener,
@@ -487,21 +581,84 @@ impl ProxyHttp for GatewayProxy {
             attempts: (ctx.attempts > 0).then_some(ctx.attempts),
             protocol: Some(log_fields::protocol(req.version)),
             host: log_fields::host(req),
-            user_agent: header("user-agent")
-                .and_then(log_fields::user_agent)
-                .map(|ua| privacy.redact_text(ua)),
-            trace_id: header(crate::telemetry::trace_context::TRACEPARENT)
-                .and_then(crate::telemetry::trace_context::trace_id),
+            user_agent,
+            trace_id: trace_id.as_deref().or_else(|| {
+                header(crate::telemetry::trace_context::TRACEPARENT)
+                    .and_then(crate::telemetry::trace_context::trace_id)
+            }),
             // An IP address is personal data: logged as a keyed pseudonym investigators can
             // correlate, never in clear.
-            client_ip: session.client_addr().and_then(|a| a.as_inet()).map(|a| {
-                privacy
-                    .pseudonymizer()
-                    .pseudonym(crate::privacy::PiiKind::IpAddress, &a.ip().to_string())
-            }),
+            client_ip,
             ..Default::default()
         });
     }
+}
+
+/// Ends the proxied attempt's span, failed with `error` when given.
+fn end_upstream_span(ctx: &mut RequestCtx, error: Option<&'static str>) {
+    if let Some(cx) = ctx.upstream_span.take() {
+        if let Some(kind) = error {
+            otel::fail(&cx, kind);
+        }
+        otel::end(&cx);
+    }
+}
+
+/// What the server span carries: the access log's fields, already redacted the same way (and
+/// redacted again at export).
+struct ServerSpan<'a> {
+    ctx: &'a RequestCtx,
+    listener: &'a str,
+    method: &'a str,
+    path: &'a str,
+    status: u16,
+    protocol: &'a str,
+    user_agent: Option<&'a str>,
+    client_ip: Option<&'a str>,
+}
+
+fn server_span_attributes(cx: &otel::TraceCx, s: &ServerSpan<'_>) {
+    let ctx = s.ctx;
+    if let Some(route) = &ctx.route {
+        otel::rename(cx, format!("{} {}", s.method, route.name));
+    }
+    let mut attributes = vec![
+        KeyValue::new("http.request.method", s.method.to_owned()),
+        KeyValue::new("url.path", s.path.to_owned()),
+        KeyValue::new("http.response.status_code", i64::from(s.status)),
+        KeyValue::new("network.protocol.name", "http"),
+        KeyValue::new("network.protocol.version", s.protocol.to_owned()),
+        KeyValue::new("gateway.request_id", ctx.request_id.clone()),
+        KeyValue::new("gateway.listener", s.listener.to_owned()),
+        KeyValue::new("gateway.decision", ctx.decision),
+    ];
+    if let Some(route) = &ctx.route {
+        attributes.push(KeyValue::new("gateway.route", route.name.to_string()));
+    }
+    if let Some(reason) = ctx.reason {
+        attributes.push(KeyValue::new("gateway.reason", reason));
+    }
+    if let Some(shop) = &ctx.shop {
+        attributes.push(KeyValue::new("gateway.shop", shop.id.clone()));
+    }
+    if let Some(ua) = s.user_agent {
+        attributes.push(KeyValue::new("user_agent.original", ua.to_owned()));
+    }
+    if let Some(ip) = s.client_ip {
+        attributes.push(KeyValue::new("client.address", ip.to_owned()));
+    }
+    otel::set(cx, attributes);
+    if s.status >= 500 || s.status == 0 {
+        otel::fail(
+            cx,
+            if s.status == 0 {
+                "client_gone"
+            } else {
+                "server_error"
+            },
+        );
+    }
+    otel::end(cx);
 }
 
 fn response_too_large() -> GatewayError {

@@ -97,7 +97,8 @@ pub struct AccessRecord<'a> {
     /// The `User-Agent`, truncated and redacted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<std::borrow::Cow<'a, str>>,
-    /// The W3C trace id of the caller's `traceparent`, when it sent a valid one.
+    /// With tracing on, the request's own trace id; otherwise that of the caller's
+    /// `traceparent`, when it sent a valid one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<&'a str>,
 }
@@ -129,6 +130,9 @@ pub struct DeliveryRecord<'a> {
     /// Why there was no answer (`timeout`, `connect`, `other`), or `ack_failed`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
+    /// The trace id of the delivery attempt's span, when tracing is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<&'a str>,
 }
 
 thread_local! {

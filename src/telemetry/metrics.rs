@@ -48,6 +48,8 @@ pub struct Metrics {
     pub connections_closed: IntCounterVec,
     pub config_loaded_at: IntGauge,
     pub access_log_dropped: IntCounterVec,
+    /// Spans lost instead of slowing requests down, by reason.
+    pub trace_spans_dropped: IntCounterVec,
     pub build_info: IntGaugeVec,
     pub upstream_target_healthy: IntGaugeVec,
     pub upstream_target_ejections: IntCounterVec,
@@ -199,6 +201,12 @@ pub fn metrics() -> &'static Metrics {
                 "Access-log lines lost instead of slowing requests down, by reason \
                  (queue_full: the sink fell behind; write_error: the sink refused a batch; \
                  encode_error: a record could not be encoded)",
+                &["reason"],
+            ),
+            trace_spans_dropped: counter(
+                "trace_spans_dropped_total",
+                "Trace spans not exported, by reason (queue_full: the exporter fell behind; \
+                 export_failed: the collector did not take a batch)",
                 &["reason"],
             ),
             config_loaded_at,

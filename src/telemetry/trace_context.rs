@@ -1,6 +1,7 @@
 //! The W3C `traceparent` a caller sent (`00-<trace id>-<parent id>-<flags>`), read only to put
-//! its trace id in the access log so a line can be found from a trace. The header itself is
-//! forwarded as the caller sent it; nothing here trusts it for anything else.
+//! its trace id in the access log when tracing is off (the header is then forwarded as the
+//! caller sent it). With tracing on, `telemetry/otel` decides whether it is honoured and replaces
+//! it with the gateway's own span.
 
 pub const TRACEPARENT: &str = "traceparent";
 

@@ -58,6 +58,8 @@ pub struct DeliverySettings {
     pub tls: Vec<DeliveryTls>,
     /// Told about every attempt (the access log's delivery lines).
     pub observer: Option<Arc<dyn DeliveryObserver>>,
+    /// A client span per attempt (a root span: the webhook's own trace is not stored with it).
+    pub tracing: crate::telemetry::otel::Tracing,
 }
 
 /// One delivery attempt, as [`DeliveryObserver`]s see it.
@@ -74,6 +76,8 @@ pub struct AttemptReport<'a> {
     pub error: Option<SendError>,
     /// Answered 2xx and removed from the queue.
     pub delivered: bool,
+    /// The trace id of the attempt's span, when tracing is on.
+    pub trace_id: Option<&'a str>,
 }
 
 /// Watches delivery attempts (logging, metrics).
@@ -115,6 +119,7 @@ impl DeliverySettings {
             dead_letter_after: Duration::from_secs(72 * 3600),
             tls: Vec::new(),
             observer: None,
+            tracing: crate::telemetry::otel::Tracing::disabled(),
         }
     }
 }
@@ -156,6 +161,8 @@ pub struct Delivery<'a> {
     pub signature: &'a str,
     pub event_id: &'a str,
     pub request_id: &'a str,
+    /// `traceparent` of the attempt's span, when tracing is on.
+    pub traceparent: Option<&'a str>,
 }
 
 /// The body carries buyer data and the signature proves it: neither is ever printed.
@@ -261,6 +268,7 @@ impl Transport for HttpTransport {
             .header(SIGNATURE_HEADER, d.signature)
             .header(EVENT_ID_HEADER, d.event_id)
             .header("x-request-id", d.request_id)
+            .headers(trace_headers(d.traceparent))
             .body(d.body.clone())
             .send()
             .await
@@ -278,6 +286,14 @@ impl Transport for HttpTransport {
     }
 }
 
+fn trace_headers(traceparent: Option<&str>) -> http::HeaderMap {
+    let mut headers = http::HeaderMap::new();
+    if let Some(value) = traceparent.and_then(|v| http::HeaderValue::from_str(v).ok()) {
+        headers.insert(crate::telemetry::trace_context::TRACEPARENT, value);
+    }
+    headers
+}
+
 fn classify(e: reqwest::Error) -> SendError {
     if e.is_timeout() {
         SendError::Timeout
@@ -286,6 +302,59 @@ fn classify(e: reqwest::Error) -> SendError {
     } else {
         SendError::Other
     }
+}
+
+/// What the attempt's span says: ids, the order service's answer, the outcome. The path goes
+/// through the log redaction at export; the body and the signature never appear.
+fn attempt_span(
+    cx: &crate::telemetry::otel::TraceCx,
+    event: &ClaimedEvent,
+    public_id: &str,
+    request_id: &str,
+    status: Option<u16>,
+    error: Option<SendError>,
+    delivered: bool,
+) {
+    use crate::telemetry::otel;
+    use opentelemetry::KeyValue;
+    let path = reqwest::Url::parse(&event.target)
+        .map(|u| u.path().to_owned())
+        .unwrap_or_default();
+    otel::set(
+        cx,
+        [
+            KeyValue::new("http.request.method", "POST"),
+            KeyValue::new("url.path", path),
+            KeyValue::new("gateway.route", event.route.clone()),
+            KeyValue::new("gateway.event_id", public_id.to_owned()),
+            KeyValue::new("gateway.request_id", request_id.to_owned()),
+            KeyValue::new("gateway.attempt", i64::from(event.attempts) + 1),
+            KeyValue::new(
+                "gateway.decision",
+                if delivered { "delivered" } else { "retry" },
+            ),
+        ],
+    );
+    if let Some(status) = status {
+        otel::set(
+            cx,
+            [KeyValue::new(
+                "http.response.status_code",
+                i64::from(status),
+            )],
+        );
+    }
+    match error {
+        Some(SendError::Timeout) => otel::fail(cx, "timeout"),
+        Some(SendError::Connect) => otel::fail(cx, "connect"),
+        Some(SendError::Other) => otel::fail(cx, "other"),
+        None if !delivered && status.is_some_and(|s| (200..300).contains(&s)) => {
+            otel::fail(cx, "ack_failed")
+        }
+        None if !delivered => otel::fail(cx, "rejected"),
+        None => {}
+    }
+    otel::end(cx);
 }
 
 /// `webhook_delivered_total` and `webhook_delivery_failed_total` (failed attempts).
@@ -490,6 +559,12 @@ impl<T: Transport> DeliveryWorker<T> {
         } else {
             event.request_id.as_str()
         };
+        let span = self.settings.tracing.client_span(
+            "webhook.delivery".into(),
+            Some(&crate::telemetry::otel::TraceCx::new()),
+        );
+        let traceparent = span.as_ref().and_then(crate::telemetry::otel::traceparent);
+        let trace_id = span.as_ref().map(crate::telemetry::otel::trace_id);
         let sent = std::time::Instant::now();
         let result = self
             .transport
@@ -501,10 +576,14 @@ impl<T: Transport> DeliveryWorker<T> {
                 signature: &signature,
                 event_id: &public_id,
                 request_id,
+                traceparent: traceparent.as_deref(),
             })
             .await;
         let latency = sent.elapsed();
         let report = |status: Option<u16>, error: Option<SendError>, delivered: bool| {
+            if let Some(cx) = &span {
+                attempt_span(cx, &event, &public_id, request_id, status, error, delivered);
+            }
             if let Some(observer) = &self.settings.observer {
                 observer.attempt(&AttemptReport {
                     event: &event,
@@ -513,6 +592,7 @@ impl<T: Transport> DeliveryWorker<T> {
                     status,
                     error,
                     delivered,
+                    trace_id: trace_id.as_deref(),
                 });
             }
         };
@@ -606,6 +686,7 @@ mod tests {
             signature: "5dec0f11ec2f6783",
             event_id: "ev-1",
             request_id: "rid-1",
+            traceparent: None,
         };
         let shown = format!("{d:?}");
         assert!(

@@ -93,6 +93,9 @@ pub struct TokenManagerSettings {
     pub request_timeout: Duration,
     /// The refresher re-checks at least this often (the wall clock may jump).
     pub check_interval: Duration,
+    /// Each refresh call is a client span: a child of the call that forced it, a root span when
+    /// the background refresher runs it.
+    pub tracing: crate::telemetry::otel::Tracing,
 }
 
 impl Default for TokenManagerSettings {
@@ -103,6 +106,7 @@ impl Default for TokenManagerSettings {
             retry_interval: Duration::from_secs(60),
             request_timeout: Duration::from_secs(10),
             check_interval: Duration::from_secs(60),
+            tracing: crate::telemetry::otel::Tracing::disabled(),
         }
     }
 }
@@ -149,6 +153,28 @@ pub enum TokenError {
 }
 
 impl TokenError {
+    /// A fixed word for the kind of failure (span attributes, metrics): no shop, no value.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::UnknownShop(_) => "unknown_shop",
+            Self::NoAccessToken(_) => "no_access_token",
+            Self::AccessExpired(_) => "access_expired",
+            Self::NoRefreshToken(_) => "no_refresh_token",
+            Self::Transport { .. } => "transport",
+            Self::RefreshBackoff { .. } => "backoff",
+            Self::HttpStatus { .. } => "http_status",
+            Self::Refused { .. } => "refused",
+            Self::InvalidResponse { .. } => "invalid_response",
+            Self::BadAuthBase(_) => "bad_auth_base",
+            Self::Store(_) => "store",
+            Self::Client => "client",
+            Self::Ca { .. } => "ca",
+            Self::Task => "task",
+            Self::RefreshElsewhere(_) => "refresh_elsewhere",
+            Self::Metrics(_) => "metrics",
+        }
+    }
+
     /// Seconds until a refresh may be tried again, when the error is the back-off after a
     /// failed refresh (for a `Retry-After`).
     pub fn retry_after_secs(&self) -> Option<u64> {
@@ -684,14 +710,20 @@ impl TokenManager {
     ) -> RefreshFlight {
         let inner = self.inner.clone();
         let task_shop = shop.clone();
-        let handle = tokio::spawn(async move {
-            let result = inner.refresh(&task_shop, need).await;
-            // The slot lock is held by the starter until the new flight is stored, so this
-            // always clears the flight this task belongs to; the new tokens or the back-off
-            // are stored before it.
-            *task_shop.flight.lock() = None;
-            result
-        });
+        // The trace context of whoever started the refresh (a TikTok call that met 105002, or
+        // none in the background) goes with the task, so its span joins that trace.
+        let trace = crate::telemetry::otel::TraceCx::current();
+        let handle = tokio::spawn(crate::telemetry::otel::WithTraceCx::with_context(
+            async move {
+                let result = inner.refresh(&task_shop, need).await;
+                // The slot lock is held by the starter until the new flight is stored, so this
+                // always clears the flight this task belongs to; the new tokens or the back-off
+                // are stored before it.
+                *task_shop.flight.lock() = None;
+                result
+            },
+            trace,
+        ));
         let flight = async move { handle.await.unwrap_or(Err(TokenError::Task)) }
             .boxed()
             .shared();
@@ -785,15 +817,40 @@ impl Inner {
 
     /// Calls TikTok with the shop's refresh token and installs (and stores) the answer.
     async fn refresh_once(&self, shop: &ShopState) -> Result<u64, TokenError> {
-        let result = self.call_refresh(shop).await;
+        use crate::telemetry::otel;
+        // Only the shop id and the outcome: the call's URL carries the app secret and the
+        // refresh token.
+        let span = self
+            .settings
+            .tracing
+            .client_span("tiktok.token_refresh".into(), None);
+        let traceparent = span.as_ref().and_then(otel::traceparent);
+        let result = self.call_refresh(shop, traceparent.as_deref()).await;
         let outcome = if result.is_ok() { "ok" } else { "error" };
+        if let Some(cx) = &span {
+            otel::set(
+                cx,
+                [
+                    opentelemetry::KeyValue::new("gateway.shop", shop.shop_id.clone()),
+                    opentelemetry::KeyValue::new("gateway.outcome", outcome),
+                ],
+            );
+            if let Err(e) = &result {
+                otel::fail(cx, e.kind());
+            }
+            otel::end(cx);
+        }
         self.refreshes
             .with_label_values(&[shop.shop_id.as_str(), outcome])
             .inc();
         result
     }
 
-    async fn call_refresh(&self, shop: &ShopState) -> Result<u64, TokenError> {
+    async fn call_refresh(
+        &self,
+        shop: &ShopState,
+        traceparent: Option<&str>,
+    ) -> Result<u64, TokenError> {
         let now = self.clock.unix_seconds();
         let current = shop.current.load_full();
         let refresh_token = current
@@ -806,7 +863,7 @@ impl Inner {
             refresh_token,
         )
         .ok_or_else(|| TokenError::BadAuthBase(shop.shop_id.clone()))?;
-        let set = refresh::call(&shop.http, url, &shop.shop_id, now).await?;
+        let set = refresh::call(&shop.http, url, traceparent, &shop.shop_id, now).await?;
         let generation = current.generation + 1;
         shop.current
             .store(Arc::new(Current::from_set(set, generation)));
@@ -884,7 +941,7 @@ pub async fn exchange_auth_code(
     let client = refresh::client(timeout, app.ca.as_deref())?;
     let url = refresh::token_get_url(&app.auth_base, &app.app_key, &app.app_secret, auth_code)
         .ok_or_else(|| TokenError::BadAuthBase(WHO.into()))?;
-    refresh::call(&client, url, WHO, now).await
+    refresh::call(&client, url, None, WHO, now).await
 }
 
 fn secs(d: Duration) -> i64 {

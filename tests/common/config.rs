@@ -205,6 +205,8 @@ pub struct Config {
     pub privacy: Option<Privacy>,
     pub admin: Option<Admin>,
     pub trusted_proxies: Vec<String>,
+    /// `telemetry.tracing`.
+    pub tracing: Option<Tracing>,
     /// `forwarded_headers`: `x-forwarded` or `forwarded`.
     pub forwarded_headers: Option<String>,
     /// `server:`; unset fields keep the gateway's defaults.
@@ -320,6 +322,11 @@ impl Config {
         self
     }
 
+    pub fn tracing(mut self, t: Tracing) -> Self {
+        self.tracing = Some(t);
+        self
+    }
+
     pub fn server(mut self, server: Server) -> Self {
         self.server = server;
         self
@@ -401,6 +408,12 @@ impl Config {
             top.push(("trusted_proxies".into(), strs(&self.trusted_proxies)));
         }
         opt(&mut top, "forwarded_headers", &self.forwarded_headers);
+        if let Some(t) = &self.tracing {
+            top.push((
+                "telemetry".into(),
+                Y::Map(vec![("tracing".into(), t.yaml())]),
+            ));
+        }
         if let Some(server) = self.server.yaml() {
             top.push(("server".into(), server));
         }
@@ -441,6 +454,46 @@ fn file_secret(files: &mut Vec<SideFile>, name: &str, value: &str) -> Y {
         });
     }
     q(format!("${{file:{name}}}"))
+}
+
+// ---------------------------------------------------------------- telemetry
+
+/// `telemetry.tracing`.
+#[derive(Debug, Clone, Default)]
+pub struct Tracing {
+    pub endpoint: String,
+    pub sampling_ratio: Option<String>,
+    pub trusted_callers: Vec<String>,
+}
+
+impl Tracing {
+    pub fn otlp(endpoint: impl Display) -> Self {
+        Self {
+            endpoint: endpoint.to_string(),
+            ..Self::default()
+        }
+    }
+
+    pub fn sampling_ratio(mut self, ratio: &str) -> Self {
+        self.sampling_ratio = Some(ratio.to_owned());
+        self
+    }
+
+    pub fn trusted_callers(mut self, cidrs: &[&str]) -> Self {
+        self.trusted_callers = cidrs.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    fn yaml(&self) -> Y {
+        let mut m = vec![("otlp_endpoint".to_owned(), q(&self.endpoint))];
+        if let Some(r) = &self.sampling_ratio {
+            m.push(("sampling_ratio".into(), raw(r)));
+        }
+        if !self.trusted_callers.is_empty() {
+            m.push(("trusted_callers".into(), strs(&self.trusted_callers)));
+        }
+        Y::Map(m)
+    }
 }
 
 // ---------------------------------------------------------------- server

@@ -17,6 +17,7 @@ use crate::gateway::upstream_call::{Answer, CallError, CallTrace, call};
 use crate::limit::PaceKey;
 use crate::pipeline::stages::{Reply, Request};
 use crate::telemetry::metrics::metrics;
+use crate::telemetry::otel;
 use crate::tiktok::query::{EgressRequest, ShopCredentials, SignRequestError, sign_request};
 
 /// TikTok's "access token expired" and "rate limited" codes.
@@ -141,7 +142,10 @@ pub async fn send(
         )
     })?;
     let mut refreshed = false;
+    let tracing = &req.gateway.tracing;
     loop {
+        // A client span per exchange, a child of the request's server span.
+        let span = tracing.client_span(format!("tiktok {}", route.name), req.ctx.trace.as_ref());
         let signed = sign_request(
             &EgressRequest {
                 path: &path,
@@ -179,6 +183,9 @@ pub async fn send(
                 crate::telemetry::request_id::HEADER,
                 req.ctx.request_id.as_str(),
             )?;
+            if let Some(tp) = span.as_ref().and_then(otel::traceparent) {
+                upstream_req.insert_header(crate::telemetry::trace_context::TRACEPARENT, tp)?;
+            }
             Ok(())
         })();
         built.map_err(|_| GatewayError::internal("the signed request head could not be built"))?;
@@ -192,11 +199,16 @@ pub async fn send(
                 .observe(sent.elapsed().as_secs_f64());
         };
         let (head, body) = exchanged.inspect_err(|e| {
-            observe(if e.status == StatusCode::GATEWAY_TIMEOUT {
+            let kind = if e.status == StatusCode::GATEWAY_TIMEOUT {
                 "timeout"
             } else {
                 "unavailable"
-            })
+            };
+            observe(kind);
+            if let Some(cx) = &span {
+                otel::fail(cx, kind);
+                otel::end(cx);
+            }
         })?;
         let status = head.status;
         let retry_after = head
@@ -206,13 +218,17 @@ pub async fn send(
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
         let code = tiktok_code(&body);
-        observe(match (status, code) {
+        let outcome = match (status, code) {
             (StatusCode::TOO_MANY_REQUESTS, _) | (_, Some(CODE_RATE_LIMITED)) => "throttled",
             (_, Some(CODE_TOKEN_EXPIRED)) => "token_expired",
             (s, _) if !s.is_success() => "http_error",
             (_, Some(0) | None) => "ok",
             (_, Some(_)) => "api_error",
-        });
+        };
+        observe(outcome);
+        if let Some(cx) = &span {
+            call_span(cx, route, &shop.id, &method, &path, status, code, outcome);
+        }
 
         if status == StatusCode::TOO_MANY_REQUESTS || code == Some(CODE_RATE_LIMITED) {
             let wait = services.pacer.on_throttled(&key, retry_after);
@@ -228,21 +244,25 @@ pub async fn send(
             refreshed = true;
             // Refreshes only if `token` is still the shop's current one, and not during the
             // back-off after a failed refresh.
-            token = tokens
-                .force_refresh(&shop.id, token.generation())
-                .await
-                .map_err(|e| {
-                    tracing::error!(shop = %shop.id, error = %e, "token refresh after 105002 failed");
-                    let err = GatewayError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "token_refresh_failed",
-                        "the shop's TikTok token could not be refreshed",
-                    );
-                    match e.retry_after_secs() {
-                        Some(secs) => err.with_header("retry-after", secs.max(1).to_string()),
-                        None => err,
-                    }
-                })?;
+            // The refresh's span is a child of the call that met the expired token.
+            let parent = span.clone().unwrap_or_else(otel::TraceCx::current);
+            token = otel::WithTraceCx::with_context(
+                tokens.force_refresh(&shop.id, token.generation()),
+                parent,
+            )
+            .await
+            .map_err(|e| {
+                tracing::error!(shop = %shop.id, error = %e, "token refresh after 105002 failed");
+                let err = GatewayError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "token_refresh_failed",
+                    "the shop's TikTok token could not be refreshed",
+                );
+                match e.retry_after_secs() {
+                    Some(secs) => err.with_header("retry-after", secs.max(1).to_string()),
+                    None => err,
+                }
+            })?;
             continue;
         }
         services.pacer.on_success(&key);
@@ -258,6 +278,40 @@ pub async fn send(
             body,
         });
     }
+}
+
+/// What a TikTok call's span says; the path is redacted at export, the query (which carries the
+/// access token and the signature) never appears.
+#[allow(clippy::too_many_arguments)]
+fn call_span(
+    cx: &otel::TraceCx,
+    route: &CompiledRoute,
+    shop: &str,
+    method: &http::Method,
+    path: &str,
+    status: StatusCode,
+    code: Option<i64>,
+    outcome: &'static str,
+) {
+    use opentelemetry::KeyValue;
+    otel::set(
+        cx,
+        [
+            KeyValue::new("http.request.method", method.as_str().to_owned()),
+            KeyValue::new("url.path", path.to_owned()),
+            KeyValue::new("gateway.upstream", route.upstream.name.clone()),
+            KeyValue::new("gateway.shop", shop.to_owned()),
+            KeyValue::new("http.response.status_code", i64::from(status.as_u16())),
+            KeyValue::new("tiktok.outcome", outcome),
+        ],
+    );
+    if let Some(code) = code {
+        otel::set(cx, [KeyValue::new("tiktok.code", code)]);
+    }
+    if outcome != "ok" {
+        otel::fail(cx, outcome);
+    }
+    otel::end(cx);
 }
 
 /// One call through the route's upstream (`gateway::upstream_call`: healthy targets only, connect

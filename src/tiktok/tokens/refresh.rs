@@ -92,6 +92,7 @@ pub(super) fn token_get_url(
 pub(super) async fn call(
     client: &reqwest::Client,
     url: reqwest::Url,
+    traceparent: Option<&str>,
     shop: &str,
     now: i64,
 ) -> Result<TokenSet, TokenError> {
@@ -99,7 +100,11 @@ pub(super) async fn call(
         shop: shop.to_string(),
         kind,
     };
-    let mut response = client.get(url).send().await.map_err(|e| {
+    let mut request = client.get(url);
+    if let Some(tp) = traceparent {
+        request = request.header(crate::telemetry::trace_context::TRACEPARENT, tp);
+    }
+    let mut response = request.send().await.map_err(|e| {
         if e.is_timeout() {
             transport("timed out")
         } else if e.is_connect() {

@@ -123,6 +123,7 @@ fn settings() -> TokenManagerSettings {
         retry_interval: Duration::from_secs(60),
         request_timeout: Duration::from_secs(5),
         check_interval: Duration::from_secs(60),
+        ..TokenManagerSettings::default()
     }
 }
 
