@@ -525,11 +525,10 @@ impl ProxyHttp for GatewayProxy {
         let user_agent = header("user-agent")
             .and_then(log_fields::user_agent)
             .map(|ua| privacy.redact_text(ua));
-        let client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| {
-            privacy
-                .pseudonymizer()
-                .pseudonym(crate::privacy::PiiKind::IpAddress, &a.ip().to_string())
-        });
+        let client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| privacy.pseudonymizer().ip_pseudonym(a.ip()));
         end_upstream_span(ctx, Some("aborted"));
         // With tracing on, the line names the request's own trace.
         let trace_id = ctx.trace.as_ref().map(otel::trace_id);
