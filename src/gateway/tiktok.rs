@@ -20,8 +20,8 @@ use crate::config::{GatewayConfig, TikTokConfig, WebhooksConfig};
 use crate::limit::OutboundPacer;
 use crate::privacy::SharedPrivacyEngine;
 use crate::telemetry::access_log::{AccessLog, DeliveryRecord};
-use crate::tiktok::authorization::Authorizations;
 use crate::telemetry::otel::Tracing;
+use crate::tiktok::authorization::Authorizations;
 use crate::tiktok::delivery::{
     AttemptReport, DeliveryObserver, DeliverySettings, DeliveryTls, DeliveryWorker, HttpTransport,
     SendError, https_origin,

@@ -146,7 +146,11 @@ mod tests {
             for ip in &ips {
                 let want = a.pseudonym(PiiKind::IpAddress, &ip.to_string());
                 assert_eq!(a.ip_pseudonym(*ip), want);
-                assert_eq!(a.clone().ip_pseudonym(*ip), want, "a clone has the same key");
+                assert_eq!(
+                    a.clone().ip_pseudonym(*ip),
+                    want,
+                    "a clone has the same key"
+                );
                 // Another key never gets the first key's cached answer.
                 assert_eq!(
                     b.ip_pseudonym(*ip),

@@ -24,6 +24,7 @@ identity:
   api_keys:
     - { name: batch, sha256: "${file:sha}", scopes: [orders:read] }
 admin: { jwt: idp }
+audit: { signing_key: "${file:audit}" }
 tiktok:
   apps:
     main: { app_key: app-key, app_secret: "${file:secret}", api_base: "https://open-api.tiktokglobalshop.com", auth_base: "https://auth.tiktok-shops.com" }
@@ -76,6 +77,7 @@ fn load_in(dir: &Path, yaml: &str) -> GatewayConfig {
     }
     write_secret(dir, "secret", "s3cret-value");
     write_secret(dir, "sha", &"ab".repeat(32));
+    write_secret(dir, "audit", &"cd".repeat(32));
     if !dir.join("key").exists() {
         write_secret(dir, "key", RANDOM_KEY);
     }
