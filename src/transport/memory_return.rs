@@ -197,9 +197,7 @@ mod tests {
             c.open();
         }
         assert_eq!(c.get(), 1_000);
-        let collects: Vec<usize> = (0..1_000)
-            .filter_map(|_| c.close().then(|| c.get()))
-            .collect();
+        let collects: Vec<usize> = (0..1_000).filter(|_| c.close()).map(|_| c.get()).collect();
         assert_eq!(collects, vec![500, 250]);
         assert_eq!(c.get(), 0);
         // A new spike is measured from its own peak.
