@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use pingora::apps::ServerApp;
 use pingora::apps::http_app::{HttpServer, ServeHttp};
 use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::proxy::http_proxy;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
@@ -30,7 +31,9 @@ use crate::gateway::state::{Gateway, StartError};
 use crate::gateway::state_services::StateBackground;
 use crate::gateway::tiktok::TikTokBackground;
 use crate::pipeline::proxy::GatewayProxy;
-use crate::transport::{ConnectionCapped, ConnectionLimiter, ConnectionLimits, TimedServe};
+use crate::transport::{
+    ConnectionCapped, ConnectionLimiter, ConnectionLimits, MemoryReturn, TimedServe,
+};
 
 /// A built server and the work a graceful stop waits for.
 pub struct GatewayServer {
@@ -100,10 +103,7 @@ pub fn build_server_on(
                 let app = capped(http_proxy(&conf, proxy), listener);
                 in_flight.listener(app.limiter().clone());
                 let mut svc = Service::new(format!("proxy:{}", listener.name), app);
-                match tls {
-                    Some(settings) => svc.add_tls_with_settings(&addr, None, settings),
-                    None => svc.add_tcp(&addr),
-                }
+                svc.add_listener(endpoint(&addr, tls));
                 server.add_service(svc);
             }
             ListenerRole::Metrics => {
@@ -176,6 +176,10 @@ pub fn build_server_on(
     server.add_service(background_service(
         "readiness checks",
         ReadinessChecks::new(gateway.readiness.clone(), checks_for(&gateway)),
+    ));
+    server.add_service(background_service(
+        "memory return after connection spikes",
+        MemoryReturn,
     ));
     server.add_service(background_service(
         "upstream resolver",
@@ -275,8 +279,11 @@ fn capped<A: ServerApp + Send + Sync + 'static>(
         max_per_client: listener.connections.max_per_ip,
         ..ConnectionLimits::default()
     });
-    ConnectionCapped::new(app, limiter)
-        .for_listener(&listener.name, listener.connections.header_timeout)
+    ConnectionCapped::new(app, limiter).for_listener(
+        &listener.name,
+        listener.connections.header_timeout,
+        listener.connections.idle_timeout,
+    )
 }
 
 /// One of the gateway's own HTTP apps (metrics, admin) under the listener's `connections`
@@ -300,11 +307,21 @@ fn add_app<A: ServerApp + Send + Sync + 'static>(
     tls: Option<pingora::listeners::tls::TlsSettings>,
 ) {
     let mut svc = Service::new(format!("app:{name}"), app);
-    match tls {
-        Some(settings) => svc.add_tls_with_settings(addr, None, settings),
-        None => svc.add_tcp(addr),
-    }
+    svc.add_listener(endpoint(addr, tls));
     server.add_service(svc);
+}
+
+/// A listening endpoint without Pingora's 64 KiB read buffer per connection: rustls reads
+/// into its own record buffer, and Pingora reads HTTP/1 heads into its own head buffer, so the
+/// read buffer under them only held memory (most of an idle connection's). Behind TLS the
+/// write buffer goes too: rustls hands over whole records.
+fn endpoint(addr: &str, tls: Option<TlsSettings>) -> ListenerConfig {
+    match tls {
+        Some(settings) => ListenerConfig::tcp(addr)
+            .tls(settings)
+            .l4_buffer(L4BufferSettings::unbuffered()),
+        None => ListenerConfig::tcp(addr).l4_buffer(L4BufferSettings::default().read(0)),
+    }
 }
 
 /// Stops the server when notified (tests and the demo), instead of on Unix signals.

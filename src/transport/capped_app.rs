@@ -6,19 +6,25 @@
 //! can. Over-cap connections are closed without a response (nothing has been read yet).
 //! Keep-alive reuse is looped here, inside the slot, rather than handed back to the service.
 //!
-//! It also puts a deadline on request heads ([`HeadTimedStream`]) for HTTP/1 connections.
+//! It also puts a deadline on request heads ([`HeadTimedStream`]) for HTTP/1 connections, and
+//! waits for each next request on a kept-alive HTTP/1 connection itself
+//! ([`keepalive`](super::keepalive)), so an idle connection holds no request state. HTTP/2
+//! connections are handed to Pingora whole.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pingora::apps::ServerApp;
+use pingora::apps::{HttpServerApp, ServerApp};
+use pingora::protocols::http::ServerSession;
 use pingora::protocols::{ALPN, Stream};
 use pingora::server::ShutdownWatch;
 
 use super::connection_limit::ConnectionLimiter;
 use super::head_deadline::HeadTimedStream;
+use super::keepalive::{Idle, next_head_prefix, wait_for_next_request};
+use super::memory_return::OpenConnection;
 use crate::telemetry::metrics::metrics;
 
 /// Wraps the proxy app of one listener's service.
@@ -27,6 +33,8 @@ pub struct ConnectionCapped<A> {
     limiter: ConnectionLimiter,
     /// Deadline for each HTTP/1 request head; `None` leaves heads untimed (tests only).
     head_timeout: Option<Duration>,
+    /// How long a kept-alive HTTP/1 connection waits for its next request.
+    idle_timeout: Duration,
     /// Listener name, for the metrics.
     listener: Arc<str>,
     /// Counts head timeouts on this listener.
@@ -39,13 +47,20 @@ impl<A> ConnectionCapped<A> {
             inner: Arc::new(inner),
             limiter,
             head_timeout: None,
+            idle_timeout: DEFAULT_IDLE,
             listener: Arc::from(""),
             on_head_timeout: Arc::new(|| {}),
         }
     }
 
-    /// Name the listener (metric label) and set the request-head deadline.
-    pub fn for_listener(mut self, listener: &str, head_timeout: Duration) -> Self {
+    /// Name the listener (metric label) and set the request-head deadline and the keep-alive
+    /// idle timeout.
+    pub fn for_listener(
+        mut self,
+        listener: &str,
+        head_timeout: Duration,
+        idle_timeout: Duration,
+    ) -> Self {
         let name: Arc<str> = Arc::from(listener);
         let counted = Arc::clone(&name);
         self.on_head_timeout = Arc::new(move || {
@@ -56,6 +71,8 @@ impl<A> ConnectionCapped<A> {
         });
         self.listener = name;
         self.head_timeout = Some(head_timeout);
+        // Pingora counts keep-alive in whole seconds, at least one.
+        self.idle_timeout = idle_timeout.max(Duration::from_secs(1));
         self
     }
 
@@ -70,6 +87,9 @@ impl<A> ConnectionCapped<A> {
     }
 }
 
+/// Pingora's keep-alive timeout when nothing sets one.
+const DEFAULT_IDLE: Duration = Duration::from_secs(60);
+
 /// The TCP peer address of a downstream stream, if it has one.
 pub fn peer_ip(stream: &Stream) -> Option<IpAddr> {
     let digest = stream.get_socket_digest()?;
@@ -77,7 +97,7 @@ pub fn peer_ip(stream: &Stream) -> Option<IpAddr> {
 }
 
 #[async_trait]
-impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionCapped<A> {
+impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for ConnectionCapped<A> {
     async fn process_new(
         self: &Arc<Self>,
         session: Stream,
@@ -91,24 +111,61 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionCapped<A> {
             // Dropping the stream closes the connection.
             return None;
         };
-        let session: Stream = match self.head_timeout {
+        let _open = OpenConnection::opened();
+        let pingora_whole = matches!(
+            session.selected_alpn_proto(),
+            Some(ALPN::H2 | ALPN::Custom(_))
+        ) || self
+            .inner
+            .server_options()
+            .is_some_and(|o| o.h2c || o.force_custom);
+        if pingora_whole {
             // HTTP/2 multiplexes many heads on one connection; Pingora times those itself.
-            Some(t) if !matches!(session.selected_alpn_proto(), Some(ALPN::H2)) => Box::new(
+            return ServerApp::process_new(&self.inner, session, shutdown).await;
+        }
+        let stream: Stream = match self.head_timeout {
+            Some(t) => Box::new(
                 HeadTimedStream::new(session, t)
                     .on_timeout(Arc::clone(&self.on_head_timeout))
                     .closing_on(shutdown),
             ),
-            _ => session,
+            None => session,
         };
-        let mut next = self.inner.process_new(session, shutdown).await;
-        while let Some(stream) = next {
-            next = self.inner.process_new(stream, shutdown).await;
-        }
+        self.serve_http1(stream, shutdown).await;
         None
     }
 
     async fn cleanup(&self) {
-        self.inner.cleanup().await;
+        self.inner.http_cleanup().await;
+    }
+}
+
+impl<A: HttpServerApp + Send + Sync + 'static> ConnectionCapped<A> {
+    /// Pingora's HTTP/1 keep-alive loop, with the wait for each next request outside it.
+    async fn serve_http1(&self, stream: Stream, shutdown: &ShutdownWatch) {
+        let mut session = ServerSession::new_http1(stream);
+        // What Pingora sets on a new connection; the app's phases may change both.
+        session.set_keepalive((!*shutdown.borrow()).then_some(self.idle_timeout.as_secs()));
+        session.set_keepalive_reuses_remaining(
+            self.inner
+                .server_options()
+                .and_then(|o| o.keepalive_request_limit),
+        );
+        let mut reused = self.inner.process_new_http(session, shutdown).await;
+        while let Some(next) = reused {
+            let (mut stream, persistent) = next.consume();
+            let Idle::Next(first) =
+                wait_for_next_request(&mut stream, self.idle_timeout, shutdown).await
+            else {
+                return;
+            };
+            let mut session = ServerSession::new_http1(stream);
+            if let Some(persistent) = persistent {
+                persistent.apply_to_session(&mut session);
+            }
+            session.set_pipelined_prefix(next_head_prefix(first));
+            reused = self.inner.process_new_http(session, shutdown).await;
+        }
     }
 }
 
@@ -116,6 +173,8 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionCapped<A> {
 mod tests {
     use super::*;
     use crate::transport::connection_limit::ConnectionLimits;
+    use http::Response;
+    use pingora::apps::http_app::{HttpServer, ServeHttp};
     use pingora::protocols::GetSocketDigest;
     use pingora::protocols::SocketDigest;
     use std::os::unix::io::AsRawFd;
@@ -123,29 +182,22 @@ mod tests {
     use tokio::net::{TcpListener, TcpStream};
     use tokio::sync::{Notify, mpsc};
 
-    /// Echoes one byte back per request and reuses the connection until the client closes.
-    struct EchoApp {
+    /// Answers each request with its path, once released; keeps the connection alive.
+    struct EchoPath {
         entered: mpsc::UnboundedSender<()>,
         release: Arc<Notify>,
     }
 
     #[async_trait]
-    impl ServerApp for EchoApp {
-        async fn process_new(
-            self: &Arc<Self>,
-            mut session: Stream,
-            _shutdown: &ShutdownWatch,
-        ) -> Option<Stream> {
+    impl ServeHttp for EchoPath {
+        async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
             let _ = self.entered.send(());
             self.release.notified().await;
-            let mut b = [0u8; 1];
-            match session.read(&mut b).await {
-                Ok(1) => {
-                    session.write_all(&b).await.ok()?;
-                    Some(session)
-                }
-                _ => None,
-            }
+            let path = session.req_header().uri.path().as_bytes().to_vec();
+            Response::builder()
+                .header("content-length", path.len())
+                .body(path)
+                .expect("response")
         }
     }
 
@@ -157,34 +209,53 @@ mod tests {
         Box::new(stream)
     }
 
+    /// Sends `GET path` and reads the answer up to its body (the path itself).
+    async fn get(client: &mut TcpStream, path: &str) -> String {
+        client
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+            .await
+            .expect("write");
+        let mut got = Vec::new();
+        let mut buf = [0u8; 256];
+        while !got.ends_with(path.as_bytes()) {
+            let n = client.read(&mut buf).await.expect("read");
+            assert!(n > 0, "closed before the answer: {got:?}");
+            got.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8(got).expect("utf-8")
+    }
+
+    fn capped(
+        entered: mpsc::UnboundedSender<()>,
+        release: Arc<Notify>,
+        max_per_client: usize,
+    ) -> Arc<ConnectionCapped<HttpServer<EchoPath>>> {
+        Arc::new(ConnectionCapped::new(
+            HttpServer::new_app(EchoPath { entered, release }),
+            ConnectionLimiter::new(ConnectionLimits {
+                max_connections: 10,
+                max_per_client,
+                ipv6_prefix_len: 64,
+            }),
+        ))
+    }
+
     #[tokio::test]
     async fn over_cap_connections_are_closed_and_slots_return_on_close() {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, mut entered) = mpsc::unbounded_channel();
         let release = Arc::new(Notify::new());
-        let app = Arc::new(ConnectionCapped::new(
-            EchoApp {
-                entered: tx,
-                release: Arc::clone(&release),
-            },
-            ConnectionLimiter::new(ConnectionLimits {
-                max_connections: 10,
-                max_per_client: 1,
-                ipv6_prefix_len: 64,
-            }),
-        ));
+        let app = capped(tx, Arc::clone(&release), 1);
         let (_shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
 
-        // First connection takes the only slot for 127.0.0.1 and waits inside the app.
+        // First connection takes the only slot for 127.0.0.1.
         let mut first = TcpStream::connect(addr).await.expect("connect");
         let s1 = accepted_stream(&listener).await;
         let (app1, sd1) = (Arc::clone(&app), shutdown.clone());
         let task1 = tokio::spawn(async move { app1.process_new(s1, &sd1).await });
-        entered
-            .recv()
-            .await
-            .expect("first connection entered the app");
+        release.notify_one();
+        assert!(get(&mut first, "/a").await.ends_with("/a"));
         assert_eq!(app.limiter().active(), 1);
 
         // Second connection from the same address is refused: closed without entering the app.
@@ -193,32 +264,50 @@ mod tests {
         assert!(app.process_new(s2, &shutdown).await.is_none());
         let mut buf = [0u8; 1];
         assert_eq!(second.read(&mut buf).await.expect("read"), 0, "closed");
+        entered.recv().await.expect("first request entered");
         assert!(entered.try_recv().is_err());
 
-        // The first connection is served twice (keep-alive loop) inside one slot.
-        for byte in [b'a', b'b'] {
-            first.write_all(&[byte]).await.expect("write");
-            release.notify_one();
-            first.read_exact(&mut buf).await.expect("echo");
-            assert_eq!(buf[0], byte);
-            entered.recv().await.expect("reused");
-            assert_eq!(app.limiter().active(), 1);
-        }
-        drop(first);
+        // The first connection is served again (keep-alive loop) inside the same slot, its
+        // next head read from the byte the idle wait took plus the rest.
         release.notify_one();
+        assert!(get(&mut first, "/bb").await.ends_with("/bb"));
+        entered.recv().await.expect("reused");
+        assert_eq!(app.limiter().active(), 1);
+        drop(first);
         assert!(task1.await.expect("join").is_none());
         assert_eq!(app.limiter().active(), 0);
 
         // Slot is free again.
-        let _third = TcpStream::connect(addr).await.expect("connect");
+        let mut third = TcpStream::connect(addr).await.expect("connect");
         let s3 = accepted_stream(&listener).await;
         let (app3, sd3) = (Arc::clone(&app), shutdown.clone());
         let task3 = tokio::spawn(async move { app3.process_new(s3, &sd3).await });
-        entered
-            .recv()
-            .await
-            .expect("third connection entered the app");
+        release.notify_one();
+        assert!(get(&mut third, "/c").await.ends_with("/c"));
         assert_eq!(app.limiter().active(), 1);
         task3.abort();
+    }
+
+    #[tokio::test]
+    async fn an_idle_kept_alive_connection_closes_when_a_stop_begins() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, _entered) = mpsc::unbounded_channel();
+        let release = Arc::new(Notify::new());
+        let app = capped(tx, Arc::clone(&release), 4);
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+
+        let mut client = TcpStream::connect(addr).await.expect("connect");
+        let s = accepted_stream(&listener).await;
+        let (app1, sd) = (Arc::clone(&app), shutdown.clone());
+        let task = tokio::spawn(async move { app1.process_new(s, &sd).await });
+        release.notify_one();
+        get(&mut client, "/a").await;
+        // Idle between requests: the stop closes the connection and frees the slot.
+        stop.send(true).expect("stop");
+        assert!(task.await.expect("join").is_none());
+        let mut buf = [0u8; 1];
+        assert_eq!(client.read(&mut buf).await.expect("read"), 0, "closed");
+        assert_eq!(app.limiter().active(), 0);
     }
 }

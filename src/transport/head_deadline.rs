@@ -196,6 +196,8 @@ impl AsyncRead for HeadTimedStream {
                 read
             }
             BETWEEN_REQUESTS => {
+                // No deadline runs while idle: do not keep the last head's timer registered.
+                this.timer = None;
                 let before = buf.filled().len();
                 let read = Pin::new(&mut this.inner).poll_read(cx, buf);
                 if matches!(read, Poll::Ready(Ok(()))) && buf.filled().len() > before {

@@ -1,0 +1,140 @@
+//! The wait for the next request on an idle HTTP/1 keep-alive connection, outside Pingora.
+//!
+//! Pingora waits for the next request inside its request processing: while a connection is
+//! idle, the whole request future (the proxy's state machine, the session and its head buffer)
+//! stays allocated. Most connections of a busy client fleet are idle most of the time, so that
+//! is most of the memory per connection. [`wait_for_next_request`] waits with a small future
+//! instead, reading one byte; the request processing starts only once that byte has arrived,
+//! and gets it back as the start of the next head ([`next_head_prefix`], which Pingora's session
+//! takes as a pipelined prefix).
+//!
+//! The byte is read through the connection's [`HeadTimedStream`](super::HeadTimedStream), so the
+//! head deadline starts with it and the chunk watch sees it, exactly as when Pingora read it.
+//! The wait ends the connection on the idle timeout, on a close by the client, and as soon as a
+//! graceful stop begins.
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use pingora::protocols::Stream;
+use pingora::server::ShutdownWatch;
+use tokio::io::AsyncReadExt;
+
+/// What Pingora starts a request head with (its `INIT_HEADER_BUF_SIZE`), so a head that
+/// follows the first byte does not grow the buffer in small steps.
+const HEAD_BUF: usize = 4096;
+
+/// How an idle wait ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Idle {
+    /// The first byte of the next request.
+    Next(u8),
+    /// Closed by the client, a read error, the idle timeout or a graceful stop: close.
+    Close,
+}
+
+/// Waits up to `idle` for the first byte of the next request on `stream`.
+pub async fn wait_for_next_request(
+    stream: &mut Stream,
+    idle: Duration,
+    shutdown: &ShutdownWatch,
+) -> Idle {
+    let mut shutdown = shutdown.clone();
+    let mut byte = [0u8; 1];
+    tokio::select! {
+        // A request already sent is served, even while stopping (as Pingora does).
+        biased;
+        read = tokio::time::timeout(idle, stream.read(&mut byte)) => match read {
+            Ok(Ok(1)) => Idle::Next(byte[0]),
+            // 0 bytes (closed, or read as closed by a stopping server), an error, the timeout.
+            _ => Idle::Close,
+        },
+        // A dropped sender means the server is gone: close as well.
+        _ = shutdown.wait_for(|stopping| *stopping) => Idle::Close,
+    }
+}
+
+/// The start of the next head: the byte the wait read, with room for the rest.
+pub fn next_head_prefix(first: u8) -> BytesMut {
+    let mut buf = BytesMut::with_capacity(HEAD_BUF);
+    buf.extend_from_slice(&[first]);
+    buf
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pingora::protocols::http::ServerSession;
+    use tokio::io::{AsyncWriteExt, duplex};
+
+    const IDLE: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn the_first_byte_comes_back_as_the_start_of_the_next_head() {
+        let (server, mut client) = duplex(1024);
+        let mut stream: Stream = Box::new(server);
+        let (_tx, shutdown) = tokio::sync::watch::channel(false);
+        client
+            .write_all(b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .expect("write");
+        let Idle::Next(first) = wait_for_next_request(&mut stream, IDLE, &shutdown).await else {
+            panic!("the next request was not seen");
+        };
+        assert_eq!(first, b'G');
+        // Pingora parses the replayed byte and the rest from the stream as one head.
+        let mut session = ServerSession::new_http1(stream);
+        session.set_pipelined_prefix(next_head_prefix(first));
+        assert!(session.read_request().await.expect("parsed"));
+        assert_eq!(session.req_header().uri.path(), "/next");
+        assert_eq!(session.req_header().method, http::Method::GET);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_connection_closes_at_the_idle_timeout() {
+        let (server, _client) = duplex(16);
+        let mut stream: Stream = Box::new(server);
+        let (_tx, shutdown) = tokio::sync::watch::channel(false);
+        let started = tokio::time::Instant::now();
+        assert_eq!(
+            wait_for_next_request(&mut stream, IDLE, &shutdown).await,
+            Idle::Close
+        );
+        assert_eq!(started.elapsed(), IDLE);
+    }
+
+    #[tokio::test]
+    async fn a_client_close_or_a_graceful_stop_ends_the_wait() {
+        let (server, client) = duplex(16);
+        let mut stream: Stream = Box::new(server);
+        let (tx, shutdown) = tokio::sync::watch::channel(false);
+        drop(client);
+        assert_eq!(
+            wait_for_next_request(&mut stream, IDLE, &shutdown).await,
+            Idle::Close
+        );
+
+        let (server, _client) = duplex(16);
+        let mut stream: Stream = Box::new(server);
+        let waiting =
+            tokio::spawn(async move { wait_for_next_request(&mut stream, IDLE, &shutdown).await });
+        tx.send(true).expect("stop");
+        assert_eq!(waiting.await.expect("join"), Idle::Close);
+    }
+
+    #[tokio::test]
+    async fn once_stopping_a_request_already_sent_is_served_and_silence_closes() {
+        let (server, mut client) = duplex(16);
+        let mut stream: Stream = Box::new(server);
+        let (_tx, shutdown) = tokio::sync::watch::channel(true);
+        client.write_all(b"G").await.expect("write");
+        assert_eq!(
+            wait_for_next_request(&mut stream, IDLE, &shutdown).await,
+            Idle::Next(b'G')
+        );
+        assert_eq!(
+            wait_for_next_request(&mut stream, IDLE, &shutdown).await,
+            Idle::Close
+        );
+    }
+}
