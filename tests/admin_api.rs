@@ -405,6 +405,7 @@ async fn a_replayed_dead_letter_is_delivered() {
                 request_id: "req-dead-1".into(),
                 body: Bytes::from_static(body.as_bytes()),
                 received_at: 1,
+                traceparent: None,
             },
             far,
             far,

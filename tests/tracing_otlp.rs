@@ -406,7 +406,8 @@ async fn a_tiktok_call_and_the_token_refresh_it_forces_are_child_spans() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_webhook_delivery_is_a_span_whose_trace_id_is_on_the_delivery_log_line() {
+async fn a_webhook_delivery_is_a_child_span_of_its_ingress_whose_trace_id_is_on_the_delivery_log_line()
+ {
     const APP_KEY: &str = "abcdef";
     const APP_SECRET: &str = "123-webhook-app-secret";
     const FORWARD_SECRET: &str = "order-service-shared-secret";
@@ -467,6 +468,14 @@ async fn a_webhook_delivery_is_a_span_whose_trace_id_is_on_the_delivery_log_line
         attr(delivery, "http.response.status_code").as_deref(),
         Some("200")
     );
+    // The delivery is a child of the request that brought the webhook in: the trace context was
+    // stored with the queued event.
+    let ingress = spans
+        .iter()
+        .find(|s| s.kind == SpanKind::Server as i32)
+        .unwrap();
+    assert_eq!(delivery.trace_id, ingress.trace_id, "one trace");
+    assert_eq!(delivery.parent_span_id, ingress.span_id, "its parent");
     // The order service received the delivery span's traceparent.
     let got = &orders.received()[0];
     assert_eq!(

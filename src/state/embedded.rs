@@ -37,8 +37,9 @@ use record::Record;
 
 /// Bumped with every change of the tables below; a file with a larger number is refused.
 /// 1: queue, dedupe, tokens, leases, blocks. 2: the audit log. 3: seller authorization states
-/// and shops.
-pub const SCHEMA_VERSION: u64 = 3;
+/// and shops. 4: queued events carry their ingress request's trace context (record version
+/// 3); an older binary must not read them.
+pub const SCHEMA_VERSION: u64 = 4;
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("state_meta");
 /// Events by id; the value is an encoded [`Record`].
@@ -541,6 +542,7 @@ impl StateStore for EmbeddedStore {
                             dedup_key: event.dedup_key.clone(),
                             request_id: event.request_id,
                             body: event.body,
+                            traceparent: event.traceparent.unwrap_or_default(),
                         };
                         txn.open_table(EVENTS)?
                             .insert(id, record.encode().as_slice())?;
@@ -614,6 +616,7 @@ impl StateStore for EmbeddedStore {
                         body: record.body,
                         received_at: record.received_at,
                         attempts: record.attempts,
+                        traceparent: (!record.traceparent.is_empty()).then_some(record.traceparent),
                     });
                 }
             }
@@ -1266,6 +1269,7 @@ mod tests {
             // Large enough that every insert needs new pages.
             body: Bytes::from(vec![b'x'; 64 * 1024]),
             received_at: 1,
+            traceparent: None,
         }
     }
 

@@ -304,6 +304,7 @@ impl StateStore for PostgresStore {
                     &event.request_id,
                     &body,
                     &event.received_at,
+                    &event.traceparent,
                 ],
             )
             .await?;
@@ -345,6 +346,7 @@ impl StateStore for PostgresStore {
                 body: Bytes::from(body),
                 received_at: row.try_get(6).map_err(get)?,
                 attempts: u32::try_from(row.try_get::<_, i32>(7).map_err(get)?).unwrap_or(0),
+                traceparent: row.try_get(8).map_err(get)?,
             });
         }
         // Oldest first, as they were due.

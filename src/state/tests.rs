@@ -21,6 +21,8 @@ fn event(n: usize) -> NewEvent {
             "{{\"tts_notification_id\":\"notif-{n}\"}}\r\n\u{0}"
         )),
         received_at: T0 / 1000,
+        // Odd events come with the trace context of the request that brought them.
+        traceparent: (n % 2 == 1).then(|| format!("00-{:032x}-{:016x}-01", n + 1, n + 1)),
     }
 }
 
@@ -107,6 +109,11 @@ async fn queue_behaviour(store: SharedState) {
     assert_eq!(claimed[0].body, event(1).body);
     assert_eq!(claimed[0].dedup_key, "notif-1");
     assert_eq!(claimed[0].received_at, T0 / 1000);
+    assert_eq!(claimed[0].traceparent, event(1).traceparent);
+    assert!(
+        claimed.iter().any(|c| c.traceparent.is_none()),
+        "and none for the others"
+    );
     assert!(
         store
             .claim(10, T0 + 999, T0 + 2_000)

@@ -17,6 +17,9 @@ pub struct NewEvent {
     pub body: Bytes,
     /// Unix seconds at which the gateway accepted it.
     pub received_at: i64,
+    /// W3C `traceparent` of the request that brought it (tracing on), so its deliveries are
+    /// spans of the same trace.
+    pub traceparent: Option<String>,
 }
 
 impl std::fmt::Debug for NewEvent {
@@ -62,6 +65,8 @@ pub struct ClaimedEvent {
     pub received_at: i64,
     /// Failed attempts so far.
     pub attempts: u32,
+    /// W3C `traceparent` of the request that brought it, if one was recorded.
+    pub traceparent: Option<String>,
 }
 
 impl std::fmt::Debug for ClaimedEvent {

@@ -58,7 +58,7 @@ pub struct DeliverySettings {
     pub tls: Vec<DeliveryTls>,
     /// Told about every attempt (the access log's delivery lines).
     pub observer: Option<Arc<dyn DeliveryObserver>>,
-    /// A client span per attempt (a root span: the webhook's own trace is not stored with it).
+    /// A client span per attempt, a child of the ingress request's span when it was traced.
     pub tracing: crate::telemetry::otel::Tracing,
 }
 
@@ -559,10 +559,16 @@ impl<T: Transport> DeliveryWorker<T> {
         } else {
             event.request_id.as_str()
         };
-        let span = self.settings.tracing.client_span(
-            "webhook.delivery".into(),
-            Some(&crate::telemetry::otel::TraceCx::new()),
-        );
+        // A child of the request that brought the webhook in, when its trace was recorded;
+        // otherwise a trace of its own.
+        let parent = match &event.traceparent {
+            Some(tp) => crate::telemetry::otel::from_traceparent(tp),
+            None => crate::telemetry::otel::TraceCx::new(),
+        };
+        let span = self
+            .settings
+            .tracing
+            .client_span("webhook.delivery".into(), Some(&parent));
         let traceparent = span.as_ref().and_then(crate::telemetry::otel::traceparent);
         let trace_id = span.as_ref().map(crate::telemetry::otel::trace_id);
         let sent = std::time::Instant::now();
@@ -705,6 +711,7 @@ mod tests {
             dedup_key: format!("notif-{n}"),
             request_id: format!("req-{n}"),
             body: Bytes::from(format!("{{\"tts_notification_id\":\"notif-{n}\"}}")),
+            traceparent: None,
         }
     }
 

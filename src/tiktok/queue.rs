@@ -29,6 +29,8 @@ pub struct IncomingEvent {
     pub dedup_key: String,
     pub request_id: String,
     pub body: bytes::Bytes,
+    /// The ingress request's span, as a `traceparent` (tracing on).
+    pub traceparent: Option<String>,
 }
 
 /// Timing of the queue.
@@ -102,6 +104,7 @@ impl WebhookQueue {
             request_id: event.request_id,
             body: event.body,
             received_at: now / 1000,
+            traceparent: event.traceparent,
         };
         let accepted = self
             .observed(

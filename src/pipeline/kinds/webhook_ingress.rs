@@ -66,6 +66,11 @@ pub async fn accept(
         dedup_key: key,
         request_id: req.ctx.request_id.clone(),
         body: raw,
+        traceparent: req
+            .ctx
+            .trace
+            .as_ref()
+            .and_then(crate::telemetry::otel::traceparent),
     };
     // Committed before the 200: a crash afterwards loses nothing, and a replay is recognised.
     let accepted = services.queue.accept(event).await.map_err(|e| {

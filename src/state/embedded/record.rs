@@ -4,13 +4,16 @@
 //! service will receive and what the gateway's proof signs) without base64 or escaping, and so a
 //! damaged record is detected (truncation, trailing bytes, bad UTF-8) instead of half-read.
 //!
-//! Version 2 (this one) adds the claim's lease token, the dead-letter time and millisecond
-//! due times. Version 1 records (the queue file before the state layer) are still read, once,
-//! by the migration that moves them into the state file's tables.
+//! Version 2 added the claim's lease token, the dead-letter time and millisecond due times;
+//! version 3 (this one) adds the ingress request's `traceparent` after the body. Version 2
+//! records are read as they are (no trace context). Version 1 records (the queue file before the
+//! state layer) are still read, once, by the migration that moves them into the state file's
+//! tables.
 
 use bytes::Bytes;
 
-const VERSION: u8 = 2;
+const VERSION: u8 = 3;
+const VERSION_2: u8 = 2;
 const VERSION_1: u8 = 1;
 
 /// Everything the gateway keeps about an accepted webhook until the order service acknowledges it.
@@ -31,6 +34,8 @@ pub(crate) struct Record {
     pub dedup_key: String,
     pub request_id: String,
     pub body: Bytes,
+    /// The ingress request's `traceparent`; empty when none was recorded.
+    pub traceparent: String,
 }
 
 /// A record that cannot be decoded. Says nothing about its content.
@@ -40,7 +45,16 @@ pub(crate) struct Malformed;
 impl Record {
     pub fn encode(&self) -> Vec<u8> {
         let strings = [&self.route, &self.target, &self.dedup_key, &self.request_id];
-        let len = 1 + 4 + 8 + 8 + 8 + 8 + strings.iter().map(|s| 4 + s.len()).sum::<usize>() + 4;
+        let len = 1
+            + 4
+            + 8
+            + 8
+            + 8
+            + 8
+            + strings.iter().map(|s| 4 + s.len()).sum::<usize>()
+            + 4
+            + 4
+            + self.traceparent.len();
         let mut out = Vec::with_capacity(len + self.body.len());
         out.push(VERSION);
         out.extend_from_slice(&self.attempts.to_le_bytes());
@@ -52,31 +66,39 @@ impl Record {
             put_bytes(&mut out, s.as_bytes());
         }
         put_bytes(&mut out, &self.body);
+        put_bytes(&mut out, self.traceparent.as_bytes());
         out
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, Malformed> {
         let mut r = Reader(bytes);
-        if r.take(1)? != [VERSION] {
-            return Err(Malformed);
-        }
+        let version = r.take(1)?;
+        let traced = match version {
+            [VERSION] => true,
+            [VERSION_2] => false,
+            _ => return Err(Malformed),
+        };
         let attempts = u32::from_le_bytes(r.array()?);
         let received_at = i64::from_le_bytes(r.array()?);
         let next_attempt_at = i64::from_le_bytes(r.array()?);
         let lease = u64::from_le_bytes(r.array()?);
         let dead_at = i64::from_le_bytes(r.array()?);
-        r.rest(Self {
-            attempts,
-            received_at,
-            next_attempt_at,
-            lease,
-            dead_at,
-            route: String::new(),
-            target: String::new(),
-            dedup_key: String::new(),
-            request_id: String::new(),
-            body: Bytes::new(),
-        })
+        r.rest(
+            Self {
+                attempts,
+                received_at,
+                next_attempt_at,
+                lease,
+                dead_at,
+                route: String::new(),
+                target: String::new(),
+                dedup_key: String::new(),
+                request_id: String::new(),
+                body: Bytes::new(),
+                traceparent: String::new(),
+            },
+            traced,
+        )
     }
 
     /// A version 1 record (the queue file's): retry time in seconds, no lease, never dead.
@@ -88,18 +110,22 @@ impl Record {
         let attempts = u32::from_le_bytes(r.array()?);
         let received_at = i64::from_le_bytes(r.array()?);
         let next_attempt_at = i64::from_le_bytes(r.array()?).saturating_mul(1000);
-        r.rest(Self {
-            attempts,
-            received_at,
-            next_attempt_at,
-            lease: 0,
-            dead_at: 0,
-            route: String::new(),
-            target: String::new(),
-            dedup_key: String::new(),
-            request_id: String::new(),
-            body: Bytes::new(),
-        })
+        r.rest(
+            Self {
+                attempts,
+                received_at,
+                next_attempt_at,
+                lease: 0,
+                dead_at: 0,
+                route: String::new(),
+                target: String::new(),
+                dedup_key: String::new(),
+                request_id: String::new(),
+                body: Bytes::new(),
+                traceparent: String::new(),
+            },
+            false,
+        )
     }
 }
 
@@ -135,13 +161,17 @@ impl<'a> Reader<'a> {
         String::from_utf8(bytes.to_vec()).map_err(|_| Malformed)
     }
 
-    /// The strings and the body, which both versions share, and nothing after them.
-    fn rest(mut self, mut record: Record) -> Result<Record, Malformed> {
+    /// The strings and the body, which every version has, then (version 3) the traceparent, and
+    /// nothing after them.
+    fn rest(mut self, mut record: Record, traced: bool) -> Result<Record, Malformed> {
         record.route = self.string()?;
         record.target = self.string()?;
         record.dedup_key = self.string()?;
         record.request_id = self.string()?;
         record.body = Bytes::copy_from_slice(self.prefixed()?);
+        if traced {
+            record.traceparent = self.string()?;
+        }
         if !self.0.is_empty() {
             return Err(Malformed);
         }
@@ -165,7 +195,21 @@ mod tests {
             dedup_key: "7380066284010030890".into(),
             request_id: "req-1".into(),
             body: Bytes::from_static(b"{\"type\":1}\r\n \x00\xff"),
+            traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
         }
+    }
+
+    #[test]
+    fn a_version_2_record_reads_without_trace_context() {
+        let r = Record {
+            traceparent: String::new(),
+            ..sample()
+        };
+        let mut v2 = r.encode();
+        // Version 2 is version 3 without the trailing traceparent.
+        v2[0] = VERSION_2;
+        v2.truncate(v2.len() - 4);
+        assert!(Record::decode(&v2) == Ok(r));
     }
 
     #[test]

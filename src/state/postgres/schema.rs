@@ -6,7 +6,7 @@ use super::{BLOCKS_CHANNEL, unavailable};
 use crate::state::StateError;
 
 /// The version this gateway writes; a database recording a larger one is refused at start-up.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Every replica takes this advisory lock while it creates or migrates a schema, so replicas
 /// starting together do not race (the value is arbitrary but fixed).
@@ -106,6 +106,10 @@ const MIGRATIONS: &[&str] = &[
         updated_at bigint NOT NULL
     );
     INSERT INTO {s}.meta (key, value) VALUES ('shop_version', 0) ON CONFLICT DO NOTHING;
+    "#,
+    // 4: a queued event keeps its ingress request's trace context, so deliveries join its trace.
+    r#"
+    ALTER TABLE {s}.webhook_events ADD COLUMN traceparent text;
     "#,
 ];
 
@@ -233,8 +237,9 @@ impl Sql {
                     RETURNING 1
                  )
                  INSERT INTO {s}.webhook_events
-                    (route, target, dedup_key, request_id, body, received_at, next_attempt_at)
-                 SELECT $4, $5, $1, $6, $7, $8, $3 FROM seen
+                    (route, target, dedup_key, request_id, body, received_at, next_attempt_at,
+                     traceparent)
+                 SELECT $4, $5, $1, $6, $7, $8, $3, $9 FROM seen
                  RETURNING id"
             ),
             // A claim moves the due time to the lease's end: a claim nobody finishes is due
@@ -248,7 +253,8 @@ impl Sql {
                     LIMIT $4
                     FOR UPDATE SKIP LOCKED
                  )
-                 RETURNING id, route, target, dedup_key, request_id, body, received_at, attempts"
+                 RETURNING id, route, target, dedup_key, request_id, body, received_at, attempts,
+                    traceparent"
             ),
             ack: format!("DELETE FROM {s}.webhook_events WHERE id = $1"),
             retry: format!(

@@ -28,7 +28,7 @@ use opentelemetry_sdk::trace::{
 
 pub use opentelemetry::Context as TraceCx;
 pub use opentelemetry::context::FutureExt as WithTraceCx;
-pub use propagation::{TRACESTATE, traceparent, tracestate};
+pub use propagation::{TRACESTATE, from_traceparent, traceparent, tracestate};
 
 use crate::config::TracingConfig;
 use crate::limit::TrustedProxies;

@@ -31,6 +31,16 @@ pub(super) fn extract(headers: &http::HeaderMap) -> Context {
     TraceContextPropagator::new().extract(&Headers(headers))
 }
 
+/// The context a stored `traceparent` names (an empty context when it is malformed): the
+/// parent of work done later for the same request, such as a webhook's deliveries.
+pub fn from_traceparent(value: &str) -> Context {
+    let mut headers = http::HeaderMap::new();
+    if let Ok(v) = http::HeaderValue::from_str(value) {
+        headers.insert(crate::telemetry::trace_context::TRACEPARENT, v);
+    }
+    extract(&headers)
+}
+
 /// `traceparent` for the span of `cx`, when it has a valid one.
 pub fn traceparent(cx: &Context) -> Option<String> {
     let span = cx.span();
