@@ -147,11 +147,12 @@ pub fn build_server_on(
             services: gateway.state.clone(),
         },
     ));
+    // A stop waits for the writer too: what is queued when the stop begins is stored first.
     server.add_service(background_service(
         "audit log writer",
-        crate::audit::AuditWriter {
+        in_flight.background(crate::audit::AuditWriter {
             log: gateway.audit.clone(),
-        },
+        }),
     ));
     server.add_service(background_service(
         "tiktok tokens and webhook delivery",
