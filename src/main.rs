@@ -74,11 +74,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// `validate`: every problem of the config, as text on stderr or as JSON on stdout; exit 1 on
-/// any error. Warnings are printed and do not fail it.
-fn validate(path: &Path, format: Format) -> ExitCode {
-    let name = path.display().to_string();
-    let (text, checked) = match read_text(path) {
+/// The config file's text and what `validate` finds in it (an unreadable file is one issue).
+fn checked_text(path: &Path) -> (String, build::Validated) {
+    match read_text(path) {
         Ok(text) => {
             let checked = build::validate_text(&text, path);
             (text, checked)
@@ -90,7 +88,14 @@ fn validate(path: &Path, format: Format) -> ExitCode {
                 issues: e.issues,
             },
         ),
-    };
+    }
+}
+
+/// `validate`: every problem of the config, as text on stderr or as JSON on stdout; exit 1 on
+/// any error. Warnings are printed and do not fail it.
+fn validate(path: &Path, format: Format) -> ExitCode {
+    let name = path.display().to_string();
+    let (text, checked) = checked_text(path);
     if format == Format::Json {
         println!("{}", report::json(&name, &checked.issues));
     } else if !checked.issues.is_empty() {
@@ -122,19 +127,7 @@ fn validate(path: &Path, format: Format) -> ExitCode {
 /// it does not validate), then checked against the security policy; exit 1 on any FAIL.
 fn policy_report(path: &Path, format: Format) -> ExitCode {
     let name = path.display().to_string();
-    let (text, checked) = match read_text(path) {
-        Ok(text) => {
-            let checked = build::validate_text(&text, path);
-            (text, checked)
-        }
-        Err(e) => (
-            String::new(),
-            build::Validated {
-                snapshot: None,
-                issues: e.issues,
-            },
-        ),
-    };
+    let (text, checked) = checked_text(path);
     let Some(snapshot) = checked.snapshot else {
         if format == Format::Json {
             println!("{}", report::json(&name, &checked.issues));
