@@ -71,7 +71,13 @@ pub struct HeadTimedStream {
     stopped: bool,
     /// A byte of the current head has arrived (a fresh connection is idle until then).
     head_started: bool,
+    /// Once stopping, how long a fresh connection still waits for its first byte.
+    fresh_grace: Option<Pin<Box<Sleep>>>,
 }
+
+/// A connection accepted just before a stop may have its first request on the way (a client
+/// connects, then writes): it gets this long for the first byte before it is closed as idle.
+const FRESH_CONNECTION_GRACE: Duration = Duration::from_millis(500);
 
 impl HeadTimedStream {
     /// Wrap a freshly accepted stream: the first head's deadline starts now.
@@ -86,6 +92,7 @@ impl HeadTimedStream {
             stopping: None,
             stopped: false,
             head_started: false,
+            fresh_grace: None,
         }
     }
 
@@ -235,7 +242,12 @@ impl AsyncRead for HeadTimedStream {
                     this.chunks.on_head_bytes(&buf.filled()[before..]);
                 }
                 if read.is_pending() && !this.head_started && this.stop_begun(cx) {
-                    return Poll::Ready(Ok(()));
+                    let grace = this.fresh_grace.get_or_insert_with(|| {
+                        Box::pin(tokio::time::sleep(FRESH_CONNECTION_GRACE))
+                    });
+                    if grace.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Ok(()));
+                    }
                 }
                 read
             }
