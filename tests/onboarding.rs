@@ -41,6 +41,16 @@ struct Ports {
     admin: u16,
 }
 
+impl Ports {
+    fn free() -> Self {
+        Self {
+            egress: free_port(),
+            public: free_port(),
+            admin: free_port(),
+        }
+    }
+}
+
 fn config(
     ports: &Ports,
     sb: &SandboxConfig,
@@ -135,11 +145,7 @@ async fn setup() -> Setup {
     let sandbox = sandbox::spawn(sb.clone()).await.unwrap();
     let idp = DevIdp::start(Arc::new(SystemClock)).await.unwrap();
     let orders = OrderService::spawn(None).await.unwrap();
-    let ports = Ports {
-        egress: free_port(),
-        public: free_port(),
-        admin: free_port(),
-    };
+    let ports = Ports::free();
     let gw = TestGateway::with(&config(&ports, &sb, &sandbox.base_url(), &idp, &orders));
     sandbox.state().set_redirect_uri(&format!(
         "http://127.0.0.1:{}/tiktok/authorized",
@@ -757,16 +763,8 @@ async fn postgres_a_shop_onboarded_on_one_replica_is_served_and_revoked_on_anoth
         );
         (TestGateway::with(&config), ports)
     };
-    let (a, a_ports) = replica(Ports {
-        egress: free_port(),
-        public: free_port(),
-        admin: free_port(),
-    });
-    let (_b, b_ports) = replica(Ports {
-        egress: free_port(),
-        public: free_port(),
-        admin: free_port(),
-    });
+    let (a, a_ports) = replica(Ports::free());
+    let (_b, b_ports) = replica(Ports::free());
     sandbox.state().set_redirect_uri(&format!(
         "http://127.0.0.1:{}/tiktok/authorized",
         a_ports.public
@@ -908,11 +906,7 @@ async fn postgres_an_onboarded_shop_and_a_revocation_survive_a_restart() {
         );
         (TestGateway::with(&config), ports)
     };
-    let (gw, ports) = start(Ports {
-        egress: free_port(),
-        public: free_port(),
-        admin: free_port(),
-    });
+    let (gw, ports) = start(Ports::free());
     sandbox.state().set_redirect_uri(&format!(
         "http://127.0.0.1:{}/tiktok/authorized",
         ports.public
@@ -948,11 +942,7 @@ async fn postgres_an_onboarded_shop_and_a_revocation_survive_a_restart() {
 
     // Same state file, same config: the onboarded shop is served from its stored tokens, the
     // revoked configured shop stays refused.
-    let ports = Ports {
-        egress: free_port(),
-        public: free_port(),
-        admin: free_port(),
-    };
+    let ports = Ports::free();
     let config = config_with_state(
         &ports,
         &sb,
