@@ -162,6 +162,34 @@ async fn http2_is_offered_and_works() {
     assert_eq!(&got[1].body[..], br#"{"h2":"body"}"#);
 }
 
+/// The HTTP/2 frame buffers are released while a connection is idle and allocated again when it
+/// is used (patches/h2): bodies larger than both buffers, on one connection, with idle gaps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_bodies_arrive_whole_across_idle_gaps() {
+    let (gw, orders, p) = setup().await;
+    let client = https_client(&gw.certs);
+    for round in 0..3u8 {
+        // 40 KiB: five times the read buffer, in several DATA frames.
+        let pad = char::from(b'a' + round).to_string().repeat(40 * 1024);
+        let body = format!(r#"{{"round":{round},"pad":"{pad}"}}"#);
+        let res = client
+            .post(url(&p, "/events"))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.version(), reqwest::Version::HTTP_2);
+        assert_eq!(res.status(), 200);
+        assert!(!res.bytes().await.unwrap().is_empty());
+        let got = orders.received();
+        assert_eq!(got.len(), usize::from(round) + 1);
+        assert_eq!(got[usize::from(round)].body, body.as_bytes());
+        // Idle: both buffers are released before the next round.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rewrite_keeps_query() {
     let (gw, orders, p) = setup().await;
