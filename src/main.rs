@@ -18,6 +18,9 @@ use tiktok_gateway::server::{build, dev_certs, lifecycle};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // First, before the heap grows: pages faulted in as huge pages stay huge. A failure is
+    // logged when the server is built, which asks again.
+    let _ = tiktok_gateway::transport::memory_return::disable_transparent_huge_pages();
     tiktok_gateway::transport::install_crypto_provider();
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run {

@@ -178,6 +178,10 @@ pub fn build_server_on(
         "readiness checks",
         ReadinessChecks::new(gateway.readiness.clone(), checks_for(&gateway)),
     ));
+    // Before the first connection (`main` asks first; asking again is harmless and logs).
+    if let Err(e) = crate::transport::memory_return::disable_transparent_huge_pages() {
+        tracing::warn!(error = %e, "could not turn transparent huge pages off: memory returned after a spike of connections may come back");
+    }
     server.add_service(background_service(
         "memory return after connection spikes",
         MemoryReturn,

@@ -82,8 +82,12 @@ const META_SHOP_VERSION: &str = "shop_version";
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// Longest dedupe key accepted; notification ids and hex digests are far shorter.
 pub const MAX_KEY_LEN: usize = 256;
-/// redb's page cache; the store is write-mostly, so a small cache is enough.
-const CACHE_BYTES: usize = 32 * 1024 * 1024;
+/// redb's page cache. redb moves every page it writes into this cache until it is full, and the
+/// store is written at least once a second (the readiness ping), so an idle gateway's RSS grows
+/// by the whole cache within minutes of starting, with pages nobody reads again. The store is
+/// write-mostly; the few reads (dedupe, queue, tokens) fit in a small cache, and the OS page
+/// cache serves the rest.
+const CACHE_BYTES: usize = 4 * 1024 * 1024;
 
 /// Where the database lives, so it can be opened again after an I/O failure.
 #[derive(Clone)]
