@@ -11,12 +11,14 @@
 //! ([`keepalive`](super::keepalive)), so an idle connection holds no request state. HTTP/2
 //! connections are handed to Pingora whole.
 
+use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pingora::apps::{HttpServerApp, ServerApp};
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream, ServerApp};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::{ALPN, Stream};
 use pingora::server::ShutdownWatch;
@@ -142,31 +144,74 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for ConnectionCapped<A>
 
 impl<A: HttpServerApp + Send + Sync + 'static> ConnectionCapped<A> {
     /// Pingora's HTTP/1 keep-alive loop, with the wait for each next request outside it.
+    ///
+    /// This future lives as long as the connection, idle time included, so it holds only the
+    /// stream and the boxed request future: each session is built in [`Self::serve_request`]
+    /// (a plain function), since a session held in this future's state, even moved out, would
+    /// make every idle connection's future the size of a whole session.
     async fn serve_http1(&self, stream: Stream, shutdown: &ShutdownWatch) {
-        let mut session = ServerSession::new_http1(stream);
         // What Pingora sets on a new connection; the app's phases may change both.
-        session.set_keepalive((!*shutdown.borrow()).then_some(self.idle_timeout.as_secs()));
-        session.set_keepalive_reuses_remaining(
-            self.inner
+        let first = FirstRequest {
+            keepalive: (!*shutdown.borrow()).then_some(self.idle_timeout.as_secs()),
+            reuses: self
+                .inner
                 .server_options()
                 .and_then(|o| o.keepalive_request_limit),
-        );
-        let mut reused = self.inner.process_new_http(session, shutdown).await;
+        };
+        let mut reused = self
+            .serve_request(stream, Next::First(first), shutdown)
+            .await;
         while let Some(next) = reused {
             let (mut stream, persistent) = next.consume();
-            let Idle::Next(first) =
+            let Idle::Next(byte) =
                 wait_for_next_request(&mut stream, self.idle_timeout, shutdown).await
             else {
                 return;
             };
-            let mut session = ServerSession::new_http1(stream);
-            if let Some(persistent) = persistent {
-                persistent.apply_to_session(&mut session);
-            }
-            session.set_pipelined_prefix(next_head_prefix(first));
-            reused = self.inner.process_new_http(session, shutdown).await;
+            reused = self
+                .serve_request(stream, Next::Reused { persistent, byte }, shutdown)
+                .await;
         }
     }
+
+    /// One request on `stream`: Pingora's request future, boxed, with its session in it.
+    fn serve_request<'a>(
+        &'a self,
+        stream: Stream,
+        next: Next,
+        shutdown: &'a ShutdownWatch,
+    ) -> Pin<Box<dyn Future<Output = Option<ReusedHttpStream>> + Send + 'a>> {
+        let mut session = ServerSession::new_http1(stream);
+        match next {
+            Next::First(first) => {
+                session.set_keepalive(first.keepalive);
+                session.set_keepalive_reuses_remaining(first.reuses);
+            }
+            Next::Reused { persistent, byte } => {
+                if let Some(persistent) = persistent {
+                    persistent.apply_to_session(&mut session);
+                }
+                session.set_pipelined_prefix(next_head_prefix(byte));
+            }
+        }
+        self.inner.process_new_http(session, shutdown)
+    }
+}
+
+/// The keep-alive settings of a connection's first request.
+struct FirstRequest {
+    keepalive: Option<u64>,
+    reuses: Option<u32>,
+}
+
+/// Which request of a kept-alive connection comes next.
+enum Next {
+    First(FirstRequest),
+    /// A later one: the settings the last request left, and the byte the idle wait read.
+    Reused {
+        persistent: Option<HttpPersistentSettings>,
+        byte: u8,
+    },
 }
 
 #[cfg(test)]
