@@ -207,7 +207,9 @@ impl RateLimiter {
         };
         let (verdict, source) = match &self.shared {
             None => (self.check_local(entry, key), DecisionSource::Local),
-            Some(shared) => self.check_shared(shared, entry, key).await,
+            // Boxed: the Redis call's state would otherwise size every request's future, local
+            // limits included, and each request's future is copied whole when it starts.
+            Some(shared) => Box::pin(self.check_shared(shared, entry, key)).await,
         };
         // `rate_limited_total` counts callers over a limit; refusals for a backend outage
         // (`fail_closed`) show in the backend-error counter and the 503 refusals instead.

@@ -107,11 +107,12 @@ async fn authenticate(req: &mut Request<'_>, route: &CompiledRoute) -> Result<()
             auth_stage::authenticate(requirement, &route.name, req.session, req.ctx).await?
         }
         (Authenticator::WebhookSignature, RouteKind::WebhookIngress(plan)) => {
-            let raw = body::read_whole(
+            // Boxed, like the kind handlers: only webhook routes carry this body read's state.
+            let raw = Box::pin(body::read_whole(
                 req.session,
                 route.config.inspection.max_body(),
                 req.ctx.body_rate,
-            )
+            ))
             .await?;
             kinds::webhook_ingress::verify(plan, &route.name, req.session, &raw, req.ctx)
                 .inspect_err(|_| {

@@ -22,17 +22,22 @@ pub enum Handled {
     Upstream(Reply),
 }
 
+/// The kind's handler. The non-proxy handlers' futures are boxed where they run: inline, their
+/// state (a TikTok call, a durable store write) would size every request's future, proxied ones
+/// included, and Pingora copies that future whole for each request.
 pub async fn handle(req: &mut Request<'_>, route: &CompiledRoute) -> Result<Handled, GatewayError> {
     match &route.kind {
         RouteKind::Proxy => Ok(Handled::Proxy),
-        RouteKind::TikTokEgress(plan) => tiktok_egress::send(req, route, plan)
+        RouteKind::TikTokEgress(plan) => Box::pin(tiktok_egress::send(req, route, plan))
             .await
             .map(Handled::Upstream),
-        RouteKind::WebhookIngress(plan) => webhook_ingress::accept(req, route, plan)
+        RouteKind::WebhookIngress(plan) => Box::pin(webhook_ingress::accept(req, route, plan))
             .await
             .map(Handled::Answer),
-        RouteKind::TikTokAuthorization(plan) => tiktok_authorization::callback(req, route, plan)
-            .await
-            .map(Handled::Answer),
+        RouteKind::TikTokAuthorization(plan) => {
+            Box::pin(tiktok_authorization::callback(req, route, plan))
+                .await
+                .map(Handled::Answer)
+        }
     }
 }
