@@ -77,6 +77,8 @@ stop_server() {
 trap cleanup EXIT
 
 "$GW" certs --out "$work" >/dev/null
+AUDIT_SIGNING_KEY=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
+export AUDIT_SIGNING_KEY
 
 nginx_conf() { # name, http block body
   cat > "$work/nginx-$1.conf" <<NGINX
@@ -138,6 +140,8 @@ routes:
     upstream: backend
 logging: { access_log: $work/access.log, level: warn }
 server: { threads: ${1#gw} }
+# Signed audit checkpoints, as in production (without a key the gateway warns at start-up).
+audit: { signing_key: "\${env:AUDIT_SIGNING_KEY}" }
 YAML
       # shellcheck disable=SC2086
       env $GW_ENV "$GW" run --config "$work/gateway.yaml" >"$work/gateway.out" 2>&1 &

@@ -57,6 +57,8 @@ cleanup() {
 trap cleanup EXIT
 
 "$GW" certs --out "$work" >/dev/null
+AUDIT_SIGNING_KEY=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
+export AUDIT_SIGNING_KEY
 cat > "$work/nginx.conf" <<NGINX
 worker_processes 1;
 pid $work/nginx.pid;
@@ -85,6 +87,8 @@ routes:
 # The access log is written (the batching writer runs) but not kept: 1500 lines/s for 30 min.
 logging: { access_log: /dev/null, level: warn }
 server: { threads: $THREADS }
+# Signed audit checkpoints, as in production (without a key the gateway warns at start-up).
+audit: { signing_key: "\${env:AUDIT_SIGNING_KEY}" }
 YAML
 "$GW" run --config "$work/gateway.yaml" >"$OUT/gateway.log" 2>&1 &
 GW_PID=$!
