@@ -10,7 +10,10 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::sync::Arc;
 
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::LogTarget;
@@ -77,7 +80,8 @@ pub fn install_logging(
         privacy.clone(),
         Tagged(sink),
     )?;
-    subscriber
+    RecoveredDependencyEvents
+        .with_subscriber(subscriber)
         .try_init()
         .map_err(|_| PrivacyError::SubscriberAlreadySet)?;
     crate::privacy::install_panic_hook(privacy.clone());
@@ -85,6 +89,77 @@ pub fn install_logging(
         tracing::warn!("{note}");
     }
     Ok(())
+}
+
+/// Dependency events logged as errors that the dependency recovers from itself and that need
+/// nothing from an operator: (target, message, the `event` label they are counted under).
+const RECOVERED: &[(&str, &str, &str)] = &[
+    // Pingora's upstream pool found an idle connection, but the task watching it had not yet
+    // let go; Pingora connects anew and the request goes on. Seen under CPU load in the soak.
+    (
+        "pingora_core::connectors",
+        "failed to acquire reusable stream",
+        "upstream_pool_reuse_race",
+    ),
+];
+
+/// Counts the [`RECOVERED`] events in `dependency_recovered_events_total{event}` instead of
+/// writing them as `ERROR` lines (which would page someone for nothing). Every other event
+/// passes untouched.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RecoveredDependencyEvents;
+
+impl RecoveredDependencyEvents {
+    /// The `event` label if `event` is one of the [`RECOVERED`] ones.
+    fn recovered(event: &Event<'_>) -> Option<&'static str> {
+        let meta = event.metadata();
+        if *meta.level() != Level::ERROR {
+            return None;
+        }
+        let candidates = RECOVERED.iter().filter(|(t, _, _)| *t == meta.target());
+        let mut message = MessageOf(None);
+        for (_, text, label) in candidates {
+            if message.0.is_none() {
+                event.record(&mut message);
+            }
+            if message.0.as_deref() == Some(*text) {
+                return Some(label);
+            }
+        }
+        None
+    }
+}
+
+impl<S: Subscriber> Layer<S> for RecoveredDependencyEvents {
+    fn event_enabled(&self, event: &Event<'_>, _: Context<'_, S>) -> bool {
+        match Self::recovered(event) {
+            Some(label) => {
+                crate::telemetry::metrics::metrics()
+                    .dependency_recovered_events
+                    .with_label_values(&[label])
+                    .inc();
+                false
+            }
+            None => true,
+        }
+    }
+}
+
+/// The `message` field of an event, as text.
+struct MessageOf(Option<String>);
+
+impl Visit for MessageOf {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.0 = Some(value.to_owned());
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.0 = Some(format!("{value:?}"));
+        }
+    }
 }
 
 /// The application-log sink.
@@ -160,6 +235,37 @@ impl<W: Write> Write for TaggedWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::privacy::{CapturedLogs, LogSettings, PrivacyEngine, PrivacySettings};
+
+    #[test]
+    fn a_recovered_dependency_error_is_counted_not_logged() {
+        let logs = CapturedLogs::new();
+        let engine = PrivacyEngine::new(&PrivacySettings::with_key(crate::config::Secret::new(
+            "test-pseudonym-key-0123456789",
+        )))
+        .expect("engine");
+        let sub = logs
+            .subscriber(&LogSettings::default(), engine.into_shared())
+            .expect("subscriber");
+        let counted = || {
+            crate::telemetry::metrics::metrics()
+                .dependency_recovered_events
+                .with_label_values(&["upstream_pool_reuse_race"])
+                .get()
+        };
+        let before = counted();
+        tracing::subscriber::with_default(RecoveredDependencyEvents.with_subscriber(sub), || {
+            tracing::error!(target: "pingora_core::connectors", "failed to acquire reusable stream");
+            // Anything else, even from the same place, is still an error line.
+            tracing::error!(target: "pingora_core::connectors", "failed to acquire a socket");
+            tracing::error!(target: "tiktok_gateway", "failed to acquire reusable stream");
+        });
+        let out = logs.contents();
+        assert_eq!(out.lines().count(), 2, "{out}");
+        assert!(out.contains("failed to acquire a socket"), "{out}");
+        assert!(out.contains(r#""target":"tiktok_gateway""#), "{out}");
+        assert_eq!(counted(), before + 1);
+    }
 
     #[test]
     fn the_type_comes_first_once_per_line() {

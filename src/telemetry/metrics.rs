@@ -46,6 +46,8 @@ pub struct Metrics {
     pub refusals: IntCounterVec,
     pub pii_leaks: IntCounterVec,
     pub connections_closed: IntCounterVec,
+    /// Dependency errors the dependency recovered from itself (not logged as errors).
+    pub dependency_recovered_events: IntCounterVec,
     pub config_loaded_at: IntGauge,
     pub access_log_dropped: IntCounterVec,
     /// Spans lost instead of slowing requests down, by reason.
@@ -195,6 +197,13 @@ pub fn metrics() -> &'static Metrics {
                 "Connections the gateway closed without an answer, by listener and reason \
                  (over_cap: connection caps; head_timeout: request head too slow)",
                 &["listener", "reason"],
+            ),
+            dependency_recovered_events: counter(
+                "dependency_recovered_events_total",
+                "Errors a dependency logged and recovered from itself, counted instead of logged \
+                 (upstream_pool_reuse_race: Pingora connected anew instead of reusing an idle \
+                 upstream connection)",
+                &["event"],
             ),
             access_log_dropped: counter(
                 "access_log_dropped_total",
