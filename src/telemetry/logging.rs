@@ -116,17 +116,19 @@ impl RecoveredDependencyEvents {
         if *meta.level() != Level::ERROR {
             return None;
         }
-        let candidates = RECOVERED.iter().filter(|(t, _, _)| *t == meta.target());
-        let mut message = MessageOf(None);
-        for (_, text, label) in candidates {
-            if message.0.is_none() {
-                event.record(&mut message);
-            }
-            if message.0.as_deref() == Some(*text) {
-                return Some(label);
-            }
-        }
-        None
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        // A `log` record (Pingora logs through `log`) arrives on the bridge's own callsite,
+        // target `log`, with its real target in the `log.target` field.
+        let target = match (meta.target(), fields.log_target.as_deref()) {
+            ("log", Some(real)) => real,
+            (own, _) => own,
+        };
+        let message = fields.message.as_deref()?;
+        RECOVERED
+            .iter()
+            .find(|(t, text, _)| *t == target && *text == message)
+            .map(|(_, _, label)| *label)
     }
 }
 
@@ -145,20 +147,30 @@ impl<S: Subscriber> Layer<S> for RecoveredDependencyEvents {
     }
 }
 
-/// The `message` field of an event, as text.
-struct MessageOf(Option<String>);
+/// The fields of an error event that say what it is.
+#[derive(Default)]
+struct Fields {
+    message: Option<String>,
+    log_target: Option<String>,
+}
 
-impl Visit for MessageOf {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "message" {
-            self.0 = Some(value.to_owned());
+impl Fields {
+    fn set(&mut self, field: &Field, value: String) {
+        match field.name() {
+            "message" => self.message = Some(value),
+            "log.target" => self.log_target = Some(value),
+            _ => {}
         }
+    }
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.set(field, value.to_owned());
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "message" {
-            self.0 = Some(format!("{value:?}"));
-        }
+        self.set(field, format!("{value:?}"));
     }
 }
 
@@ -254,17 +266,21 @@ mod tests {
                 .get()
         };
         let before = counted();
+        // Pingora logs through `log`: its records reach the subscriber through the same bridge
+        // as in the gateway (installed globally once; it sends to the thread's default).
+        let _ = tracing_log::LogTracer::init();
         tracing::subscriber::with_default(RecoveredDependencyEvents.with_subscriber(sub), || {
+            log::error!(target: "pingora_core::connectors", "failed to acquire reusable stream");
             tracing::error!(target: "pingora_core::connectors", "failed to acquire reusable stream");
             // Anything else, even from the same place, is still an error line.
-            tracing::error!(target: "pingora_core::connectors", "failed to acquire a socket");
+            log::error!(target: "pingora_core::connectors", "failed to acquire a socket");
             tracing::error!(target: "tiktok_gateway", "failed to acquire reusable stream");
         });
         let out = logs.contents();
         assert_eq!(out.lines().count(), 2, "{out}");
         assert!(out.contains("failed to acquire a socket"), "{out}");
         assert!(out.contains(r#""target":"tiktok_gateway""#), "{out}");
-        assert_eq!(counted(), before + 1);
+        assert_eq!(counted(), before + 2);
     }
 
     #[test]
