@@ -208,8 +208,7 @@ pub fn metrics() -> &'static Metrics {
             access_log_dropped: counter(
                 "access_log_dropped_total",
                 "Access-log lines lost instead of slowing requests down, by reason \
-                 (queue_full: the sink fell behind; write_error: the sink refused a batch; \
-                 encode_error: a record could not be encoded)",
+                 (queue_full: the sink fell behind; write_error: the sink refused a batch)",
                 &["reason"],
             ),
             trace_spans_dropped: counter(

@@ -2,6 +2,7 @@
 
 pub mod access_log;
 pub mod batched_writer;
+mod json_line;
 mod logging;
 
 pub use logging::{AppLogSettings, LoggingError, filter_from_env, install_logging};
