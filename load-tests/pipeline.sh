@@ -21,6 +21,7 @@
 # reports user-space instructions per request (nginx is left out). Unlike CPU seconds, the count
 # does not depend on what else the machine runs, so it compares builds on a busy machine; it
 # leaves out the kernel's share (TCP, epoll), which is about the same for every proxy.
+# CALLGRIND_OUT=dir keeps each measured run's dump there (PATH-rROUND.out) for callgrind_annotate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${DURATION:-10}"
@@ -232,6 +233,9 @@ measure() {
       sleep 0.1
     done
     [ -n "$dump" ] || { echo "$path: no callgrind dump" >&2; exit 1; }
+    if [ -n "${CALLGRIND_OUT:-}" ] && [ -n "${ROUND:-}" ]; then
+      mkdir -p "$CALLGRIND_OUT" && cp "$dump" "$CALLGRIND_OUT/$path-r$ROUND.out"
+    fi
     after=$(awk '/^totals:/ { print $2; exit }' "$dump")
     before=0
   fi
@@ -266,6 +270,7 @@ for path in "${PATHS[@]}"; do measure "$path" 2 >/dev/null; done   # warm-up: po
 results="$work/results.txt"
 : > "$results"
 for round in $(seq 1 "$ROUNDS"); do
+  ROUND=$round
   echo "# round $round, load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
   for path in "${PATHS[@]}"; do
     line=$(measure "$path" "$DURATION")

@@ -10,6 +10,7 @@
 
 use std::net::IpAddr;
 
+use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 
 /// How the gateway writes its own hop.
@@ -66,6 +67,10 @@ impl Hop<'_> {
     }
 }
 
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
 /// Removes hop headers unless `trusted`, then adds the gateway's hop in `style`.
 pub fn apply(
     req: &mut RequestHeader,
@@ -73,6 +78,7 @@ pub fn apply(
     trusted: bool,
     hop: &Hop<'_>,
 ) -> pingora::Result<()> {
+    // From an untrusted peer there is no earlier hop left after stripping: nothing to read.
     if !trusted {
         strip_hop_headers(req);
     }
@@ -80,22 +86,31 @@ pub fn apply(
     match style {
         ForwardedStyle::XForwarded => {
             if let Some(peer) = peer {
-                let chain = append(joined(req, "x-forwarded-for"), &peer.to_string());
+                let entry = peer.to_string();
+                let chain = match trusted.then(|| joined(req, &X_FORWARDED_FOR)).flatten() {
+                    Some(chain) => append(Some(chain), &entry),
+                    None => entry,
+                };
                 req.insert_header("x-forwarded-for", chain)?;
             }
             // A trusted proxy saw the client's scheme and host first; its values stand.
-            if req.headers.get("x-forwarded-proto").is_none() {
-                req.insert_header("x-forwarded-proto", hop.proto())?;
+            if !(trusted && req.headers.contains_key(X_FORWARDED_PROTO)) {
+                req.insert_header("x-forwarded-proto", HeaderValue::from_static(hop.proto()))?;
             }
             if let Some(host) = hop.host
-                && req.headers.get("x-forwarded-host").is_none()
+                && !(trusted && req.headers.contains_key(X_FORWARDED_HOST))
             {
                 req.insert_header("x-forwarded-host", host)?;
             }
         }
         ForwardedStyle::Forwarded => {
             let element = forwarded_element(peer, hop);
-            let chain = append(joined(req, "forwarded"), &element);
+            let chain = append(
+                trusted
+                    .then(|| joined(req, &http::header::FORWARDED))
+                    .flatten(),
+                &element,
+            );
             req.insert_header("forwarded", chain)?;
         }
     }
@@ -105,7 +120,7 @@ pub fn apply(
 /// Removes every header a client could use to pose as an earlier hop.
 fn strip_hop_headers(req: &mut RequestHeader) {
     // Collect first: the map cannot change while it is read. Almost always empty.
-    let names: Vec<http::HeaderName> = req
+    let names: Vec<HeaderName> = req
         .headers
         .keys()
         .filter(|n| is_hop_header(n.as_str()))
@@ -117,7 +132,7 @@ fn strip_hop_headers(req: &mut RequestHeader) {
 }
 
 /// Every line of `name`, joined with `, ` (a list header may arrive on several lines).
-fn joined(req: &RequestHeader, name: &str) -> Option<String> {
+fn joined(req: &RequestHeader, name: &HeaderName) -> Option<String> {
     let mut out: Option<String> = None;
     for value in req.headers.get_all(name) {
         let text = String::from_utf8_lossy(value.as_bytes());

@@ -49,14 +49,14 @@ pub const MAX_CONNECTION_TOKENS: usize = 16;
 /// `headers` field directly would not).
 pub trait HopByHopHeaders {
     fn header_map(&self) -> &HeaderMap;
-    fn remove(&mut self, name: &str);
+    fn remove(&mut self, name: &HeaderName);
 }
 
 impl HopByHopHeaders for HeaderMap {
     fn header_map(&self) -> &HeaderMap {
         self
     }
-    fn remove(&mut self, name: &str) {
+    fn remove(&mut self, name: &HeaderName) {
         HeaderMap::remove(self, name);
     }
 }
@@ -65,7 +65,7 @@ impl HopByHopHeaders for pingora::http::RequestHeader {
     fn header_map(&self) -> &HeaderMap {
         &self.headers
     }
-    fn remove(&mut self, name: &str) {
+    fn remove(&mut self, name: &HeaderName) {
         self.remove_header(name);
     }
 }
@@ -82,31 +82,32 @@ pub fn check_connection_header(headers: &HeaderMap) -> Result<(), FramingError> 
 /// field, holds a non-token option, or holds more than [`MAX_CONNECTION_TOKENS`] options; on
 /// error nothing has been removed yet and the request must be answered, not forwarded.
 pub fn strip_hop_by_hop<H: HopByHopHeaders + ?Sized>(req: &mut H) -> Result<(), FramingError> {
-    let nominated = connection_nominations(req.header_map())?;
     let headers = req.header_map();
-
-    // `Proxy-*` fields are meant for a proxy; only collect names if one is present so the
-    // common request does no allocation here.
-    let proxy_fields: Vec<HeaderName> = if headers.keys().any(|k| k.as_str().starts_with("proxy-"))
-    {
-        headers
-            .keys()
-            .filter(|k| k.as_str().starts_with("proxy-"))
-            .cloned()
-            .collect()
+    // `Connection` is rare on a request that reaches here (Pingora takes it off first): only
+    // then are its options read.
+    let nominated = if headers.contains_key(header::CONNECTION) {
+        connection_nominations(headers)?
     } else {
-        Vec::new()
+        Default::default()
     };
-
-    for name in STANDARD {
-        if req.header_map().contains_key(name) {
-            req.remove(name);
-        }
-    }
-    for name in nominated.iter().flatten().chain(proxy_fields.iter()) {
-        req.remove(name.as_str());
+    // One pass over the names present (a request has a handful) rather than a lookup per
+    // listed field; collected first, as the map cannot change while it is read. Almost always
+    // empty, so nothing is allocated.
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| is_hop_by_hop(k) || nominated.iter().flatten().any(|n| n == *k))
+        .cloned()
+        .collect();
+    for name in &doomed {
+        req.remove(name);
     }
     Ok(())
+}
+
+/// Whether `name` is hop-by-hop whatever `Connection` says: the fixed list and any `proxy-*`.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    let name = name.as_str();
+    name.starts_with("proxy-") || STANDARD.contains(&name)
 }
 
 /// The fields `Connection` nominates, or why the header is refused.

@@ -292,26 +292,27 @@ impl ProxyHttp for GatewayProxy {
                 &hop,
             )?;
         }
-        // Identity headers are the gateway's to set; whatever the caller sent is dropped.
-        let spoofed: Vec<http::HeaderName> = upstream_request
+        // Identity headers are the gateway's to set; whatever the caller sent is dropped. The
+        // caller's API key is the gateway's credential, never the upstream's; its
+        // `Authorization` goes on only where the route says so. One pass over the names
+        // present, removing only what is there.
+        let dropped: Vec<http::HeaderName> = upstream_request
             .headers
             .keys()
-            .filter(|k| crate::auth::propagation::is_gateway_header(k))
+            .filter(|&k| {
+                crate::auth::propagation::is_gateway_header(k)
+                    || k.as_str() == crate::auth::credentials::API_KEY_HEADER
+                    || (!route.forward_authorization && k == http::header::AUTHORIZATION)
+            })
             .cloned()
             .collect();
-        for name in spoofed {
-            upstream_request.remove_header(&name);
+        for name in &dropped {
+            upstream_request.remove_header(name);
         }
         if let Some(identity) = &ctx.identity {
             for (name, value) in crate::auth::propagation::identity_headers(identity) {
                 upstream_request.insert_header(name, value.clone())?;
             }
-        }
-        // The caller's API key is the gateway's credential, never the upstream's; its
-        // `Authorization` goes on only where the route says so.
-        upstream_request.remove_header(crate::auth::credentials::API_KEY_HEADER);
-        if !route.forward_authorization {
-            upstream_request.remove_header(&http::header::AUTHORIZATION);
         }
         upstream_request.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
         // With tracing on, the upstream hears of the attempt's span, and of the caller's
