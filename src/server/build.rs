@@ -319,7 +319,9 @@ fn add_app<A: ServerApp + Send + Sync + 'static>(
 /// A listening endpoint without Pingora's 64 KiB read buffer per connection: rustls reads
 /// into its own record buffer, and Pingora reads HTTP/1 heads into its own head buffer, so the
 /// read buffer under them only held memory (most of an idle connection's). Behind TLS the
-/// write buffer goes too: rustls hands over whole records.
+/// write buffer goes too (1.4 KiB per idle connection): a response's writes are gathered above
+/// TLS instead, only while it is written (`transport::write_coalesce`), so head and body still
+/// leave as one record in one syscall.
 fn endpoint(addr: &str, tls: Option<TlsSettings>) -> ListenerConfig {
     match tls {
         Some(settings) => ListenerConfig::tcp(addr)

@@ -15,7 +15,8 @@
 //! rate ([`BodyWatch`](super::BodyWatch)).
 //!
 //! The same wrapper carries the connection's [`ChunkWatch`]: it sees every byte read, so it
-//! checks the lines of chunked request bodies that Pingora parses leniently.
+//! checks the lines of chunked request bodies that Pingora parses leniently; and its
+//! [`WriteCoalescer`], which gathers a response's writes until Pingora flushes.
 //!
 //! HTTP/2 connections are never wrapped: many heads share one connection, and Pingora applies
 //! its own HTTP/2 handshake and idle timeouts.
@@ -42,9 +43,10 @@ use pingora::protocols::{
     TimingDigest, UniqueID, UniqueIDType,
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 use super::chunk_watch::ChunkWatch;
+use super::write_coalesce::WriteCoalescer;
 
 /// Reading a head; the deadline runs.
 const READING_HEAD: u8 = 0;
@@ -59,7 +61,11 @@ pub struct HeadTimedStream {
     timeout: Duration,
     /// Written by the pipeline through a shared reference, read by `poll_read`.
     phase: AtomicU8,
-    /// The running deadline while a head is being read.
+    /// When the head being read must be complete.
+    deadline: Option<Instant>,
+    /// The deadline's timer, armed only once a read of the head has to wait: registering a
+    /// timer wakes the runtime's driver (an eventfd write), which a head that arrives whole,
+    /// the usual case, need not pay.
     timer: Option<Pin<Box<Sleep>>>,
     /// Called once when a deadline passes (e.g. to count it).
     on_timeout: Option<Arc<dyn Fn() + Send + Sync>>,
@@ -73,6 +79,8 @@ pub struct HeadTimedStream {
     head_started: bool,
     /// Once stopping, how long a fresh connection still waits for its first byte.
     fresh_grace: Option<Pin<Box<Sleep>>>,
+    /// A response's writes, gathered until Pingora flushes (one TLS record, one syscall).
+    writes: WriteCoalescer,
 }
 
 /// A connection accepted just before a stop may have its first request on the way (a client
@@ -86,13 +94,15 @@ impl HeadTimedStream {
             inner,
             timeout,
             phase: AtomicU8::new(READING_HEAD),
-            timer: Some(Box::pin(tokio::time::sleep(timeout))),
+            deadline: Some(Instant::now() + timeout),
+            timer: None,
             on_timeout: None,
             chunks: ChunkWatch::default(),
             stopping: None,
             stopped: false,
             head_started: false,
             fresh_grace: None,
+            writes: WriteCoalescer::default(),
         }
     }
 
@@ -189,6 +199,7 @@ impl AsyncRead for HeadTimedStream {
         let this = self.get_mut();
         match this.phase.load(Ordering::Acquire) {
             HEAD_RECEIVED => {
+                this.deadline = None;
                 this.timer = None;
                 let before = buf.filled().len();
                 let read = Pin::new(&mut this.inner).poll_read(cx, buf);
@@ -204,13 +215,14 @@ impl AsyncRead for HeadTimedStream {
             }
             BETWEEN_REQUESTS => {
                 // No deadline runs while idle: do not keep the last head's timer registered.
+                this.deadline = None;
                 this.timer = None;
                 let before = buf.filled().len();
                 let read = Pin::new(&mut this.inner).poll_read(cx, buf);
                 if matches!(read, Poll::Ready(Ok(()))) && buf.filled().len() > before {
                     this.set_phase(READING_HEAD);
                     this.head_started = true;
-                    this.timer = Some(Box::pin(tokio::time::sleep(this.timeout)));
+                    this.deadline = Some(Instant::now() + this.timeout);
                     this.chunks.reset();
                     this.chunks.on_head_bytes(&buf.filled()[before..]);
                 }
@@ -222,24 +234,36 @@ impl AsyncRead for HeadTimedStream {
             }
             _ => {
                 let timeout = this.timeout;
-                let timer = this
-                    .timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-                if timer.as_mut().poll(cx).is_ready() {
-                    // An elapsed `Sleep` stays ready, so later reads fail too; count it once.
+                let deadline = *this
+                    .deadline
+                    .get_or_insert_with(|| Instant::now() + timeout);
+                let timed_out = |this: &mut Self| {
+                    // The deadline stays passed, so later reads fail too; count it once.
                     if let Some(f) = this.on_timeout.take() {
                         f();
                     }
-                    return Poll::Ready(Err(io::Error::new(
+                    Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::TimedOut,
                         format!("request head not complete within {timeout:?}"),
-                    )));
+                    )))
+                };
+                if Instant::now() >= deadline {
+                    return timed_out(this);
                 }
                 let before = buf.filled().len();
                 let read = Pin::new(&mut this.inner).poll_read(cx, buf);
                 if matches!(read, Poll::Ready(Ok(()))) && buf.filled().len() > before {
                     this.head_started = true;
                     this.chunks.on_head_bytes(&buf.filled()[before..]);
+                }
+                if read.is_pending() {
+                    // Waiting for more of the head: now the deadline needs a timer to wake us.
+                    let timer = this
+                        .timer
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                    if timer.as_mut().poll(cx).is_ready() {
+                        return timed_out(this);
+                    }
                 }
                 if read.is_pending() && !this.head_started && this.stop_begun(cx) {
                     let grace = this.fresh_grace.get_or_insert_with(|| {
@@ -261,15 +285,18 @@ impl AsyncWrite for HeadTimedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        this.writes.poll_write(&mut this.inner, cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        this.writes.poll_flush(&mut this.inner, cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        let this = self.get_mut();
+        this.writes.poll_shutdown(&mut this.inner, cx)
     }
 
     fn poll_write_vectored(
@@ -277,11 +304,12 @@ impl AsyncWrite for HeadTimedStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        this.writes.poll_write_vectored(&mut this.inner, cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        true
     }
 }
 
@@ -491,7 +519,15 @@ mod tests {
             .write_all(b"HTTP/1.1 200 OK\r\n")
             .await
             .expect("write");
+        // Gathered until the flush (one TLS record for a whole response), then all of it.
         let mut got = [0u8; 17];
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), client.read(&mut got))
+                .await
+                .is_err(),
+            "nothing leaves before the flush"
+        );
+        stream.flush().await.expect("flush");
         client.read_exact(&mut got).await.expect("read");
         assert_eq!(&got, b"HTTP/1.1 200 OK\r\n");
         assert!(stream.get_ssl_digest().is_none());
