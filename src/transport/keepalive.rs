@@ -12,13 +12,19 @@
 //! head deadline starts with it and the chunk watch sees it, exactly as when Pingora read it.
 //! The wait ends the connection on the idle timeout, on a close by the client, and as soon as a
 //! graceful stop begins.
+//!
+//! The idle timeout is one timer per connection ([`IdleTimer`]) that is not re-armed per
+//! request: registering a timer earlier than any other wakes the runtime's driver (an eventfd
+//! write), which a fresh timer per request did on most requests.
 
+use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 use tokio::io::AsyncReadExt;
+use tokio::time::{Instant, Sleep};
 
 /// What Pingora starts a request head with (its `INIT_HEADER_BUF_SIZE`), so a head that
 /// follows the first byte does not grow the buffer in small steps.
@@ -33,22 +39,60 @@ pub enum Idle {
     Close,
 }
 
-/// Waits up to `idle` for the first byte of the next request on `stream`.
+/// A connection's idle timeout. Each wait moves the deadline; the timer under it stays where it
+/// was and, when it fires before the deadline, is moved once to the deadline.
+pub struct IdleTimer {
+    idle: Duration,
+    deadline: Instant,
+    /// Never later than `deadline`.
+    timer: Pin<Box<Sleep>>,
+}
+
+impl IdleTimer {
+    pub fn new(idle: Duration) -> Self {
+        let deadline = Instant::now() + idle;
+        Self {
+            idle,
+            deadline,
+            timer: Box::pin(tokio::time::sleep_until(deadline)),
+        }
+    }
+
+    /// The connection is idle from now on.
+    fn start(&mut self) {
+        self.deadline = Instant::now() + self.idle;
+    }
+
+    /// Resolves once the connection has been idle for the whole timeout.
+    async fn expired(&mut self) {
+        loop {
+            self.timer.as_mut().await;
+            if Instant::now() >= self.deadline {
+                return;
+            }
+            self.timer.as_mut().reset(self.deadline);
+        }
+    }
+}
+
+/// Waits up to the idle timeout for the first byte of the next request on `stream`.
 pub async fn wait_for_next_request(
     stream: &mut Stream,
-    idle: Duration,
+    idle: &mut IdleTimer,
     shutdown: &ShutdownWatch,
 ) -> Idle {
     let mut shutdown = shutdown.clone();
     let mut byte = [0u8; 1];
+    idle.start();
     tokio::select! {
         // A request already sent is served, even while stopping (as Pingora does).
         biased;
-        read = tokio::time::timeout(idle, stream.read(&mut byte)) => match read {
-            Ok(Ok(1)) => Idle::Next(byte[0]),
-            // 0 bytes (closed, or read as closed by a stopping server), an error, the timeout.
+        read = stream.read(&mut byte) => match read {
+            Ok(1) => Idle::Next(byte[0]),
+            // 0 bytes (closed, or read as closed by a stopping server) or an error.
             _ => Idle::Close,
         },
+        () = idle.expired() => Idle::Close,
         // A dropped sender means the server is gone: close as well.
         _ = shutdown.wait_for(|stopping| *stopping) => Idle::Close,
     }
@@ -78,7 +122,9 @@ mod tests {
             .write_all(b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n")
             .await
             .expect("write");
-        let Idle::Next(first) = wait_for_next_request(&mut stream, IDLE, &shutdown).await else {
+        let Idle::Next(first) =
+            wait_for_next_request(&mut stream, &mut IdleTimer::new(IDLE), &shutdown).await
+        else {
             panic!("the next request was not seen");
         };
         assert_eq!(first, b'G');
@@ -97,10 +143,40 @@ mod tests {
         let (_tx, shutdown) = tokio::sync::watch::channel(false);
         let started = tokio::time::Instant::now();
         assert_eq!(
-            wait_for_next_request(&mut stream, IDLE, &shutdown).await,
+            wait_for_next_request(&mut stream, &mut IdleTimer::new(IDLE), &shutdown).await,
             Idle::Close
         );
         assert_eq!(started.elapsed(), IDLE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_idle_timeout_counts_from_the_start_of_each_wait() {
+        let (server, mut client) = duplex(16);
+        let mut stream: Stream = Box::new(server);
+        let (_tx, shutdown) = tokio::sync::watch::channel(false);
+        let mut idle = IdleTimer::new(IDLE);
+        // A request arrives within the first wait; the connection is then busy for most of a
+        // timeout (the timer under the deadline fires meanwhile, unobserved).
+        client.write_all(b"G").await.expect("write");
+        assert_eq!(
+            wait_for_next_request(&mut stream, &mut idle, &shutdown).await,
+            Idle::Next(b'G')
+        );
+        tokio::time::sleep(IDLE - Duration::from_secs(1)).await;
+        // The next wait still gets the whole timeout, and no more.
+        let started = tokio::time::Instant::now();
+        assert_eq!(
+            wait_for_next_request(&mut stream, &mut idle, &shutdown).await,
+            Idle::Close
+        );
+        assert_eq!(started.elapsed(), IDLE);
+        // Busy past a whole timeout: the next wait gets a whole one again.
+        tokio::time::sleep(IDLE * 2).await;
+        client.write_all(b"H").await.expect("write");
+        assert_eq!(
+            wait_for_next_request(&mut stream, &mut idle, &shutdown).await,
+            Idle::Next(b'H')
+        );
     }
 
     #[tokio::test]
@@ -110,14 +186,15 @@ mod tests {
         let (tx, shutdown) = tokio::sync::watch::channel(false);
         drop(client);
         assert_eq!(
-            wait_for_next_request(&mut stream, IDLE, &shutdown).await,
+            wait_for_next_request(&mut stream, &mut IdleTimer::new(IDLE), &shutdown).await,
             Idle::Close
         );
 
         let (server, _client) = duplex(16);
         let mut stream: Stream = Box::new(server);
-        let waiting =
-            tokio::spawn(async move { wait_for_next_request(&mut stream, IDLE, &shutdown).await });
+        let waiting = tokio::spawn(async move {
+            wait_for_next_request(&mut stream, &mut IdleTimer::new(IDLE), &shutdown).await
+        });
         tx.send(true).expect("stop");
         assert_eq!(waiting.await.expect("join"), Idle::Close);
     }
@@ -129,11 +206,11 @@ mod tests {
         let (_tx, shutdown) = tokio::sync::watch::channel(true);
         client.write_all(b"G").await.expect("write");
         assert_eq!(
-            wait_for_next_request(&mut stream, IDLE, &shutdown).await,
+            wait_for_next_request(&mut stream, &mut IdleTimer::new(IDLE), &shutdown).await,
             Idle::Next(b'G')
         );
         assert_eq!(
-            wait_for_next_request(&mut stream, IDLE, &shutdown).await,
+            wait_for_next_request(&mut stream, &mut IdleTimer::new(IDLE), &shutdown).await,
             Idle::Close
         );
     }
