@@ -354,7 +354,6 @@ impl DeliveryObserver for DeliveryLog {
             decision: if r.delivered { "delivered" } else { "retry" },
             reason,
             trace_id: r.trace_id,
-            ..Default::default()
         });
     }
 }

@@ -589,7 +589,6 @@ impl ProxyHttp for GatewayProxy {
             // An IP address is personal data: logged as a keyed pseudonym investigators can
             // correlate, never in clear.
             client_ip,
-            ..Default::default()
         });
     }
 }
