@@ -25,7 +25,7 @@ use pingora::server::ShutdownWatch;
 
 use super::connection_limit::ConnectionLimiter;
 use super::head_deadline::HeadTimedStream;
-use super::keepalive::{Idle, IdleTimer, next_head_prefix, wait_for_next_request};
+use super::keepalive::{Idle, next_head_prefix, wait_for_next_request};
 use super::memory_return::OpenConnection;
 use crate::telemetry::metrics::metrics;
 
@@ -161,12 +161,15 @@ impl<A: HttpServerApp + Send + Sync + 'static> ConnectionCapped<A> {
         let mut reused = self
             .serve_request(stream, Next::First(first), shutdown)
             .await;
-        // One idle timer for the connection's life, made at its first wait.
-        let mut idle: Option<IdleTimer> = None;
+        // One idle timer for the connection's life, in this future (no allocation); registered
+        // at the first wait, moved forward only when it fires early.
+        let mut idle = std::pin::pin!(tokio::time::sleep(self.idle_timeout));
         while let Some(next) = reused {
             let (mut stream, persistent) = next.consume();
-            let timer = idle.get_or_insert_with(|| IdleTimer::new(self.idle_timeout));
-            let Idle::Next(byte) = wait_for_next_request(&mut stream, timer, shutdown).await else {
+            let Idle::Next(byte) =
+                wait_for_next_request(&mut stream, idle.as_mut(), self.idle_timeout, shutdown)
+                    .await
+            else {
                 return;
             };
             reused = self

@@ -13,8 +13,7 @@
 //! The wait ends the connection on the idle timeout, on a close by the client, and as soon as a
 //! graceful stop begins.
 //!
-//! The idle timeout is one timer per connection ([`IdleTimer`]) that is not re-armed per
-//! request: registering a timer earlier than any other wakes the runtime's driver (an eventfd
+//! The idle timeout is one timer per connection, not re-armed per request: registering a timer earlier than any other wakes the runtime's driver (an eventfd
 //! write), which a fresh timer per request did on most requests.
 
 use std::pin::Pin;
@@ -39,51 +38,20 @@ pub enum Idle {
     Close,
 }
 
-/// A connection's idle timeout. Each wait moves the deadline; the timer under it stays where it
-/// was and, when it fires before the deadline, is moved once to the deadline.
-pub struct IdleTimer {
-    idle: Duration,
-    deadline: Instant,
-    /// Never later than `deadline`.
-    timer: Pin<Box<Sleep>>,
-}
-
-impl IdleTimer {
-    pub fn new(idle: Duration) -> Self {
-        let deadline = Instant::now() + idle;
-        Self {
-            idle,
-            deadline,
-            timer: Box::pin(tokio::time::sleep_until(deadline)),
-        }
-    }
-
-    /// The connection is idle from now on.
-    fn start(&mut self) {
-        self.deadline = Instant::now() + self.idle;
-    }
-
-    /// Resolves once the connection has been idle for the whole timeout.
-    async fn expired(&mut self) {
-        loop {
-            self.timer.as_mut().await;
-            if Instant::now() >= self.deadline {
-                return;
-            }
-            self.timer.as_mut().reset(self.deadline);
-        }
-    }
-}
-
-/// Waits up to the idle timeout for the first byte of the next request on `stream`.
+/// Waits up to `idle` for the first byte of the next request on `stream`.
+///
+/// `timer` is the connection's one idle timer (pinned in the connection's future, so it costs
+/// no allocation): each wait sets only its own deadline; the timer, when it fires before that
+/// deadline (it was set by an earlier wait), is moved to it once.
 pub async fn wait_for_next_request(
     stream: &mut Stream,
-    idle: &mut IdleTimer,
+    mut timer: Pin<&mut Sleep>,
+    idle: Duration,
     shutdown: &ShutdownWatch,
 ) -> Idle {
     let mut shutdown = shutdown.clone();
     let mut byte = [0u8; 1];
-    idle.start();
+    let deadline = Instant::now() + idle;
     tokio::select! {
         // A request already sent is served, even while stopping (as Pingora does).
         biased;
@@ -92,9 +60,20 @@ pub async fn wait_for_next_request(
             // 0 bytes (closed, or read as closed by a stopping server) or an error.
             _ => Idle::Close,
         },
-        () = idle.expired() => Idle::Close,
+        () = idle_until(timer.as_mut(), deadline) => Idle::Close,
         // A dropped sender means the server is gone: close as well.
         _ = shutdown.wait_for(|stopping| *stopping) => Idle::Close,
+    }
+}
+
+/// Resolves at `deadline`, moving `timer` forward when it fires earlier.
+async fn idle_until(mut timer: Pin<&mut Sleep>, deadline: Instant) {
+    loop {
+        timer.as_mut().await;
+        if Instant::now() >= deadline {
+            return;
+        }
+        timer.as_mut().reset(deadline);
     }
 }
 
@@ -122,8 +101,13 @@ mod tests {
             .write_all(b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n")
             .await
             .expect("write");
-        let Idle::Next(first) =
-            wait_for_next_request(&mut stream, &mut IdleTimer::new(IDLE), &shutdown).await
+        let Idle::Next(first) = wait_for_next_request(
+            &mut stream,
+            std::pin::pin!(tokio::time::sleep(IDLE)),
+            IDLE,
+            &shutdown,
+        )
+        .await
         else {
             panic!("the next request was not seen");
         };
@@ -143,7 +127,13 @@ mod tests {
         let (_tx, shutdown) = tokio::sync::watch::channel(false);
         let started = tokio::time::Instant::now();
         assert_eq!(
-            wait_for_next_request(&mut stream, &mut IdleTimer::new(IDLE), &shutdown).await,
+            wait_for_next_request(
+                &mut stream,
+                std::pin::pin!(tokio::time::sleep(IDLE)),
+                IDLE,
+                &shutdown
+            )
+            .await,
             Idle::Close
         );
         assert_eq!(started.elapsed(), IDLE);
@@ -154,19 +144,19 @@ mod tests {
         let (server, mut client) = duplex(16);
         let mut stream: Stream = Box::new(server);
         let (_tx, shutdown) = tokio::sync::watch::channel(false);
-        let mut idle = IdleTimer::new(IDLE);
+        let mut idle = std::pin::pin!(tokio::time::sleep(IDLE));
         // A request arrives within the first wait; the connection is then busy for most of a
         // timeout (the timer under the deadline fires meanwhile, unobserved).
         client.write_all(b"G").await.expect("write");
         assert_eq!(
-            wait_for_next_request(&mut stream, &mut idle, &shutdown).await,
+            wait_for_next_request(&mut stream, idle.as_mut(), IDLE, &shutdown).await,
             Idle::Next(b'G')
         );
         tokio::time::sleep(IDLE - Duration::from_secs(1)).await;
         // The next wait still gets the whole timeout, and no more.
         let started = tokio::time::Instant::now();
         assert_eq!(
-            wait_for_next_request(&mut stream, &mut idle, &shutdown).await,
+            wait_for_next_request(&mut stream, idle.as_mut(), IDLE, &shutdown).await,
             Idle::Close
         );
         assert_eq!(started.elapsed(), IDLE);
@@ -174,7 +164,7 @@ mod tests {
         tokio::time::sleep(IDLE * 2).await;
         client.write_all(b"H").await.expect("write");
         assert_eq!(
-            wait_for_next_request(&mut stream, &mut idle, &shutdown).await,
+            wait_for_next_request(&mut stream, idle.as_mut(), IDLE, &shutdown).await,
             Idle::Next(b'H')
         );
     }
@@ -186,14 +176,26 @@ mod tests {
         let (tx, shutdown) = tokio::sync::watch::channel(false);
         drop(client);
         assert_eq!(
-            wait_for_next_request(&mut stream, &mut IdleTimer::new(IDLE), &shutdown).await,
+            wait_for_next_request(
+                &mut stream,
+                std::pin::pin!(tokio::time::sleep(IDLE)),
+                IDLE,
+                &shutdown
+            )
+            .await,
             Idle::Close
         );
 
         let (server, _client) = duplex(16);
         let mut stream: Stream = Box::new(server);
         let waiting = tokio::spawn(async move {
-            wait_for_next_request(&mut stream, &mut IdleTimer::new(IDLE), &shutdown).await
+            wait_for_next_request(
+                &mut stream,
+                std::pin::pin!(tokio::time::sleep(IDLE)),
+                IDLE,
+                &shutdown,
+            )
+            .await
         });
         tx.send(true).expect("stop");
         assert_eq!(waiting.await.expect("join"), Idle::Close);
@@ -206,11 +208,23 @@ mod tests {
         let (_tx, shutdown) = tokio::sync::watch::channel(true);
         client.write_all(b"G").await.expect("write");
         assert_eq!(
-            wait_for_next_request(&mut stream, &mut IdleTimer::new(IDLE), &shutdown).await,
+            wait_for_next_request(
+                &mut stream,
+                std::pin::pin!(tokio::time::sleep(IDLE)),
+                IDLE,
+                &shutdown
+            )
+            .await,
             Idle::Next(b'G')
         );
         assert_eq!(
-            wait_for_next_request(&mut stream, &mut IdleTimer::new(IDLE), &shutdown).await,
+            wait_for_next_request(
+                &mut stream,
+                std::pin::pin!(tokio::time::sleep(IDLE)),
+                IDLE,
+                &shutdown
+            )
+            .await,
             Idle::Close
         );
     }
