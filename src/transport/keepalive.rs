@@ -92,6 +92,12 @@ mod tests {
 
     const IDLE: Duration = Duration::from_secs(5);
 
+    /// One wait with a timer of its own (a connection's first wait).
+    async fn wait_once(stream: &mut Stream, shutdown: &ShutdownWatch) -> Idle {
+        let timer = std::pin::pin!(tokio::time::sleep(IDLE));
+        wait_for_next_request(stream, timer, IDLE, shutdown).await
+    }
+
     #[tokio::test]
     async fn the_first_byte_comes_back_as_the_start_of_the_next_head() {
         let (server, mut client) = duplex(1024);
@@ -101,14 +107,7 @@ mod tests {
             .write_all(b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n")
             .await
             .expect("write");
-        let Idle::Next(first) = wait_for_next_request(
-            &mut stream,
-            std::pin::pin!(tokio::time::sleep(IDLE)),
-            IDLE,
-            &shutdown,
-        )
-        .await
-        else {
+        let Idle::Next(first) = wait_once(&mut stream, &shutdown).await else {
             panic!("the next request was not seen");
         };
         assert_eq!(first, b'G');
@@ -126,16 +125,7 @@ mod tests {
         let mut stream: Stream = Box::new(server);
         let (_tx, shutdown) = tokio::sync::watch::channel(false);
         let started = tokio::time::Instant::now();
-        assert_eq!(
-            wait_for_next_request(
-                &mut stream,
-                std::pin::pin!(tokio::time::sleep(IDLE)),
-                IDLE,
-                &shutdown
-            )
-            .await,
-            Idle::Close
-        );
+        assert_eq!(wait_once(&mut stream, &shutdown).await, Idle::Close);
         assert_eq!(started.elapsed(), IDLE);
     }
 
@@ -175,28 +165,11 @@ mod tests {
         let mut stream: Stream = Box::new(server);
         let (tx, shutdown) = tokio::sync::watch::channel(false);
         drop(client);
-        assert_eq!(
-            wait_for_next_request(
-                &mut stream,
-                std::pin::pin!(tokio::time::sleep(IDLE)),
-                IDLE,
-                &shutdown
-            )
-            .await,
-            Idle::Close
-        );
+        assert_eq!(wait_once(&mut stream, &shutdown).await, Idle::Close);
 
         let (server, _client) = duplex(16);
         let mut stream: Stream = Box::new(server);
-        let waiting = tokio::spawn(async move {
-            wait_for_next_request(
-                &mut stream,
-                std::pin::pin!(tokio::time::sleep(IDLE)),
-                IDLE,
-                &shutdown,
-            )
-            .await
-        });
+        let waiting = tokio::spawn(async move { wait_once(&mut stream, &shutdown).await });
         tx.send(true).expect("stop");
         assert_eq!(waiting.await.expect("join"), Idle::Close);
     }
@@ -207,25 +180,7 @@ mod tests {
         let mut stream: Stream = Box::new(server);
         let (_tx, shutdown) = tokio::sync::watch::channel(true);
         client.write_all(b"G").await.expect("write");
-        assert_eq!(
-            wait_for_next_request(
-                &mut stream,
-                std::pin::pin!(tokio::time::sleep(IDLE)),
-                IDLE,
-                &shutdown
-            )
-            .await,
-            Idle::Next(b'G')
-        );
-        assert_eq!(
-            wait_for_next_request(
-                &mut stream,
-                std::pin::pin!(tokio::time::sleep(IDLE)),
-                IDLE,
-                &shutdown
-            )
-            .await,
-            Idle::Close
-        );
+        assert_eq!(wait_once(&mut stream, &shutdown).await, Idle::Next(b'G'));
+        assert_eq!(wait_once(&mut stream, &shutdown).await, Idle::Close);
     }
 }
