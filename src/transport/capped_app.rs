@@ -24,7 +24,7 @@ use pingora::protocols::{ALPN, Stream};
 use pingora::server::ShutdownWatch;
 
 use super::connection_limit::ConnectionLimiter;
-use super::head_deadline::HeadTimedStream;
+use super::head_deadline::{HeadDeadline, HeadTimedStream};
 use super::keepalive::{Idle, next_head_prefix, wait_for_next_request};
 use super::memory_return::OpenConnection;
 use crate::telemetry::metrics::metrics;
@@ -34,13 +34,11 @@ pub struct ConnectionCapped<A> {
     inner: Arc<A>,
     limiter: ConnectionLimiter,
     /// Deadline for each HTTP/1 request head; `None` leaves heads untimed (tests only).
-    head_timeout: Option<Duration>,
+    head_deadline: Option<Arc<HeadDeadline>>,
     /// How long a kept-alive HTTP/1 connection waits for its next request.
     idle_timeout: Duration,
     /// Listener name, for the metrics.
     listener: Arc<str>,
-    /// Counts head timeouts on this listener.
-    on_head_timeout: Arc<dyn Fn() + Send + Sync>,
 }
 
 impl<A> ConnectionCapped<A> {
@@ -48,10 +46,9 @@ impl<A> ConnectionCapped<A> {
         Self {
             inner: Arc::new(inner),
             limiter,
-            head_timeout: None,
+            head_deadline: None,
             idle_timeout: DEFAULT_IDLE,
             listener: Arc::from(""),
-            on_head_timeout: Arc::new(|| {}),
         }
     }
 
@@ -65,14 +62,13 @@ impl<A> ConnectionCapped<A> {
     ) -> Self {
         let name: Arc<str> = Arc::from(listener);
         let counted = Arc::clone(&name);
-        self.on_head_timeout = Arc::new(move || {
+        self.head_deadline = Some(HeadDeadline::new(head_timeout, move || {
             metrics()
                 .connections_closed
                 .with_label_values(&[&counted, "head_timeout"])
                 .inc();
-        });
+        }));
         self.listener = name;
-        self.head_timeout = Some(head_timeout);
         // Pingora counts keep-alive in whole seconds, at least one.
         self.idle_timeout = idle_timeout.max(Duration::from_secs(1));
         self
@@ -125,12 +121,10 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for ConnectionCapped<A>
             // HTTP/2 multiplexes many heads on one connection; Pingora times those itself.
             return ServerApp::process_new(&self.inner, session, shutdown).await;
         }
-        let stream: Stream = match self.head_timeout {
-            Some(t) => Box::new(
-                HeadTimedStream::new(session, t)
-                    .on_timeout(Arc::clone(&self.on_head_timeout))
-                    .closing_on(shutdown),
-            ),
+        let stream: Stream = match &self.head_deadline {
+            Some(rule) => {
+                Box::new(HeadTimedStream::new(session, Arc::clone(rule)).closing_on(shutdown))
+            }
             None => session,
         };
         self.serve_http1(stream, shutdown).await;

@@ -21,10 +21,13 @@
 //! HTTP/2 connections are never wrapped: many heads share one connection, and Pingora applies
 //! its own HTTP/2 handshake and idle timeouts.
 //!
-//! Given the server's shutdown watch ([`HeadTimedStream::closing_on`]), an idle connection (no
-//! byte of a next head has arrived) reads as closed once a graceful stop begins, so a kept-alive
-//! connection does not hold the stop back until its idle timeout. Pingora's proxy does this for
-//! its own listeners; the gateway's own apps (metrics, admin) need it here.
+//! Given the server's shutdown watch ([`HeadTimedStream::closing_on`]), a fresh connection that
+//! has sent nothing yet reads as closed once a graceful stop begins (after a short grace), so it
+//! does not hold the stop back until its head deadline. Pingora's proxy does this for its own
+//! listeners; the gateway's own apps (metrics, admin) need it here. The watch ends with the
+//! connection's first byte: every later wait for a request is the keep-alive wait's
+//! ([`wait_for_next_request`](super::keepalive::wait_for_next_request)), which watches the stop
+//! itself, so an idle kept-alive connection holds no watch of its own here.
 
 use std::any::Any;
 use std::fmt;
@@ -56,22 +59,22 @@ const HEAD_RECEIVED: u8 = 1;
 const BETWEEN_REQUESTS: u8 = 2;
 
 /// The downstream stream with a deadline on each request head.
+///
+/// One is allocated for every HTTP/1 connection and lives as long as it, so its size counts in
+/// the memory of an idle connection: what all of a listener's connections share sits behind
+/// one pointer ([`HeadDeadline`]), and a test keeps it within a 128-byte allocation.
 pub struct HeadTimedStream {
     inner: Stream,
-    timeout: Duration,
+    rule: Arc<HeadDeadline>,
     /// Written by the pipeline through a shared reference, read by `poll_read`.
     phase: AtomicU8,
-    /// When the head being read must be complete.
-    deadline: Option<Instant>,
-    /// The deadline's timer, armed only once a read of the head has to wait: registering a
-    /// timer wakes the runtime's driver (an eventfd write), which a head that arrives whole,
-    /// the usual case, need not pay.
-    timer: Option<Pin<Box<Sleep>>>,
-    /// Called once when a deadline passes (e.g. to count it).
-    on_timeout: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// The current head's deadline, and its timer once armed.
+    clock: HeadClock,
+    /// This connection's missed deadline was counted (later reads fail too; count it once).
+    timeout_counted: bool,
     /// Strict chunk lines for chunked request bodies.
     chunks: ChunkWatch,
-    /// Resolves when a graceful stop begins; taken once it has.
+    /// Resolves when a graceful stop begins; dropped once it has, or with the first byte.
     stopping: Option<Pin<Box<dyn Future<Output = ()> + Send + Sync>>>,
     /// The graceful stop has begun: idle reads end the connection.
     stopped: bool,
@@ -83,20 +86,51 @@ pub struct HeadTimedStream {
     writes: WriteCoalescer,
 }
 
+/// A listener's head deadline, shared by all of its connections.
+pub struct HeadDeadline {
+    timeout: Duration,
+    /// Called once per connection whose head misses the deadline (e.g. to count it).
+    on_timeout: Box<dyn Fn() + Send + Sync>,
+}
+
+impl HeadDeadline {
+    pub fn new(timeout: Duration, on_timeout: impl Fn() + Send + Sync + 'static) -> Arc<Self> {
+        Arc::new(Self {
+            timeout,
+            on_timeout: Box::new(on_timeout),
+        })
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+}
+
+/// Where the deadline of the head being read stands.
+enum HeadClock {
+    /// No head is being timed (between requests, or reading a body).
+    Off,
+    /// The head must be complete by then. No timer yet: registering one wakes the runtime's
+    /// driver (an eventfd write), which a head that arrives whole, the usual case, need not pay.
+    Due(Instant),
+    /// A read of the head had to wait: the timer wakes it at the deadline.
+    Armed(Pin<Box<Sleep>>),
+}
+
 /// A connection accepted just before a stop may have its first request on the way (a client
 /// connects, then writes): it gets this long for the first byte before it is closed as idle.
 const FRESH_CONNECTION_GRACE: Duration = Duration::from_millis(500);
 
 impl HeadTimedStream {
     /// Wrap a freshly accepted stream: the first head's deadline starts now.
-    pub fn new(inner: Stream, timeout: Duration) -> Self {
+    pub fn new(inner: Stream, rule: Arc<HeadDeadline>) -> Self {
+        let due = Instant::now() + rule.timeout;
         Self {
             inner,
-            timeout,
+            rule,
             phase: AtomicU8::new(READING_HEAD),
-            deadline: Some(Instant::now() + timeout),
-            timer: None,
-            on_timeout: None,
+            clock: HeadClock::Due(due),
+            timeout_counted: false,
             chunks: ChunkWatch::default(),
             stopping: None,
             stopped: false,
@@ -126,12 +160,6 @@ impl HeadTimedStream {
             self.stopping = None;
         }
         self.stopped
-    }
-
-    /// Run `f` each time a head misses its deadline.
-    pub fn on_timeout(mut self, f: Arc<dyn Fn() + Send + Sync>) -> Self {
-        self.on_timeout = Some(f);
-        self
     }
 
     fn set_phase(&self, phase: u8) {
@@ -184,7 +212,7 @@ impl fmt::Debug for HeadTimedStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HeadTimedStream")
             .field("inner", &self.inner)
-            .field("timeout", &self.timeout)
+            .field("timeout", &self.rule.timeout)
             .field("phase", &self.phase.load(Ordering::Relaxed))
             .finish()
     }
@@ -199,8 +227,7 @@ impl AsyncRead for HeadTimedStream {
         let this = self.get_mut();
         match this.phase.load(Ordering::Acquire) {
             HEAD_RECEIVED => {
-                this.deadline = None;
-                this.timer = None;
+                this.clock = HeadClock::Off;
                 let before = buf.filled().len();
                 let read = Pin::new(&mut this.inner).poll_read(cx, buf);
                 if matches!(read, Poll::Ready(Ok(())))
@@ -215,32 +242,35 @@ impl AsyncRead for HeadTimedStream {
             }
             BETWEEN_REQUESTS => {
                 // No deadline runs while idle: do not keep the last head's timer registered.
-                this.deadline = None;
-                this.timer = None;
+                this.clock = HeadClock::Off;
+                // The keep-alive wait reads here and watches the stop itself.
                 let before = buf.filled().len();
                 let read = Pin::new(&mut this.inner).poll_read(cx, buf);
                 if matches!(read, Poll::Ready(Ok(()))) && buf.filled().len() > before {
                     this.set_phase(READING_HEAD);
                     this.head_started = true;
-                    this.deadline = Some(Instant::now() + this.timeout);
+                    this.clock = HeadClock::Due(Instant::now() + this.rule.timeout);
                     this.chunks.reset();
                     this.chunks.on_head_bytes(&buf.filled()[before..]);
-                }
-                if read.is_pending() && this.stop_begun(cx) {
-                    // Idle while the server stops: read as a clean close.
-                    return Poll::Ready(Ok(()));
                 }
                 read
             }
             _ => {
-                let timeout = this.timeout;
-                let deadline = *this
-                    .deadline
-                    .get_or_insert_with(|| Instant::now() + timeout);
+                let timeout = this.rule.timeout;
+                let deadline = match &this.clock {
+                    HeadClock::Off => {
+                        let due = Instant::now() + timeout;
+                        this.clock = HeadClock::Due(due);
+                        due
+                    }
+                    HeadClock::Due(due) => *due,
+                    HeadClock::Armed(timer) => timer.deadline(),
+                };
                 let timed_out = |this: &mut Self| {
                     // The deadline stays passed, so later reads fail too; count it once.
-                    if let Some(f) = this.on_timeout.take() {
-                        f();
+                    if !this.timeout_counted {
+                        this.timeout_counted = true;
+                        (this.rule.on_timeout)();
                     }
                     Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::TimedOut,
@@ -253,15 +283,23 @@ impl AsyncRead for HeadTimedStream {
                 let before = buf.filled().len();
                 let read = Pin::new(&mut this.inner).poll_read(cx, buf);
                 if matches!(read, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-                    this.head_started = true;
+                    if !this.head_started {
+                        // No longer a fresh connection: the stop is the keep-alive wait's to
+                        // watch from here on, and an idle connection keeps no watch (memory).
+                        this.head_started = true;
+                        this.stopping = None;
+                        this.fresh_grace = None;
+                    }
                     this.chunks.on_head_bytes(&buf.filled()[before..]);
                 }
                 if read.is_pending() {
                     // Waiting for more of the head: now the deadline needs a timer to wake us.
-                    let timer = this
-                        .timer
-                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-                    if timer.as_mut().poll(cx).is_ready() {
+                    if !matches!(this.clock, HeadClock::Armed(_)) {
+                        this.clock = HeadClock::Armed(Box::pin(tokio::time::sleep_until(deadline)));
+                    }
+                    if let HeadClock::Armed(timer) = &mut this.clock
+                        && timer.as_mut().poll(cx).is_ready()
+                    {
                         return timed_out(this);
                     }
                 }
@@ -395,11 +433,10 @@ mod tests {
         let (server, client) = duplex(1024);
         let timeouts = Arc::new(AtomicUsize::new(0));
         let counted = Arc::clone(&timeouts);
-        let stream: Stream = Box::new(HeadTimedStream::new(Box::new(server), DEADLINE).on_timeout(
-            Arc::new(move || {
-                counted.fetch_add(1, Ordering::SeqCst);
-            }),
-        ));
+        let rule = HeadDeadline::new(DEADLINE, move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+        });
+        let stream: Stream = Box::new(HeadTimedStream::new(Box::new(server), rule));
         (stream, client, timeouts)
     }
 
@@ -467,36 +504,54 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn idle_connections_read_as_closed_once_a_stop_begins() {
+    async fn a_fresh_connection_reads_as_closed_once_a_stop_begins() {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let (server, _client) = duplex(16);
+        let mut fresh: Stream = Box::new(
+            HeadTimedStream::new(Box::new(server), HeadDeadline::new(DEADLINE, || {}))
+                .closing_on(&rx),
+        );
+        let mut b = [0u8; 1];
+        let read = tokio::spawn(async move { fresh.read(&mut b).await });
+        tokio::task::yield_now().await;
+        tx.send(true).expect("stop");
+        let started = tokio::time::Instant::now();
+        let n = read.await.expect("task").expect("clean close");
+        assert_eq!(n, 0, "end of stream, not an error");
+        assert_eq!(started.elapsed(), FRESH_CONNECTION_GRACE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_stop_watch_ends_with_the_first_byte_and_a_request_in_progress_is_not_cut() {
         let (tx, rx) = tokio::sync::watch::channel(false);
         let (server, mut client) = duplex(1024);
-        let mut stream: Stream =
-            Box::new(HeadTimedStream::new(Box::new(server), DEADLINE).closing_on(&rx));
-        // A request in progress is not cut: its head's bytes are read.
+        let mut stream = HeadTimedStream::new(Box::new(server), HeadDeadline::new(DEADLINE, || {}))
+            .closing_on(&rx);
+        assert!(stream.stopping.is_some());
         client.write_all(b"G").await.expect("write");
-        assert_eq!(read_byte(&mut stream).await.expect("head"), b'G');
+        let mut b = [0u8; 1];
+        stream.read_exact(&mut b).await.expect("head");
+        // Idle waits from here on are the keep-alive wait's, which watches the stop itself: an
+        // idle kept-alive connection holds no watch here.
+        assert!(
+            stream.stopping.is_none(),
+            "the watch is dropped at the first byte"
+        );
+        let mut stream: Stream = Box::new(stream);
         head_received(Some(&stream), None);
         tx.send(true).expect("stop");
         client.write_all(b"B").await.expect("write");
         assert_eq!(read_byte(&mut stream).await.expect("body"), b'B');
-        request_finished(Some(&stream));
-        // Between requests, with nothing sent: end of stream, at once.
-        let mut b = [0u8; 1];
-        assert_eq!(stream.read(&mut b).await.expect("clean close"), 0);
-
-        // A fresh connection that has sent nothing is idle as well.
-        let (server, _client) = duplex(16);
-        let mut fresh: Stream =
-            Box::new(HeadTimedStream::new(Box::new(server), DEADLINE).closing_on(&rx));
-        assert_eq!(fresh.read(&mut b).await.expect("clean close"), 0);
     }
 
     #[tokio::test(start_paused = true)]
     async fn bytes_already_sent_are_read_even_while_stopping() {
         let (tx, rx) = tokio::sync::watch::channel(false);
         let (server, mut client) = duplex(1024);
-        let mut stream: Stream =
-            Box::new(HeadTimedStream::new(Box::new(server), DEADLINE).closing_on(&rx));
+        let mut stream: Stream = Box::new(
+            HeadTimedStream::new(Box::new(server), HeadDeadline::new(DEADLINE, || {}))
+                .closing_on(&rx),
+        );
         head_received(Some(&stream), None);
         request_finished(Some(&stream));
         client.write_all(b"N").await.expect("write");
@@ -532,5 +587,16 @@ mod tests {
         assert_eq!(&got, b"HTTP/1.1 200 OK\r\n");
         assert!(stream.get_ssl_digest().is_none());
         assert!(stream.selected_alpn_proto().is_none());
+    }
+
+    #[test]
+    fn the_wrapper_of_every_http1_connection_fits_a_128_byte_allocation() {
+        // The allocator serves 129..=160 bytes from the next class up: every idle connection
+        // would pay for it (load-tests/idle_connections.sh measures the whole).
+        assert!(
+            std::mem::size_of::<HeadTimedStream>() <= 128,
+            "HeadTimedStream is {} bytes",
+            std::mem::size_of::<HeadTimedStream>()
+        );
     }
 }

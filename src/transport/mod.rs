@@ -21,7 +21,7 @@ pub use connection_limit::{
     ConnectionGuard, ConnectionLimiter, ConnectionLimits, ConnectionRefused,
 };
 pub use crypto::install_crypto_provider;
-pub use head_deadline::HeadTimedStream;
+pub use head_deadline::{HeadDeadline, HeadTimedStream};
 pub use memory_return::MemoryReturn;
 pub use peer::{PeerCertificate, peer_certificate};
 pub use timed_serve::TimedServe;

@@ -18,26 +18,60 @@ use tokio::io::AsyncWrite;
 /// Pingora's own socket write buffer size: the same point at which bytes go out unflushed.
 const LIMIT: usize = 1460;
 
-/// Bytes written but not yet handed to the stream below.
+/// Bytes written but not yet handed to the stream below: a fixed buffer boxed only while a
+/// response is written, so the connection's stream wrapper carries one pointer for it (the
+/// wrapper's size decides its allocation class on every connection).
 #[derive(Debug, Default)]
 pub struct WriteCoalescer {
-    held: Vec<u8>,
+    held: Option<Box<Held>>,
+}
+
+#[derive(Debug)]
+struct Held {
+    len: usize,
+    bytes: [u8; LIMIT],
+}
+
+impl Held {
+    fn filled(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+
+    /// Appends `data`; the caller has made sure it fits.
+    fn push(&mut self, data: &[u8]) {
+        let end = self.len + data.len();
+        self.bytes[self.len..end].copy_from_slice(data);
+        self.len = end;
+    }
 }
 
 impl WriteCoalescer {
+    fn held_len(&self) -> usize {
+        self.held.as_ref().map_or(0, |h| h.len)
+    }
+
+    fn buffer(&mut self) -> &mut Held {
+        self.held.get_or_insert_with(|| {
+            Box::new(Held {
+                len: 0,
+                bytes: [0; LIMIT],
+            })
+        })
+    }
+
     pub fn poll_write<W: AsyncWrite + Unpin + ?Sized>(
         &mut self,
         inner: &mut W,
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        if self.held.len() + data.len() > LIMIT {
+        if self.held_len() + data.len() > LIMIT {
             ready!(self.poll_send_held(inner, cx))?;
             if data.len() >= LIMIT {
                 return Pin::new(inner).poll_write(cx, data);
             }
         }
-        self.held.extend_from_slice(data);
+        self.buffer().push(data);
         Poll::Ready(Ok(data.len()))
     }
 
@@ -48,14 +82,15 @@ impl WriteCoalescer {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let total: usize = bufs.iter().map(|b| b.len()).sum();
-        if self.held.len() + total > LIMIT {
+        if self.held_len() + total > LIMIT {
             ready!(self.poll_send_held(inner, cx))?;
             if total >= LIMIT {
                 return Pin::new(inner).poll_write_vectored(cx, bufs);
             }
         }
+        let held = self.buffer();
         for b in bufs {
-            self.held.extend_from_slice(b);
+            held.push(b);
         }
         Poll::Ready(Ok(total))
     }
@@ -87,7 +122,7 @@ impl WriteCoalescer {
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
         ready!(self.poll_send_held(inner, cx))?;
-        self.held = Vec::new();
+        self.held = None;
         Poll::Ready(Ok(()))
     }
 
@@ -97,19 +132,25 @@ impl WriteCoalescer {
         inner: &mut W,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
-        while !self.held.is_empty() {
-            let n = ready!(Pin::new(&mut *inner).poll_write(cx, &self.held))?;
+        let Some(held) = self.held.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        while held.len > 0 {
+            let n = ready!(Pin::new(&mut *inner).poll_write(cx, held.filled()))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
-            self.held.drain(..n);
+            // A partial write (rare: a full socket) keeps the rest at the front.
+            let n = n.min(held.len);
+            held.bytes.copy_within(n..held.len, 0);
+            held.len -= n;
         }
         Poll::Ready(Ok(()))
     }
 
     #[cfg(test)]
-    fn held_capacity(&self) -> usize {
-        self.held.capacity()
+    fn holds_a_buffer(&self) -> bool {
+        self.held.is_some()
     }
 }
 
@@ -189,7 +230,7 @@ mod tests {
             vec![b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec()]
         );
         assert_eq!(s.flushes, 1);
-        assert_eq!(c.held_capacity(), 0, "an idle connection holds no buffer");
+        assert!(!c.holds_a_buffer(), "an idle connection holds no buffer");
     }
 
     #[test]
