@@ -30,23 +30,57 @@ fn with_scheme<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
     s.eq_ignore_ascii_case(scheme).then_some(rest)
 }
 
-/// RFC 6750 `b64token` characters; a JWT uses a subset. Anything else is malformed.
-fn is_b64token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
-        })
+/// RFC 6750 `b64token` characters, by byte; a JWT uses a subset. Anything else is malformed.
+/// A table: a token is hundreds of bytes on every request, checked one load per byte.
+const B64TOKEN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=');
+        b += 1;
+    }
+    table
+};
+
+fn is_b64token(s: &[u8]) -> bool {
+    // No early exit: the loop stays branch-free, and a valid token is read whole anyway.
+    !s.is_empty() && s.iter().fold(true, |ok, &b| ok & B64TOKEN[usize::from(b)])
 }
 
 /// The bearer token, if the request carries `Authorization: Bearer ...`.
 pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
-    let Some(value) = authorization(headers)? else {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
         return Ok(None);
     };
-    match with_scheme(value, "Bearer") {
-        Some(token) if is_b64token(token) => Ok(Some(token)),
-        Some(_) => Err(AuthError::Malformed),
-        None => Ok(None),
+    if values.next().is_some() {
+        return Err(AuthError::Malformed);
+    }
+    // On bytes, so the token is read once: b64token bytes are visible ASCII, so a Bearer value
+    // whose token passes is visible ASCII throughout, as `authorization` would require.
+    let bytes = value.as_bytes();
+    let scheme_is_bearer = bytes
+        .iter()
+        .position(|&b| b == b' ')
+        .map(|space| (bytes[..space].eq_ignore_ascii_case(b"Bearer"), space));
+    match scheme_is_bearer {
+        Some((true, space)) => {
+            let token = &bytes[space + 1..];
+            if !is_b64token(token) {
+                return Err(AuthError::Malformed);
+            }
+            std::str::from_utf8(token)
+                .map(Some)
+                .map_err(|_| AuthError::Malformed)
+        }
+        // Another scheme (or none): not a bearer token, but still refuse a value that is not
+        // visible ASCII, as every other reader of the header does.
+        _ => value
+            .to_str()
+            .map(|_| None)
+            .map_err(|_| AuthError::Malformed),
     }
 }
 

@@ -14,6 +14,8 @@
 //! duplicates and `1, 1` lists, and `Transfer-Encoding` values other than exactly `chunked`
 //! (`gzip, chunked`, `Chunked`, tab or double-space padding), bare LF line endings.
 
+use std::sync::LazyLock;
+
 use http::{HeaderMap, HeaderValue, Version, header};
 
 /// Why the framing of a request was refused. Answered 400 and the connection closed.
@@ -154,7 +156,7 @@ pub fn check_framing(version: Version, headers: &HeaderMap) -> Result<BodyFramin
 /// values without `http`'s validation, so this does not rely on `HeaderValue` invariants.
 fn check_values<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> Result<(), FramingError> {
     for value in values {
-        if value.iter().any(|&b| is_ctl(b)) {
+        if has_ctl(value) {
             return Err(FramingError::ControlCharInHeader);
         }
     }
@@ -212,15 +214,12 @@ pub fn check_raw_head(raw: &[u8]) -> Result<(), FramingError> {
         if matches!(line[0], b' ' | b'\t') {
             return Err(FramingError::ObsoleteLineFolding);
         }
-        let colon = line
-            .iter()
-            .position(|&b| b == b':')
-            .ok_or(FramingError::MalformedHeaderLine)?;
+        let colon = memchr::memchr(b':', line).ok_or(FramingError::MalformedHeaderLine)?;
         let (name, value) = (&line[..colon], &line[colon + 1..]);
         if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
             return Err(FramingError::InvalidHeaderName);
         }
-        if value.iter().any(|&b| is_ctl(b)) {
+        if has_ctl(value) {
             return Err(FramingError::ControlCharInHeader);
         }
         check_header_name(name)?;
@@ -259,30 +258,42 @@ const FRAMING_AND_ROUTING: [&str; 3] = ["content-length", "host", "expect"];
 /// Letters and digits in the longest name checked (`proxyauthorization`).
 const MAX_FOLDED: usize = 18;
 
+/// A name reduced to its ASCII letters and digits, lower-cased; `None` when longer than
+/// [`MAX_FOLDED`] (then it cannot imitate a listed name).
+fn fold(name: &[u8]) -> Option<([u8; MAX_FOLDED], usize)> {
+    let mut folded = [0u8; MAX_FOLDED];
+    let mut len = 0;
+    for &b in name {
+        if b.is_ascii_alphanumeric() {
+            *folded.get_mut(len)? = b.to_ascii_lowercase();
+            len += 1;
+        }
+    }
+    Some((folded, len))
+}
+
+/// The listed names with their folded forms, folded once (every header of every request is
+/// compared with all of them).
+static FOLDED_PROTECTED: LazyLock<Vec<(&'static str, [u8; MAX_FOLDED], usize)>> =
+    LazyLock::new(|| {
+        FRAMING_AND_ROUTING
+            .iter()
+            .chain(super::hop_by_hop::STANDARD.iter())
+            .filter_map(|real| fold(real.as_bytes()).map(|(f, len)| (*real, f, len)))
+            .collect()
+    });
+
 /// Refuse a name that folds onto a framing or hop-by-hop field without being it. Folding keeps
 /// only ASCII letters and digits, lower-cased, so `_`, `.`, doubled or missing `-` and any case
 /// mix all land on the same key; the exact name in any case is the real field and passes.
 /// Names are already RFC 9110 tokens here (whitespace around them is refused elsewhere).
 pub fn check_header_name(name: &[u8]) -> Result<(), FramingError> {
-    let mut folded = [0u8; MAX_FOLDED];
-    let mut len = 0;
-    for &b in name {
-        if b.is_ascii_alphanumeric() {
-            // Longer than every listed name once folded: cannot imitate one.
-            let Some(slot) = folded.get_mut(len) else {
-                return Ok(());
-            };
-            *slot = b.to_ascii_lowercase();
-            len += 1;
-        }
-    }
+    let Some((folded, len)) = fold(name) else {
+        return Ok(());
+    };
     let folded = &folded[..len];
-    for real in FRAMING_AND_ROUTING
-        .iter()
-        .chain(super::hop_by_hop::STANDARD.iter())
-    {
-        let real_folded = real.bytes().filter(|b| b.is_ascii_alphanumeric());
-        if folded.iter().copied().eq(real_folded) && !name.eq_ignore_ascii_case(real.as_bytes()) {
+    for (real, real_folded, real_len) in FOLDED_PROTECTED.iter() {
+        if folded == &real_folded[..*real_len] && !name.eq_ignore_ascii_case(real.as_bytes()) {
             return Err(FramingError::DisguisedFramingHeader);
         }
     }
@@ -312,7 +323,7 @@ impl<'a> RawLines<'a> {
         if self.rest.is_empty() {
             return Ok(None);
         }
-        let Some(lf) = self.rest.iter().position(|&b| b == b'\n') else {
+        let Some(lf) = memchr::memchr(b'\n', self.rest) else {
             // Unterminated tail: treat as a last line (H2 pseudo heads may omit the CRLF).
             let line = self.rest;
             self.rest = &[];
@@ -332,6 +343,12 @@ fn is_ctl(b: u8) -> bool {
     (b < 0x20 && b != b'\t') || b == 0x7f
 }
 
+/// Whether `value` holds a control character. Without an early exit the compiler checks many
+/// bytes per instruction; values (a bearer token, say) are read whole on every request.
+fn has_ctl(value: &[u8]) -> bool {
+    value.iter().fold(false, |found, &b| found | is_ctl(b))
+}
+
 /// RFC 9110 `tchar`.
 pub(crate) fn is_tchar(b: u8) -> bool {
     matches!(b,
@@ -343,6 +360,30 @@ pub(crate) fn is_tchar(b: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_protected_name_is_folded_for_the_look_alike_check() {
+        // A name too long to fold would silently escape the check.
+        assert_eq!(
+            FOLDED_PROTECTED.len(),
+            FRAMING_AND_ROUTING.len() + crate::inspect::hop_by_hop::STANDARD.len()
+        );
+    }
+
+    #[test]
+    fn control_characters_anywhere_in_a_long_value_are_found() {
+        let mut value = vec![b'a'; 700];
+        assert!(!has_ctl(&value));
+        for at in [0, 1, 31, 32, 333, 699] {
+            for ctl in [0x00, 0x0b, 0x1f, 0x7f] {
+                value[at] = ctl;
+                assert!(has_ctl(&value), "{ctl:#x} at {at}");
+                value[at] = b'a';
+            }
+        }
+        value[5] = b'\t';
+        assert!(!has_ctl(&value), "HTAB is allowed");
+    }
 
     fn map(pairs: &[(&str, &[u8])]) -> HeaderMap {
         let mut m = HeaderMap::new();

@@ -55,14 +55,26 @@ impl ChunkWatch {
         if *self.head_len.get_mut() != 0 {
             self.reset();
         }
-        for (i, &b) in bytes.iter().enumerate() {
-            self.head_bytes += 1;
-            if !self.started {
-                if b == b'\r' || b == b'\n' {
-                    continue;
+        let mut i = 0;
+        if !self.started {
+            // Leading empty lines are not a head's end.
+            i = bytes
+                .iter()
+                .position(|&b| b != b'\r' && b != b'\n')
+                .unwrap_or(bytes.len());
+            self.started = i < bytes.len();
+        }
+        while i < bytes.len() {
+            if self.matched == 0 {
+                // Only a CR can start the end of a head: jump to the next one (a head is
+                // mostly long runs without one, a bearer token for instance).
+                match memchr::memchr(b'\r', &bytes[i..]) {
+                    Some(at) => i += at,
+                    None => break,
                 }
-                self.started = true;
             }
+            let b = bytes[i];
+            i += 1;
             self.matched = if b == HEAD_END[usize::from(self.matched)] {
                 self.matched + 1
             } else if b == b'\r' {
@@ -71,12 +83,14 @@ impl ChunkWatch {
                 0
             };
             if usize::from(self.matched) == HEAD_END.len() {
+                self.head_bytes += i;
                 *self.head_len.get_mut() = self.head_bytes;
-                let ok = self.lines.feed(&bytes[i + 1..]);
+                let ok = self.lines.feed(&bytes[i..]);
                 *self.malformed.get_mut() = !ok;
                 return;
             }
         }
+        self.head_bytes += bytes.len();
     }
 
     /// Bytes read after the head; false once a chunked body is malformed.
@@ -161,5 +175,58 @@ mod tests {
         w.on_head_bytes(&[HEAD, b"0\r\n\r\n"].concat());
         w.decide(Some(HEAD.len()));
         assert!(!w.malformed());
+    }
+
+    /// The head length the watch must find, byte by byte: leading CR/LF skipped, then the
+    /// first CRLF CRLF.
+    fn reference_head_len(bytes: &[u8]) -> usize {
+        let start = bytes
+            .iter()
+            .position(|&b| b != b'\r' && b != b'\n')
+            .unwrap_or(bytes.len());
+        bytes[start..]
+            .windows(4)
+            .position(|w| w == HEAD_END)
+            .map_or(0, |at| start + at + 4)
+    }
+
+    #[test]
+    fn the_head_end_is_found_wherever_the_reads_split_it() {
+        let token = "e".repeat(600);
+        let heads: [Vec<u8>; 4] = [
+            HEAD.to_vec(),
+            [b"\r\n\n".as_slice(), HEAD].concat(),
+            format!("GET / HTTP/1.1\r\nAuthorization: Bearer {token}\r\nX: \r\r\n\r\n")
+                .into_bytes(),
+            b"GET / HTTP/1.1\r\nA: b\r\n\r\r\n\r\n".to_vec(),
+        ];
+        for head in &heads {
+            let expected = reference_head_len(head);
+            assert!(expected > 0);
+            let read = [head.as_slice(), b"0\r\n\r\n"].concat();
+            for first in 0..=read.len() {
+                for second in [
+                    first,
+                    (first + 1).min(read.len()),
+                    (first + 7).min(read.len()),
+                ] {
+                    let mut w = ChunkWatch::default();
+                    for part in [&read[..first], &read[first..second], &read[second..]] {
+                        // Reads after the end is found are the body's, as on a connection.
+                        if *w.head_len.get_mut() == 0 {
+                            w.on_head_bytes(part);
+                        } else {
+                            w.on_body_bytes(part);
+                        }
+                    }
+                    assert_eq!(
+                        *w.head_len.get_mut(),
+                        expected,
+                        "split at {first}/{second} of {:?}",
+                        String::from_utf8_lossy(head)
+                    );
+                }
+            }
+        }
     }
 }
