@@ -943,17 +943,38 @@ async fn http2_connections_are_not_cut_by_the_head_deadline() {
     assert_eq!(closed_count("tls", "head_timeout"), before);
 }
 
+/// Two half-sent heads that both hold a slot of the metrics listener (cap 2). The start-up
+/// check's connection may still hold one for a moment on a busy machine, which closes the
+/// second head as over the cap: then both are dropped and taken again (bounded).
+async fn hold_every_slot(addr: SocketAddr) -> [TcpStream; 2] {
+    for _ in 0..20 {
+        let mut held = [
+            slow_header_client(addr).await,
+            slow_header_client(addr).await,
+        ];
+        let mut all_open = true;
+        for s in &mut held {
+            let mut b = [0u8; 1];
+            // Still open: nothing to read until the head deadline. Closed: over the cap.
+            let read = tokio::time::timeout(Duration::from_millis(150), s.read(&mut b)).await;
+            all_open &= read.is_err();
+        }
+        if all_open {
+            return held;
+        }
+        drop(held);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("the metrics listener's two slots never came free");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_metrics_listener_has_the_same_connection_limits() {
     let (_gw, _orders, p) = setup().await;
     let addr = Ports::addr(p.metrics);
     let scrape = b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
     // Two half-sent heads take both connection slots: a third connection is closed unanswered.
-    let mut held = [
-        slow_header_client(addr).await,
-        slow_header_client(addr).await,
-    ];
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut held = hold_every_slot(addr).await;
     assert_eq!(raw_http(addr, scrape).await, "", "over the cap of 2");
 
     // The head deadline (1 s) closes both, which frees the slots.
