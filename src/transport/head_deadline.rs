@@ -76,7 +76,7 @@ pub struct HeadTimedStream {
     chunks: ChunkWatch,
     /// Resolves when a graceful stop begins; dropped once it has, or with the first byte.
     stopping: Option<Pin<Box<dyn Future<Output = ()> + Send + Sync>>>,
-    /// The graceful stop has begun: idle reads end the connection.
+    /// The graceful stop has begun: a fresh connection's reads end it (after the grace).
     stopped: bool,
     /// A byte of the current head has arrived (a fresh connection is idle until then).
     head_started: bool,
@@ -99,10 +99,6 @@ impl HeadDeadline {
             timeout,
             on_timeout: Box::new(on_timeout),
         })
-    }
-
-    pub fn timeout(&self) -> Duration {
-        self.timeout
     }
 }
 
