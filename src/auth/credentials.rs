@@ -174,6 +174,22 @@ mod tests {
     }
 
     #[test]
+    fn bearer_values_that_are_not_visible_ascii_are_malformed_whatever_the_scheme() {
+        let raw = |v: &[u8]| {
+            let mut h = HeaderMap::new();
+            h.append(AUTHORIZATION, HeaderValue::from_bytes(v).unwrap());
+            bearer_token(&h).map(|t| t.map(str::to_owned))
+        };
+        assert_eq!(raw(b"Bearer a.b\xffc"), Err(AuthError::Malformed));
+        assert_eq!(raw(b"Bearer a.b\tc"), Err(AuthError::Malformed));
+        assert_eq!(raw(b"Basic \xff"), Err(AuthError::Malformed));
+        assert_eq!(raw(b"Bearer\xff"), Err(AuthError::Malformed));
+        // No scheme separator at all: not a bearer token.
+        assert_eq!(raw(b"Bearer"), Ok(None));
+        assert_eq!(raw(b"Bearer  a.b.c"), Err(AuthError::Malformed));
+    }
+
+    #[test]
     fn api_key_extraction() {
         assert_eq!(api_key(&headers(&[])), Ok(None));
         assert_eq!(api_key(&headers(&[("x-api-key", "k1")])), Ok(Some("k1")));
