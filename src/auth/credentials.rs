@@ -5,29 +5,37 @@
 //! method can try), and `Err(Malformed)` when it is present but ambiguous or malformed: a repeated
 //! header, or both API key forms at once, is refused rather than guessed at.
 
-use http::HeaderMap;
-use http::header::AUTHORIZATION;
+use http::header::{AUTHORIZATION, AsHeaderName};
+use http::{HeaderMap, HeaderValue};
 
 use super::error::AuthError;
 
 pub const API_KEY_HEADER: &str = "x-api-key";
 
-/// The single `Authorization` header as text; `Err` when repeated or not visible ASCII.
-fn authorization(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
-    let mut values = headers.get_all(AUTHORIZATION).iter();
-    let Some(first) = values.next() else {
-        return Ok(None);
-    };
+/// The value of a header that may appear once; `Err` when repeated.
+fn single(headers: &HeaderMap, name: impl AsHeaderName) -> Result<Option<&HeaderValue>, AuthError> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
     if values.next().is_some() {
         return Err(AuthError::Malformed);
     }
-    first.to_str().map(Some).map_err(|_| AuthError::Malformed)
+    Ok(first)
 }
 
-/// Splits `Scheme credentials`; the scheme compares case-insensitively (RFC 9110 §11.1).
-fn with_scheme<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
-    let (s, rest) = value.split_once(' ')?;
-    s.eq_ignore_ascii_case(scheme).then_some(rest)
+/// The single `Authorization` header as text; `Err` when repeated or not visible ASCII.
+fn authorization(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
+    single(headers, AUTHORIZATION)?
+        .map(|v| v.to_str().map_err(|_| AuthError::Malformed))
+        .transpose()
+}
+
+/// Where the credentials of `Scheme credentials` start, if the scheme is `scheme` (compared
+/// case-insensitively, RFC 9110 §11.1): just after the first space, an ASCII boundary.
+fn credentials_start(value: &[u8], scheme: &str) -> Option<usize> {
+    let space = memchr::memchr(b' ', value)?;
+    value[..space]
+        .eq_ignore_ascii_case(scheme.as_bytes())
+        .then_some(space + 1)
 }
 
 /// RFC 6750 `b64token` characters, by byte; a JWT uses a subset. Anything else is malformed.
@@ -51,23 +59,15 @@ fn is_b64token(s: &[u8]) -> bool {
 
 /// The bearer token, if the request carries `Authorization: Bearer ...`.
 pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
-    let mut values = headers.get_all(AUTHORIZATION).iter();
-    let Some(value) = values.next() else {
+    let Some(value) = single(headers, AUTHORIZATION)? else {
         return Ok(None);
     };
-    if values.next().is_some() {
-        return Err(AuthError::Malformed);
-    }
     // On bytes, so the token is read once: b64token bytes are visible ASCII, so a Bearer value
     // whose token passes is visible ASCII throughout, as `authorization` would require.
     let bytes = value.as_bytes();
-    let scheme_is_bearer = bytes
-        .iter()
-        .position(|&b| b == b' ')
-        .map(|space| (bytes[..space].eq_ignore_ascii_case(b"Bearer"), space));
-    match scheme_is_bearer {
-        Some((true, space)) => {
-            let token = &bytes[space + 1..];
+    match credentials_start(bytes, "Bearer") {
+        Some(start) => {
+            let token = &bytes[start..];
             if !is_b64token(token) {
                 return Err(AuthError::Malformed);
             }
@@ -77,7 +77,7 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
         }
         // Another scheme (or none): not a bearer token, but still refuse a value that is not
         // visible ASCII, as every other reader of the header does.
-        _ => value
+        None => value
             .to_str()
             .map(|_| None)
             .map_err(|_| AuthError::Malformed),
@@ -86,18 +86,11 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
 
 /// The API key, from `x-api-key` or `Authorization: ApiKey ...` (exactly one of them).
 pub fn api_key(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
-    let mut values = headers.get_all(API_KEY_HEADER).iter();
-    let from_header = match values.next() {
-        None => None,
-        Some(v) => {
-            if values.next().is_some() {
-                return Err(AuthError::Malformed);
-            }
-            Some(v.to_str().map_err(|_| AuthError::Malformed)?)
-        }
-    };
+    let from_header = single(headers, API_KEY_HEADER)?
+        .map(|v| v.to_str().map_err(|_| AuthError::Malformed))
+        .transpose()?;
     let from_authorization = match authorization(headers) {
-        Ok(Some(v)) => with_scheme(v, "ApiKey"),
+        Ok(Some(v)) => credentials_start(v.as_bytes(), "ApiKey").map(|start| &v[start..]),
         Ok(None) => None,
         // A repeated Authorization header only matters if the key would come from it.
         Err(e) => {
