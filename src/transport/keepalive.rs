@@ -13,8 +13,9 @@
 //! The wait ends the connection on the idle timeout, on a close by the client, and as soon as a
 //! graceful stop begins.
 //!
-//! The idle timeout is one timer per connection, not re-armed per request: registering a timer earlier than any other wakes the runtime's driver (an eventfd
-//! write), which a fresh timer per request did on most requests.
+//! The idle timeout is one timer per connection, not re-armed per request: registering a timer
+//! earlier than any other wakes the runtime's driver (an eventfd write), which a fresh timer per
+//! request did on most requests.
 
 use std::pin::Pin;
 use std::time::Duration;
