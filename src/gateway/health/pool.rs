@@ -48,6 +48,9 @@ pub struct Pool {
     spec: PoolSpec,
     ca: Option<Arc<[WrappedX509]>>,
     endpoints: ArcSwap<Vec<Arc<Endpoint>>>,
+    /// Pingora's pool partition for this upstream's connections (see [`Pool::peer`]), hashed
+    /// once here rather than per request.
+    group_key: u64,
     cursor: AtomicUsize,
     prober: Option<Prober>,
     /// Serialises endpoint-list rebuilds (start, reload and the resolver may race).
@@ -75,6 +78,7 @@ impl Pool {
             spec: PoolSpec::of(up),
             ca,
             endpoints: ArcSwap::from_pointee(Vec::new()),
+            group_key: pool_group(&up.name),
             cursor: AtomicUsize::new(0),
             prober,
             sync_lock: Mutex::new(()),
@@ -202,7 +206,7 @@ impl Pool {
         // Pingora's connection pool keys on address, SNI and verify flags but not on the trust
         // anchors: without this, a connection verified under one upstream's `ca` could be
         // lent to another upstream at the same address that trusts a different CA.
-        peer.group_key = pool_group(&up.name);
+        peer.group_key = self.group_key;
         peer.options.connection_timeout = Some(up.connect_timeout);
         peer.options.total_connection_timeout = Some(up.connect_timeout * 2);
         peer.options.read_timeout = Some(up.read_timeout);
