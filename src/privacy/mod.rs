@@ -37,6 +37,7 @@ pub mod error;
 pub mod json_walk;
 pub mod keyed;
 pub mod kind;
+pub mod label_cache;
 pub mod leak;
 pub mod log_filter;
 pub mod log_redact;

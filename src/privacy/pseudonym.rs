@@ -77,6 +77,11 @@ impl Pseudonymizer {
         })
     }
 
+    /// Tells this pseudonymizer (and the engine holding it) from any other built before or after.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
     /// The pseudonym of a client address, for the access log. The same addresses come back
     /// request after request (keep-alive, a client's connections), so each thread remembers the
     /// last few it computed: the HMAC is otherwise the dearest part of an access-log line.
