@@ -16,7 +16,7 @@ WORKDIR /src
 #    against empty sources. Declared bench/example targets must exist for Cargo to read the
 #    manifest, so those folders come in now (they change rarely).
 COPY Cargo.toml Cargo.lock ./
-# The patched h2 of Cargo.toml's [patch.crates-io] (patches/h2/PATCHED.md).
+# The patched crates of Cargo.toml's [patch.crates-io] (patches/*/PATCHED.md).
 COPY patches ./patches
 COPY benches ./benches
 COPY examples ./examples

@@ -86,21 +86,20 @@ pub fn apply(
     match style {
         ForwardedStyle::XForwarded => {
             if let Some(peer) = peer {
-                let entry = peer.to_string();
-                let chain = match trusted.then(|| joined(req, &X_FORWARDED_FOR)).flatten() {
-                    Some(chain) => append(Some(chain), &entry),
-                    None => entry,
+                let value = match trusted.then(|| joined(req, &X_FORWARDED_FOR)).flatten() {
+                    Some(chain) => header_value(append(Some(chain), &peer.to_string()))?,
+                    None => peer_value(peer)?,
                 };
-                req.insert_header("x-forwarded-for", chain)?;
+                req.insert_header_name(&X_FORWARDED_FOR, value)?;
             }
             // A trusted proxy saw the client's scheme and host first; its values stand.
             if !(trusted && req.headers.contains_key(X_FORWARDED_PROTO)) {
-                req.insert_header("x-forwarded-proto", HeaderValue::from_static(hop.proto()))?;
+                req.insert_header_name(&X_FORWARDED_PROTO, HeaderValue::from_static(hop.proto()))?;
             }
             if let Some(host) = hop.host
                 && !(trusted && req.headers.contains_key(X_FORWARDED_HOST))
             {
-                req.insert_header("x-forwarded-host", host)?;
+                req.insert_header_name(&X_FORWARDED_HOST, header_value(host.to_owned())?)?;
             }
         }
         ForwardedStyle::Forwarded => {
@@ -111,10 +110,39 @@ pub fn apply(
                     .flatten(),
                 &element,
             );
-            req.insert_header("forwarded", chain)?;
+            req.insert_header_name(&http::header::FORWARDED, header_value(chain)?)?;
         }
     }
     Ok(())
+}
+
+/// The peer's address as a header value. A connection's requests, and a client's connections,
+/// come from the same address, so each thread keeps the last one it wrote (the value shares
+/// its bytes: a clone is a count, not a copy).
+fn peer_value(peer: IpAddr) -> pingora::Result<HeaderValue> {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(IpAddr, HeaderValue)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    LAST.with_borrow_mut(|last| {
+        if let Some((ip, value)) = last.as_ref()
+            && *ip == peer
+        {
+            return Ok(value.clone());
+        }
+        let value = header_value(peer.to_string())?;
+        *last = Some((peer, value.clone()));
+        Ok(value)
+    })
+}
+
+/// `text` as a header value, refused as Pingora refuses an invalid value it is given.
+fn header_value(text: String) -> pingora::Result<HeaderValue> {
+    use pingora::OrErr;
+    HeaderValue::try_from(text).or_err(
+        pingora::ErrorType::InvalidHTTPHeader,
+        "invalid value while insert",
+    )
 }
 
 /// Removes every header a client could use to pose as an earlier hop.
@@ -258,6 +286,21 @@ mod tests {
             assert!(r.headers.get(gone).is_none(), "{gone} kept");
         }
         assert_eq!(values(&r, "x-other"), ["kept"]);
+    }
+
+    #[test]
+    fn each_request_names_its_own_peer_whatever_came_before_on_the_thread() {
+        for peer in [
+            "203.0.113.9",
+            "203.0.113.9",
+            "198.51.100.7",
+            "2001:db8::1",
+            "203.0.113.9",
+        ] {
+            let mut r = request(&[]);
+            apply(&mut r, ForwardedStyle::XForwarded, false, &hop(peer, true)).unwrap();
+            assert_eq!(values(&r, "x-forwarded-for"), [peer]);
+        }
     }
 
     #[test]

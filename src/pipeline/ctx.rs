@@ -22,6 +22,9 @@ pub struct RequestCtx {
     pub reason: Option<&'static str>,
     /// The upstream address of the last attempt, proxied or sent by the gateway itself.
     pub upstream_addr: Option<SocketAddr>,
+    /// `upstream_addr` as text for the access log (a proxied attempt's comes made from its
+    /// endpoint); set with [`RequestCtx::set_upstream_addr`].
+    pub upstream_addr_text: Option<Arc<str>>,
     /// When the first upstream attempt started; with `upstream_done`, the upstream latency.
     pub upstream_started: Option<Instant>,
     pub upstream_latency: Option<Duration>,
@@ -65,6 +68,7 @@ impl RequestCtx {
             decision: "error",
             reason: None,
             upstream_addr: None,
+            upstream_addr_text: None,
             upstream_started: None,
             upstream_latency: None,
             upstream_outcome: None,
@@ -82,6 +86,12 @@ impl RequestCtx {
             trace: None,
             upstream_span: None,
         }
+    }
+
+    /// Records the upstream address of the last attempt, and its text for the access log.
+    pub fn set_upstream_addr(&mut self, addr: SocketAddr, text: Arc<str>) {
+        self.upstream_addr = Some(addr);
+        self.upstream_addr_text = Some(text);
     }
 
     /// The route's name for metric labels; `(none)` when no route matched.

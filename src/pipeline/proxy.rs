@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use http::HeaderValue;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -208,12 +209,12 @@ impl ProxyHttp for GatewayProxy {
         match route.pool.select(&route.upstream, previous) {
             Ok(selected) => {
                 let addr = selected.attempt.addr();
-                ctx.upstream_addr = Some(addr);
+                ctx.set_upstream_addr(addr, selected.attempt.addr_text());
                 ctx.upstream_attempt = Some(selected.attempt);
                 // One client span per attempt, a child of the request's server span.
                 end_upstream_span(ctx, Some("abandoned"));
                 ctx.upstream_span = self.gateway.tracing.client_span(
-                    format!("upstream {}", route.upstream.name),
+                    || format!("upstream {}", route.upstream.name),
                     ctx.trace.as_ref(),
                 );
                 if let Some(cx) = &ctx.upstream_span {
@@ -259,6 +260,9 @@ impl ProxyHttp for GatewayProxy {
         // gateway adds its own headers.
         crate::inspect::strip_hop_by_hop(upstream_request)
             .map_err(|_| Error::explain(ErrorType::HTTPStatus(400), "bad Connection header"))?;
+        // Room for every header added below at once: the copy Pingora made of the client's head
+        // is sized to what the client sent, and would otherwise regrow with each insert.
+        upstream_request.reserve_headers(UPSTREAM_HEADERS_ADDED);
         // Who the client is, as the gateway saw it: a caller's own claims to be an earlier hop
         // pass only from a trusted proxy.
         {
@@ -311,10 +315,10 @@ impl ProxyHttp for GatewayProxy {
         }
         if let Some(identity) = &ctx.identity {
             for (name, value) in crate::auth::propagation::identity_headers(identity) {
-                upstream_request.insert_header(name, value.clone())?;
+                upstream_request.insert_header_name(&name, value.clone())?;
             }
         }
-        upstream_request.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
+        upstream_request.insert_header_name(&request_id::HEADER_NAME, request_id_value(ctx)?)?;
         // With tracing on, the upstream hears of the attempt's span, and of the caller's
         // `tracestate` only when the caller was trusted (it is carried in the span's context).
         if let Some(cx) = &ctx.upstream_span {
@@ -341,7 +345,8 @@ impl ProxyHttp for GatewayProxy {
         if let Some(body) = &ctx.body {
             // The body was read whole; send it with a plain length.
             upstream_request.remove_header(&http::header::TRANSFER_ENCODING);
-            upstream_request.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+            upstream_request
+                .insert_header_name(&http::header::CONTENT_LENGTH, HeaderValue::from(body.len()))?;
         }
         Ok(())
     }
@@ -352,11 +357,13 @@ impl ProxyHttp for GatewayProxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> pingora::Result<()> {
-        upstream_response.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
+        upstream_response.reserve_headers(RESPONSE_HEADERS_ADDED);
+        upstream_response.insert_header_name(&request_id::HEADER_NAME, request_id_value(ctx)?)?;
         if let Some(h) = &ctx.rate_headers {
-            upstream_response.insert_header(crate::limit::RATELIMIT_POLICY, h.policy.clone())?;
+            upstream_response
+                .insert_header_name(&crate::limit::RATELIMIT_POLICY, h.policy.clone())?;
             if let Some(v) = &h.rate_limit {
-                upstream_response.insert_header(crate::limit::RATELIMIT, v.clone())?;
+                upstream_response.insert_header_name(&crate::limit::RATELIMIT, v.clone())?;
             }
         }
         // The route's response ceiling: a declared length over it is refused before any byte
@@ -519,13 +526,9 @@ impl ProxyHttp for GatewayProxy {
         let path = privacy.path_for_log(req.uri.path());
         let header = |name: &str| req.headers.get(name).map(|v| v.as_bytes());
         let forwarded = ctx.decision == "forwarded";
-        let upstream_addr = ctx
-            .upstream_addr
-            .filter(|_| forwarded)
-            .map(|a| a.to_string());
         let user_agent = header("user-agent")
             .and_then(log_fields::user_agent)
-            .map(|ua| privacy.redact_text(ua));
+            .map(|ua| privacy.redact_label(ua));
         let client_ip = session
             .client_addr()
             .and_then(|a| a.as_inet())
@@ -564,7 +567,7 @@ impl ProxyHttp for GatewayProxy {
                 .as_ref()
                 .filter(|_| forwarded)
                 .map(|r| r.upstream.name.as_str()),
-            upstream_addr: upstream_addr.as_deref(),
+            upstream_addr: ctx.upstream_addr_text.as_deref().filter(|_| forwarded),
             upstream_latency_ms: ctx.upstream_latency.filter(|_| forwarded).map(duration_ms),
             decision: ctx.decision,
             reason: ctx.reason,
@@ -577,7 +580,7 @@ impl ProxyHttp for GatewayProxy {
             subject: ctx
                 .identity
                 .as_ref()
-                .map(|i| privacy.redact_text(i.subject())),
+                .map(|i| privacy.redact_label(i.subject())),
             attempts: (ctx.attempts > 0).then_some(ctx.attempts),
             protocol: Some(log_fields::protocol(req.version)),
             host: log_fields::host(req),
@@ -591,6 +594,18 @@ impl ProxyHttp for GatewayProxy {
             client_ip,
         });
     }
+}
+
+/// At most how many headers `upstream_request_filter` adds: the forwarding headers (3), the
+/// identity headers (3), the request id, `traceparent` and `tracestate`, `content-length`.
+const UPSTREAM_HEADERS_ADDED: usize = 10;
+/// At most how many headers `response_filter` adds: the request id and the two rate-limit
+/// headers.
+const RESPONSE_HEADERS_ADDED: usize = 3;
+
+/// The request id as a header value (ids are checked or generated as plain ASCII).
+fn request_id_value(ctx: &RequestCtx) -> pingora::Result<HeaderValue> {
+    HeaderValue::from_str(&ctx.request_id).or_err(ErrorType::InternalError, "request id")
 }
 
 /// Ends the proxied attempt's span, failed with `error` when given.

@@ -568,7 +568,7 @@ impl<T: Transport> DeliveryWorker<T> {
         let span = self
             .settings
             .tracing
-            .client_span("webhook.delivery".into(), Some(&parent));
+            .client_span(|| "webhook.delivery".into(), Some(&parent));
         let traceparent = span.as_ref().and_then(crate::telemetry::otel::traceparent);
         let trace_id = span.as_ref().map(crate::telemetry::otel::trace_id);
         let sent = std::time::Instant::now();

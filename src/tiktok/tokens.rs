@@ -823,7 +823,7 @@ impl Inner {
         let span = self
             .settings
             .tracing
-            .client_span("tiktok.token_refresh".into(), None);
+            .client_span(|| "tiktok.token_refresh".into(), None);
         let traceparent = span.as_ref().and_then(otel::traceparent);
         let result = self.call_refresh(shop, traceparent.as_deref()).await;
         let outcome = if result.is_ok() { "ok" } else { "error" };

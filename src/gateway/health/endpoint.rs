@@ -18,6 +18,8 @@ pub struct Endpoint {
     pub upstream: Arc<str>,
     pub target: Target,
     pub addr: SocketAddr,
+    /// `addr` as text, made once: the access log names it on every proxied request.
+    pub addr_text: Arc<str>,
     /// Whether answers count for the breaker, or only connects.
     count_5xx: bool,
     /// Probes pass and the breaker is closed: the lock-free fast path of [`Endpoint::admit`].
@@ -62,6 +64,7 @@ impl Endpoint {
             upstream: upstream.clone(),
             target: target.clone(),
             addr,
+            addr_text: Arc::from(addr.to_string()),
             count_5xx: breaker.count_5xx,
             up: AtomicBool::new(true),
             state: Mutex::new(EndpointState {
@@ -215,6 +218,11 @@ impl Attempt {
 
     pub fn addr(&self) -> SocketAddr {
         self.endpoint.addr
+    }
+
+    /// [`Attempt::addr`] as text, shared with the endpoint.
+    pub fn addr_text(&self) -> Arc<str> {
+        self.endpoint.addr_text.clone()
     }
 
     pub fn connect_failed(&mut self) {

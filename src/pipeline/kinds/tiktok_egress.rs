@@ -5,6 +5,7 @@
 //! Holding the whole answer lets it refresh an expired token and retry once (`105002`), back off
 //! on throttling (`429` / `36009002`), and pass the answer through response inspection.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -145,7 +146,7 @@ pub async fn send(
     let tracing = &req.gateway.tracing;
     loop {
         // A client span per exchange, a child of the request's server span.
-        let span = tracing.client_span(format!("tiktok {}", route.name), req.ctx.trace.as_ref());
+        let span = tracing.client_span(|| format!("tiktok {}", route.name), req.ctx.trace.as_ref());
         let signed = sign_request(
             &EgressRequest {
                 path: &path,
@@ -340,8 +341,8 @@ pub(super) async fn exchange(
     )
     .await;
     req.ctx.attempts = trace.attempts;
-    if trace.addr.is_some() {
-        req.ctx.upstream_addr = trace.addr;
+    if let Some(addr) = trace.addr {
+        req.ctx.set_upstream_addr(addr, Arc::from(addr.to_string()));
     }
     req.ctx.upstream_outcome = match &result {
         Ok(answer) => Some(crate::telemetry::metrics::status_class(

@@ -141,8 +141,13 @@ impl Tracing {
     }
 
     /// A client span: a child of `parent`, or of the current context (a root span when there
-    /// is none, as in background work).
-    pub fn client_span(&self, name: String, parent: Option<&Context>) -> Option<Context> {
+    /// is none, as in background work). `name` is called only with tracing on, so a request
+    /// does not format a span name nobody will see.
+    pub fn client_span(
+        &self,
+        name: impl FnOnce() -> String,
+        parent: Option<&Context>,
+    ) -> Option<Context> {
         let enabled = self.0.as_ref()?;
         let current;
         let parent = match parent {
@@ -154,7 +159,7 @@ impl Tracing {
         };
         let span = enabled
             .tracer
-            .span_builder(name)
+            .span_builder(name())
             .with_kind(SpanKind::Client)
             .start_with_context(&enabled.tracer, parent);
         Some(parent.with_span(span))
