@@ -38,9 +38,14 @@ pub fn set_identity_headers(headers: &mut HeaderMap, identity: &Identity) {
     }
 }
 
+/// How many headers [`identity_headers`] gives.
+pub const IDENTITY_HEADERS: usize = 3;
+
 /// The three headers for `identity`, for callers that set headers through their own API
-/// (e.g. Pingora's `RequestHeader::insert_header`).
-pub fn identity_headers(identity: &Identity) -> [(HeaderName, &http::HeaderValue); 3] {
+/// (e.g. Pingora's `RequestHeader::insert_header_name`).
+pub fn identity_headers(
+    identity: &Identity,
+) -> [(HeaderName, &http::HeaderValue); IDENTITY_HEADERS] {
     [
         (SUBJECT, identity.subject_header()),
         (SCOPES, identity.scopes_header()),

@@ -260,9 +260,20 @@ impl ProxyHttp for GatewayProxy {
         // gateway adds its own headers.
         crate::inspect::strip_hop_by_hop(upstream_request)
             .map_err(|_| Error::explain(ErrorType::HTTPStatus(400), "bad Connection header"))?;
-        // Room for every header added below at once: the copy Pingora made of the client's head
-        // is sized to what the client sent, and would otherwise regrow with each insert.
-        upstream_request.reserve_headers(UPSTREAM_HEADERS_ADDED);
+        // Room for the headers added below at once: the copy Pingora made of the client's head
+        // is sized to what the client sent, and would otherwise regrow with each insert. Only
+        // as many as this request gets: more room than that can cost a rehash of its own.
+        let request_id = 1;
+        upstream_request.reserve_headers(
+            FORWARDING_HEADERS_ADDED
+                + request_id
+                + ctx
+                    .identity
+                    .as_ref()
+                    .map_or(0, |_| crate::auth::propagation::IDENTITY_HEADERS)
+                + ctx.upstream_span.as_ref().map_or(0, |_| 2)
+                + usize::from(ctx.body.is_some()),
+        );
         // Who the client is, as the gateway saw it: a caller's own claims to be an earlier hop
         // pass only from a trusted proxy.
         {
@@ -357,7 +368,12 @@ impl ProxyHttp for GatewayProxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> pingora::Result<()> {
-        upstream_response.reserve_headers(RESPONSE_HEADERS_ADDED);
+        upstream_response.reserve_headers(
+            1 + ctx
+                .rate_headers
+                .as_ref()
+                .map_or(0, |h| 1 + usize::from(h.rate_limit.is_some())),
+        );
         upstream_response.insert_header_name(&request_id::HEADER_NAME, request_id_value(ctx)?)?;
         if let Some(h) = &ctx.rate_headers {
             upstream_response
@@ -596,12 +612,9 @@ impl ProxyHttp for GatewayProxy {
     }
 }
 
-/// At most how many headers `upstream_request_filter` adds: the forwarding headers (3), the
-/// identity headers (3), the request id, `traceparent` and `tracestate`, `content-length`.
-const UPSTREAM_HEADERS_ADDED: usize = 10;
-/// At most how many headers `response_filter` adds: the request id and the two rate-limit
-/// headers.
-const RESPONSE_HEADERS_ADDED: usize = 3;
+/// At most how many forwarding headers `upstream_request_filter` adds (`X-Forwarded-For`,
+/// `-Proto`, `-Host`; one `Forwarded` in the RFC 7239 style).
+const FORWARDING_HEADERS_ADDED: usize = 3;
 
 /// The request id as a header value (ids are checked or generated as plain ASCII).
 fn request_id_value(ctx: &RequestCtx) -> pingora::Result<HeaderValue> {
