@@ -8,19 +8,20 @@ use pingora::proxy::Session;
 use super::stages::Reply;
 use crate::error::GatewayError;
 use crate::limit::{RATELIMIT, RATELIMIT_POLICY, RateLimitHeaders};
+use crate::telemetry::request_id::{HEADER_NAME, RequestId};
 
 /// Writes a complete reply. Errors mean the client went away; the access log still records it.
 pub async fn write_reply(
     session: &mut Session,
     reply: &Reply,
-    request_id: &str,
+    request_id: &RequestId,
     rate: Option<&RateLimitHeaders>,
 ) -> pingora::Result<()> {
     let mut head = ResponseHeader::build(reply.status, Some(reply.headers.len() + 4))?;
     for (name, value) in &reply.headers {
         head.append_header(*name, value.as_str())?;
     }
-    head.insert_header(crate::telemetry::request_id::HEADER, request_id)?;
+    head.insert_header_name(&HEADER_NAME, request_id.header())?;
     if let Some(h) = rate {
         head.insert_header(RATELIMIT_POLICY, h.policy.clone())?;
         if let Some(v) = &h.rate_limit {

@@ -12,7 +12,7 @@ use crate::gateway::snapshot::Snapshot;
 
 pub struct RequestCtx {
     pub started: Instant,
-    pub request_id: String,
+    pub request_id: crate::telemetry::request_id::RequestId,
     /// The config snapshot this request uses from start to end.
     pub snapshot: Option<Arc<Snapshot>>,
     pub route: Option<Arc<CompiledRoute>>,
@@ -21,10 +21,7 @@ pub struct RequestCtx {
     /// Stable refusal code for the access log.
     pub reason: Option<&'static str>,
     /// The upstream address of the last attempt, proxied or sent by the gateway itself.
-    pub upstream_addr: Option<SocketAddr>,
-    /// `upstream_addr` as text for the access log (a proxied attempt's comes made from its
-    /// endpoint); set with [`RequestCtx::set_upstream_addr`].
-    pub upstream_addr_text: Option<Arc<str>>,
+    pub upstream_addr: Option<UpstreamAddr>,
     /// When the first upstream attempt started; with `upstream_done`, the upstream latency.
     pub upstream_started: Option<Instant>,
     pub upstream_latency: Option<Duration>,
@@ -58,17 +55,24 @@ pub struct RequestCtx {
     pub upstream_span: Option<crate::telemetry::otel::TraceCx>,
 }
 
+/// An upstream address with its text for the access log, made once: a proxied attempt's text
+/// comes from its endpoint, which made it when the address was resolved.
+#[derive(Debug, Clone)]
+pub struct UpstreamAddr {
+    pub addr: SocketAddr,
+    pub text: Arc<str>,
+}
+
 impl RequestCtx {
     pub fn new() -> Self {
         Self {
             started: Instant::now(),
-            request_id: String::new(),
+            request_id: Default::default(),
             snapshot: None,
             route: None,
             decision: "error",
             reason: None,
             upstream_addr: None,
-            upstream_addr_text: None,
             upstream_started: None,
             upstream_latency: None,
             upstream_outcome: None,
@@ -86,12 +90,6 @@ impl RequestCtx {
             trace: None,
             upstream_span: None,
         }
-    }
-
-    /// Records the upstream address of the last attempt, and its text for the access log.
-    pub fn set_upstream_addr(&mut self, addr: SocketAddr, text: Arc<str>) {
-        self.upstream_addr = Some(addr);
-        self.upstream_addr_text = Some(text);
     }
 
     /// The route's name for metric labels; `(none)` when no route matched.

@@ -15,7 +15,7 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType};
 
 use super::answer;
-use super::ctx::RequestCtx;
+use super::ctx::{RequestCtx, UpstreamAddr};
 use super::log_fields;
 use super::stages::{self, Flow, Request};
 use crate::error::GatewayError;
@@ -98,13 +98,14 @@ impl ProxyHttp for GatewayProxy {
         session: &mut Session,
         ctx: &mut Self::CTX,
     ) -> pingora::Result<bool> {
-        ctx.request_id = request_id::from_header(
+        ctx.request_id = request_id::RequestId::for_request(
             session
                 .req_header()
                 .headers
                 .get(request_id::HEADER)
                 .map(|v| v.as_bytes()),
-        );
+        )
+        .or_err(ErrorType::InternalError, "request id")?;
         if self.gateway.tracing.is_enabled() {
             let head = session.req_header();
             let peer = session
@@ -205,11 +206,18 @@ impl ProxyHttp for GatewayProxy {
         ctx.upstream_started
             .get_or_insert_with(std::time::Instant::now);
         // A retry goes to another target than the one that just failed, where there is one.
-        let previous = ctx.upstream_addr.filter(|_| attempt > 0);
+        let previous = ctx
+            .upstream_addr
+            .as_ref()
+            .map(|u| u.addr)
+            .filter(|_| attempt > 0);
         match route.pool.select(&route.upstream, previous) {
             Ok(selected) => {
                 let addr = selected.attempt.addr();
-                ctx.set_upstream_addr(addr, selected.attempt.addr_text());
+                ctx.upstream_addr = Some(UpstreamAddr {
+                    addr,
+                    text: selected.attempt.addr_text(),
+                });
                 ctx.upstream_attempt = Some(selected.attempt);
                 // One client span per attempt, a child of the request's server span.
                 end_upstream_span(ctx, Some("abandoned"));
@@ -329,7 +337,7 @@ impl ProxyHttp for GatewayProxy {
                 upstream_request.insert_header_name(&name, value.clone())?;
             }
         }
-        upstream_request.insert_header_name(&request_id::HEADER_NAME, request_id_value(ctx)?)?;
+        upstream_request.insert_header_name(&request_id::HEADER_NAME, ctx.request_id.header())?;
         // With tracing on, the upstream hears of the attempt's span, and of the caller's
         // `tracestate` only when the caller was trusted (it is carried in the span's context).
         if let Some(cx) = &ctx.upstream_span {
@@ -374,7 +382,7 @@ impl ProxyHttp for GatewayProxy {
                 .as_ref()
                 .map_or(0, |h| 1 + usize::from(h.rate_limit.is_some())),
         );
-        upstream_response.insert_header_name(&request_id::HEADER_NAME, request_id_value(ctx)?)?;
+        upstream_response.insert_header_name(&request_id::HEADER_NAME, ctx.request_id.header())?;
         if let Some(h) = &ctx.rate_headers {
             upstream_response
                 .insert_header_name(&crate::limit::RATELIMIT_POLICY, h.policy.clone())?;
@@ -583,7 +591,11 @@ impl ProxyHttp for GatewayProxy {
                 .as_ref()
                 .filter(|_| forwarded)
                 .map(|r| r.upstream.name.as_str()),
-            upstream_addr: ctx.upstream_addr_text.as_deref().filter(|_| forwarded),
+            upstream_addr: ctx
+                .upstream_addr
+                .as_ref()
+                .filter(|_| forwarded)
+                .map(|u| &*u.text),
             upstream_latency_ms: ctx.upstream_latency.filter(|_| forwarded).map(duration_ms),
             decision: ctx.decision,
             reason: ctx.reason,
@@ -615,11 +627,6 @@ impl ProxyHttp for GatewayProxy {
 /// At most how many forwarding headers `upstream_request_filter` adds (`X-Forwarded-For`,
 /// `-Proto`, `-Host`; one `Forwarded` in the RFC 7239 style).
 const FORWARDING_HEADERS_ADDED: usize = 3;
-
-/// The request id as a header value (ids are checked or generated as plain ASCII).
-fn request_id_value(ctx: &RequestCtx) -> pingora::Result<HeaderValue> {
-    HeaderValue::from_str(&ctx.request_id).or_err(ErrorType::InternalError, "request id")
-}
 
 /// Ends the proxied attempt's span, failed with `error` when given.
 fn end_upstream_span(ctx: &mut RequestCtx, error: Option<&'static str>) {
@@ -655,7 +662,7 @@ fn server_span_attributes(cx: &otel::TraceCx, s: &ServerSpan<'_>) {
         KeyValue::new("http.response.status_code", i64::from(s.status)),
         KeyValue::new("network.protocol.name", "http"),
         KeyValue::new("network.protocol.version", s.protocol.to_owned()),
-        KeyValue::new("gateway.request_id", ctx.request_id.clone()),
+        KeyValue::new("gateway.request_id", ctx.request_id.to_string()),
         KeyValue::new("gateway.listener", s.listener.to_owned()),
         KeyValue::new("gateway.decision", ctx.decision),
     ];

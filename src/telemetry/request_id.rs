@@ -29,6 +29,49 @@ pub fn generate() -> String {
     id
 }
 
+/// A proxied request's id, as text (logs, queued events) and as the header value it is sent
+/// with (upstream request, response): both made once, when the request arrives.
+#[derive(Debug, Clone)]
+pub struct RequestId {
+    text: String,
+    header: http::HeaderValue,
+}
+
+impl RequestId {
+    /// The caller's id if valid, else a new one ([`from_header`]).
+    pub fn for_request(value: Option<&[u8]>) -> Result<Self, http::header::InvalidHeaderValue> {
+        let text = from_header(value);
+        let header = http::HeaderValue::from_str(&text)?;
+        Ok(Self { text, header })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The id as a header value (a clone shares the bytes).
+    pub fn header(&self) -> http::HeaderValue {
+        self.header.clone()
+    }
+}
+
+impl Default for RequestId {
+    /// No id yet: the request has not reached the request filter.
+    fn default() -> Self {
+        Self {
+            text: String::new(),
+            header: http::HeaderValue::from_static(""),
+        }
+    }
+}
+
+impl std::ops::Deref for RequestId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.text
+    }
+}
+
 /// The caller's id if valid, else a new one.
 pub fn from_header(value: Option<&[u8]>) -> String {
     match value.and_then(|v| std::str::from_utf8(v).ok()) {
@@ -54,5 +97,11 @@ mod tests {
             "{id}"
         );
         assert!(is_valid(&id));
+        let kept = RequestId::for_request(Some(b"abc-123")).unwrap();
+        assert_eq!(kept.as_str(), "abc-123");
+        assert_eq!(kept.header(), "abc-123");
+        let made = RequestId::for_request(Some(b"bad id")).unwrap();
+        assert!(is_valid(made.as_str()));
+        assert_eq!(made.header(), made.as_str());
     }
 }

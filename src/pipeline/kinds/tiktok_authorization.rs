@@ -158,9 +158,9 @@ pub async fn callback(
             head.insert_header(name, value.clone())?;
         }
         head.insert_header(http::header::CONTENT_LENGTH, "0")?;
-        head.insert_header(
-            crate::telemetry::request_id::HEADER,
-            req.ctx.request_id.as_str(),
+        head.insert_header_name(
+            &crate::telemetry::request_id::HEADER_NAME,
+            req.ctx.request_id.header(),
         )?;
         Ok(())
     })();

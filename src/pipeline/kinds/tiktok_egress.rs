@@ -16,6 +16,7 @@ use crate::error::GatewayError;
 use crate::gateway::route::{CompiledRoute, TikTokPlan};
 use crate::gateway::upstream_call::{Answer, CallError, CallTrace, call};
 use crate::limit::PaceKey;
+use crate::pipeline::ctx::UpstreamAddr;
 use crate::pipeline::stages::{Reply, Request};
 use crate::telemetry::metrics::metrics;
 use crate::telemetry::otel;
@@ -180,9 +181,9 @@ pub async fn send(
                 upstream_req.insert_header(name, value.clone())?;
             }
             upstream_req.insert_header(http::header::CONTENT_LENGTH, raw.len().to_string())?;
-            upstream_req.insert_header(
-                crate::telemetry::request_id::HEADER,
-                req.ctx.request_id.as_str(),
+            upstream_req.insert_header_name(
+                &crate::telemetry::request_id::HEADER_NAME,
+                req.ctx.request_id.header(),
             )?;
             if let Some(tp) = span.as_ref().and_then(otel::traceparent) {
                 upstream_req.insert_header(crate::telemetry::trace_context::TRACEPARENT, tp)?;
@@ -342,7 +343,10 @@ pub(super) async fn exchange(
     .await;
     req.ctx.attempts = trace.attempts;
     if let Some(addr) = trace.addr {
-        req.ctx.set_upstream_addr(addr, Arc::from(addr.to_string()));
+        req.ctx.upstream_addr = Some(UpstreamAddr {
+            addr,
+            text: Arc::from(addr.to_string()),
+        });
     }
     req.ctx.upstream_outcome = match &result {
         Ok(answer) => Some(crate::telemetry::metrics::status_class(

@@ -64,7 +64,7 @@ pub async fn accept(
         route: route.config.name.clone(),
         target: format!("{}{path}", plan.delivery_origin),
         dedup_key: key,
-        request_id: req.ctx.request_id.clone(),
+        request_id: req.ctx.request_id.to_string(),
         body: raw,
         traceparent: req
             .ctx
