@@ -6,6 +6,7 @@
 //! in production builds). The sandboxes are also built for this crate's own unit tests.
 
 pub mod admin;
+pub mod allocator;
 pub mod audit;
 pub mod auth;
 pub mod cli;

@@ -15,7 +15,7 @@ use tiktok_gateway::server::{build, dev_certs, lifecycle};
 // `system-allocator` (profiling only) leaves this out so heap profilers see every allocation.
 #[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tiktok_gateway::allocator::Mimalloc = tiktok_gateway::allocator::Mimalloc;
 
 fn main() -> ExitCode {
     // First, before the heap grows: pages faulted in as huge pages stay huge. A failure is
