@@ -73,14 +73,40 @@ pub struct RouteMetrics {
     /// `requests_total{route, status}`, one slot per status code, made on first use.
     by_status: Box<[OnceLock<IntCounter>]>,
     route: Arc<str>,
+    /// `upstream_duration_seconds{upstream, outcome}` for the answered outcomes (`1xx`..`5xx`),
+    /// made on first use; error outcomes are rare and labelled when they happen.
+    upstream_by_class: [OnceLock<Histogram>; 5],
+    upstream: Arc<str>,
 }
 
 impl RouteMetrics {
-    pub fn new(route: &str) -> Self {
+    pub fn new(route: &str, upstream: &str) -> Self {
         Self {
             duration: metrics().request_duration.with_label_values(&[route]),
             by_status: (100..600).map(|_| OnceLock::new()).collect(),
             route: route.into(),
+            upstream_by_class: Default::default(),
+            upstream: upstream.into(),
+        }
+    }
+
+    /// Observes one upstream exchange of `seconds` that ended with `outcome` (a status class
+    /// from [`status_class`](crate::telemetry::metrics::status_class) or an error kind).
+    pub fn observe_upstream(&self, outcome: &str, seconds: f64) {
+        let slot = match outcome.as_bytes() {
+            [class @ b'1'..=b'5', b'x', b'x'] => {
+                self.upstream_by_class.get(usize::from(class - b'1'))
+            }
+            _ => None,
+        };
+        let labelled = || {
+            metrics()
+                .upstream_duration
+                .with_label_values(&[&*self.upstream, outcome])
+        };
+        match slot {
+            Some(slot) => slot.get_or_init(labelled).observe(seconds),
+            None => labelled().observe(seconds),
         }
     }
 
@@ -120,6 +146,47 @@ impl CompiledRoute {
         match &self.kind {
             RouteKind::TikTokEgress(plan) => Some(plan),
             _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream_count(upstream: &str, outcome: &str) -> u64 {
+        metrics()
+            .upstream_duration
+            .with_label_values(&[upstream, outcome])
+            .get_sample_count()
+    }
+
+    /// Answered outcomes go to their cached series, any other outcome to its own: each lands
+    /// under the route's upstream and exactly the outcome it was given.
+    #[test]
+    fn upstream_latency_is_counted_under_its_upstream_and_outcome() {
+        let m = RouteMetrics::new("route-metrics-test", "route-metrics-upstream");
+        for outcome in [
+            "1xx", "2xx", "2xx", "3xx", "4xx", "5xx", "timeout", "connect",
+        ] {
+            m.observe_upstream(outcome, 0.01);
+        }
+        let expected = [
+            ("1xx", 1),
+            ("2xx", 2),
+            ("3xx", 1),
+            ("4xx", 1),
+            ("5xx", 1),
+            ("timeout", 1),
+            ("connect", 1),
+            ("6xx", 0),
+        ];
+        for (outcome, n) in expected {
+            assert_eq!(
+                upstream_count("route-metrics-upstream", outcome),
+                n,
+                "{outcome}"
+            );
         }
     }
 }

@@ -157,6 +157,7 @@ pub fn compile(config: GatewayConfig, inputs: &CompileInputs<'_>) -> Result<Snap
             .map(|k| LimitId(next_limit + k))
             .collect();
         next_limit += route.rate_limits.len();
+        let metrics = RouteMetrics::new(&route.name, &upstream.name);
         routes.push(Arc::new(CompiledRoute {
             name: route.name.as_str().into(),
             config: route.clone(),
@@ -165,7 +166,7 @@ pub fn compile(config: GatewayConfig, inputs: &CompileInputs<'_>) -> Result<Snap
             limit_ids,
             upstream,
             pool,
-            metrics: RouteMetrics::new(&route.name),
+            metrics,
         }));
     }
     let listeners = config

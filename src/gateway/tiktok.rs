@@ -339,7 +339,7 @@ impl DeliveryObserver for DeliveryLog {
         };
         let path = url
             .as_ref()
-            .map(|u| self.privacy.load().path_for_log(u.path()))
+            .map(|u| self.privacy.load().path_for_log(u.path()).into_owned())
             .unwrap_or_default();
         self.log.write_delivery(DeliveryRecord {
             request_id: &r.event.request_id,

@@ -532,11 +532,7 @@ impl ProxyHttp for GatewayProxy {
             route.metrics.count_request(status);
             route.metrics.duration.observe(latency.as_secs_f64());
             if let (Some(outcome), Some(spent)) = (ctx.upstream_outcome, ctx.upstream_latency) {
-                crate::telemetry::metrics::observe_upstream(
-                    &route.upstream.name,
-                    outcome,
-                    spent.as_secs_f64(),
-                );
+                route.metrics.observe_upstream(outcome, spent.as_secs_f64());
             }
         } else {
             metrics()
@@ -548,9 +544,9 @@ impl ProxyHttp for GatewayProxy {
         // A path can carry personal data (`/customers/<e-mail>`): it goes through the redactor.
         let privacy = self.gateway.privacy.load();
         let path = privacy.path_for_log(req.uri.path());
-        let header = |name: &str| req.headers.get(name).map(|v| v.as_bytes());
+        let header = |name: &http::HeaderName| req.headers.get(name).map(|v| v.as_bytes());
         let forwarded = ctx.decision == "forwarded";
-        let user_agent = header("user-agent")
+        let user_agent = header(&http::header::USER_AGENT)
             .and_then(log_fields::user_agent)
             .map(|ua| privacy.redact_label(ua));
         let client_ip = session
@@ -614,7 +610,7 @@ impl ProxyHttp for GatewayProxy {
             host: log_fields::host(req),
             user_agent,
             trace_id: trace_id.as_deref().or_else(|| {
-                header(crate::telemetry::trace_context::TRACEPARENT)
+                header(&crate::telemetry::trace_context::TRACEPARENT_NAME)
                     .and_then(crate::telemetry::trace_context::trace_id)
             }),
             // An IP address is personal data: logged as a keyed pseudonym investigators can

@@ -301,9 +301,12 @@ impl PrivacyEngine {
 
     /// A request path for the access log: percent-decoded first (`/customers/maria%40x.com`
     /// hides an e-mail from the detectors otherwise), then redacted.
-    pub fn path_for_log(&self, path: &str) -> String {
-        let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
-        self.redact_text(&decoded).into_owned()
+    /// Borrowed when there is nothing to decode or redact (most paths): no copy per request.
+    pub fn path_for_log<'a>(&self, path: &'a str) -> Cow<'a, str> {
+        match percent_encoding::percent_decode_str(path).decode_utf8_lossy() {
+            Cow::Borrowed(plain) => self.redact_text(plain),
+            Cow::Owned(decoded) => Cow::Owned(self.redact_text(&decoded).into_owned()),
+        }
     }
 
     /// A query string for logs: every key kept (itself redacted if it looks personal), values
@@ -486,6 +489,11 @@ mod tests {
         let path = e.path_for_log("/customers/maria%40example.com/orders");
         assert!(!path.contains("maria"), "{path}");
         assert!(path.starts_with("/customers/"), "{path}");
+        // Nothing to decode or redact: the path itself, not a copy.
+        assert!(matches!(
+            e.path_for_log("/orders/list"),
+            Cow::Borrowed("/orders/list")
+        ));
     }
 
     #[test]

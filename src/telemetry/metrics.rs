@@ -286,14 +286,6 @@ fn register_process_metrics() {
     }
 }
 
-/// One upstream exchange's latency, by the answer's status class (or the failure's kind).
-pub fn observe_upstream(upstream: &str, outcome: &str, seconds: f64) {
-    metrics()
-        .upstream_duration
-        .with_label_values(&[upstream, outcome])
-        .observe(seconds);
-}
-
 /// The `outcome` label of an upstream answer with `status`.
 pub fn status_class(status: u16) -> &'static str {
     match status {

@@ -4,6 +4,8 @@
 //! it with the gateway's own span.
 
 pub const TRACEPARENT: &str = "traceparent";
+/// [`TRACEPARENT`] as a parsed name, for lookups that should not parse it per request.
+pub const TRACEPARENT_NAME: http::HeaderName = http::HeaderName::from_static(TRACEPARENT);
 
 /// The trace id of a well-formed `traceparent` value: 32 lowercase hex digits, not all zero.
 pub fn trace_id(traceparent: &[u8]) -> Option<&str> {

@@ -137,7 +137,7 @@ fn redact_attribute(privacy: &crate::privacy::PrivacyEngine, kv: &mut KeyValue) 
         return;
     };
     let redacted = if PATH_KEYS.contains(&kv.key.as_str()) {
-        privacy.path_for_log(text.as_str())
+        privacy.path_for_log(text.as_str()).into_owned()
     } else {
         privacy.redact_text(text.as_str()).into_owned()
     };
