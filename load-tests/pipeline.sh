@@ -7,9 +7,10 @@
 #   gw-chain   tiktok-gateway, the whole chain: TLS, RS256 JWT with a required scope, a rate limit
 #              far above the load, head inspection limits, access log to a file
 # CPU per request = (utime + stime of the proxy's processes, from /proc/PID/stat, over the wrk
-# run) / requests wrk completed; the ratio column divides by the minimal proxy's figure. Each
-# round runs every path once; the summary is the median over ROUNDS rounds. A run fails if any
-# answer is not 2xx or any socket error happens, so a refusal can never pass for a fast request.
+# run) / requests wrk completed, also shown as its user and system parts; the ratio column
+# divides by the minimal proxy's figure. Each round runs every path once; the summary is the
+# median over ROUNDS rounds. A run fails if any answer is not 2xx or any socket error happens,
+# so a refusal can never pass for a fast request.
 #
 # Everything is bounded: ROUNDS x 5 wrk runs of DURATION seconds, CONNS connections.
 # Needs nginx, wrk, openssl, curl (apt-get install nginx-light wrk) and a release build:
@@ -57,7 +58,8 @@ fi
 PIDS=()
 cleanup() {
   for f in "$work"/nginx-*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  # SIGINT: Pingora's fast shutdown (SIGTERM would wait out its 5-minute grace period).
+  for p in "${PIDS[@]}"; do kill -INT "$p" 2>/dev/null; done
   wait 2>/dev/null
   rm -rf "$work"
 }
@@ -178,16 +180,17 @@ for port in "$NGINX_PORT" "$MIN_PORT" "$BARE_PORT" "$CHAIN_PORT"; do wait_https 
   || { echo "gw-chain refused the load-test token" >&2; cat "$work/gw-chain.err" >&2; exit 1; }
 
 NGINX_MASTER=$(cat "$work/nginx-proxy.pid")
-# CPU clock ticks (utime + stime) of the given processes and, for nginx, its workers.
+# CPU clock ticks of the given processes (and, for nginx, its workers): "user system".
 cpu_ticks() {
-  local total=0 pid stat rest
+  local user=0 system=0 pid stat rest
   for pid in "$@"; do
     stat=$(cat "/proc/$pid/stat") || { echo "process $pid is gone" >&2; exit 1; }
     rest=${stat##*) }             # fields from the 3rd on; the name may hold spaces
     read -r -a f <<<"$rest"
-    total=$((total + f[11] + f[12]))
+    user=$((user + f[11]))
+    system=$((system + f[12]))
   done
-  echo "$total"
+  echo "$user $system"
 }
 pids_of() {
   case $1 in
@@ -204,9 +207,10 @@ port_of() {
   esac
 }
 
-# One bounded wrk run against a path; prints "path rps requests cpu_seconds".
+# One bounded wrk run against a path; prints "path rps requests cpu_seconds user_seconds
+# system_seconds" (in instructions mode the last two are 0: callgrind sees user space only).
 measure() {
-  local path=$1 duration=$2 url pids before after out requests rps errors
+  local path=$1 duration=$2 url pids before after out requests rps errors user=0 system=0
   url="https://127.0.0.1:$(port_of "$path")/"
   pids=$(pids_of "$path")
   if [ "$MEASURE" = instructions ]; then
@@ -219,6 +223,10 @@ measure() {
     out=$(wrk -t"$THREADS" -c"$CONNS" -d"${duration}s" "$url")
   fi
   after=$(cpu_ticks $pids)
+  read -r user system <<<"$(awk -v b="$before" -v a="$after" \
+    'BEGIN { split(b, x, " "); split(a, y, " "); print y[1] - x[1], y[2] - x[2] }')"
+  after=$((user + system))
+  before=0
   if [ "$MEASURE" = instructions ]; then
     callgrind_control -i off "$pids" >/dev/null 2>&1
     rm -f "$work/cg-$pids.out".*
@@ -237,7 +245,8 @@ measure() {
       mkdir -p "$CALLGRIND_OUT" && cp "$dump" "$CALLGRIND_OUT/$path-r$ROUND.out"
     fi
     after=$(awk '/^totals:/ { print $2; exit }' "$dump")
-    before=0
+    user=0
+    system=0
   fi
   requests=$(awk '/requests in/ {print $1}' <<<"$out")
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
@@ -252,7 +261,8 @@ measure() {
   # In instructions mode "CPU s" is millions of instructions (divided below as if seconds).
   [ "$MEASURE" = instructions ] && hz=1000000
   awk -v p="$path" -v r="$rps" -v n="$requests" -v t=$((after - before)) -v hz="$hz" \
-    'BEGIN { printf "%s %s %d %.2f\n", p, r, n, t / hz }'
+    -v u="$user" -v s="$system" \
+    'BEGIN { printf "%s %s %d %.2f %.2f %.2f\n", p, r, n, t / hz, u / hz, s / hz }'
 }
 
 PATHS=(nginx minimal gw-bare gw-chain)
@@ -284,24 +294,41 @@ if [ "$MEASURE" = instructions ]; then
   echo
   echo "| round | path | req/s | requests | M instructions | instructions/req |"
 else
-  echo "Per round (CPU µs per request = proxy CPU seconds / requests completed):"
+  echo "Per round (CPU µs per request = proxy CPU seconds / requests completed; user and system"
+  echo "are its two parts, from /proc/PID/stat):"
   echo
-  echo "| round | path | req/s | requests | CPU s | CPU µs/req |"
+  echo "| round | path | req/s | requests | CPU s | CPU µs/req | user µs/req | system µs/req |"
 fi
-echo "|---|---|---|---|---|---|"
-awk '{ printf "| %s | %s | %s | %s | %s | %.1f |\n", $1, $2, $3, $4, $5, $5 * 1e6 / $4 }' "$results"
+if [ "$MEASURE" = instructions ]; then
+  echo "|---|---|---|---|---|---|"
+  awk '{ printf "| %s | %s | %s | %s | %s | %.1f |\n", $1, $2, $3, $4, $5, $5 * 1e6 / $4 }' "$results"
+else
+  echo "|---|---|---|---|---|---|---|---|"
+  awk '{ printf "| %s | %s | %s | %s | %s | %.1f | %.1f | %.1f |\n", $1, $2, $3, $4, $5,
+         $5 * 1e6 / $4, $6 * 1e6 / $4, $7 * 1e6 / $4 }' "$results"
+fi
 echo
 echo "Median over $ROUNDS rounds (ratio = $UNIT per request divided by the minimal Pingora proxy's):"
 echo
-echo "| path | req/s | $UNIT/req | ratio to minimal |"
-echo "|---|---|---|---|"
+if [ "$MEASURE" = instructions ]; then
+  echo "| path | req/s | $UNIT/req | ratio to minimal |"
+  echo "|---|---|---|---|"
+else
+  echo "| path | req/s | $UNIT/req | ratio to minimal | user µs/req | system µs/req |"
+  echo "|---|---|---|---|---|---|"
+fi
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 min_cpu=$(awk '$2 == "minimal" { print $5 * 1e6 / $4 }' "$results" | median)
 for path in "${PATHS[@]}"; do
   rps=$(awk -v p="$path" '$2 == p { print $3 }' "$results" | median)
   cpu=$(awk -v p="$path" '$2 == p { print $5 * 1e6 / $4 }' "$results" | median)
-  awk -v p="$path" -v r="$rps" -v c="$cpu" -v m="$min_cpu" \
-    'BEGIN { printf "| %s | %.0f | %.1f | %.2fx |\n", p, r, c, c / m }'
+  user=$(awk -v p="$path" '$2 == p { print $6 * 1e6 / $4 }' "$results" | median)
+  system=$(awk -v p="$path" '$2 == p { print $7 * 1e6 / $4 }' "$results" | median)
+  awk -v p="$path" -v r="$rps" -v c="$cpu" -v m="$min_cpu" -v u="$user" -v s="$system" \
+    -v split_cols="$([ "$MEASURE" = instructions ] && echo 0 || echo 1)" \
+    'BEGIN { printf "| %s | %.0f | %.1f | %.2fx |", p, r, c, c / m
+             if (split_cols) printf " %.1f | %.1f |", u, s
+             printf "\n" }'
 done
 echo
 echo "Targets: gw-bare <= 1.15x, gw-chain <= 1.25x the minimal proxy's CPU per request."
