@@ -53,12 +53,15 @@ impl KeyedValueMatcher {
         // The pattern starts with the key literals (so the engine can search for them quickly);
         // a key glued to a longer identifier (`sku_name`) is skipped here, and the search resumes
         // one byte later so a real key inside the skipped match is still found.
+        // Most text (a request path, a user agent) holds no key at all: a plain search comes
+        // first, which needs no capture slots; they are made once a key is there.
+        let mut slots = None;
         let mut at = 0;
-        while at <= text.len() {
-            let Some(caps) = self.re.captures_at(text, at) else {
+        while at <= text.len() && self.re.find_at(text, at).is_some() {
+            let slots = slots.get_or_insert_with(|| self.re.capture_locations());
+            let Some(whole) = self.re.captures_read_at(slots, text, at) else {
                 break;
             };
-            let Some(whole) = caps.get(0) else { break };
             let glued = text[..whole.start()]
                 .bytes()
                 .next_back()
@@ -68,10 +71,10 @@ impl KeyedValueMatcher {
                 at = whole.start() + 1;
                 continue;
             }
-            if let Some(v) = (1..=4).find_map(|i| caps.get(i)) {
-                let trimmed_end = v.start() + text[v.start()..v.end()].trim_end().len();
-                if trimmed_end > v.start() {
-                    f(&text[whole.start()..v.start()], v.start(), trimmed_end);
+            if let Some((start, end)) = (1..=4).find_map(|i| slots.get(i)) {
+                let trimmed_end = start + text[start..end].trim_end().len();
+                if trimmed_end > start {
+                    f(&text[whole.start()..start], start, trimmed_end);
                 }
             }
             at = whole.end().max(whole.start() + 1);
