@@ -4,8 +4,8 @@
 //! Why not `mimalloc::MiMalloc`: it calls mimalloc's `_aligned` entry points for every
 //! allocation. In mimalloc 3 those serve a block over 1 KiB whose size class is not a power of
 //! two by over-allocating and marking the page as holding interior pointers; on the proxy path
-//! that was about one allocation in six, and the allocator cost ~9 000 more instructions per
-//! request than the plain entry points (load-tests/RESULTS.md, "Pipeline cost, round 7").
+//! that was about one allocation in six, and a proxied request cost ~3 700 more instructions
+//! than through the plain entry points (load-tests/RESULTS.md, "Pipeline cost, round 7").
 //! Every mimalloc block is aligned to at least a machine word (mimalloc's own
 //! `mi_realloc_aligned` relies on it and takes the plain path for such alignments), so a
 //! layout asking for no more than that loses nothing.
