@@ -53,11 +53,14 @@ impl KeyedValueMatcher {
         // The pattern starts with the key literals (so the engine can search for them quickly);
         // a key glued to a longer identifier (`sku_name`) is skipped here, and the search resumes
         // one byte later so a real key inside the skipped match is still found.
-        // Most text (a request path, a user agent) holds no key at all: a plain search comes
-        // first, which needs no capture slots; they are made once a key is there.
+        // Most text (a request path, a user agent) holds no key at all: until a key is found,
+        // a plain search, which needs no capture slots; they are made once, for the first key.
         let mut slots = None;
         let mut at = 0;
-        while at <= text.len() && self.re.find_at(text, at).is_some() {
+        while at <= text.len() {
+            if slots.is_none() && self.re.find_at(text, at).is_none() {
+                break;
+            }
             let slots = slots.get_or_insert_with(|| self.re.capture_locations());
             let Some(whole) = self.re.captures_read_at(slots, text, at) else {
                 break;
