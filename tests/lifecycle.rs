@@ -1,13 +1,15 @@
 //! Start-up and stop, run as the real binary: an address in use stops start-up at once (exit 1,
 //! the address named); SIGTERM closes the listeners, lets in-flight requests finish and exits as
 //! soon as they have, well inside the grace period; with `server.drain_delay`, `/readyz` answers
-//! 503 `draining` while the gateway still serves, before the listeners close.
+//! 503 `draining` while the gateway still serves, before the listeners close; a request already
+//! on its way when the stop begins (half a head sent, or a connection accepted just before) is
+//! still answered.
 
 #![cfg(feature = "demo")]
 
 mod common;
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
@@ -70,7 +72,8 @@ fn sigterm_with_nothing_in_flight_exits_at_once() {
     wait_listening(&mut gw, loopback(metrics));
     // A kept-alive connection that is idle holds nothing in flight.
     let mut idle = TcpStream::connect(loopback(metrics)).unwrap();
-    std::io::Write::write_all(&mut idle, b"GET /healthz HTTP/1.1\r\nHost: m\r\n\r\n").unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: m\r\n\r\n")
+        .unwrap();
     let mut buf = [0u8; 512];
     assert!(idle.read(&mut buf).unwrap() > 0);
 
@@ -140,6 +143,77 @@ async fn sigterm_stops_accepting_drains_in_flight_requests_then_exits() {
         log.lines().any(|l| l.contains("\"path\":\"/orders/slow\"")),
         "{log}"
     );
+}
+
+/// Reads a raw HTTP/1 answer until the gateway closes the connection.
+fn read_to_close(stream: &mut TcpStream) -> String {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("no close within 10 s: {e}; read so far: {out:?}"),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_still_answers_requests_already_on_their_way() {
+    tiktok_gateway::transport::install_crypto_provider();
+    let orders = OrderService::spawn(None).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (port, metrics) = (free_port(), free_port());
+    let mut gw = Running::start(dir.path(), &config(port, metrics, orders.addr(), "30s"));
+    wait_listening(&mut gw, loopback(port));
+
+    // Two connections accepted before the stop: one has sent half a head, one nothing yet.
+    let mut half = TcpStream::connect(loopback(port)).unwrap();
+    half.write_all(b"GET /orders/half HTTP/1.1\r\nHost: localhost\r\n")
+        .unwrap();
+    let mut fresh = TcpStream::connect(loopback(port)).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    gw.signal("TERM");
+    let mut closed = false;
+    for _ in 0..200 {
+        if !listening(loopback(port)) {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(closed, "the listener still accepts after SIGTERM");
+    // The stop has begun: the rest of one head, and a whole one within the fresh connection's
+    // short grace.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    half.write_all(b"\r\n").unwrap();
+    fresh
+        .write_all(b"GET /orders/fresh HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+
+    for (name, stream) in [("half", &mut half), ("fresh", &mut fresh)] {
+        let answer = read_to_close(stream);
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "the {name} request was dropped by the stop: {answer:?}\n{}",
+            gw.output()
+        );
+        assert!(
+            answer.to_ascii_lowercase().contains("connection: close"),
+            "a stopping gateway does not keep the connection: {answer:?}"
+        );
+    }
+    assert_eq!(orders.received_count(), 2, "both reached the upstream");
+    let exit = gw
+        .wait_exit(Duration::from_secs(15))
+        .unwrap_or_else(|| panic!("still running after the stop:\n{}", gw.output()));
+    assert!(exit.success(), "{exit}:\n{}", gw.output());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -210,9 +210,13 @@ impl SlowClientSettings {
     /// and keep-alive settings (Pingora treats them as no-ops); use `h2_idle_timeout` in
     /// `HttpServerOptions` for those.
     pub fn apply(&self, session: &mut pingora::protocols::http::ServerSession) {
-        // Pingora measures keep-alive in whole seconds and treats 0 as "forever".
-        let idle = self.idle_timeout.as_secs().max(1);
-        session.set_keepalive(Some(idle));
+        // Pingora measures keep-alive in whole seconds and treats 0 as "forever". Only the idle
+        // time is set here: a connection Pingora will not keep (the client asked to close, a
+        // stop is under way) stays that way.
+        if session.get_keepalive().is_some() {
+            let idle = self.idle_timeout.as_secs().max(1);
+            session.set_keepalive(Some(idle));
+        }
         session.set_read_timeout(Some(self.body_read_timeout));
         session.set_write_timeout(Some(self.write_timeout));
         session.set_total_drain_timeout(Some(self.body_read_timeout));
@@ -226,6 +230,7 @@ mod tests {
     use crate::inspect::content_type::ContentTypeError;
     use crate::inspect::framing::FramingError;
     use http::{Method, Request, Version};
+    use pingora::protocols::http::ServerSession;
 
     fn parts(method: Method, uri: &str, headers: &[(&'static str, &'static str)]) -> Parts {
         let mut b = Request::builder()
@@ -236,6 +241,44 @@ mod tests {
             b = b.header(*k, *v);
         }
         b.body(()).expect("test request").into_parts().0
+    }
+
+    /// A parsed HTTP/1 session for `head`, kept alive or not as Pingora decided.
+    async fn session(head: &'static [u8], keepalive: Option<u64>) -> ServerSession {
+        let (server, mut client) = tokio::io::duplex(1024);
+        tokio::io::AsyncWriteExt::write_all(&mut client, head)
+            .await
+            .expect("write");
+        let mut session = ServerSession::new_http1(Box::new(server));
+        assert!(session.read_request().await.expect("parsed"));
+        if keepalive.is_none() {
+            session.set_keepalive(None);
+        }
+        session
+    }
+
+    #[tokio::test]
+    async fn slow_client_settings_set_the_idle_time_but_never_revive_a_closing_connection() {
+        let settings = SlowClientSettings {
+            idle_timeout: Duration::from_secs(7),
+            ..SlowClientSettings::default()
+        };
+        let mut kept = session(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", Some(0)).await;
+        settings.apply(&mut kept);
+        assert_eq!(kept.get_keepalive(), Some(7));
+
+        let mut asked_to_close = session(
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+            Some(0),
+        )
+        .await;
+        settings.apply(&mut asked_to_close);
+        assert_eq!(asked_to_close.get_keepalive(), None);
+
+        // E.g. a stop under way: Pingora turned keep-alive off before the pipeline ran.
+        let mut stopping = session(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", None).await;
+        settings.apply(&mut stopping);
+        assert_eq!(stopping.get_keepalive(), None);
     }
 
     #[test]

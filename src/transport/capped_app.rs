@@ -7,9 +7,10 @@
 //! Keep-alive reuse is looped here, inside the slot, rather than handed back to the service.
 //!
 //! It also puts a deadline on request heads ([`HeadTimedStream`]) for HTTP/1 connections, and
-//! waits for each next request on a kept-alive HTTP/1 connection itself
-//! ([`keepalive`](super::keepalive)), so an idle connection holds no request state. HTTP/2
-//! connections are handed to Pingora whole.
+//! waits for the first byte of every HTTP/1 request itself, a connection's first request and
+//! each next one on a kept-alive connection ([`keepalive`](super::keepalive)): an idle
+//! connection holds no request state, and Pingora never waits on a head that has not begun,
+//! which it would drop when a stop begins. HTTP/2 connections are handed to Pingora whole.
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -25,7 +26,7 @@ use pingora::server::ShutdownWatch;
 
 use super::connection_limit::ConnectionLimiter;
 use super::head_deadline::{HeadDeadline, HeadTimedStream};
-use super::keepalive::{Idle, next_head_prefix, wait_for_next_request};
+use super::keepalive::{Idle, first_byte, next_head_prefix, wait_for_next_request};
 use super::memory_return::OpenConnection;
 use crate::telemetry::metrics::metrics;
 
@@ -131,9 +132,13 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for ConnectionCapped<A>
         None
     }
 
-    async fn cleanup(&self) {
-        self.inner.http_cleanup().await;
-    }
+    /// The listener has stopped accepting. Pingora's proxy would now drop every HTTP/1
+    /// connection whose next head it is still waiting for, including one accepted a moment
+    /// earlier whose request is on the way (a request lost in every upgrade or stop under
+    /// load). Here Pingora only ever waits for a head that has begun to arrive (the first byte
+    /// is awaited in [`Self::serve_http1`], which watches the stop itself), and the head
+    /// deadline bounds that wait, so the cleanup is not passed on.
+    async fn cleanup(&self) {}
 }
 
 impl<A: HttpServerApp + Send + Sync + 'static> ConnectionCapped<A> {
@@ -143,7 +148,13 @@ impl<A: HttpServerApp + Send + Sync + 'static> ConnectionCapped<A> {
     /// stream and the boxed request future: each session is built in [`Self::serve_request`]
     /// (a plain function), since a session held in this future's state, even moved out, would
     /// make every idle connection's future the size of a whole session.
-    async fn serve_http1(&self, stream: Stream, shutdown: &ShutdownWatch) {
+    async fn serve_http1(&self, mut stream: Stream, shutdown: &ShutdownWatch) {
+        // The first request's first byte is awaited here as well: the wrapped stream bounds the
+        // wait by the head deadline and, once a stop begins, by a short grace for a request
+        // already on its way. A connection that sends nothing never reaches Pingora.
+        let Some(byte) = first_byte(&mut stream).await else {
+            return;
+        };
         // What Pingora sets on a new connection; the app's phases may change both.
         let first = FirstRequest {
             keepalive: (!*shutdown.borrow()).then_some(self.idle_timeout.as_secs()),
@@ -151,6 +162,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> ConnectionCapped<A> {
                 .inner
                 .server_options()
                 .and_then(|o| o.keepalive_request_limit),
+            byte,
         };
         let mut reused = self
             .serve_request(stream, Next::First(first), shutdown)
@@ -184,6 +196,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> ConnectionCapped<A> {
             Next::First(first) => {
                 session.set_keepalive(first.keepalive);
                 session.set_keepalive_reuses_remaining(first.reuses);
+                session.set_pipelined_prefix(next_head_prefix(first.byte));
             }
             Next::Reused { persistent, byte } => {
                 if let Some(persistent) = persistent {
@@ -200,6 +213,8 @@ impl<A: HttpServerApp + Send + Sync + 'static> ConnectionCapped<A> {
 struct FirstRequest {
     keepalive: Option<u64>,
     reuses: Option<u32>,
+    /// The first byte of its head, read before Pingora took over.
+    byte: u8,
 }
 
 /// Which request of a kept-alive connection comes next.

@@ -23,8 +23,8 @@
 //!
 //! Given the server's shutdown watch ([`HeadTimedStream::closing_on`]), a fresh connection that
 //! has sent nothing yet reads as closed once a graceful stop begins (after a short grace), so it
-//! does not hold the stop back until its head deadline. Pingora's proxy does this for its own
-//! listeners; the gateway's own apps (metrics, admin) need it here. The watch ends with the
+//! does not hold the stop back until its head deadline, and one whose request is already on
+//! its way is still served (Pingora's proxy would drop it at once). The watch ends with the
 //! connection's first byte: every later wait for a request is the keep-alive wait's
 //! ([`wait_for_next_request`](super::keepalive::wait_for_next_request)), which watches the stop
 //! itself, so an idle kept-alive connection holds no watch of its own here.

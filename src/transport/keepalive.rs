@@ -67,6 +67,17 @@ pub async fn wait_for_next_request(
     }
 }
 
+/// The first byte of a fresh connection's first request; `None` when the connection closes or
+/// its read fails first. The stream's own rules bound the wait (for the proxy's HTTP/1
+/// connections, the head deadline and the stop grace of [`HeadTimedStream`](super::HeadTimedStream)).
+pub async fn first_byte(stream: &mut Stream) -> Option<u8> {
+    let mut byte = [0u8; 1];
+    match stream.read(&mut byte).await {
+        Ok(1) => Some(byte[0]),
+        _ => None,
+    }
+}
+
 /// Resolves at `deadline`, moving `timer` forward when it fires earlier.
 async fn idle_until(mut timer: Pin<&mut Sleep>, deadline: Instant) {
     loop {
