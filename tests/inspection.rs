@@ -796,6 +796,30 @@ async fn a_head_not_complete_within_the_deadline_is_closed() {
     assert_eq!(status_of(&raw), 200, "{raw}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_does_not_keep_the_connection_is_answered_and_closed() {
+    let (_gw, orders, p) = setup().await;
+    // HTTP/1.0 without keep-alive, and HTTP/1.1 with `Connection: close`: the gateway closes
+    // after the answer (the listener's keep-alive idle time is 15 s, far past the limit here).
+    for head in [
+        "GET /orders/old HTTP/1.0\r\nHost: localhost\r\n\r\n",
+        "GET /orders/close HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    ] {
+        let mut s = TcpStream::connect(Ports::addr(p.plain))
+            .await
+            .expect("connect");
+        s.write_all(head.as_bytes()).await.expect("write");
+        let raw = read_until_closed(&mut s, Duration::from_secs(3)).await;
+        let raw = String::from_utf8_lossy(&raw);
+        assert_eq!(status_of(&raw), 200, "{head}: {raw}");
+        assert!(
+            !raw.to_ascii_lowercase().contains("connection: keep-alive"),
+            "{head}: {raw}"
+        );
+    }
+    assert_eq!(orders.received_count(), 2);
+}
+
 /// One keep-alive GET on an open connection; returns the raw answer.
 async fn keep_alive_get(s: &mut TcpStream, path: &str) -> String {
     let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");

@@ -275,6 +275,10 @@ mod tests {
         settings.apply(&mut asked_to_close);
         assert_eq!(asked_to_close.get_keepalive(), None);
 
+        let mut http10 = session(b"GET / HTTP/1.0\r\nHost: a\r\n\r\n", Some(0)).await;
+        settings.apply(&mut http10);
+        assert_eq!(http10.get_keepalive(), None);
+
         // E.g. a stop under way: Pingora turned keep-alive off before the pipeline ran.
         let mut stopping = session(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", None).await;
         settings.apply(&mut stopping);
