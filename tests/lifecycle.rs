@@ -25,6 +25,18 @@ fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
+/// Whether the listener on `port` stops accepting within `limit` (looked at every 10 ms).
+async fn refuses_within(port: u16, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while listening(loopback(port)) {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    true
+}
+
 /// A proxy listener on `port` forwarding `/orders/` to `orders`, and a metrics listener.
 fn config(port: u16, metrics: u16, orders: SocketAddr, grace: &str) -> Config {
     Config::new()
@@ -117,15 +129,10 @@ async fn sigterm_stops_accepting_drains_in_flight_requests_then_exits() {
 
     gw.signal("TERM");
     // New connections are refused while the request is still being answered.
-    let mut refused = false;
-    for _ in 0..100 {
-        if !listening(loopback(port)) {
-            refused = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(refused, "the listener still accepts after SIGTERM");
+    assert!(
+        refuses_within(port, Duration::from_secs(1)).await,
+        "the listener still accepts after SIGTERM"
+    );
     assert!(
         gw.child.try_wait().unwrap().is_none(),
         "exited with a request in flight"
@@ -180,15 +187,10 @@ async fn a_stop_still_answers_requests_already_on_their_way() {
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     gw.signal("TERM");
-    let mut closed = false;
-    for _ in 0..200 {
-        if !listening(loopback(port)) {
-            closed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(closed, "the listener still accepts after SIGTERM");
+    assert!(
+        refuses_within(port, Duration::from_secs(2)).await,
+        "the listener still accepts after SIGTERM"
+    );
     // The stop has begun: the rest of one head, and a whole one within the fresh connection's
     // short grace.
     tokio::time::sleep(Duration::from_millis(50)).await;
