@@ -162,10 +162,9 @@ impl<A: HttpServerApp + Send + Sync + 'static> ConnectionCapped<A> {
                 .inner
                 .server_options()
                 .and_then(|o| o.keepalive_request_limit),
-            byte,
         };
         let mut reused = self
-            .serve_request(stream, Next::First(first), shutdown)
+            .serve_request(stream, Next::First(first), byte, shutdown)
             .await;
         // One idle timer for the connection's life, in this future (no allocation); registered
         // at the first wait, moved forward only when it fires early.
@@ -179,16 +178,18 @@ impl<A: HttpServerApp + Send + Sync + 'static> ConnectionCapped<A> {
                 return;
             };
             reused = self
-                .serve_request(stream, Next::Reused { persistent, byte }, shutdown)
+                .serve_request(stream, Next::Reused(persistent), byte, shutdown)
                 .await;
         }
     }
 
-    /// One request on `stream`: Pingora's request future, boxed, with its session in it.
+    /// One request on `stream`, whose head starts with `byte` (read by the wait for it):
+    /// Pingora's request future, boxed, with its session in it.
     fn serve_request<'a>(
         &'a self,
         stream: Stream,
         next: Next,
+        byte: u8,
         shutdown: &'a ShutdownWatch,
     ) -> Pin<Box<dyn Future<Output = Option<ReusedHttpStream>> + Send + 'a>> {
         let mut session = ServerSession::new_http1(stream);
@@ -196,15 +197,11 @@ impl<A: HttpServerApp + Send + Sync + 'static> ConnectionCapped<A> {
             Next::First(first) => {
                 session.set_keepalive(first.keepalive);
                 session.set_keepalive_reuses_remaining(first.reuses);
-                session.set_pipelined_prefix(next_head_prefix(first.byte));
             }
-            Next::Reused { persistent, byte } => {
-                if let Some(persistent) = persistent {
-                    persistent.apply_to_session(&mut session);
-                }
-                session.set_pipelined_prefix(next_head_prefix(byte));
-            }
+            Next::Reused(Some(persistent)) => persistent.apply_to_session(&mut session),
+            Next::Reused(None) => {}
         }
+        session.set_pipelined_prefix(next_head_prefix(byte));
         self.inner.process_new_http(session, shutdown)
     }
 }
@@ -213,18 +210,13 @@ impl<A: HttpServerApp + Send + Sync + 'static> ConnectionCapped<A> {
 struct FirstRequest {
     keepalive: Option<u64>,
     reuses: Option<u32>,
-    /// The first byte of its head, read before Pingora took over.
-    byte: u8,
 }
 
 /// Which request of a kept-alive connection comes next.
 enum Next {
     First(FirstRequest),
-    /// A later one: the settings the last request left, and the byte the idle wait read.
-    Reused {
-        persistent: Option<HttpPersistentSettings>,
-        byte: u8,
-    },
+    /// A later one, with the settings the last request left.
+    Reused(Option<HttpPersistentSettings>),
 }
 
 #[cfg(test)]

@@ -51,25 +51,21 @@ pub async fn wait_for_next_request(
     shutdown: &ShutdownWatch,
 ) -> Idle {
     let mut shutdown = shutdown.clone();
-    let mut byte = [0u8; 1];
     let deadline = Instant::now() + idle;
     tokio::select! {
         // A request already sent is served, even while stopping (as Pingora does).
         biased;
-        read = stream.read(&mut byte) => match read {
-            Ok(1) => Idle::Next(byte[0]),
-            // 0 bytes (closed, or read as closed by a stopping server) or an error.
-            _ => Idle::Close,
-        },
+        byte = first_byte(stream) => byte.map_or(Idle::Close, Idle::Next),
         () = idle_until(timer.as_mut(), deadline) => Idle::Close,
         // A dropped sender means the server is gone: close as well.
         _ = shutdown.wait_for(|stopping| *stopping) => Idle::Close,
     }
 }
 
-/// The first byte of a fresh connection's first request; `None` when the connection closes or
-/// its read fails first. The stream's own rules bound the wait (for the proxy's HTTP/1
-/// connections, the head deadline and the stop grace of [`HeadTimedStream`](super::HeadTimedStream)).
+/// The first byte of a request head; `None` when the connection closes (or reads as closed to
+/// a stopping server) or its read fails first. The stream's own rules bound the wait: for the
+/// proxy's HTTP/1 connections, the head deadline and, on a fresh connection, the stop grace of
+/// [`HeadTimedStream`](super::HeadTimedStream).
 pub async fn first_byte(stream: &mut Stream) -> Option<u8> {
     let mut byte = [0u8; 1];
     match stream.read(&mut byte).await {
