@@ -17,6 +17,10 @@
 #   cargo build --release --examples --bins
 # Usage: bash load-tests/pipeline.sh            (env: DURATION CONNS THREADS ROUNDS BASE_PORT,
 #        GATEWAY_BIN MINIMAL_BIN; PERF_PATH=gw-chain [PERF_OUT=file] adds a perf profile of a path)
+# PIN=1 runs every measured proxy on the last CPU and the upstream and wrk on the others, so the
+# scheduler moving them about is not part of the figure (needs 2 cores or more, and taskset).
+# The summary's ratio divides medians; "round ratios" gives the lowest and highest of the
+# rounds' own ratios (each round measures every path back to back), which shows the spread.
 #
 # MEASURE=instructions runs the three Pingora proxies under valgrind's callgrind instead and
 # reports user-space instructions per request (nginx is left out). Unlike CPU seconds, the count
@@ -51,6 +55,17 @@ for bin in "$GW" "$MINIMAL"; do
   [ -x "$bin" ] || { echo "missing $bin: cargo build --release --examples --bins" >&2; exit 1; }
 done
 
+# CPU sets for PIN=1: the proxies on the last CPU, everything else on the rest.
+ON_PROXY_CPU=()
+ON_LOAD_CPUS=()
+if [ "${PIN:-0}" = 1 ]; then
+  cpus=$(nproc)
+  [ "$cpus" -ge 2 ] || { echo "PIN=1 needs 2 cores or more" >&2; exit 1; }
+  command -v taskset >/dev/null || { echo "missing taskset: apt-get install util-linux" >&2; exit 1; }
+  ON_PROXY_CPU=(taskset -c "$((cpus - 1))")
+  ON_LOAD_CPUS=(taskset -c "0-$((cpus - 2))")
+fi
+
 work=$(mktemp -d)
 if [ "$MEASURE" = instructions ]; then
   WRAP=(valgrind -q --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/cg-%p.out")
@@ -68,7 +83,7 @@ trap cleanup EXIT
 "$GW" certs --out "$work" >/dev/null
 
 # --- upstream and nginx: two nginx instances, so the proxy's CPU is its own ---------------------
-nginx_conf() { # name, server block
+nginx_conf() { # name, server block (the upstream runs beside the load, the proxy with the proxies)
   cat > "$work/nginx-$1.conf" <<NGINX
 worker_processes 1;
 pid $work/nginx-$1.pid;
@@ -79,7 +94,11 @@ http {
   $2
 }
 NGINX
-  nginx -c "$work/nginx-$1.conf" -e "$work/nginx-$1-error.log"
+  if [ "$1" = upstream ]; then
+    "${ON_LOAD_CPUS[@]}" nginx -c "$work/nginx-$1.conf" -e "$work/nginx-$1-error.log"
+  else
+    "${ON_PROXY_CPU[@]}" nginx -c "$work/nginx-$1.conf" -e "$work/nginx-$1-error.log"
+  fi
 }
 # The upstream answers a 2-byte 200 from memory: it must never be what limits the proxies.
 nginx_conf upstream "server { listen 127.0.0.1:$UP_PORT; location / { return 200 \"ok\"; } }"
@@ -93,7 +112,7 @@ nginx_conf proxy "
   }"
 
 # --- minimal Pingora proxy ---------------------------------------------------------------------
-"${WRAP[@]}" "$MINIMAL" "127.0.0.1:$MIN_PORT" "127.0.0.1:$UP_PORT" "$work/gateway.crt" "$work/gateway.key" \
+"${ON_PROXY_CPU[@]}" "${WRAP[@]}" "$MINIMAL" "127.0.0.1:$MIN_PORT" "127.0.0.1:$UP_PORT" "$work/gateway.crt" "$work/gateway.key" \
   >"$work/minimal.out" 2>&1 &
 MIN_PID=$!; PIDS+=("$MIN_PID")
 
@@ -158,7 +177,7 @@ server: { threads: 1 }
 YAML
 for cfg in gw-bare gw-chain; do
   "$GW" validate --config "$work/$cfg.yaml" >/dev/null
-  "${WRAP[@]}" "$GW" run --config "$work/$cfg.yaml" >/dev/null 2>"$work/$cfg.err" &
+  "${ON_PROXY_CPU[@]}" "${WRAP[@]}" "$GW" run --config "$work/$cfg.yaml" >/dev/null 2>"$work/$cfg.err" &
   PIDS+=("$!")
   eval "${cfg//-/_}_PID=$!"
 done
@@ -218,9 +237,9 @@ measure() {
   fi
   before=$(cpu_ticks $pids)
   if [ "$path" = gw-chain ]; then
-    out=$(wrk -t"$THREADS" -c"$CONNS" -d"${duration}s" -H "Authorization: Bearer $TOKEN" "$url")
+    out=$("${ON_LOAD_CPUS[@]}" wrk -t"$THREADS" -c"$CONNS" -d"${duration}s" -H "Authorization: Bearer $TOKEN" "$url")
   else
-    out=$(wrk -t"$THREADS" -c"$CONNS" -d"${duration}s" "$url")
+    out=$("${ON_LOAD_CPUS[@]}" wrk -t"$THREADS" -c"$CONNS" -d"${duration}s" "$url")
   fi
   after=$(cpu_ticks $pids)
   read -r user system <<<"$(awk -v b="$before" -v a="$after" \
@@ -271,9 +290,9 @@ if [ "$MEASURE" = instructions ]; then
   PATHS=(minimal gw-bare gw-chain)
   UNIT="instructions"
 fi
-echo "# pipeline.sh: wrk -t$THREADS -c$CONNS -d${DURATION}s, $ROUNDS rounds, $(nproc) cores, $(date -u '+%F %H:%M UTC')"
+echo "# pipeline.sh: wrk -t$THREADS -c$CONNS -d${DURATION}s, $ROUNDS rounds, $(nproc) cores, $(date -u '+%F %H:%M UTC')${PIN:+, PIN=$PIN}"
 echo "# gateway $($GW --version 2>/dev/null || echo "$GW"), $(nginx -v 2>&1), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
-direct=$(wrk -t"$THREADS" -c"$CONNS" -d3s "http://127.0.0.1:$UP_PORT/" | awk '/Requests\/sec/ {print $2}')
+direct=$("${ON_LOAD_CPUS[@]}" wrk -t"$THREADS" -c"$CONNS" -d3s "http://127.0.0.1:$UP_PORT/" | awk '/Requests\/sec/ {print $2}')
 echo "# upstream alone (plain HTTP, 3 s): $direct req/s"
 for path in "${PATHS[@]}"; do measure "$path" 2 >/dev/null; done   # warm-up: pools, caches
 
@@ -311,11 +330,11 @@ echo
 echo "Median over $ROUNDS rounds (ratio = $UNIT per request divided by the minimal Pingora proxy's):"
 echo
 if [ "$MEASURE" = instructions ]; then
-  echo "| path | req/s | $UNIT/req | ratio to minimal |"
-  echo "|---|---|---|---|"
+  echo "| path | req/s | $UNIT/req | ratio to minimal | round ratios |"
+  echo "|---|---|---|---|---|"
 else
-  echo "| path | req/s | $UNIT/req | ratio to minimal | user µs/req | system µs/req |"
-  echo "|---|---|---|---|---|---|"
+  echo "| path | req/s | $UNIT/req | ratio to minimal | round ratios | user µs/req | system µs/req |"
+  echo "|---|---|---|---|---|---|---|"
 fi
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 min_cpu=$(awk '$2 == "minimal" { print $5 * 1e6 / $4 }' "$results" | median)
@@ -324,9 +343,15 @@ for path in "${PATHS[@]}"; do
   cpu=$(awk -v p="$path" '$2 == p { print $5 * 1e6 / $4 }' "$results" | median)
   user=$(awk -v p="$path" '$2 == p { print $6 * 1e6 / $4 }' "$results" | median)
   system=$(awk -v p="$path" '$2 == p { print $7 * 1e6 / $4 }' "$results" | median)
+  # Each round's own ratio: this path's figure over the minimal proxy's in the same round.
+  spread=$(awk -v p="$path" '
+    $2 == "minimal" { m[$1] = $5 / $4 }
+    $2 == p { v[$1] = $5 / $4 }
+    END { lo = ""; for (r in v) { x = v[r] / m[r]; if (lo == "" || x < lo) lo = x; if (hi == "" || x > hi) hi = x }
+          printf "%.2f-%.2fx", lo, hi }' "$results")
   awk -v p="$path" -v r="$rps" -v c="$cpu" -v m="$min_cpu" -v u="$user" -v s="$system" \
-    -v split_cols="$([ "$MEASURE" = instructions ] && echo 0 || echo 1)" \
-    'BEGIN { printf "| %s | %.0f | %.1f | %.2fx |", p, r, c, c / m
+    -v spread="$spread" -v split_cols="$([ "$MEASURE" = instructions ] && echo 0 || echo 1)" \
+    'BEGIN { printf "| %s | %.0f | %.1f | %.2fx | %s |", p, r, c, c / m, spread
              if (split_cols) printf " %.1f | %.1f |", u, s
              printf "\n" }'
 done
