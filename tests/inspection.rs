@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use common::{
     Config, Connections, Limits, Listener, Route, TestGateway, Upstream, free_port, raw_http,
-    status_of,
+    read_until_closed, status_of,
 };
 use tiktok_gateway::sandbox::orders::OrderService;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -729,20 +729,6 @@ fn closed_count(listener: &str, reason: &str) -> u64 {
         })
         .map(|m| m.get_counter().value() as u64)
         .sum()
-}
-
-/// Reads until the peer closes; panics if it is still open after `limit`.
-async fn read_until_closed(s: &mut TcpStream, limit: Duration) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 2048];
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return out,
-            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
-            Err(_) => panic!("connection still open after {limit:?}"),
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

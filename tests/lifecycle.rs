@@ -14,7 +14,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use common::binary::{Running, wait_listening};
-use common::{Config, Listener, Route, Server, TestGateway, Upstream, free_port};
+use common::{
+    Config, Listener, Route, Server, TestGateway, Upstream, free_port, read_until_closed,
+};
 use tiktok_gateway::sandbox::orders::{Behaviour, OrderService};
 
 fn listening(addr: SocketAddr) -> bool {
@@ -152,26 +154,9 @@ async fn sigterm_stops_accepting_drains_in_flight_requests_then_exits() {
     );
 }
 
-/// Reads a raw HTTP/1 answer until the gateway closes the connection.
-fn read_to_close(stream: &mut TcpStream) -> String {
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut out = Vec::new();
-    let mut buf = [0u8; 1024];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
-            Err(e) => panic!("no close within 10 s: {e}; read so far: {out:?}"),
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_still_answers_requests_already_on_their_way() {
+    use tokio::io::AsyncWriteExt;
     tiktok_gateway::transport::install_crypto_provider();
     let orders = OrderService::spawn(None).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -180,10 +165,15 @@ async fn a_stop_still_answers_requests_already_on_their_way() {
     wait_listening(&mut gw, loopback(port));
 
     // Two connections accepted before the stop: one has sent half a head, one nothing yet.
-    let mut half = TcpStream::connect(loopback(port)).unwrap();
-    half.write_all(b"GET /orders/half HTTP/1.1\r\nHost: localhost\r\n")
+    let mut half = tokio::net::TcpStream::connect(loopback(port))
+        .await
         .unwrap();
-    let mut fresh = TcpStream::connect(loopback(port)).unwrap();
+    half.write_all(b"GET /orders/half HTTP/1.1\r\nHost: localhost\r\n")
+        .await
+        .unwrap();
+    let mut fresh = tokio::net::TcpStream::connect(loopback(port))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     gw.signal("TERM");
@@ -194,13 +184,15 @@ async fn a_stop_still_answers_requests_already_on_their_way() {
     // The stop has begun: the rest of one head, and a whole one within the fresh connection's
     // short grace.
     tokio::time::sleep(Duration::from_millis(50)).await;
-    half.write_all(b"\r\n").unwrap();
+    half.write_all(b"\r\n").await.unwrap();
     fresh
         .write_all(b"GET /orders/fresh HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
         .unwrap();
 
     for (name, stream) in [("half", &mut half), ("fresh", &mut fresh)] {
-        let answer = read_to_close(stream);
+        let answer = read_until_closed(stream, Duration::from_secs(10)).await;
+        let answer = String::from_utf8_lossy(&answer);
         assert!(
             answer.starts_with("HTTP/1.1 200"),
             "the {name} request was dropped by the stop: {answer:?}\n{}",

@@ -515,3 +515,19 @@ async fn serve_recorded<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>
         }
     }
 }
+
+/// Reads until the peer closes (a read error counts as closed); panics if it is still open
+/// after `limit`.
+pub async fn read_until_closed(s: &mut tokio::net::TcpStream, limit: Duration) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 2048];
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return out,
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            Err(_) => panic!("connection still open after {limit:?}"),
+        }
+    }
+}
